@@ -1,0 +1,1 @@
+//! binfmt_misc registry I/O against a root directory (default /proc/sys/fs/binfmt_misc).

@@ -1,0 +1,1 @@
+//! Probing which arches the host runs natively.
