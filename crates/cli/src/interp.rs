@@ -1,0 +1,306 @@
+//! The interpreter file: finding its dispatch-table region, writing a table
+//! into a copy of the built interpreter, and reading an installed file's
+//! table back.
+//!
+//! The built `qemu-shim-interp` reserves [`dispatch::REGION_SIZE`] bytes in
+//! the section [`dispatch::SECTION`], starting with [`dispatch::MAGIC`]. The
+//! section is located through the section header table (goblin); the region
+//! is patched in place, so the interpreter's code and layout are untouched.
+
+use std::ops::Range;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use goblin::elf::section_header::SHT_NOBITS;
+use goblin::elf::Elf;
+use qemu_shim_registry::dispatch::{self, Convention, Entry, Table};
+
+use crate::error::{Error, Result};
+
+/// File name of the interpreter, both next to the CLI and once installed.
+pub const FILE_NAME: &str = "qemu-shim-interp";
+
+/// Hint for an interpreter binary that cannot be used.
+const BUILD_HINT: &str = "build it with `cargo build --release --workspace`, \
+     or pass the built qemu-shim-interp with --interpreter";
+
+/// The interpreter to install when none is named: `qemu-shim-interp` next to
+/// the running `qemu-shim` (so a `cargo build` tree works as is).
+pub fn default_source() -> Result<PathBuf> {
+    let exe = std::env::current_exe().map_err(|e| {
+        Error::io(
+            "cannot find the running executable",
+            Path::new("qemu-shim"),
+            &e,
+        )
+        .hint("pass the interpreter with --interpreter")
+    })?;
+    let dir = exe.parent().unwrap_or(Path::new("/"));
+    Ok(dir.join(FILE_NAME))
+}
+
+/// The byte range of the dispatch-table region in an interpreter image.
+pub fn region(image: &[u8]) -> Result<Range<usize>> {
+    let elf = Elf::parse(image)
+        .map_err(|e| Error::new(format!("not a readable ELF file ({e})")).hint(BUILD_HINT))?;
+    let sh = elf
+        .section_headers
+        .iter()
+        .find(|sh| elf.shdr_strtab.get_at(sh.sh_name) == Some(dispatch::SECTION))
+        .ok_or_else(|| {
+            Error::new(format!(
+                "no {} section: not a qemu-shim interpreter",
+                dispatch::SECTION
+            ))
+            .hint(BUILD_HINT)
+        })?;
+    if sh.sh_type == SHT_NOBITS {
+        return Err(Error::new(format!(
+            "its {} section holds no file bytes",
+            dispatch::SECTION
+        ))
+        .hint(BUILD_HINT));
+    }
+    let start = usize::try_from(sh.sh_offset).ok();
+    let size = usize::try_from(sh.sh_size).ok();
+    let range = match (start, size) {
+        (Some(s), Some(n)) => s.checked_add(n).map(|e| s..e),
+        _ => None,
+    };
+    let range = range.filter(|r| r.end <= image.len()).ok_or_else(|| {
+        Error::new(format!(
+            "its {} section lies outside the file",
+            dispatch::SECTION
+        ))
+    })?;
+    if range.len() < dispatch::REGION_SIZE {
+        return Err(Error::new(format!(
+            "its {} section is {} bytes, smaller than the {} this qemu-shim writes",
+            dispatch::SECTION,
+            range.len(),
+            dispatch::REGION_SIZE
+        ))
+        .hint(BUILD_HINT));
+    }
+    if !image[range.clone()].starts_with(&dispatch::MAGIC) {
+        return Err(Error::new(format!(
+            "its {} section does not start with the table magic",
+            dispatch::SECTION
+        ))
+        .hint(BUILD_HINT));
+    }
+    Ok(range.start..range.start + dispatch::REGION_SIZE)
+}
+
+/// What an interpreter file is configured with: table flags and, per arch,
+/// the emulator it starts.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Config {
+    /// `dispatch::FLAG_*` bits.
+    pub flags: u16,
+    /// Arch name and emulator path, in table order.
+    pub emulators: Vec<(String, PathBuf)>,
+}
+
+impl Config {
+    /// The emulator this interpreter starts for `arch`.
+    pub fn emulator(&self, arch: &str) -> Option<&Path> {
+        self.emulators
+            .iter()
+            .find(|(a, _)| a == arch)
+            .map(|(_, p)| p.as_path())
+    }
+}
+
+/// Writes `config` into the region of `image` (a copy of the built
+/// interpreter).
+pub fn configure(image: &mut [u8], config: &Config) -> Result<()> {
+    let range = region(image)?;
+    let entries: Vec<Entry<'_>> = config
+        .emulators
+        .iter()
+        .map(|(arch, path)| Entry {
+            arch,
+            convention: Convention::ExecByPath,
+            path: path.as_os_str().as_bytes(),
+        })
+        .collect();
+    dispatch::encode(&entries, config.flags, &mut image[range])
+        .map_err(|e| Error::new(format!("cannot write the dispatch table: {e}")))?;
+    Ok(())
+}
+
+/// Reads the table of an interpreter image.
+pub fn read_config(image: &[u8]) -> Result<Config> {
+    let range = region(image)?;
+    let table = Table::parse(&image[range]).map_err(|e| Error::new(e.to_string()))?;
+    Ok(Config {
+        flags: table.flags(),
+        emulators: table
+            .iter()
+            .map(|e| {
+                (
+                    e.arch.to_string(),
+                    PathBuf::from(std::ffi::OsStr::from_bytes(e.path)),
+                )
+            })
+            .collect(),
+    })
+}
+
+/// Reads the table of the interpreter file at `path`.
+pub fn read_config_file(path: &Path) -> Result<Config> {
+    let image = std::fs::read(path).map_err(|e| Error::io("cannot read", path, &e))?;
+    read_config(&image).map_err(|e| e.context(path.display()))
+}
+
+/// Whether the interpreter must assume the `P` argv layout without the
+/// kernel's `AT_FLAGS` bit, which Linux sets only from 5.12 on.
+///
+/// A release that cannot be parsed also answers yes: every entry qemu-shim
+/// registers has `P`, so the kernel hands over the `P` layout whatever
+/// `AT_FLAGS` says, and assuming it is never wrong for our entries.
+pub fn needs_assume_p(release: &str) -> bool {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next().and_then(|s| s.parse::<u32>().ok());
+    let minor = parts.next().and_then(|s| s.parse::<u32>().ok());
+    match (major, minor) {
+        (Some(major), Some(minor)) => (major, minor) < (5, 12),
+        _ => true,
+    }
+}
+
+/// The table flags for the running kernel.
+pub fn flags_for_running_kernel() -> u16 {
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if needs_assume_p(&release) {
+        dispatch::FLAG_ASSUME_P
+    } else {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::elf_with_section;
+    use goblin::elf::section_header::SHT_PROGBITS;
+
+    fn empty_region(size: usize) -> Vec<u8> {
+        let mut r = vec![0u8; size];
+        r[..16].copy_from_slice(&dispatch::EMPTY_REGION_HEADER);
+        r
+    }
+
+    fn config() -> Config {
+        Config {
+            flags: dispatch::FLAG_ASSUME_P,
+            emulators: vec![
+                (
+                    "aarch64".into(),
+                    PathBuf::from("/usr/bin/qemu-aarch64-static"),
+                ),
+                ("s390x".into(), PathBuf::from("/opt/q/qemu-s390x")),
+            ],
+        }
+    }
+
+    #[test]
+    fn configure_then_read_back_round_trips() {
+        let mut image = elf_with_section(
+            dispatch::SECTION,
+            &empty_region(dispatch::REGION_SIZE),
+            SHT_PROGBITS,
+        );
+        let before = image.clone();
+        assert_eq!(read_config(&image).unwrap(), Config::default());
+        configure(&mut image, &config()).unwrap();
+        assert_eq!(read_config(&image).unwrap(), config());
+        let r = region(&image).unwrap();
+        // Only the region changed.
+        assert_eq!(image.len(), before.len());
+        assert_eq!(image[..r.start], before[..r.start]);
+        assert_eq!(image[r.end..], before[r.end..]);
+        assert_eq!(
+            config().emulator("s390x"),
+            Some(Path::new("/opt/q/qemu-s390x"))
+        );
+    }
+
+    #[test]
+    fn larger_section_is_patched_in_its_first_region_size_bytes() {
+        let mut image = elf_with_section(
+            dispatch::SECTION,
+            &empty_region(dispatch::REGION_SIZE + 100),
+            SHT_PROGBITS,
+        );
+        let r = region(&image).unwrap();
+        assert_eq!(r.len(), dispatch::REGION_SIZE);
+        configure(&mut image, &config()).unwrap();
+        assert_eq!(read_config(&image).unwrap(), config());
+    }
+
+    #[test]
+    fn missing_section_is_refused_with_a_build_hint() {
+        let image = elf_with_section(".data", &empty_region(dispatch::REGION_SIZE), SHT_PROGBITS);
+        let e = region(&image).unwrap_err();
+        assert!(e.message().contains("no .qemu_shim_table section"), "{e}");
+        assert!(e.hint_text().unwrap().contains("cargo build"), "{e}");
+    }
+
+    #[test]
+    fn small_section_is_refused() {
+        let image = elf_with_section(
+            dispatch::SECTION,
+            &empty_region(dispatch::REGION_SIZE - 1),
+            SHT_PROGBITS,
+        );
+        let e = region(&image).unwrap_err();
+        assert!(e.message().contains("smaller than"), "{e}");
+    }
+
+    #[test]
+    fn section_without_magic_is_refused() {
+        let image = elf_with_section(
+            dispatch::SECTION,
+            &vec![0u8; dispatch::REGION_SIZE],
+            SHT_PROGBITS,
+        );
+        let e = region(&image).unwrap_err();
+        assert!(e.message().contains("magic"), "{e}");
+    }
+
+    #[test]
+    fn nobits_section_is_refused() {
+        let image = elf_with_section(
+            dispatch::SECTION,
+            &empty_region(dispatch::REGION_SIZE),
+            SHT_NOBITS,
+        );
+        assert!(region(&image).is_err());
+    }
+
+    #[test]
+    fn not_elf_is_refused_not_a_panic() {
+        for image in [
+            &b""[..],
+            b"#!/bin/sh\necho placeholder\n",
+            b"\x7fELF\x02\x01",
+        ] {
+            assert!(region(image).is_err());
+        }
+    }
+
+    #[test]
+    fn kernels_before_5_12_need_assume_p() {
+        assert!(needs_assume_p("5.11.22-generic"));
+        assert!(needs_assume_p("4.19.0-27-amd64"));
+        assert!(!needs_assume_p("5.12.0"));
+        assert!(!needs_assume_p("6.18.0-1-amd64"));
+        assert!(!needs_assume_p("10.0"));
+        assert!(needs_assume_p("garbage"));
+        assert!(needs_assume_p(""));
+    }
+}

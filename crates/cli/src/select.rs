@@ -1,0 +1,116 @@
+//! Turning the arch names on the command line into rows of the arch table.
+//!
+//! Users write qemu's names (`aarch64`) or docker/OCI platform names
+//! (`linux/arm64`); both resolve through [`arch::lookup`]. The same arch
+//! named twice counts once. The result keeps the table's order, so output
+//! and the interpreter's table do not depend on how the user spelled things.
+
+use qemu_shim_registry::arch::{self, Arch, ARCHES};
+
+use crate::error::{Error, Result};
+
+/// The rows named by `names`, in table order, without duplicates.
+pub fn resolve(names: &[String]) -> Result<Vec<&'static Arch>> {
+    let mut chosen: Vec<&'static Arch> = Vec::new();
+    for name in names {
+        let a = arch::lookup(name).ok_or_else(|| unknown(name))?;
+        if !chosen.iter().any(|c| std::ptr::eq(*c, a)) {
+            chosen.push(a);
+        }
+    }
+    Ok(in_table_order(chosen))
+}
+
+/// The rows named by `names`, refusing any the host runs natively: an entry
+/// for the host's own arch would match the interpreter itself and every
+/// native program, and each exec would loop until ELOOP.
+pub fn resolve_foreign(names: &[String], native: &[&'static Arch]) -> Result<Vec<&'static Arch>> {
+    let chosen = resolve(names)?;
+    if let Some(a) = chosen.iter().find(|a| is_in(a, native)) {
+        return Err(Error::new(format!(
+            "{} is native on this machine: the CPU runs it without an emulator",
+            a.name
+        ))
+        .hint(format!(
+            "registering it would make every native program loop; foreign arches here: {}",
+            names_of(&foreign(native))
+        )));
+    }
+    Ok(chosen)
+}
+
+/// Every row the host does not run natively, in table order.
+pub fn foreign(native: &[&'static Arch]) -> Vec<&'static Arch> {
+    ARCHES.iter().filter(|a| !is_in(a, native)).collect()
+}
+
+/// Whether `a` is one of `set` (rows are compared by identity: each lives
+/// once in the static table).
+pub fn is_in(a: &Arch, set: &[&'static Arch]) -> bool {
+    set.iter().any(|s| std::ptr::eq(*s, a))
+}
+
+/// Comma-separated names of `arches`.
+pub fn names_of(arches: &[&'static Arch]) -> String {
+    let names: Vec<&str> = arches.iter().map(|a| a.name).collect();
+    names.join(", ")
+}
+
+fn in_table_order(mut v: Vec<&'static Arch>) -> Vec<&'static Arch> {
+    v.sort_by_key(|a| ARCHES.iter().position(|r| std::ptr::eq(r, *a)));
+    v
+}
+
+fn unknown(name: &str) -> Error {
+    let all: Vec<&'static Arch> = ARCHES.iter().collect();
+    Error::new(format!("unknown arch '{name}'")).hint(format!(
+        "known arches: {} (or a platform name such as linux/arm64)",
+        names_of(&all)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn qemu_and_platform_names_resolve_to_the_same_row_once() {
+        let got = resolve(&s(&["aarch64", "linux/arm64", "linux/arm64/v8"])).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].name, "aarch64");
+    }
+
+    #[test]
+    fn result_is_in_table_order() {
+        let names: Vec<String> = ARCHES.iter().rev().map(|a| a.name.to_string()).collect();
+        let got = resolve(&names).unwrap();
+        let want: Vec<&str> = ARCHES.iter().map(|a| a.name).collect();
+        assert_eq!(got.iter().map(|a| a.name).collect::<Vec<_>>(), want);
+    }
+
+    #[test]
+    fn unknown_name_is_an_error_naming_it() {
+        let e = resolve(&s(&["aarch64", "vax"])).unwrap_err();
+        assert!(e.message().contains("unknown arch 'vax'"), "{e}");
+        assert!(e.hint_text().unwrap().contains("aarch64"), "{e}");
+    }
+
+    #[test]
+    fn native_arch_is_refused() {
+        let a = arch::by_name("aarch64").unwrap();
+        let e = resolve_foreign(&s(&["linux/arm64"]), &[a]).unwrap_err();
+        assert!(e.message().contains("aarch64 is native"), "{e}");
+        assert!(resolve_foreign(&s(&["aarch64"]), &[]).is_ok());
+    }
+
+    #[test]
+    fn foreign_excludes_native_rows() {
+        let a = arch::by_name("aarch64").unwrap();
+        assert!(!foreign(&[a]).iter().any(|r| r.name == "aarch64"));
+        assert_eq!(foreign(&[]).len(), ARCHES.len());
+    }
+}
