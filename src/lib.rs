@@ -1,2 +1,237 @@
 //! Support for qemu-shim's end-to-end tests and benchmarks: where the built
-//! binaries and the fetched fixtures are.
+//! release binaries and the fetched fixtures are, scratch directories, and
+//! running shell scripts inside a private binfmt_misc instance so the host's
+//! table is never touched.
+//!
+//! Everything here panics with a message that says what to run: a test whose
+//! binaries or fixtures are missing fails, it does not skip.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::SystemTime;
+
+/// The script that fetches third-party fixtures into the cache.
+pub const FETCH_SCRIPT: &str = "scripts/fetch-fixtures";
+
+/// The repository's root (the suite package's manifest directory).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Cargo's target directory.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { repo_root().join(p) })
+        .unwrap_or_else(|| repo_root().join("target"))
+}
+
+/// The fixture cache: `$QEMU_SHIM_FIXTURES`, else `target/fixtures`.
+pub fn fixtures_dir() -> PathBuf {
+    std::env::var_os("QEMU_SHIM_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("fixtures"))
+}
+
+/// A fetched fixture, by path relative to the cache. Panics, naming the
+/// fetch script, when it is missing.
+pub fn fixture(rel: &str) -> PathBuf {
+    let p = fixtures_dir().join(rel);
+    assert!(
+        p.exists(),
+        "fixture {} is missing: run `{FETCH_SCRIPT}` first (it downloads Debian's qemu-user-static \
+         and busybox-static into {})",
+        p.display(),
+        fixtures_dir().display()
+    );
+    p
+}
+
+/// Directory of the fetched `qemu-*-static` emulators.
+pub fn emulator_dir() -> PathBuf {
+    let d = fixtures_dir().join("qemu");
+    fixture("qemu/qemu-aarch64-static");
+    d
+}
+
+/// Debian busybox-static for Debian arch `debian_arch` (arm64, armhf, …).
+pub fn busybox(debian_arch: &str) -> PathBuf {
+    fixture(&format!("busybox/{debian_arch}/busybox"))
+}
+
+/// The Debian arches with a busybox fixture, the arch-table row each must
+/// match, and what `uname -m` prints under qemu 7.2.
+pub const BUSYBOXES: &[(&str, &str, &str)] = &[
+    ("arm64", "aarch64", "aarch64"),
+    ("armel", "arm", "armv7l"),
+    ("armhf", "arm", "armv7l"),
+    ("mips64el", "mips64el", "mips64"),
+    ("mipsel", "mipsel", "mips"),
+    ("ppc64el", "ppc64le", "ppc64le"),
+    ("s390x", "s390x", "s390x"),
+    ("i386", "i386", "x86_64"),
+];
+
+/// Newest modification time of the sources a release binary is built from.
+fn newest_source() -> SystemTime {
+    fn walk(dir: &Path, newest: &mut SystemTime) {
+        let Ok(rd) = fs::read_dir(dir) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, newest);
+            } else if p.extension() == Some(OsStr::new("rs"))
+                || p.file_name() == Some(OsStr::new("Cargo.toml"))
+            {
+                if let Ok(m) = e.metadata().and_then(|m| m.modified()) {
+                    *newest = (*newest).max(m);
+                }
+            }
+        }
+    }
+    let mut newest = SystemTime::UNIX_EPOCH;
+    walk(&repo_root().join("crates"), &mut newest);
+    newest
+}
+
+/// A release binary of the workspace (`qemu-shim`, `qemu-shim-interp`).
+/// The tests run the release interpreter, the one users install. Panics if
+/// it is missing or older than the sources.
+pub fn release_bin(name: &str) -> PathBuf {
+    let p = target_dir().join("release").join(name);
+    let hint = "run `cargo build --release --workspace` first (scripts/test does)";
+    let built = fs::metadata(&p)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| panic!("{} is missing: {hint}", p.display()));
+    assert!(
+        built >= newest_source(),
+        "{} is older than the sources: {hint}",
+        p.display()
+    );
+    p
+}
+
+/// The release `qemu-shim` CLI.
+pub fn cli() -> PathBuf {
+    release_bin("qemu-shim")
+}
+
+/// The release interpreter, as built (unconfigured).
+pub fn interp() -> PathBuf {
+    release_bin("qemu-shim-interp")
+}
+
+/// A fresh scratch directory, removed on drop. World-readable so tests that
+/// drop to an unprivileged uid can reach it.
+pub struct Scratch {
+    path: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "qemu-shim-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).expect("create scratch dir");
+        set_mode(&path, 0o755);
+        Scratch { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.path.join(rel)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Sets a file's permission bits.
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// Who runs a sandboxed script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum As {
+    /// Root (of the namespace, mapped to the caller: root in CI).
+    Root,
+    /// Host uid/gid 65534 (nobody), no groups, no capabilities on the host:
+    /// permissions mean something. Root inside its own user namespace, so
+    /// it can still mount its private binfmt_misc.
+    Nobody,
+}
+
+/// Runs `script` with `sh -eu` in a new user and mount namespace with a
+/// private, empty binfmt_misc instance mounted at /proc/sys/fs/binfmt_misc
+/// (kernel >= 6.7). The host's table is never touched. `env` is added to
+/// the environment; `$CLI`, `$INTERP`, `$EMUS` and `$FIX` name the release
+/// CLI, the release interpreter, the emulator directory and the fixture
+/// cache.
+pub fn sandbox(who: As, script: &str, env: &[(&str, &OsStr)]) -> Output {
+    let prologue = "mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc\n";
+    let mut cmd = match who {
+        As::Root => Command::new("unshare"),
+        As::Nobody => {
+            let mut c = Command::new("setpriv");
+            c.args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+                "--",
+                "unshare",
+            ]);
+            c
+        }
+    };
+    cmd.args(["--user", "--map-root-user", "--mount", "--", "sh", "-euc"])
+        .arg(format!("{prologue}{script}"))
+        .arg("sandbox")
+        .env("CLI", cli())
+        .env("INTERP", interp())
+        .env("EMUS", emulator_dir())
+        .env("FIX", fixtures_dir())
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("spawn unshare (util-linux)")
+}
+
+/// Output's stdout as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Output's stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts the script succeeded, showing both streams if not.
+#[track_caller]
+pub fn assert_ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "script failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
+}

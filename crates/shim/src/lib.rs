@@ -1,5 +1,402 @@
-//! qemu-shim-interp's logic.
+//! qemu-shim-interp: the binfmt_misc interpreter qemu-shim registers for
+//! every foreign ELF arch.
+//!
+//! For each exec the kernel starts this program with the target's path in
+//! argv (and, with P, the original argv0 after it). [`run`] reads the
+//! target's header, validates and classifies it with the registry's arch
+//! table (the same rows the CLI registered), and replaces itself with the
+//! emulator for that arch:
+//!
+//! ```text
+//! kernel, no P:  [interp, /path/prog, arg1, …]
+//! kernel, P:     [interp, /path/prog, argv0, arg1, …]
+//! emulator:      [qemu-ARCH, -0, argv0, --, /path/prog, arg1, …]   (environment untouched)
+//! ```
+//!
+//! It only ever returns a [`Failure`]: one line for stderr and the exit code
+//! (127 when the emulator is not found, 126 for anything else). Everything
+//! up to the `execve` may fail; nothing after it runs.
 #![no_std]
 #![deny(unsafe_code)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+// A failure is a few hundred bytes of borrowed pieces, returned by value:
+// there is no allocator to box it, and it is built only on the way out.
+#![allow(clippy::result_large_err)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::indexing_slicing))]
 
+pub mod msg;
 pub mod sys;
+pub mod table;
+
+use core::ffi::CStr;
+
+use qemu_shim_registry::arch::{self, Arch};
+use qemu_shim_registry::dispatch::{Convention, Table, FLAG_ASSUME_P};
+use qemu_shim_registry::elf::{Header, MAX_PHDR_BYTES};
+
+pub use msg::{Failure, Part};
+use sys::{Aux, CStrArray, Errno, Fd, Process};
+
+/// Exit code when the program cannot be run (the shell's "not executable").
+pub const EXIT_CANNOT_RUN: i32 = 126;
+/// Exit code when the emulator is not found (the shell's "not found").
+pub const EXIT_NOT_FOUND: i32 = 127;
+
+/// Bytes read from the start of the target: the ELF header and, for nearly
+/// every program, its program header table. One page costs the same read as
+/// 64 bytes.
+pub const HEAD_BYTES: usize = 4096;
+
+/// AT_FLAGS bit the kernel (>= 5.12) sets when the entry has the P flag.
+const AT_FLAGS_PRESERVE_ARGV0: usize = 1;
+
+/// How the kernel's argv reads for this exec.
+#[derive(Debug, Clone, Copy)]
+pub struct Invocation<'a> {
+    /// The target as the kernel named it (path of the binary).
+    pub program: &'a CStr,
+    /// The argv0 the program should see.
+    pub argv0: &'a CStr,
+    /// Index in argv of the program's first argument after argv0.
+    pub rest: usize,
+}
+
+/// Reads the kernel's argv. `preserve_argv0` says whether it has the P
+/// layout (original argv0 after the path).
+pub fn invocation<'a>(
+    argv: &CStrArray<'a>,
+    preserve_argv0: bool,
+) -> Result<Invocation<'a>, Failure<'a>> {
+    let Some(program) = argv.get(1) else {
+        return Err(Failure::new(EXIT_CANNOT_RUN, None)
+            .text("usage: qemu-shim-interp PROGRAM [ARGUMENTS...]")
+            .hint("normally the kernel starts it for foreign programs; see `qemu-shim --help`"));
+    };
+    if preserve_argv0 {
+        // With P the kernel always passes argv0; a program started with an
+        // empty argv (argc == 0) gets "" from kernels >= 5.18, and nothing
+        // from older ones: give it "" as well.
+        Ok(Invocation {
+            program,
+            argv0: argv.get(2).unwrap_or(c""),
+            rest: 3,
+        })
+    } else {
+        // Without P the kernel dropped argv0; direct registration would
+        // show the path, so do the same.
+        Ok(Invocation {
+            program,
+            argv0: program,
+            rest: 2,
+        })
+    }
+}
+
+/// Where the target's bytes come from: the kernel's descriptor (flags O or
+/// C) or the path.
+enum Source {
+    KernelFd(Fd),
+    Opened(Fd),
+}
+
+impl Source {
+    fn fd(&self) -> Fd {
+        match *self {
+            Source::KernelFd(fd) | Source::Opened(fd) => fd,
+        }
+    }
+}
+
+/// The target's first bytes, checked.
+pub struct Target {
+    pub head: [u8; HEAD_BYTES],
+    pub len: usize,
+    pub arch: &'static Arch,
+}
+
+/// Reads, validates and classifies the target's header from `fd`.
+pub fn inspect(fd: Fd, program: &CStr) -> Result<Target, Failure<'_>> {
+    let fail = |e: Errno, what: &'static str| {
+        Failure::new(EXIT_CANNOT_RUN, Some(program))
+            .text(what)
+            .errno(e)
+    };
+    let info = sys::fstat(fd).map_err(|e| fail(e, "cannot stat"))?;
+    if info.mode & sys::S_IFMT != sys::S_IFREG {
+        return Err(Failure::new(EXIT_CANNOT_RUN, Some(program)).text("not a regular file"));
+    }
+    let mut head = [0u8; HEAD_BYTES];
+    let len = sys::pread_full(fd, &mut head, 0).map_err(|e| fail(e, "cannot read"))?;
+    let bytes = head.get(..len).unwrap_or(&[]);
+    let elf_fail = |e: qemu_shim_registry::elf::ElfError| {
+        Failure::new(EXIT_CANNOT_RUN, Some(program)).text(e.as_str())
+    };
+    let header = Header::parse(bytes).map_err(elf_fail)?;
+    let Some(arch) = arch::classify(bytes) else {
+        return Err(Failure::new(EXIT_CANNOT_RUN, Some(program))
+            .text("unknown machine: ELF e_machine ")
+            .num(u64::from(header.machine))
+            .hint("`qemu-shim which PROGRAM` tells what the kernel matched"));
+    };
+    let (off, plen) = header.phdr_range();
+    let in_head = usize::try_from(off)
+        .ok()
+        .and_then(|o| Some(o..o.checked_add(plen)?))
+        .and_then(|r| bytes.get(r));
+    match in_head {
+        Some(phdrs) => header.check_segments(phdrs, info.size).map_err(elf_fail)?,
+        None => {
+            let mut more = [0u8; MAX_PHDR_BYTES];
+            let want = more.get_mut(..plen).unwrap_or(&mut []);
+            let got = sys::pread_full(fd, want, off).map_err(|e| fail(e, "cannot read"))?;
+            header
+                .check_segments(want.get(..got).unwrap_or(&[]), info.size)
+                .map_err(elf_fail)?;
+        }
+    }
+    Ok(Target { head, len, arch })
+}
+
+/// Everything the interpreter does for one exec. Returns only on failure.
+pub fn run<'a>(p: &Process<'a>) -> Failure<'a> {
+    match try_run(&p.argv, &p.envp, p.aux) {
+        Ok(never) => match never {},
+        Err(f) => f,
+    }
+}
+
+enum Never {}
+
+fn try_run<'a>(argv: &CStrArray<'a>, envp: &CStrArray<'a>, aux: Aux) -> Result<Never, Failure<'a>> {
+    let table = table::get().map_err(|e| {
+        Failure::new(EXIT_CANNOT_RUN, None)
+            .text("damaged interpreter file: ")
+            .text(e.as_str())
+            .hint("run `qemu-shim install` again")
+    })?;
+    let p_layout = aux.flags & AT_FLAGS_PRESERVE_ARGV0 != 0 || table.flags() & FLAG_ASSUME_P != 0;
+    let inv = invocation(argv, p_layout)?;
+
+    let source = match aux.execfd {
+        Some(fd) => Source::KernelFd(fd),
+        None => match sys::open_read(inv.program) {
+            Ok(fd) => Source::Opened(fd),
+            Err(e) => {
+                return Err(Failure::new(EXIT_CANNOT_RUN, Some(inv.program))
+                    .text("cannot open")
+                    .errno(e))
+            }
+        },
+    };
+    let target = inspect(source.fd(), inv.program);
+    // The emulator is started by path and re-opens the program itself: the
+    // descriptor must not leak into it (or the program).
+    sys::close(source.fd());
+    let target = target?;
+
+    if aux.secure {
+        // The kernel changed credentials for this exec (a setuid or setgid
+        // program under the C flag). An emulator started by path would
+        // re-open the program by path, which the user can swap after the
+        // kernel chose the credentials, and would honour the user's QEMU_*
+        // variables as root.
+        return Err(Failure::new(EXIT_CANNOT_RUN, Some(inv.program))
+            .text("setuid/setgid program: refusing to run its emulator by path")
+            .hint("register without the C flag (`qemu-shim install`)"));
+    }
+    exec_emulator(&table, target.arch, &inv, argv, envp)
+}
+
+/// Longest emulator path the interpreter execs.
+const PATH_BUF: usize = 4096;
+
+/// Where the unconfigured interpreter looks: Debian's qemu-user-static,
+/// then qemu-user.
+const DEFAULT_DIR: &str = "/usr/bin/";
+const DEFAULT_SUFFIXES: [&str; 2] = ["-static", ""];
+
+fn exec_emulator<'a>(
+    table: &Table<'static>,
+    arch: &'static Arch,
+    inv: &Invocation<'a>,
+    argv: &CStrArray<'a>,
+    envp: &CStrArray<'a>,
+) -> Result<Never, Failure<'a>> {
+    let not_found = |path: [Part<'a>; 3]| {
+        path.into_iter()
+            .fold(
+                Failure::new(EXIT_NOT_FOUND, Some(inv.program))
+                    .text("no emulator for ")
+                    .text(arch.name)
+                    .text(": "),
+                Failure::part,
+            )
+            .text(" not found")
+    };
+    let mut buf = [0u8; PATH_BUF];
+    if table.is_empty() {
+        // An unconfigured interpreter (run by hand from the build tree).
+        for suffix in DEFAULT_SUFFIXES {
+            let shown = [
+                Part::Text(DEFAULT_DIR),
+                Part::Text(arch.emulator),
+                Part::Text(suffix),
+            ];
+            let mut line = msg::Line::new();
+            line.push(DEFAULT_DIR.as_bytes());
+            line.push(arch.emulator.as_bytes());
+            line.push(suffix.as_bytes());
+            let Some(path) = c_path(&mut buf, line.as_bytes()) else {
+                continue;
+            };
+            let err = try_exec(path, inv, argv, envp)?;
+            if err != Errno::ENOENT {
+                return Err(exec_failure(err, shown, arch, inv));
+            }
+        }
+        let first = [
+            Part::Text(DEFAULT_DIR),
+            Part::Text(arch.emulator),
+            Part::Text("-static"),
+        ];
+        return Err(not_found(first)
+            .hint("install qemu-user-static, or configure with `qemu-shim install`"));
+    }
+    let Some(entry) = table.find(arch.name) else {
+        return Err(Failure::new(EXIT_NOT_FOUND, Some(inv.program))
+            .text("no emulator for ")
+            .text(arch.name)
+            .text(": not installed")
+            .hint("`qemu-shim install` adds it"));
+    };
+    let shown = [Part::Bytes(entry.path), Part::Text(""), Part::Text("")];
+    match entry.convention {
+        Convention::ExecByPath => {
+            let Some(path) = c_path(&mut buf, entry.path) else {
+                return Err(not_found(shown));
+            };
+            let err = try_exec(path, inv, argv, envp)?;
+            if err == Errno::ENOENT {
+                return Err(not_found(shown).hint(
+                    "the emulator must exist at that path in this mount namespace; reinstall with `qemu-shim install`",
+                ));
+            }
+            Err(exec_failure(err, shown, arch, inv))
+        }
+        #[allow(unreachable_patterns)]
+        _ => Err(Failure::new(EXIT_CANNOT_RUN, Some(inv.program))
+            .text("emulator convention not supported by this interpreter")
+            .hint("run `qemu-shim install` again")),
+    }
+}
+
+/// Copies `path` plus a NUL into `buf` and views it as a C string.
+fn c_path<'b>(buf: &'b mut [u8], path: &[u8]) -> Option<&'b CStr> {
+    let dst = buf.get_mut(..path.len().checked_add(1)?)?;
+    let (last, body) = dst.split_last_mut()?;
+    body.copy_from_slice(path);
+    *last = 0;
+    CStr::from_bytes_with_nul(dst).ok()
+}
+
+/// Builds the emulator's argv and execs it. Returns the exec's error
+/// (ENOENT is left to the caller, which may try another path); fails only
+/// when the argv cannot be built.
+fn try_exec<'a>(
+    path: &CStr,
+    inv: &Invocation<'a>,
+    argv: &CStrArray<'a>,
+    envp: &CStrArray<'a>,
+) -> Result<Errno, Failure<'a>> {
+    let rest = argv.len().saturating_sub(inv.rest);
+    let lead: [&CStr; 5] = [path, c"-0", inv.argv0, c"--", inv.program];
+    let slots = sys::map_slots(lead.len() + rest + 1).map_err(|e| {
+        Failure::new(EXIT_CANNOT_RUN, Some(inv.program))
+            .text("cannot build the emulator's arguments")
+            .errno(e)
+    })?;
+    let args = lead.iter().copied().chain(argv.iter_from(inv.rest));
+    for (slot, s) in slots.iter_mut().zip(args) {
+        *slot = s.as_ptr().cast();
+    }
+    // The last slot stays null: the mapping is zero-filled.
+    Ok(sys::execve(path, slots, envp))
+}
+
+fn exec_failure<'a>(
+    err: Errno,
+    path: [Part<'a>; 3],
+    arch: &'static Arch,
+    inv: &Invocation<'a>,
+) -> Failure<'a> {
+    let f = Failure::new(EXIT_CANNOT_RUN, Some(inv.program));
+    let with_path = |f: Failure<'a>| path.into_iter().fold(f, Failure::part).errno(err);
+    match err {
+        Errno::E2BIG => f
+            .text("argument list too long for the emulator")
+            .hint("qemu-shim adds 4 arguments and the emulator path"),
+        Errno::EACCES => with_path(
+            f.text("emulator for ")
+                .text(arch.name)
+                .text(" not executable: "),
+        ),
+        _ => with_path(
+            f.text("cannot execute emulator for ")
+                .text(arch.name)
+                .text(": "),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sys::test_support::Owned;
+
+    #[test]
+    fn without_p_argv0_is_the_path_and_args_follow_it() {
+        let o = Owned::new(&[c"/interp", c"./prog", c"a", c""]);
+        let inv = invocation(&o.array(), false).unwrap();
+        assert_eq!(inv.program, c"./prog");
+        assert_eq!(inv.argv0, c"./prog");
+        assert_eq!(inv.rest, 2);
+    }
+
+    #[test]
+    fn with_p_argv0_comes_after_the_path() {
+        let o = Owned::new(&[c"/interp", c"/bin/busybox", c"uname", c"-m"]);
+        let inv = invocation(&o.array(), true).unwrap();
+        assert_eq!(inv.program, c"/bin/busybox");
+        assert_eq!(inv.argv0, c"uname");
+        assert_eq!(inv.rest, 3);
+    }
+
+    #[test]
+    fn with_p_and_no_argv0_the_program_sees_an_empty_one() {
+        let o = Owned::new(&[c"/interp", c"/bin/prog"]);
+        let inv = invocation(&o.array(), true).unwrap();
+        assert_eq!(inv.argv0, c"");
+    }
+
+    #[test]
+    fn no_program_is_a_usage_failure_with_126() {
+        let o = Owned::new(&[c"/interp"]);
+        let f = invocation(&o.array(), false).unwrap_err();
+        assert_eq!(f.code(), EXIT_CANNOT_RUN);
+        let line = f.render();
+        assert!(line.as_bytes().starts_with(b"qemu-shim: usage: "));
+        assert!(line.as_bytes().ends_with(b")\n"));
+    }
+
+    #[test]
+    fn c_path_refuses_what_does_not_fit() {
+        let mut buf = [0u8; 4];
+        assert!(c_path(&mut buf, b"/abcd").is_none());
+        assert_eq!(c_path(&mut buf, b"/ab").unwrap(), c"/ab");
+    }
+}

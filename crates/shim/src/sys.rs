@@ -1,26 +1,757 @@
-//! Raw syscalls.
+//! Everything in the interpreter that needs `unsafe`: raw Linux syscalls, the
+//! process's initial stack, the program's own relocation, and (for the
+//! binary only, feature `rt`) the entry point and the memory functions a
+//! libc-free Rust program must provide.
+//!
+//! # Safety
+//!
+//! The rest of the crate is `unsafe`-free and calls the safe wrappers here.
+//! Each wrapper passes the kernel only pointers derived from live Rust
+//! references of the right length, so the kernel cannot write outside them.
+//! The initial-stack readers trust the layout the kernel documents for a new
+//! process (argc, argv, NULL, envp, NULL, auxv, AT_NULL), which holds for any
+//! process the kernel starts: this module is only ever entered from `_start`.
 #![allow(unsafe_code)]
 
-/// Ends the process.
+use core::ffi::CStr;
+use core::marker::PhantomData;
+
+use qemu_shim_registry::dispatch::{EMPTY_REGION_HEADER, REGION_SIZE};
+
+/// A file descriptor.
+pub type Fd = i32;
+
+/// A Linux error number, as returned (negated) by a failed syscall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Errno(pub i32);
+
+impl Errno {
+    pub const EPERM: Errno = Errno(1);
+    pub const ENOENT: Errno = Errno(2);
+    pub const EINTR: Errno = Errno(4);
+    pub const EIO: Errno = Errno(5);
+    pub const E2BIG: Errno = Errno(7);
+    pub const ENOEXEC: Errno = Errno(8);
+    pub const EBADF: Errno = Errno(9);
+    pub const ENOMEM: Errno = Errno(12);
+    pub const EACCES: Errno = Errno(13);
+    pub const ENOTDIR: Errno = Errno(20);
+    pub const EISDIR: Errno = Errno(21);
+    pub const ETXTBSY: Errno = Errno(26);
+    pub const ENAMETOOLONG: Errno = Errno(36);
+    pub const ELOOP: Errno = Errno(40);
+}
+
+/// Turns a raw syscall return into a result: the kernel reports failure as
+/// a value in `-4095..=-1`.
+fn check(ret: isize) -> Result<usize, Errno> {
+    if (-4095..0).contains(&ret) {
+        Err(Errno(-ret as i32))
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod nr {
+    pub const WRITE: usize = 1;
+    pub const CLOSE: usize = 3;
+    pub const FSTAT: usize = 5;
+    pub const MMAP: usize = 9;
+    pub const PREAD64: usize = 17;
+    pub const EXECVE: usize = 59;
+    pub const EXIT_GROUP: usize = 231;
+    pub const OPENAT: usize = 257;
+}
+
+#[cfg(target_arch = "aarch64")]
+mod nr {
+    pub const OPENAT: usize = 56;
+    pub const CLOSE: usize = 57;
+    pub const WRITE: usize = 64;
+    pub const PREAD64: usize = 67;
+    pub const FSTAT: usize = 80;
+    pub const EXIT_GROUP: usize = 94;
+    pub const EXECVE: usize = 221;
+    pub const MMAP: usize = 222;
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+compile_error!("qemu-shim-interp supports x86_64 and aarch64 hosts");
+
+/// A raw syscall with up to six arguments.
+///
+/// # Safety
+/// The arguments must be valid for syscall `n` as the kernel documents it:
+/// every pointer must be valid for the access that syscall makes.
+#[cfg(target_arch = "x86_64")]
+unsafe fn syscall6(n: usize, a: [usize; 6]) -> isize {
+    let ret: isize;
+    // SAFETY: the caller guarantees the arguments suit syscall `n`; the
+    // `syscall` instruction clobbers only rcx and r11, declared here.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") n as isize => ret,
+            in("rdi") a[0], in("rsi") a[1], in("rdx") a[2],
+            in("r10") a[3], in("r8") a[4], in("r9") a[5],
+            lateout("rcx") _, lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+/// A raw syscall with up to six arguments.
+///
+/// # Safety
+/// As for the x86_64 version.
+#[cfg(target_arch = "aarch64")]
+unsafe fn syscall6(n: usize, a: [usize; 6]) -> isize {
+    let ret: isize;
+    // SAFETY: the caller guarantees the arguments suit syscall `n`; `svc 0`
+    // returns in x0 and clobbers nothing else.
+    unsafe {
+        core::arch::asm!(
+            "svc 0",
+            in("x8") n,
+            inlateout("x0") a[0] as isize => ret,
+            in("x1") a[1], in("x2") a[2], in("x3") a[3], in("x4") a[4], in("x5") a[5],
+            options(nostack),
+        );
+    }
+    ret
+}
+
+/// Ends the process with `code` (all threads; there is only one).
 pub fn exit(code: i32) -> ! {
     loop {
-        // SAFETY: exit_group takes an integer and does not return.
+        // SAFETY: exit_group takes an integer and never returns; the loop
+        // only satisfies the type checker.
         unsafe {
-            core::arch::asm!("syscall", in("rax") 231, in("rdi") code, options(noreturn));
+            syscall6(nr::EXIT_GROUP, [code as usize, 0, 0, 0, 0, 0]);
         }
     }
 }
 
+/// Writes all of `buf` to `fd`, retrying short writes and EINTR.
+pub fn write_all(fd: Fd, mut buf: &[u8]) -> Result<(), Errno> {
+    while !buf.is_empty() {
+        // SAFETY: `buf` is a live slice; write reads at most `buf.len()` bytes from it.
+        let r = check(unsafe {
+            syscall6(
+                nr::WRITE,
+                [fd as usize, buf.as_ptr() as usize, buf.len(), 0, 0, 0],
+            )
+        });
+        match r {
+            Ok(0) => return Err(Errno::EIO),
+            Ok(n) => buf = buf.get(n..).unwrap_or(&[]),
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+const AT_FDCWD: isize = -100;
+const O_RDONLY: usize = 0;
+const O_CLOEXEC: usize = 0o2000000;
+
+/// Opens `path` for reading, close-on-exec so it never reaches the emulator.
+pub fn open_read(path: &CStr) -> Result<Fd, Errno> {
+    // SAFETY: `path` is NUL-terminated and lives across the call.
+    let r = unsafe {
+        syscall6(
+            nr::OPENAT,
+            [
+                AT_FDCWD as usize,
+                path.as_ptr() as usize,
+                O_RDONLY | O_CLOEXEC,
+                0,
+                0,
+                0,
+            ],
+        )
+    };
+    check(r).map(|fd| fd as Fd)
+}
+
+/// Closes `fd`. Errors are ignored by callers on purpose: the descriptor is
+/// gone either way (close(2): do not retry).
+pub fn close(fd: Fd) {
+    // SAFETY: close takes an integer.
+    unsafe {
+        syscall6(nr::CLOSE, [fd as usize, 0, 0, 0, 0, 0]);
+    }
+}
+
+/// Reads up to `buf.len()` bytes at `offset` without moving the file offset
+/// (the kernel's AT_EXECFD offset is shared with the emulator). Returns the
+/// bytes read; fewer than asked only at end of file.
+pub fn pread_full(fd: Fd, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
+    let mut done = 0usize;
+    while done < buf.len() {
+        let rest = buf.get_mut(done..).unwrap_or(&mut []);
+        // SAFETY: `rest` is a live, writable slice; pread writes at most
+        // `rest.len()` bytes into it.
+        let r = check(unsafe {
+            syscall6(
+                nr::PREAD64,
+                [
+                    fd as usize,
+                    rest.as_mut_ptr() as usize,
+                    rest.len(),
+                    (offset + done as u64) as usize,
+                    0,
+                    0,
+                ],
+            )
+        });
+        match r {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// What `fstat` tells about an open file.
+#[derive(Debug, Clone, Copy)]
+pub struct FileInfo {
+    pub size: u64,
+    pub mode: u32,
+}
+
+/// File type bits of `st_mode`, and the regular-file value.
+pub const S_IFMT: u32 = 0o170000;
+pub const S_IFREG: u32 = 0o100000;
+
+/// `fstat(fd)`: size and mode.
+pub fn fstat(fd: Fd) -> Result<FileInfo, Errno> {
+    // struct stat is 144 bytes on x86_64 and 128 on aarch64 (asm-generic);
+    // st_size sits at byte 48 on both, st_mode at 24 (x86_64) or 16.
+    let mut st = [0u64; 18];
+    // SAFETY: `st` is a live, writable 144-byte buffer, large enough for
+    // either layout of struct stat.
+    check(unsafe {
+        syscall6(
+            nr::FSTAT,
+            [fd as usize, st.as_mut_ptr() as usize, 0, 0, 0, 0],
+        )
+    })?;
+    let size = st[6];
+    #[cfg(target_arch = "x86_64")]
+    let mode = st[3] as u32;
+    #[cfg(target_arch = "aarch64")]
+    let mode = st[2] as u32;
+    Ok(FileInfo { size, mode })
+}
+
+const PROT_READ: usize = 1;
+const PROT_WRITE: usize = 2;
+const MAP_PRIVATE: usize = 0x02;
+const MAP_ANONYMOUS: usize = 0x20;
+
+/// Maps `n` zeroed pointer-sized slots of fresh memory. The interpreter
+/// never frees it: the process is replaced by `execve` or exits.
+pub fn map_slots(n: usize) -> Result<&'static mut [*const u8], Errno> {
+    let bytes = n
+        .checked_mul(core::mem::size_of::<usize>())
+        .ok_or(Errno::E2BIG)?;
+    if bytes == 0 {
+        return Ok(&mut []);
+    }
+    // SAFETY: an anonymous private mapping touches no existing memory.
+    let addr = check(unsafe {
+        syscall6(
+            nr::MMAP,
+            [
+                0,
+                bytes,
+                PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS,
+                usize::MAX,
+                0,
+            ],
+        )
+    })?;
+    // SAFETY: the kernel returned a fresh, page-aligned, zero-filled mapping
+    // of `bytes` bytes that nothing else refers to; null pointers are valid
+    // `*const u8` values, so the zeroed slots are initialised.
+    Ok(unsafe { core::slice::from_raw_parts_mut(addr as *mut *const u8, n) })
+}
+
+/// Replaces the process with `path`. Returns only on failure, hence the
+/// type: the error is the only possible result.
+///
+/// `argv` must end with a null pointer; every other slot must point to a
+/// NUL-terminated string (built from [`CStr`]s by the caller).
+pub fn execve(path: &CStr, argv: &[*const u8], envp: &CStrArray<'_>) -> Errno {
+    if argv.last().is_none_or(|p| !p.is_null()) {
+        return Errno::E2BIG;
+    }
+    // SAFETY: `path` is NUL-terminated; `argv` is a live, null-terminated
+    // array of string pointers (checked above for the terminator; callers
+    // fill it from CStrs); `envp` came from the kernel (or from
+    // `CStrArray::new`'s contract) and is null-terminated.
+    let r = unsafe {
+        syscall6(
+            nr::EXECVE,
+            [
+                path.as_ptr() as usize,
+                argv.as_ptr() as usize,
+                envp.ptr as usize,
+                0,
+                0,
+                0,
+            ],
+        )
+    };
+    match check(r) {
+        Err(e) => e,
+        // execve does not return on success; a return of 0 cannot happen.
+        Ok(_) => Errno::EIO,
+    }
+}
+
+/// A null-terminated array of C strings the kernel handed us (argv, envp),
+/// read through a safe interface.
+#[derive(Clone, Copy)]
+pub struct CStrArray<'a> {
+    ptr: *const *const u8,
+    len: usize,
+    _life: PhantomData<&'a CStr>,
+}
+
+impl<'a> CStrArray<'a> {
+    /// # Safety
+    /// `ptr` must point to `len` pointers to NUL-terminated strings followed
+    /// by a null pointer, all valid and unchanged for `'a`.
+    pub unsafe fn new(ptr: *const *const u8, len: usize) -> CStrArray<'a> {
+        CStrArray {
+            ptr,
+            len,
+            _life: PhantomData,
+        }
+    }
+
+    /// Number of strings (not counting the terminating null).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are no strings.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// String `i`, if `i < len`.
+    pub fn get(&self, i: usize) -> Option<&'a CStr> {
+        if i >= self.len {
+            return None;
+        }
+        // SAFETY: `i < len`, so slot `i` is within the array `new`'s
+        // contract describes, and it points to a NUL-terminated string
+        // valid for 'a.
+        unsafe {
+            let p = *self.ptr.add(i);
+            if p.is_null() {
+                None
+            } else {
+                Some(CStr::from_ptr(p.cast()))
+            }
+        }
+    }
+
+    /// The strings from `start` on.
+    pub fn iter_from(&self, start: usize) -> impl Iterator<Item = &'a CStr> + '_ {
+        (start..self.len).filter_map(move |i| self.get(i))
+    }
+}
+
+// Evaluated at compile time: an index out of bounds is a build error, not a
+// run-time panic.
+#[allow(clippy::indexing_slicing)]
+const fn empty_region() -> [u8; REGION_SIZE] {
+    let mut region = [0u8; REGION_SIZE];
+    let mut i = 0;
+    while i < EMPTY_REGION_HEADER.len() {
+        region[i] = EMPTY_REGION_HEADER[i];
+        i += 1;
+    }
+    region
+}
+
+// The dispatch table region, in a section of its own that the CLI finds by
+// name and rewrites in the installed copy. Read-only data with no
+// pointers: it needs no relocation. (A named link section is why this sits
+// in the unsafe module: the lint counts it as unsafe code.)
+#[used]
+#[link_section = ".qemu_shim_table"]
+static REGION: [u8; REGION_SIZE] = empty_region();
+
+/// The dispatch table region as mapped from this interpreter file.
+pub fn table_region() -> &'static [u8; REGION_SIZE] {
+    // The build-time contents are not what runs: the CLI rewrites the
+    // region in the file. Hide the initializer from the optimiser so every
+    // read is a real load from the mapped file.
+    core::hint::black_box(&REGION)
+}
+
+/// Auxiliary vector keys the interpreter reads.
+pub const AT_NULL: usize = 0;
+pub const AT_EXECFD: usize = 2;
+pub const AT_FLAGS: usize = 8;
+pub const AT_SECURE: usize = 23;
+
+/// What the kernel told the interpreter about this exec.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Aux {
+    /// AT_EXECFD: the program, opened by the kernel (flags O or C).
+    pub execfd: Option<Fd>,
+    /// AT_FLAGS (bit 0: binfmt_misc P flag, kernel >= 5.12).
+    pub flags: usize,
+    /// AT_SECURE: credentials changed for this exec (setuid program under C).
+    pub secure: bool,
+}
+
+impl Aux {
+    /// Reads the auxv pairs `words` (key, value, key, value, …).
+    pub fn parse(words: impl Iterator<Item = (usize, usize)>) -> Aux {
+        let mut aux = Aux::default();
+        for (key, value) in words {
+            match key {
+                AT_NULL => break,
+                AT_EXECFD => aux.execfd = i32::try_from(value).ok(),
+                AT_FLAGS => aux.flags = value,
+                AT_SECURE => aux.secure = value != 0,
+                _ => {}
+            }
+        }
+        aux
+    }
+}
+
+/// The process as the kernel started it.
+pub struct Process<'a> {
+    pub argv: CStrArray<'a>,
+    pub envp: CStrArray<'a>,
+    pub aux: Aux,
+}
+
+/// Reads argc, argv, envp and auxv from the initial stack.
+///
+/// # Safety
+/// `sp` must be the stack pointer the kernel gave `_start`.
 #[cfg(all(feature = "rt", not(test)))]
-mod rt {
-    core::arch::global_asm!(
-        ".globl _start",
-        "_start:",
-        "xor ebp, ebp",
-        "mov rdi, 0",
-        "mov eax, 231",
-        "syscall",
-    );
+unsafe fn process_from_stack(sp: *const usize) -> Process<'static> {
+    // SAFETY: the caller passes the kernel's initial stack pointer, below
+    // which nothing has been pushed; the kernel lays out argc, the argv
+    // pointers and a null, the envp pointers and a null, then the auxv pairs
+    // ending with AT_NULL. Every read below stays within that layout.
+    unsafe {
+        let argc = *sp;
+        let argv = sp.add(1) as *const *const u8;
+        let envp = argv.add(argc + 1);
+        let mut envc = 0;
+        while !(*envp.add(envc)).is_null() {
+            envc += 1;
+        }
+        let auxv = envp.add(envc + 1) as *const usize;
+        let mut i = 0;
+        let pairs = core::iter::from_fn(|| {
+            let key = *auxv.add(2 * i);
+            let value = *auxv.add(2 * i + 1);
+            i += 1;
+            (key != AT_NULL).then_some((key, value))
+        });
+        Process {
+            argv: CStrArray::new(argv, argc),
+            envp: CStrArray::new(envp, envc),
+            aux: Aux::parse(pairs),
+        }
+    }
+}
+
+/// Applies the program's own relative relocations. A static PIE has no
+/// dynamic loader to do it, and tables of pointers (string tables, for one)
+/// hold link-time addresses until this has run. Must run before any code
+/// that reads such data; it reads only `_DYNAMIC` and the relocation table.
+///
+/// # Safety
+/// Must be called once, first thing, in a static PIE loaded by the kernel.
+#[cfg(all(feature = "rt", not(test)))]
+unsafe fn relocate_self() {
+    // The addresses of the ELF header and of the dynamic section, taken
+    // PC-relatively: an `extern static` would be reached through the GOT,
+    // which is itself not yet relocated.
+    let (base, dynamic): (usize, usize);
+    // SAFETY: only computes two addresses; touches no memory.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        core::arch::asm!(
+            "lea {b}, [rip + __ehdr_start]",
+            "lea {d}, [rip + _DYNAMIC]",
+            b = out(reg) base,
+            d = out(reg) dynamic,
+            options(nomem, nostack, pure),
+        );
+    }
+    // SAFETY: as above.
+    #[cfg(target_arch = "aarch64")]
+    unsafe {
+        core::arch::asm!(
+            "adrp {b}, __ehdr_start",
+            "add {b}, {b}, :lo12:__ehdr_start",
+            "adrp {d}, _DYNAMIC",
+            "add {d}, {d}, :lo12:_DYNAMIC",
+            b = out(reg) base,
+            d = out(reg) dynamic,
+            options(nomem, nostack, pure),
+        );
+    }
+    const DT_NULL: usize = 0;
+    const DT_RELA: usize = 7;
+    const DT_RELASZ: usize = 8;
+    const DT_RELAENT: usize = 9;
+    #[cfg(target_arch = "x86_64")]
+    const R_RELATIVE: usize = 8;
+    #[cfg(target_arch = "aarch64")]
+    const R_RELATIVE: usize = 1027;
+    // SAFETY: the linker defines both symbols for a static PIE. The dynamic section is a DT_NULL-terminated array of
+    // (tag, value) words; RELA entries are (offset, info, addend) words and
+    // each RELATIVE one names a word inside our own writable image.
+    unsafe {
+        let mut dynamic = dynamic as *const usize;
+        let (mut rela, mut relasz, mut relaent) = (0usize, 0usize, 24usize);
+        loop {
+            let tag = *dynamic;
+            let val = *dynamic.add(1);
+            match tag {
+                DT_NULL => break,
+                DT_RELA => rela = val,
+                DT_RELASZ => relasz = val,
+                DT_RELAENT => relaent = val,
+                _ => {}
+            }
+            dynamic = dynamic.add(2);
+        }
+        if rela == 0 || relaent == 0 {
+            return;
+        }
+        let mut at = base + rela;
+        let end = at + relasz;
+        while at < end {
+            let r = at as *const usize;
+            if *r.add(1) & 0xffff_ffff == R_RELATIVE {
+                let place = (base + *r) as *mut usize;
+                place.write_volatile(base.wrapping_add(*r.add(2)));
+            }
+            at += relaent;
+        }
+    }
+}
+
+/// The Rust side of `_start`.
+///
+/// # Safety
+/// Called only by `_start` with the kernel's initial stack pointer.
+#[cfg(all(feature = "rt", not(test)))]
+unsafe extern "C" fn start_rust(sp: *const usize) -> ! {
+    // SAFETY: we are the first code to run in a kernel-loaded static PIE,
+    // with the kernel's stack pointer (see `_start`).
+    let process = unsafe {
+        relocate_self();
+        process_from_stack(sp)
+    };
+    let failure = crate::run(&process);
+    // Nothing useful can be done if stderr is gone; the exit code still tells.
+    let _ = write_all(2, failure.render().as_bytes());
+    exit(failure.code())
+}
+
+#[cfg(all(feature = "rt", not(test), target_arch = "x86_64"))]
+core::arch::global_asm!(
+    ".globl _start",
+    ".type _start,@function",
+    "_start:",
+    "xor ebp, ebp",
+    "mov rdi, rsp",
+    "and rsp, -16",
+    "call {start}",
+    "ud2",
+    start = sym start_rust,
+);
+
+#[cfg(all(feature = "rt", not(test), target_arch = "aarch64"))]
+core::arch::global_asm!(
+    ".globl _start",
+    ".type _start,%function",
+    "_start:",
+    "mov x29, #0",
+    "mov x30, #0",
+    "mov x0, sp",
+    "bl {start}",
+    "brk #1",
+    start = sym start_rust,
+);
+
+/// The memory functions the compiler may call. String instructions on
+/// x86_64; elsewhere byte loops through volatile accesses, which the
+/// compiler cannot turn back into calls to these very functions.
+#[cfg(all(feature = "rt", not(test)))]
+mod mem {
+    /// # Safety
+    /// As C's memcpy: `n` bytes readable at `src`, writable at `dst`, no overlap.
+    #[no_mangle]
+    unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+        // SAFETY: the caller guarantees both ranges are valid for `n` bytes.
+        unsafe { copy_forward(dst, src, n) };
+        dst
+    }
+
+    /// # Safety
+    /// As C's memmove: `n` bytes readable at `src`, writable at `dst`.
+    #[no_mangle]
+    unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+        // SAFETY: the caller guarantees both ranges are valid for `n` bytes;
+        // copying backwards when `dst` is above `src` handles overlap.
+        unsafe {
+            if (dst as usize) <= (src as usize) || (dst as usize) >= (src as usize) + n {
+                copy_forward(dst, src, n);
+            } else {
+                for i in (0..n).rev() {
+                    dst.add(i).write_volatile(src.add(i).read_volatile());
+                }
+            }
+        }
+        dst
+    }
+
+    /// Copies `n` bytes upwards (`rep movsb`, fast on every x86_64 since
+    /// Ivy Bridge; a byte loop elsewhere).
+    ///
+    /// # Safety
+    /// `n` bytes readable at `src` and writable at `dst`; `dst <= src` or
+    /// no overlap.
+    #[inline(always)]
+    unsafe fn copy_forward(dst: *mut u8, src: *const u8, n: usize) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the caller guarantees both ranges; the direction flag is
+        // clear per the ABI, so the copy goes upwards.
+        unsafe {
+            core::arch::asm!(
+                "rep movsb",
+                inout("rcx") n => _, inout("rdi") dst => _, inout("rsi") src => _,
+                options(nostack, preserves_flags),
+            );
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        // SAFETY: the caller guarantees both ranges.
+        unsafe {
+            for i in 0..n {
+                dst.add(i).write_volatile(src.add(i).read_volatile());
+            }
+        }
+    }
+
+    /// # Safety
+    /// As C's memset: `n` bytes writable at `dst`.
+    #[no_mangle]
+    unsafe extern "C" fn memset(dst: *mut u8, c: i32, n: usize) -> *mut u8 {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the caller guarantees `n` writable bytes at `dst`.
+        unsafe {
+            core::arch::asm!(
+                "rep stosb",
+                inout("rcx") n => _, inout("rdi") dst => _, in("al") c as u8,
+                options(nostack, preserves_flags),
+            );
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        // SAFETY: the caller guarantees `n` writable bytes at `dst`.
+        unsafe {
+            for i in 0..n {
+                dst.add(i).write_volatile(c as u8);
+            }
+        }
+        dst
+    }
+
+    /// # Safety
+    /// As C's memcmp: `n` bytes readable at both.
+    #[no_mangle]
+    unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
+        // SAFETY: the caller guarantees `n` readable bytes at both.
+        unsafe {
+            for i in 0..n {
+                let (x, y) = (a.add(i).read_volatile(), b.add(i).read_volatile());
+                if x != y {
+                    return i32::from(x) - i32::from(y);
+                }
+            }
+        }
+        0
+    }
+
+    /// # Safety
+    /// As C's bcmp: `n` bytes readable at both.
+    #[no_mangle]
+    unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
+        // SAFETY: same contract as memcmp.
+        unsafe { memcmp(a, b, n) }
+    }
+
+    /// # Safety
+    /// As C's strlen: `s` points to a NUL-terminated string.
+    #[no_mangle]
+    unsafe extern "C" fn strlen(s: *const u8) -> usize {
+        let mut n = 0;
+        // SAFETY: the caller guarantees a NUL within the string's memory.
+        unsafe {
+            while s.add(n).read_volatile() != 0 {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Referenced by core even with panic = "abort"; never called, since
+    /// nothing unwinds.
     #[no_mangle]
     extern "C" fn rust_eh_personality() {}
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::CStrArray;
+    use core::ffi::CStr;
+
+    /// Holds pointers to `strs` plus a null, for building a [`CStrArray`].
+    pub struct Owned {
+        ptrs: [*const u8; 32],
+        len: usize,
+    }
+
+    impl Owned {
+        pub fn new(strs: &[&'static CStr]) -> Owned {
+            assert!(strs.len() < 32);
+            let mut ptrs = [core::ptr::null(); 32];
+            for (slot, s) in ptrs.iter_mut().zip(strs) {
+                *slot = s.as_ptr().cast();
+            }
+            Owned {
+                ptrs,
+                len: strs.len(),
+            }
+        }
+        pub fn array(&self) -> CStrArray<'_> {
+            // SAFETY: `ptrs` holds `len` pointers to 'static C strings then
+            // nulls, and lives as long as the returned borrow.
+            unsafe { CStrArray::new(self.ptrs.as_ptr(), self.len) }
+        }
+    }
 }
