@@ -35,6 +35,14 @@ impl Error {
         self
     }
 
+    /// The same error with `other`'s hint, if it has one.
+    pub fn with_hint_of(mut self, other: &Error) -> Error {
+        if other.hint.is_some() {
+            self.hint = other.hint.clone();
+        }
+        self
+    }
+
     /// What failed.
     pub fn message(&self) -> &str {
         &self.message
@@ -87,6 +95,13 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// binfmt_misc errors already read as one line with their own advice.
+impl From<qemu_shim_registry::binfmt::Error> for Error {
+    fn from(e: qemu_shim_registry::binfmt::Error) -> Error {
+        Error::new(e.to_string())
+    }
+}
 
 /// Result with the CLI's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

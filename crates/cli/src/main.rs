@@ -2,12 +2,18 @@
 //! registration. `main` parses the command line, calls [`run`], and turns
 //! its outcome into the exit code in one place.
 
+mod analysis;
 mod emulator;
 mod error;
+mod install;
 mod interp;
+mod root;
 mod select;
+mod status;
 #[cfg(test)]
 mod testutil;
+mod uninstall;
+mod which;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -97,7 +103,7 @@ struct InstallArgs {
     emulator_dir: Vec<PathBuf>,
 
     /// Where the interpreter file goes
-    #[arg(long, value_name = "DIR", default_value = "/usr/local/lib/qemu-shim")]
+    #[arg(long, value_name = "DIR", default_value = install::DEFAULT_INSTALL_DIR)]
     install_dir: PathBuf,
 
     /// The built qemu-shim-interp to install (default: the one next to this program)
@@ -117,7 +123,7 @@ struct UninstallArgs {
     arches: Vec<String>,
 
     /// Also delete an unused interpreter file left in this directory
-    #[arg(long, value_name = "DIR", default_value = "/usr/local/lib/qemu-shim")]
+    #[arg(long, value_name = "DIR", default_value = install::DEFAULT_INSTALL_DIR)]
     install_dir: PathBuf,
 }
 
@@ -163,14 +169,53 @@ fn main() -> ExitCode {
 fn print_error(e: &Error) {
     use std::io::Write;
     // One write, and no panic if stderr is closed.
-    let _ = writeln!(std::io::stderr().lock(), "qemu-shim: error: {e}");
+    let line = match e.hint_text() {
+        Some(h) => format!("qemu-shim: error: {} (hint: {h})\n", e.message()),
+        None => format!("qemu-shim: error: {}\n", e.message()),
+    };
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 /// Runs the command; `Ok` carries the exit code of a command that ran to
 /// its end (`which` answers 1 without failing).
 fn run(cli: Cli) -> Result<u8, Error> {
-    let _ = cli;
-    Err(Error::new("not yet"))
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let binfmt_dir = cli.binfmt_dir;
+    match cli.command {
+        Command::Install(a) => install::install(
+            &install::Options {
+                arches: a.arches,
+                emulator_dirs: a.emulator_dir,
+                install_dir: a.install_dir,
+                interpreter: a.interpreter,
+                binfmt_dir,
+            },
+            &mut out,
+        )?,
+        Command::Uninstall(a) => uninstall::uninstall(
+            &uninstall::Options {
+                arches: a.arches,
+                install_dir: a.install_dir,
+                binfmt_dir,
+            },
+            &mut out,
+        )?,
+        Command::Status(a) => {
+            let bf = root::open_for_read(binfmt_dir.as_deref());
+            if binfmt_dir.is_some() && !bf.root().is_dir() {
+                return Err(root::not_mounted(bf.root()));
+            }
+            let s = status::collect(&bf)?;
+            if a.json {
+                status::write_json(&mut out, &s)?;
+            } else {
+                status::write_text(&mut out, &s);
+            }
+        }
+        Command::Which(a) => return which::which(&a.file, binfmt_dir.as_deref(), &mut out),
+    }
+    Ok(EXIT_OK)
 }
 
 #[cfg(test)]

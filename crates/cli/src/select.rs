@@ -9,6 +9,16 @@ use qemu_shim_registry::arch::{self, Arch, ARCHES};
 
 use crate::error::{Error, Result};
 
+/// The arches this machine runs natively (probed by the registry).
+pub fn native() -> Result<Vec<&'static Arch>> {
+    // Interim: the kernel's machine name only, until the registry's
+    // `probe::native_arches` lands (then this calls it).
+    let m = nix::sys::utsname::uname()
+        .map(|u| u.machine().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(arch::by_name(&m).into_iter().collect())
+}
+
 /// The rows named by `names`, in table order, without duplicates.
 pub fn resolve(names: &[String]) -> Result<Vec<&'static Arch>> {
     let mut chosen: Vec<&'static Arch> = Vec::new();

@@ -56,7 +56,8 @@ pub fn elf_with_section(name: &str, contents: &[u8], sh_type: u32) -> Vec<u8> {
     strtab.extend_from_slice(b".shstrtab\0");
     let strtab_off = f.len();
     f.extend_from_slice(&strtab);
-    while f.len() % 8 != 0 {
+    // Section headers are 8-byte aligned.
+    while f.len() & 7 != 0 {
         f.push(0);
     }
     let shoff = f.len();

@@ -1,0 +1,855 @@
+//! `qemu-shim install`: write the configured interpreter and register one
+//! binfmt_misc entry per foreign arch, idempotently, undoing this run's
+//! changes if a step fails.
+//!
+//! The plan is computed before anything is touched: which arches, which
+//! emulators, the interpreter image with its table, and for each entry
+//! whether it is new, unchanged, to be re-enabled, or to be replaced. Then
+//! the file is written and the entries changed, each step recorded in a
+//! [`Journal`] that can undo it.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use qemu_shim_registry::arch::{self, Arch, ARCHES};
+use qemu_shim_registry::binfmt::{self, Binfmt};
+use qemu_shim_registry::format::{EntryFile, Flags, Kind, RegisterLine};
+
+use crate::analysis;
+use crate::emulator::{self, Search};
+use crate::error::{Error, Result};
+use crate::interp::{self, Config};
+use crate::root;
+use crate::select;
+
+/// Where the interpreter file is installed unless `--install-dir` says.
+pub const DEFAULT_INSTALL_DIR: &str = "/usr/local/lib/qemu-shim";
+
+/// The flags of every entry: `F` pins the interpreter file at registration,
+/// so the entry works in any chroot or mount namespace; `P` hands the
+/// interpreter the program's original argv[0]. No `O` and no `C`: the
+/// interpreter starts qemu by path, which cannot receive the kernel's
+/// descriptor, and `C` would run a setuid program's emulator by a path the
+/// user could swap, with `QEMU_*` variables the user controls.
+pub const ENTRY_FLAGS: Flags = Flags::F.union(Flags::P);
+
+/// What `install` was asked to do.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Arch or platform names; empty: every foreign arch with an emulator.
+    pub arches: Vec<String>,
+    /// `--emulator-dir`; empty: the default search path.
+    pub emulator_dirs: Vec<PathBuf>,
+    pub install_dir: PathBuf,
+    /// `--interpreter`; `None`: next to this program.
+    pub interpreter: Option<PathBuf>,
+    /// `--binfmt-dir`; `None`: the default root, mounted if needed.
+    pub binfmt_dir: Option<PathBuf>,
+}
+
+/// The changes `install` makes to a binfmt_misc table: [`Binfmt`] in real
+/// runs; a fake in the tests of undoing a failed run.
+pub trait Table {
+    fn register(&self, line: &RegisterLine) -> Result<()>;
+    fn remove(&self, name: &str) -> Result<()>;
+    fn set_enabled(&self, name: &str, on: bool) -> Result<()>;
+}
+
+impl Table for Binfmt {
+    fn register(&self, line: &RegisterLine) -> Result<()> {
+        Binfmt::register(self, line).map_err(|e| {
+            // Someone registered the name since we listed the table: say
+            // what is there now.
+            if e.kind() == binfmt::ErrorKind::Exists {
+                if let Ok(Some(other)) = self.read(&line.name) {
+                    return Error::new(format!(
+                        "cannot register {}: another process registered an entry of that name meanwhile (interpreter {}, flags {})",
+                        line.name,
+                        other.interpreter,
+                        other.raw_flags
+                    ))
+                    .hint("run install again once the other tool is done");
+                }
+            }
+            Error::from(e)
+        })
+    }
+    fn remove(&self, name: &str) -> Result<()> {
+        Ok(Binfmt::remove(self, name)?)
+    }
+    fn set_enabled(&self, name: &str, on: bool) -> Result<()> {
+        Ok(Binfmt::set_enabled(self, name, on)?)
+    }
+}
+
+/// What happens to one entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Action {
+    Register,
+    Unchanged,
+    Enable,
+    /// Replace the existing entry (kept for undo); the reason is reported.
+    Replace(Box<EntryFile>, String),
+}
+
+#[derive(Debug)]
+struct Step {
+    arch: &'static Arch,
+    line: RegisterLine,
+    emulator: PathBuf,
+    action: Action,
+    /// Not asked for: an entry of ours on the same interpreter file, kept.
+    carried: bool,
+}
+
+/// Runs `install`, writing the report to `out`.
+pub fn install(opts: &Options, out: &mut dyn Write) -> Result<()> {
+    // 1. Arches and emulators: decided before anything is touched.
+    let native = select::native()?;
+    let explicit = !opts.arches.is_empty();
+    let chosen = if explicit {
+        select::resolve_foreign(&opts.arches, &native)?
+    } else {
+        select::foreign(&native)
+    };
+    let search = Search::new(&opts.emulator_dirs)?;
+    let mut found: Vec<(&'static Arch, PathBuf)> = Vec::new();
+    let mut missing: Vec<&'static Arch> = Vec::new();
+    for a in &chosen {
+        match search.find(a) {
+            Some(p) => found.push((a, p)),
+            None => missing.push(a),
+        }
+    }
+    if explicit && !missing.is_empty() {
+        return Err(no_emulator(&search, &missing));
+    }
+    if found.is_empty() {
+        return Err(Error::new(format!(
+            "no emulator found for any foreign arch: looked for qemu-<arch>-static or qemu-<arch> in {}",
+            dirs_text(&search)
+        ))
+        .hint(emulator::PACKAGE_HINT));
+    }
+
+    // 2. The interpreter image, configured below once the arch set is known.
+    let source = match &opts.interpreter {
+        Some(p) => p.clone(),
+        None => interp::default_source()?,
+    };
+    let mut image = fs::read(&source).map_err(|e| {
+        let err = Error::io("cannot read the interpreter", &source, &e);
+        if e.kind() == io::ErrorKind::NotFound && opts.interpreter.is_none() {
+            err.hint("build it with `cargo build --release --workspace`, or pass --interpreter")
+        } else {
+            err
+        }
+    })?;
+    interp::region(&image).map_err(|e| e.context(format!("interpreter {}", source.display())))?;
+
+    // 3. The binfmt_misc table.
+    let bf = root::open_for_change(opts.binfmt_dir.as_deref())?;
+    let existing = bf.list()?;
+
+    // 4. Where the interpreter goes.
+    let (dir, created_dirs) = make_install_dir(&opts.install_dir)?;
+    let dest = dir.join(interp::FILE_NAME);
+    let dest_str = dest
+        .to_str()
+        .ok_or_else(|| Error::new(format!("install directory {} is not UTF-8", dir.display())))?
+        .to_owned();
+    let old_image = match fs::read(&dest) {
+        Ok(b) => Some(b),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io("cannot read", &dest, &e)),
+    };
+    let old_config = old_image
+        .as_deref()
+        .and_then(|b| interp::read_config(b).ok());
+
+    // 5. Our entries on the same file that were not asked for stay, so the
+    //    new table must still name their emulators.
+    let mut emulators = found.clone();
+    let mut carried = Vec::new();
+    for (name, entry) in &existing {
+        let Some(a) = owned_arch(name) else { continue };
+        if entry.interpreter != dest_str || emulators.iter().any(|(f, _)| std::ptr::eq(*f, a)) {
+            continue;
+        }
+        let old = old_config
+            .as_ref()
+            .and_then(|c| c.emulator(a.name))
+            .map(Path::to_path_buf)
+            .or_else(|| search.find(a));
+        match old {
+            Some(p) => {
+                emulators.push((a, p));
+                carried.push(a);
+            }
+            None => {
+                return Err(Error::new(format!(
+                    "{name} uses {dest_str}, but no emulator for {} is known to keep it working",
+                    a.name
+                ))
+                .hint(format!(
+                    "`qemu-shim uninstall {}`, or pass --emulator-dir",
+                    a.name
+                )))
+            }
+        }
+    }
+    emulators.sort_by_key(|(a, _)| ARCHES.iter().position(|r| std::ptr::eq(r, *a)));
+
+    let config = Config {
+        flags: interp::flags_for_running_kernel(),
+        emulators: emulators
+            .iter()
+            .map(|(a, p)| (a.name.to_string(), p.clone()))
+            .collect(),
+    };
+    interp::configure(&mut image, &config)
+        .map_err(|e| e.context(format!("interpreter {}", source.display())))?;
+    let file_changed = old_image.as_deref() != Some(&image[..]);
+
+    // 6. One step per entry.
+    let mut steps = Vec::new();
+    for (a, emu) in &emulators {
+        let line = register_line(a, &dest_str);
+        line.validate().map_err(|e| {
+            Error::new(format!("cannot register {}: {e}", line.name))
+                .hint("choose an install directory whose path binfmt_misc accepts")
+        })?;
+        let current = existing.iter().find(|(n, _)| *n == line.name);
+        let action = match current {
+            None => Action::Register,
+            Some((_, e)) => decide(
+                &line,
+                e,
+                file_changed,
+                shadowed_by(&existing, &line.name, a),
+            ),
+        };
+        steps.push(Step {
+            arch: a,
+            line,
+            emulator: emu.clone(),
+            action,
+            carried: select::is_in(a, &carried),
+        });
+    }
+
+    // 7. Do it.
+    let nothing_to_do = !file_changed && steps.iter().all(|s| s.action == Action::Unchanged);
+    if !nothing_to_do {
+        let mut j = Journal::new(&bf, created_dirs);
+        if let Err(e) = apply(
+            &mut j,
+            &dest,
+            &image,
+            old_image.as_deref(),
+            file_changed,
+            &steps,
+        ) {
+            return Err(j.rollback(e));
+        }
+        j.commit();
+    }
+
+    // 8. Report.
+    report(
+        out,
+        &bf,
+        &dest,
+        file_changed,
+        &steps,
+        &missing,
+        nothing_to_do,
+        &existing,
+    );
+    Ok(())
+}
+
+fn dirs_text(search: &Search) -> String {
+    let dirs: Vec<String> = search
+        .dirs()
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
+    dirs.join(", ")
+}
+
+fn no_emulator(search: &Search, missing: &[&'static Arch]) -> Error {
+    let msg = match missing {
+        [a] => format!(
+            "no emulator for {}: {}",
+            a.name,
+            emulator::looked_for(search, a)
+        ),
+        _ => format!(
+            "no emulator for {}: looked for qemu-<arch>-static or qemu-<arch> in {}",
+            select::names_of(missing),
+            dirs_text(search)
+        ),
+    };
+    Error::new(msg).hint(emulator::PACKAGE_HINT)
+}
+
+/// The arch of one of our entries, from its name.
+pub fn owned_arch(name: &str) -> Option<&'static Arch> {
+    name.strip_prefix(binfmt::OWNED_PREFIX)
+        .and_then(arch::by_name)
+}
+
+/// The register line of our entry for `a`.
+pub fn register_line(a: &Arch, interpreter: &str) -> RegisterLine {
+    RegisterLine {
+        name: binfmt::entry_name(a.name),
+        kind: Kind::Magic {
+            offset: a.offset,
+            magic: a.magic.to_vec(),
+            mask: Some(a.mask.to_vec()),
+        },
+        interpreter: interpreter.to_owned(),
+        flags: ENTRY_FLAGS,
+    }
+}
+
+/// The enabled entry that the kernel tries before `name` and that overlaps
+/// `a`'s files, if any: ours would not run those files.
+fn shadowed_by(existing: &[(String, EntryFile)], name: &str, a: &Arch) -> Option<String> {
+    for (n, e) in existing {
+        if n == name {
+            return None;
+        }
+        if e.enabled && pattern(e).is_some_and(|p| p.relation(a) != analysis::Relation::Disjoint) {
+            return Some(n.clone());
+        }
+    }
+    None
+}
+
+/// The magic part of an entry, if it is a magic entry.
+pub fn pattern(e: &EntryFile) -> Option<analysis::Pattern<'_>> {
+    match (&e.magic, &e.extension) {
+        (Some(magic), None) => Some(analysis::Pattern {
+            offset: e.offset.unwrap_or(0),
+            magic,
+            mask: e.mask.as_deref(),
+        }),
+        _ => None,
+    }
+}
+
+/// What to do with an existing entry named like ours.
+fn decide(
+    line: &RegisterLine,
+    e: &EntryFile,
+    file_changed: bool,
+    shadowed: Option<String>,
+) -> Action {
+    let mut want = line.expected_entry();
+    want.enabled = e.enabled;
+    let replace = |why: String| Action::Replace(Box::new(e.clone()), why);
+    if want != *e {
+        let why = if e.interpreter != line.interpreter {
+            format!("was {}", e.interpreter)
+        } else if e.raw_flags != want.raw_flags {
+            format!(
+                "flags were {}",
+                if e.raw_flags.is_empty() {
+                    "none"
+                } else {
+                    &e.raw_flags
+                }
+            )
+        } else {
+            "magic or mask differed".to_string()
+        };
+        return replace(why);
+    }
+    if file_changed {
+        return replace("interpreter file changed".into());
+    }
+    if let Some(other) = shadowed {
+        if e.enabled {
+            return replace(format!("{other} was tried first"));
+        }
+    }
+    if e.enabled {
+        Action::Unchanged
+    } else {
+        Action::Enable
+    }
+}
+
+/// Writes the file and changes the entries, recording each step in `j`.
+fn apply(
+    j: &mut Journal<'_>,
+    dest: &Path,
+    image: &[u8],
+    old_image: Option<&[u8]>,
+    file_changed: bool,
+    steps: &[Step],
+) -> Result<()> {
+    if file_changed {
+        write_file(dest, image)?;
+        j.file = Some(match old_image {
+            Some(old) => FileUndo::Restore(dest.to_path_buf(), old.to_vec()),
+            None => FileUndo::Remove(dest.to_path_buf()),
+        });
+    }
+    for s in steps {
+        match &s.action {
+            Action::Unchanged => {}
+            Action::Register => {
+                j.bf.register(&s.line)?;
+                j.ops.push(Undo::Unregister(s.line.name.clone()));
+            }
+            Action::Enable => {
+                j.bf.set_enabled(&s.line.name, true)?;
+                j.ops.push(Undo::Disable(s.line.name.clone()));
+            }
+            Action::Replace(old, _) => {
+                j.bf.remove(&s.line.name)?;
+                j.ops
+                    .push(Undo::Reregister(s.line.name.clone(), old.clone()));
+                j.bf.register(&s.line)?;
+                j.ops.push(Undo::Unregister(s.line.name.clone()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `dest` through a temporary file in the same directory
+/// renamed into place, so `dest` is at every moment the old file or the
+/// whole new one. Mode 0755.
+pub fn write_file(dest: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = dest.parent().unwrap_or(Path::new("/"));
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| -> io::Result<()> {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o755)
+            .open(&tmp)?;
+        // The umask may have cleared bits of the mode asked for.
+        f.set_permissions(fs::Permissions::from_mode(0o755))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, dest)
+    })();
+    written.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        Error::io("cannot write", dest, &e)
+    })
+}
+
+/// Creates the install directory; returns its absolute path and the
+/// directories this call created, outermost first (to remove on undo).
+fn make_install_dir(dir: &Path) -> Result<(PathBuf, Vec<PathBuf>)> {
+    let abs = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| Error::io("cannot resolve", dir, &e))?
+            .join(dir)
+    };
+    let mut created = Vec::new();
+    let mut p = abs.as_path();
+    while !p.exists() {
+        created.push(p.to_path_buf());
+        match p.parent() {
+            Some(parent) => p = parent,
+            None => break,
+        }
+    }
+    created.reverse();
+    fs::create_dir_all(&abs).map_err(|e| Error::io("cannot create", &abs, &e))?;
+    // The path registered must be the file's real path: resolve links once.
+    let real = fs::canonicalize(&abs).map_err(|e| Error::io("cannot resolve", &abs, &e))?;
+    Ok((real, created))
+}
+
+enum FileUndo {
+    Remove(PathBuf),
+    Restore(PathBuf, Vec<u8>),
+}
+
+enum Undo {
+    Unregister(String),
+    Reregister(String, Box<EntryFile>),
+    Disable(String),
+}
+
+/// This run's changes, to undo if a later step fails.
+struct Journal<'a> {
+    bf: &'a dyn Table,
+    created_dirs: Vec<PathBuf>,
+    file: Option<FileUndo>,
+    ops: Vec<Undo>,
+}
+
+impl<'a> Journal<'a> {
+    fn new(bf: &'a dyn Table, created_dirs: Vec<PathBuf>) -> Journal<'a> {
+        Journal {
+            bf,
+            created_dirs,
+            file: None,
+            ops: Vec::new(),
+        }
+    }
+
+    /// Keeps the changes.
+    fn commit(self) {}
+
+    /// Undoes what was done, newest first, and returns `err` saying whether
+    /// that worked. The file comes back first: an entry re-registered with
+    /// `F` pins whatever file is at its path at that moment.
+    fn rollback(self, err: Error) -> Error {
+        let mut failures: Vec<String> = Vec::new();
+        match &self.file {
+            Some(FileUndo::Restore(path, old)) => {
+                if let Err(e) = write_file(path, old) {
+                    failures.push(e.to_string());
+                }
+            }
+            Some(FileUndo::Remove(path)) => {
+                if let Err(e) = fs::remove_file(path) {
+                    failures.push(Error::io("cannot remove", path, &e).to_string());
+                }
+            }
+            None => {}
+        }
+        for op in self.ops.iter().rev() {
+            let r = match op {
+                Undo::Unregister(name) => self.bf.remove(name),
+                Undo::Disable(name) => self.bf.set_enabled(name, false),
+                Undo::Reregister(name, old) => match old.register_line(name) {
+                    Some(line) => self.bf.register(&line).and_then(|()| {
+                        if old.enabled {
+                            Ok(())
+                        } else {
+                            self.bf.set_enabled(name, false)
+                        }
+                    }),
+                    None => {
+                        failures.push(format!(
+                            "cannot recreate {name}: it had no magic or extension"
+                        ));
+                        Ok(())
+                    }
+                },
+            };
+            if let Err(e) = r {
+                failures.push(e.to_string());
+            }
+        }
+        for d in self.created_dirs.iter().rev() {
+            // Only empty directories go: anything else in them is not ours.
+            let _ = fs::remove_dir(d);
+        }
+        if failures.is_empty() {
+            Error::new(format!("{}; this run's changes were undone", err.message()))
+                .with_hint_of(&err)
+        } else {
+            Error::new(format!(
+                "{}; undoing this run's changes also failed: {}",
+                err.message(),
+                failures.join("; ")
+            ))
+            .with_hint_of(&err)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report(
+    out: &mut dyn Write,
+    bf: &Binfmt,
+    dest: &Path,
+    file_changed: bool,
+    steps: &[Step],
+    missing: &[&'static Arch],
+    nothing_to_do: bool,
+    existing: &[(String, EntryFile)],
+) {
+    let width = steps.iter().map(|s| s.line.name.len()).max().unwrap_or(0);
+    for s in steps {
+        let (what, why) = match &s.action {
+            Action::Register => ("registered", String::new()),
+            Action::Unchanged => ("unchanged", String::new()),
+            Action::Enable => ("enabled", " (was disabled)".to_string()),
+            Action::Replace(_, why) => ("replaced", format!(" ({why})")),
+        };
+        let kept = if s.carried { ", kept" } else { "" };
+        let _ = writeln!(
+            out,
+            "{what:<10} {:<width$}  {}{why}{kept}",
+            s.line.name,
+            s.emulator.display()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{:<10} {}",
+        if file_changed { "written" } else { "unchanged" },
+        dest.display()
+    );
+    if !missing.is_empty() {
+        let _ = writeln!(out, "no emulator for: {}", select::names_of(missing));
+    }
+    // Others' entries that also match an arch we serve: ours is tried
+    // first now, but say so, as removing ours hands those files to them.
+    for s in steps {
+        for (n, e) in existing {
+            if n.starts_with(binfmt::OWNED_PREFIX) {
+                continue;
+            }
+            let overlaps =
+                pattern(e).is_some_and(|p| p.relation(s.arch) != analysis::Relation::Disjoint);
+            if e.enabled && overlaps {
+                let _ = writeln!(
+                    out,
+                    "note: {n} ({}) also matches {} programs; {} is tried first",
+                    e.interpreter, s.arch.name, s.line.name
+                );
+            }
+        }
+    }
+    if let Ok(false) = bf.status_enabled() {
+        let _ = writeln!(
+            out,
+            "note: binfmt_misc is disabled as a whole (hint: echo 1 > {}/status)",
+            bf.root().display()
+        );
+    }
+    if nothing_to_do {
+        let _ = writeln!(out, "nothing to do: already installed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::TempDir;
+    use std::cell::{Cell, RefCell};
+
+    /// A table in memory, newest entry first, whose `fail_at`-th change fails.
+    struct Fake {
+        entries: RefCell<Vec<(String, EntryFile)>>,
+        calls: Cell<usize>,
+        fail_at: usize,
+    }
+
+    impl Fake {
+        fn tick(&self) -> Result<()> {
+            let n = self.calls.get() + 1;
+            self.calls.set(n);
+            if n == self.fail_at {
+                return Err(Error::new("injected failure"));
+            }
+            Ok(())
+        }
+        fn sorted(&self) -> Vec<(String, EntryFile)> {
+            let mut v = self.entries.borrow().clone();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        }
+    }
+
+    impl Table for Fake {
+        fn register(&self, line: &RegisterLine) -> Result<()> {
+            self.tick()?;
+            let mut e = self.entries.borrow_mut();
+            if e.iter().any(|(n, _)| *n == line.name) {
+                return Err(Error::new("exists"));
+            }
+            e.insert(0, (line.name.clone(), line.expected_entry()));
+            Ok(())
+        }
+        fn remove(&self, name: &str) -> Result<()> {
+            self.tick()?;
+            let mut e = self.entries.borrow_mut();
+            let i = e
+                .iter()
+                .position(|(n, _)| n == name)
+                .ok_or_else(|| Error::new("absent"))?;
+            e.remove(i);
+            Ok(())
+        }
+        fn set_enabled(&self, name: &str, on: bool) -> Result<()> {
+            self.tick()?;
+            let mut e = self.entries.borrow_mut();
+            let (_, entry) = e
+                .iter_mut()
+                .find(|(n, _)| n == name)
+                .ok_or_else(|| Error::new("absent"))?;
+            entry.enabled = on;
+            Ok(())
+        }
+    }
+
+    fn aarch64() -> &'static Arch {
+        arch::by_name("aarch64").unwrap()
+    }
+
+    fn named(name: &str, interp: &str) -> RegisterLine {
+        let mut l = register_line(aarch64(), interp);
+        l.name = name.into();
+        l
+    }
+
+    fn step(line: RegisterLine, action: Action) -> Step {
+        Step {
+            arch: aarch64(),
+            line,
+            emulator: PathBuf::from("/q"),
+            action,
+            carried: false,
+        }
+    }
+
+    /// A table with an entry to replace (other flags), one to re-enable,
+    /// one unchanged and someone else's; the steps that install would take.
+    fn scenario(dest: &str, fail_at: usize) -> (Fake, Vec<Step>) {
+        let mut old_a = named("qemu-shim-a", dest);
+        old_a.flags = "OCF".parse().unwrap();
+        let old_a = old_a.expected_entry();
+        let mut c = named("qemu-shim-c", dest).expected_entry();
+        c.enabled = false;
+        let d = named("qemu-shim-d", dest).expected_entry();
+        let other = named("qemu-aarch64", "/usr/bin/qemu-aarch64-static").expected_entry();
+        let fake = Fake {
+            entries: RefCell::new(vec![
+                ("qemu-shim-a".into(), old_a.clone()),
+                ("qemu-aarch64".into(), other),
+                ("qemu-shim-c".into(), c),
+                ("qemu-shim-d".into(), d),
+            ]),
+            calls: Cell::new(0),
+            fail_at,
+        };
+        let steps = vec![
+            step(
+                named("qemu-shim-a", dest),
+                Action::Replace(Box::new(old_a), "x".into()),
+            ),
+            step(named("qemu-shim-b", dest), Action::Register),
+            step(named("qemu-shim-c", dest), Action::Enable),
+            step(named("qemu-shim-d", dest), Action::Unchanged),
+        ];
+        (fake, steps)
+    }
+
+    #[test]
+    fn a_failure_at_any_step_undoes_every_change() {
+        // remove a, register a, register b, enable c: four changes.
+        for fail_at in 1..=4 {
+            let t = TempDir::new();
+            let dest = t.path().join("qemu-shim-interp");
+            std::fs::write(&dest, b"old").unwrap();
+            let (fake, steps) = scenario(dest.to_str().unwrap(), fail_at);
+            let before = fake.sorted();
+            let mut j = Journal::new(&fake, Vec::new());
+            let err = apply(&mut j, &dest, b"new", Some(b"old"), true, &steps).unwrap_err();
+            assert_eq!(err.message(), "injected failure");
+            let err = j.rollback(err);
+            assert_eq!(
+                err.message(),
+                "injected failure; this run's changes were undone",
+                "fail_at {fail_at}"
+            );
+            assert_eq!(fake.sorted(), before, "fail_at {fail_at}");
+            assert_eq!(std::fs::read(&dest).unwrap(), b"old", "fail_at {fail_at}");
+        }
+    }
+
+    #[test]
+    fn a_run_without_failure_makes_every_change() {
+        let t = TempDir::new();
+        let dest = t.path().join("qemu-shim-interp");
+        let (fake, steps) = scenario(dest.to_str().unwrap(), 0);
+        let mut j = Journal::new(&fake, Vec::new());
+        apply(&mut j, &dest, b"new", None, true, &steps).unwrap();
+        j.commit();
+        assert_eq!(fake.calls.get(), 4);
+        let got = fake.sorted();
+        for (name, e) in &got {
+            if name.starts_with("qemu-shim-") {
+                assert_eq!(
+                    *e,
+                    named(name, dest.to_str().unwrap()).expected_entry(),
+                    "{name}"
+                );
+            }
+        }
+        assert_eq!(got.len(), 5);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"new");
+        let mode = std::fs::metadata(&dest).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755);
+    }
+
+    #[test]
+    fn undoing_a_first_install_removes_the_file_and_created_dirs() {
+        let t = TempDir::new();
+        let (dir, created) = make_install_dir(&t.path().join("a/b")).unwrap();
+        assert_eq!(created, vec![t.path().join("a"), t.path().join("a/b")]);
+        let dest = dir.join("qemu-shim-interp");
+        let (fake, steps) = scenario(dest.to_str().unwrap(), 2);
+        let mut j = Journal::new(&fake, created);
+        let err = apply(&mut j, &dest, b"new", None, true, &steps).unwrap_err();
+        j.rollback(err);
+        assert!(!t.path().join("a").exists());
+    }
+
+    #[test]
+    fn decide_tells_unchanged_enable_and_replace_apart() {
+        let line = named("qemu-shim-a", "/i");
+        let same = line.expected_entry();
+        assert_eq!(decide(&line, &same, false, None), Action::Unchanged);
+        let mut off = same.clone();
+        off.enabled = false;
+        assert_eq!(decide(&line, &off, false, None), Action::Enable);
+        assert!(
+            matches!(decide(&line, &same, true, None), Action::Replace(_, why) if why == "interpreter file changed")
+        );
+        assert!(
+            matches!(decide(&line, &same, false, Some("qemu-aarch64".into())), Action::Replace(_, why) if why == "qemu-aarch64 was tried first")
+        );
+        let other = named("qemu-shim-a", "/elsewhere").expected_entry();
+        assert!(
+            matches!(decide(&line, &other, false, None), Action::Replace(_, why) if why == "was /elsewhere")
+        );
+        let mut flags = named("qemu-shim-a", "/i");
+        flags.flags = "OCF".parse().unwrap();
+        assert!(
+            matches!(decide(&line, &flags.expected_entry(), false, None), Action::Replace(_, why) if why == "flags were OCF")
+        );
+    }
+
+    #[test]
+    fn entries_are_registered_with_f_and_p_only() {
+        let l = register_line(aarch64(), "/usr/local/lib/qemu-shim/qemu-shim-interp");
+        assert_eq!(l.flags.to_string(), "PF");
+        assert_eq!(l.name, "qemu-shim-aarch64");
+        l.validate().unwrap();
+    }
+
+    #[test]
+    fn written_file_replaces_the_old_one_whole() {
+        let t = TempDir::new();
+        let dest = t.path().join("f");
+        std::fs::write(&dest, b"old").unwrap();
+        write_file(&dest, b"new contents").unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"new contents");
+        // No temporary file left behind.
+        assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 1);
+    }
+}
