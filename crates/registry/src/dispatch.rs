@@ -17,9 +17,14 @@
 //! 14  bytes used, header included u16
 //! 16  entries, each:
 //!       name length  u8           arch name, as in the arch table
-//!       convention   u8           Convention
+//!       convention   u8           0 = exec by path, 1 = carried image
 //!       path length  u16          emulator path, NUL included
 //!       name bytes, path bytes (path ends with NUL)
+//!       for a carried image only (Carried::ENCODED_LEN bytes):
+//!         image u64, entry u64, phdr u64   offsets from the interpreter's
+//!                                          load address / the image's start
+//!         phnum u16, segment count u16, reserved u32
+//!         MAX_SEGMENTS x (offset u64, length u64, protection u32, reserved u32)
 //! ```
 
 /// Name of the section that holds the table in the interpreter binary.
@@ -65,18 +70,176 @@ pub enum Convention {
     /// `execve(path, [path, "-0", argv0, "--", program, args…], envp)`:
     /// qemu's command line, the program re-opened by path.
     ExecByPath,
+    /// The emulator's memory image is carried inside the interpreter file
+    /// (mapped by the kernel with the exec); the interpreter sets its
+    /// protections and jumps to it with the kernel's calling convention
+    /// for a binfmt_misc interpreter (AT_EXECFD, AT_FLAGS).
+    Carried(Carried),
+}
+
+/// Most loadable segments a carried emulator may have.
+pub const MAX_SEGMENTS: usize = 6;
+
+/// Page protection bits, as mmap's PROT_*.
+pub const PROT_READ: u32 = 1;
+pub const PROT_WRITE: u32 = 2;
+pub const PROT_EXEC: u32 = 4;
+
+/// One range of a carried image and the protection it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Segment {
+    /// Offset from the image's start, page-aligned.
+    pub offset: u64,
+    /// Length in bytes, a whole number of pages.
+    pub len: u64,
+    /// PROT_* bits.
+    pub prot: u32,
+}
+
+/// Where a carried emulator sits in the interpreter's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Carried {
+    /// Image start, as an offset from the interpreter's load address.
+    pub image: u64,
+    /// Entry point, as an offset from the image's start.
+    pub entry: u64,
+    /// The emulator's program headers in memory, from the image's start.
+    pub phdr: u64,
+    /// Number of program headers.
+    pub phnum: u16,
+    segments: [Segment; MAX_SEGMENTS],
+    nseg: u16,
+}
+
+impl Carried {
+    /// Bytes a carried entry adds after its path.
+    pub const ENCODED_LEN: usize = 8 * 3 + 8 + MAX_SEGMENTS * 24;
+
+    /// A carried image description; `None` if there are more than
+    /// [`MAX_SEGMENTS`] segments.
+    pub fn new(image: u64, entry: u64, phdr: u64, phnum: u16, segs: &[Segment]) -> Option<Carried> {
+        let mut segments = [Segment::default(); MAX_SEGMENTS];
+        segments.get_mut(..segs.len())?.copy_from_slice(segs);
+        Some(Carried {
+            image,
+            entry,
+            phdr,
+            phnum,
+            segments,
+            nseg: segs.len() as u16,
+        })
+    }
+
+    /// The ranges to protect, in order.
+    pub fn segments(&self) -> &[Segment] {
+        self.segments.get(..usize::from(self.nseg)).unwrap_or(&[])
+    }
+
+    fn encode(&self, out: &mut [u8]) {
+        let mut w = Writer { out, at: 0 };
+        w.u64(self.image);
+        w.u64(self.entry);
+        w.u64(self.phdr);
+        w.u16(self.phnum);
+        w.u16(self.nseg);
+        w.u32(0);
+        for s in &self.segments {
+            w.u64(s.offset);
+            w.u64(s.len);
+            w.u32(s.prot);
+            w.u32(0);
+        }
+    }
+
+    fn decode(b: &[u8]) -> Option<Carried> {
+        let mut r = ByteReader { b, at: 0 };
+        let image = r.u64()?;
+        let entry = r.u64()?;
+        let phdr = r.u64()?;
+        let phnum = r.u16()?;
+        let nseg = r.u16()?;
+        r.u32()?;
+        if usize::from(nseg) > MAX_SEGMENTS {
+            return None;
+        }
+        let mut segments = [Segment::default(); MAX_SEGMENTS];
+        for s in &mut segments {
+            *s = Segment {
+                offset: r.u64()?,
+                len: r.u64()?,
+                prot: r.u32()?,
+            };
+            r.u32()?;
+        }
+        Some(Carried {
+            image,
+            entry,
+            phdr,
+            phnum,
+            segments,
+            nseg,
+        })
+    }
+}
+
+struct Writer<'a> {
+    out: &'a mut [u8],
+    at: usize,
+}
+
+impl Writer<'_> {
+    fn put<const N: usize>(&mut self, b: [u8; N]) {
+        if let Some(dst) = self.out.get_mut(self.at..self.at + N) {
+            dst.copy_from_slice(&b);
+        }
+        self.at += N;
+    }
+    fn u16(&mut self, v: u16) {
+        self.put(v.to_le_bytes())
+    }
+    fn u32(&mut self, v: u32) {
+        self.put(v.to_le_bytes())
+    }
+    fn u64(&mut self, v: u64) {
+        self.put(v.to_le_bytes())
+    }
+}
+
+struct ByteReader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl ByteReader<'_> {
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let s = self.b.get(self.at..self.at.checked_add(N)?)?;
+        self.at += N;
+        let mut out = [0u8; N];
+        out.copy_from_slice(s);
+        Some(out)
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.take().map(u16::from_le_bytes)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take().map(u32::from_le_bytes)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.take().map(u64::from_le_bytes)
+    }
 }
 
 impl Convention {
     fn to_byte(self) -> u8 {
         match self {
             Convention::ExecByPath => 0,
+            Convention::Carried(_) => 1,
         }
     }
-    fn from_byte(b: u8) -> Option<Convention> {
-        match b {
-            0 => Some(Convention::ExecByPath),
-            _ => None,
+    fn extra_len(self) -> usize {
+        match self {
+            Convention::ExecByPath => 0,
+            Convention::Carried(_) => Carried::ENCODED_LEN,
         }
     }
 }
@@ -227,20 +390,29 @@ impl<'a> RawIter<'a> {
         }
         let r = self.rest;
         let name_len = usize::from(*r.first().ok_or(TableError::Corrupt)?);
-        let conv = Convention::from_byte(*r.get(1).ok_or(TableError::Corrupt)?)
-            .ok_or(TableError::Corrupt)?;
+        let conv_byte = *r.get(1).ok_or(TableError::Corrupt)?;
         let path_len = usize::from(u16_at(r, 2).ok_or(TableError::Corrupt)?);
         let name_end = 4 + name_len;
         let path_end = name_end + path_len;
         let name = r.get(4..name_end).ok_or(TableError::Corrupt)?;
         let path = r.get(name_end..path_end).ok_or(TableError::Corrupt)?;
+        let (conv, end) = match conv_byte {
+            0 => (Convention::ExecByPath, path_end),
+            1 => {
+                let end = path_end + Carried::ENCODED_LEN;
+                let extra = r.get(path_end..end).ok_or(TableError::Corrupt)?;
+                let c = Carried::decode(extra).ok_or(TableError::Corrupt)?;
+                (Convention::Carried(c), end)
+            }
+            _ => return Err(TableError::Corrupt),
+        };
         let name = core::str::from_utf8(name).map_err(|_| TableError::BadString)?;
         // The path must end with its NUL and hold no other.
         let (last, path) = path.split_last().ok_or(TableError::BadString)?;
         if *last != 0 || path.is_empty() || path.contains(&0) || name.is_empty() {
             return Err(TableError::BadString);
         }
-        self.rest = r.get(path_end..).ok_or(TableError::Corrupt)?;
+        self.rest = r.get(end..).ok_or(TableError::Corrupt)?;
         Ok(Some(Entry {
             arch: name,
             convention: conv,
@@ -267,14 +439,18 @@ pub fn encode(entries: &[Entry<'_>], flags: u16, region: &mut [u8]) -> Result<us
             return Err(TableError::BadString);
         }
         let path_len = u16::try_from(e.path.len() + 1).map_err(|_| TableError::BadString)?;
-        let end = at + 4 + name.len() + usize::from(path_len);
+        let path_end = at + 4 + name.len() + usize::from(path_len);
+        let end = path_end + e.convention.extra_len();
         let dst = region.get_mut(at..end).ok_or(TableError::TooLarge)?;
         dst[0] = name.len() as u8;
         dst[1] = e.convention.to_byte();
         dst[2..4].copy_from_slice(&path_len.to_le_bytes());
         dst[4..4 + name.len()].copy_from_slice(name);
         dst[4 + name.len()..4 + name.len() + e.path.len()].copy_from_slice(e.path);
-        // The final byte stays 0: the path's NUL.
+        // The byte after the path stays 0: its NUL.
+        if let Convention::Carried(c) = e.convention {
+            c.encode(&mut dst[path_end - at..]);
+        }
         at = end;
     }
     let used = u16::try_from(at).map_err(|_| TableError::TooLarge)?;
@@ -322,6 +498,54 @@ mod tests {
         assert_eq!(t.find("s390x").unwrap().path, b"/opt/q/qemu-s390x");
         assert!(t.find("ppc64le").is_none());
         assert!(region[used..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn carried_entries_round_trip_beside_by_path_ones() {
+        let segs = [
+            Segment {
+                offset: 0,
+                len: 0x228000,
+                prot: PROT_READ,
+            },
+            Segment {
+                offset: 0x228000,
+                len: 0x47f000,
+                prot: PROT_READ | PROT_EXEC,
+            },
+            Segment {
+                offset: 0xa54000,
+                len: 0x223000,
+                prot: PROT_READ | PROT_WRITE,
+            },
+        ];
+        let c = Carried::new(0x10000, 0x229ab0, 0x40, 12, &segs).unwrap();
+        let entries = [
+            Entry {
+                arch: "aarch64",
+                convention: Convention::Carried(c),
+                path: b"/usr/bin/qemu-aarch64-static",
+            },
+            Entry {
+                arch: "s390x",
+                convention: Convention::ExecByPath,
+                path: b"/q",
+            },
+        ];
+        let mut region = [0u8; REGION_SIZE];
+        encode(&entries, 0, &mut region).unwrap();
+        let t = Table::parse(&region).unwrap();
+        assert_eq!(t.iter().collect::<Vec<_>>(), entries);
+        let Convention::Carried(back) = t.find("aarch64").unwrap().convention else {
+            panic!("not carried")
+        };
+        assert_eq!(back.segments(), &segs);
+    }
+
+    #[test]
+    fn too_many_segments_are_refused() {
+        let segs = [Segment::default(); MAX_SEGMENTS + 1];
+        assert!(Carried::new(0, 0, 0, 0, &segs).is_none());
     }
 
     #[test]

@@ -40,7 +40,7 @@ use qemu_shim_registry::dispatch::{Convention, Table, FLAG_ASSUME_P};
 use qemu_shim_registry::elf::{Header, MAX_PHDR_BYTES};
 
 pub use msg::{Failure, Part};
-use sys::{Aux, CStrArray, Errno, Fd, Process};
+use sys::{CStrArray, Errno, Fd, Process};
 
 /// Exit code when the program cannot be run (the shell's "not executable").
 pub const EXIT_CANNOT_RUN: i32 = 126;
@@ -164,7 +164,7 @@ pub fn inspect(fd: Fd, program: &CStr) -> Result<Target, Failure<'_>> {
 
 /// Everything the interpreter does for one exec. Returns only on failure.
 pub fn run<'a>(p: &Process<'a>) -> Failure<'a> {
-    match try_run(&p.argv, &p.envp, p.aux) {
+    match try_run(p) {
         Ok(never) => match never {},
         Err(f) => f,
     }
@@ -172,15 +172,16 @@ pub fn run<'a>(p: &Process<'a>) -> Failure<'a> {
 
 enum Never {}
 
-fn try_run<'a>(argv: &CStrArray<'a>, envp: &CStrArray<'a>, aux: Aux) -> Result<Never, Failure<'a>> {
+fn try_run<'a>(p: &Process<'a>) -> Result<Never, Failure<'a>> {
     let table = table::get().map_err(|e| {
         Failure::new(EXIT_CANNOT_RUN, None)
             .text("damaged interpreter file: ")
             .text(e.as_str())
             .hint("run `qemu-shim install` again")
     })?;
+    let aux = p.aux;
     let p_layout = aux.flags & AT_FLAGS_PRESERVE_ARGV0 != 0 || table.flags() & FLAG_ASSUME_P != 0;
-    let inv = invocation(argv, p_layout)?;
+    let inv = invocation(&p.argv, p_layout)?;
 
     let source = match aux.execfd {
         Some(fd) => Source::KernelFd(fd),
@@ -193,12 +194,20 @@ fn try_run<'a>(argv: &CStrArray<'a>, envp: &CStrArray<'a>, aux: Aux) -> Result<N
             }
         },
     };
-    let target = inspect(source.fd(), inv.program);
+    let target = match inspect(source.fd(), inv.program) {
+        Ok(t) => t,
+        Err(f) => {
+            sys::close(source.fd());
+            return Err(f);
+        }
+    };
+    if let Some(Convention::Carried(c)) = table.find(target.arch.name).map(|e| e.convention) {
+        return start_carried(p, &c, &source, &inv, p_layout);
+    }
+
     // The emulator is started by path and re-opens the program itself: the
     // descriptor must not leak into it (or the program).
     sys::close(source.fd());
-    let target = target?;
-
     if aux.secure {
         // The kernel changed credentials for this exec (a setuid or setgid
         // program under the C flag). An emulator started by path would
@@ -207,9 +216,54 @@ fn try_run<'a>(argv: &CStrArray<'a>, envp: &CStrArray<'a>, aux: Aux) -> Result<N
         // variables as root.
         return Err(Failure::new(EXIT_CANNOT_RUN, Some(inv.program))
             .text("setuid/setgid program: refusing to run its emulator by path")
-            .hint("register without the C flag (`qemu-shim install`)"));
+            .hint("install with carried emulators (the default) to run setuid programs"));
     }
-    exec_emulator(&table, target.arch, &inv, argv, envp)
+    exec_emulator(&table, target.arch, &inv, &p.argv, &p.envp)
+}
+
+/// Whether an environment entry must not reach an emulator that runs with
+/// credentials the caller does not have (AT_SECURE). qemu reads its
+/// options from `QEMU_*` variables (QEMU_LD_PREFIX, QEMU_SET_ENV,
+/// QEMU_STRACE, QEMU_GDB, …): honoured in a setuid program, they would let
+/// the user who started it choose the privileged process's libraries,
+/// environment, or a debugger port.
+pub fn secure_drops(entry: &[u8]) -> bool {
+    entry.starts_with(b"QEMU_")
+}
+
+fn keep_all(_: &[u8]) -> bool {
+    false
+}
+
+/// Starts a carried emulator, reading the program from `source`.
+fn start_carried<'a>(
+    p: &Process<'a>,
+    c: &qemu_shim_registry::dispatch::Carried,
+    source: &Source,
+    inv: &Invocation<'a>,
+    p_layout: bool,
+) -> Result<Never, Failure<'a>> {
+    let secure = p.aux.secure;
+    if secure && !matches!(source, Source::KernelFd(_)) {
+        // Credentials changed but the kernel gave no descriptor (the entry
+        // lacks O/C?): the program could only be re-opened by path.
+        sys::close(source.fd());
+        return Err(Failure::new(EXIT_CANNOT_RUN, Some(inv.program))
+            .text("setuid/setgid program without the kernel's descriptor")
+            .hint("register with the C flag (`qemu-shim install`)"));
+    }
+    let launch = sys::Launch {
+        carried: c,
+        execfd: source.fd(),
+        preserve_argv0: p_layout,
+        drop_env: if secure { secure_drops } else { keep_all },
+    };
+    let err = sys::launch(p, &launch);
+    sys::close(source.fd());
+    Err(Failure::new(EXIT_CANNOT_RUN, Some(inv.program))
+        .text("cannot start the carried emulator")
+        .errno(err)
+        .hint("run `qemu-shim install` again"))
 }
 
 /// Longest emulator path the interpreter execs.

@@ -16,7 +16,7 @@
 use core::ffi::CStr;
 use core::marker::PhantomData;
 
-use qemu_shim_registry::dispatch::{EMPTY_REGION_HEADER, REGION_SIZE};
+use qemu_shim_registry::dispatch::{Carried, EMPTY_REGION_HEADER, REGION_SIZE};
 
 /// A file descriptor.
 pub type Fd = i32;
@@ -61,6 +61,7 @@ mod nr {
     pub const PREAD64: usize = 17;
     pub const EXECVE: usize = 59;
     pub const EXIT_GROUP: usize = 231;
+    pub const MPROTECT: usize = 10;
     pub const OPENAT: usize = 257;
 }
 
@@ -74,6 +75,7 @@ mod nr {
     pub const EXIT_GROUP: usize = 94;
     pub const EXECVE: usize = 221;
     pub const MMAP: usize = 222;
+    pub const MPROTECT: usize = 226;
 }
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
@@ -440,6 +442,208 @@ pub struct Process<'a> {
     pub argv: CStrArray<'a>,
     pub envp: CStrArray<'a>,
     pub aux: Aux,
+    /// The kernel's initial stack block, which [`launch`] rewrites in place.
+    /// `None` where no kernel stack exists (the unit tests).
+    pub stack: Option<Stack>,
+}
+
+/// The kernel's initial stack: argc, argv, envp and auxv at `sp`, with
+/// [`GAP`] free bytes below that nothing else uses (see `_start`).
+pub struct Stack {
+    sp: *mut usize,
+}
+
+/// Bytes `_start` leaves free below the kernel's stack block, so
+/// [`launch`] can insert a few words without moving anything else.
+pub const GAP: usize = 64;
+
+const AT_PHDR: usize = 3;
+const AT_PHENT: usize = 4;
+const AT_PHNUM: usize = 5;
+const AT_BASE: usize = 7;
+const AT_ENTRY: usize = 9;
+
+/// What [`launch`] needs to start a carried emulator.
+pub struct Launch<'a> {
+    /// Where the image is and how to protect it (from the dispatch table).
+    pub carried: &'a Carried,
+    /// The program, open: the emulator reads it from here (AT_EXECFD).
+    pub execfd: Fd,
+    /// Whether argv holds the original argv0 after the path (P layout);
+    /// told to the emulator with AT_FLAGS_PRESERVE_ARGV0.
+    pub preserve_argv0: bool,
+    /// Environment entries (`NAME=value` bytes) to leave out.
+    pub drop_env: fn(&[u8]) -> bool,
+}
+
+/// The string inserted before the program's path so an emulator never
+/// reads a path starting with `-` as an option.
+static END_OF_OPTIONS: &CStr = c"--";
+
+/// The interpreter's own load address (its ELF header in memory).
+fn load_base() -> usize {
+    let base: usize;
+    // SAFETY: computes an address PC-relatively; touches no memory.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        core::arch::asm!("lea {b}, [rip + __ehdr_start]", b = out(reg) base, options(nomem, nostack, pure));
+    }
+    // SAFETY: as above.
+    #[cfg(target_arch = "aarch64")]
+    unsafe {
+        core::arch::asm!(
+            "adrp {b}, __ehdr_start",
+            "add {b}, {b}, :lo12:__ehdr_start",
+            b = out(reg) base,
+            options(nomem, nostack, pure),
+        );
+    }
+    base
+}
+
+fn mprotect(addr: usize, len: usize, prot: u32) -> Result<(), Errno> {
+    // SAFETY: changing protections of the interpreter's own image pages
+    // (the caller passes ranges inside the carried image, which the kernel
+    // mapped from this file and nothing in this program refers to).
+    check(unsafe { syscall6(nr::MPROTECT, [addr, len, prot as usize, 0, 0, 0]) }).map(|_| ())
+}
+
+/// Starts the carried emulator as the kernel would start a binfmt_misc
+/// interpreter: its segments get their protections, the kernel's stack
+/// block is rewritten in place (argv gains `--` after argv[0]; auxv tells
+/// the emulator's program headers and entry, AT_EXECFD and AT_FLAGS), and
+/// control jumps to its entry point. Returns only if a protection cannot be
+/// set or there is no kernel stack; nothing is changed in the stack block
+/// before the point of no return.
+pub fn launch(p: &Process<'_>, l: &Launch<'_>) -> Errno {
+    let Some(stack) = &p.stack else {
+        return Errno::EBADF;
+    };
+    let image = load_base().wrapping_add(l.carried.image as usize);
+    for seg in l.carried.segments() {
+        if let Err(e) = mprotect(image + seg.offset as usize, seg.len as usize, seg.prot) {
+            return e;
+        }
+    }
+    let has_execfd = p.aux.execfd.is_some();
+    // Words inserted: "--", and an AT_EXECFD pair if the kernel gave none.
+    let inserted = 1 + if has_execfd { 0 } else { 2 };
+    // Keep the stack pointer 16-byte aligned, as the ABI requires at entry.
+    let shift = (inserted + 1) & !1;
+    let entry = image + l.carried.entry as usize;
+    let phdr = image + l.carried.phdr as usize;
+    // --- Point of no return: from here on the stack block is rewritten and
+    // the emulator runs.
+    //
+    // SAFETY: `stack.sp` is the kernel's initial stack pointer and `GAP`
+    // bytes below it are unused (see `_start`), so the block may start up
+    // to GAP bytes lower: `shift` words (<= 4) fit. The block is rewritten
+    // front to back, each word read before any write can reach it: the
+    // write position trails the read position by `shift` words minus the
+    // words inserted so far, which never goes below zero. The new argv,
+    // envp and auxv therefore hold exactly the kernel's pointers and values
+    // with the stated edits, terminated as the kernel terminates them.
+    // `END_OF_OPTIONS` is static, so its pointer stays valid in the
+    // emulator. The jump hands the emulator that block as its initial
+    // stack, with rdx/x0 = 0 (no exit function to register).
+    unsafe {
+        let old = stack.sp;
+        let new = old.sub(shift);
+        let argc = *old;
+        let mut r = 1usize; // read index, in words from `old`
+        let mut w = 1usize; // write index, in words from `new`
+        new.write(argc + 1);
+        // argv[0], then "--", then the rest of argv and its null.
+        new.add(w).write(*old.add(r));
+        w += 1;
+        r += 1;
+        new.add(w).write(END_OF_OPTIONS.as_ptr() as usize);
+        w += 1;
+        while r <= argc + 1 {
+            new.add(w).write(*old.add(r));
+            w += 1;
+            r += 1;
+        }
+        // envp, without what `drop_env` rejects, and its null.
+        loop {
+            let e = *old.add(r);
+            r += 1;
+            if e == 0 {
+                break;
+            }
+            if !(l.drop_env)(CStr::from_ptr(e as *const core::ffi::c_char).to_bytes()) {
+                new.add(w).write(e);
+                w += 1;
+            }
+        }
+        new.add(w).write(0);
+        w += 1;
+        // auxv pairs, edited; AT_EXECFD added before AT_NULL if missing.
+        loop {
+            let key = *old.add(r);
+            let value = *old.add(r + 1);
+            r += 2;
+            if key == AT_NULL {
+                break;
+            }
+            let value = match key {
+                AT_PHDR => phdr,
+                AT_PHENT => core::mem::size_of::<[u64; 7]>(),
+                AT_PHNUM => usize::from(l.carried.phnum),
+                AT_BASE => 0,
+                AT_ENTRY => entry,
+                AT_FLAGS => usize::from(l.preserve_argv0),
+                AT_EXECFD => l.execfd as usize,
+                _ => value,
+            };
+            new.add(w).write(key);
+            new.add(w + 1).write(value);
+            w += 2;
+        }
+        if !has_execfd {
+            new.add(w).write(AT_EXECFD);
+            new.add(w + 1).write(l.execfd as usize);
+            w += 2;
+        }
+        new.add(w).write(AT_NULL);
+        new.add(w + 1).write(0);
+        jump(new, entry)
+    }
+}
+
+/// Switches to `sp` and jumps to `entry`.
+///
+/// # Safety
+/// `sp` must hold a process start block and `entry` be the entry point of
+/// code that expects one.
+unsafe fn jump(sp: *mut usize, entry: usize) -> ! {
+    // SAFETY: per the caller's contract; nothing returns here.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        core::arch::asm!(
+            "mov rsp, {sp}",
+            "xor ebp, ebp",
+            "xor edx, edx",
+            "jmp {entry}",
+            sp = in(reg) sp,
+            entry = in(reg) entry,
+            options(noreturn),
+        );
+    }
+    // SAFETY: as above.
+    #[cfg(target_arch = "aarch64")]
+    unsafe {
+        core::arch::asm!(
+            "mov sp, {sp}",
+            "mov x29, #0",
+            "mov x30, #0",
+            "mov x0, #0",
+            "br {entry}",
+            sp = in(reg) sp,
+            entry = in(reg) entry,
+            options(noreturn),
+        );
+    }
 }
 
 /// Reads argc, argv, envp and auxv from the initial stack.
@@ -472,6 +676,9 @@ unsafe fn process_from_stack(sp: *const usize) -> Process<'static> {
             argv: CStrArray::new(argv, argc),
             envp: CStrArray::new(envp, envc),
             aux: Aux::parse(pairs),
+            stack: Some(Stack {
+                sp: sp as *mut usize,
+            }),
         }
     }
 }
@@ -580,10 +787,12 @@ core::arch::global_asm!(
     "_start:",
     "xor ebp, ebp",
     "mov rdi, rsp",
+    "sub rsp, {gap}",
     "and rsp, -16",
     "call {start}",
     "ud2",
     start = sym start_rust,
+    gap = const GAP,
 );
 
 #[cfg(all(feature = "rt", not(test), target_arch = "aarch64"))]
@@ -594,9 +803,11 @@ core::arch::global_asm!(
     "mov x29, #0",
     "mov x30, #0",
     "mov x0, sp",
+    "sub sp, sp, #{gap}",
     "bl {start}",
     "brk #1",
     start = sym start_rust,
+    gap = const GAP,
 );
 
 /// The memory functions the compiler may call. String instructions on
