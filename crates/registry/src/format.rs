@@ -221,6 +221,8 @@ impl RegisterLine {
     /// The entry file the kernel shows after this line is registered
     /// (enabled, flags in `POCF` order). Compare it with what
     /// [`EntryFile::parse`] read to tell whether an entry is this line.
+    /// (An interpreter or extension holding a newline, which the kernel
+    /// accepts, cannot be read back whole from the line-based entry file.)
     pub fn expected_entry(&self) -> EntryFile {
         let (offset, magic, mask, extension) = match &self.kind {
             Kind::Magic {
@@ -278,7 +280,9 @@ impl FromStr for RegisterLine {
 
     /// Parses a register line by the kernel's rules (`create_entry`):
     ///
-    /// - 11 to 1920 bytes; the first character is the delimiter;
+    /// - 11 to 1920 bytes; the first character is the delimiter (never a
+    ///   flag letter or a newline: the kernel pads the line with the
+    ///   delimiter and would read the padding as flags);
     /// - name: non-empty, no `/`, not `.` or `..` (and, here, not
     ///   `register` or `status`, at most 255 bytes);
     /// - type: exactly `M` or `E`;
@@ -465,6 +469,14 @@ fn parse_register_line(line: &[u8]) -> Result<RegisterLine, ParseError> {
         );
     }
     let dname = char::from(del);
+    if matches!(del, b'P' | b'O' | b'C' | b'F') {
+        // The flag scan would run on into the padding; newer kernels
+        // refuse these delimiters up front, older ones fail later.
+        return err(
+            K::Delimiter,
+            format!("delimiter {dname:?} is a flag letter, which the kernel never accepts"),
+        );
+    }
     let b = Buf { line, del };
 
     // Name.
@@ -659,12 +671,25 @@ fn parse_register_line(line: &[u8]) -> Result<RegisterLine, ParseError> {
 
     // Flags: letters, one optional newline, then the end of the line. A
     // line that ended before the interpreter's delimiter has p past its end.
-    let (flags, n) = Flags::scan(line.get(p..).unwrap_or(&[]));
-    p += n;
-    if b.at(p) == b'\n' && p < line.len() {
+    // The kernel scans into its padding too: with a newline as the
+    // delimiter, the padding reads as the optional newline, and no line
+    // can end where it must.
+    let mut flags = Flags::NONE;
+    while let Some(f) = Flags::from_letter(b.at(p)) {
+        flags = flags.union(f);
+        p += 1;
+    }
+    if b.at(p) == b'\n' {
         p += 1;
     }
     if p != line.len() {
+        if del == b'\n' {
+            // The padding's first newline is taken as the optional one.
+            return err(
+                K::Delimiter,
+                "a newline delimiter is never accepted by the kernel".into(),
+            );
+        }
         if p > line.len() {
             return err(
                 K::Interpreter,
@@ -1218,6 +1243,16 @@ mod tests {
             err_kind("éaéMéé\\x41éé/bin/trueé"),
             ParseErrorKind::Delimiter
         );
+    }
+
+    #[test]
+    fn rejects_flag_letter_or_newline_delimiter() {
+        // The kernel pads the line with the delimiter and reads that
+        // padding as flags (or as the optional newline).
+        for d in ["P", "O", "C", "F", "\n"] {
+            let text = format!("{d}a{d}M{d}{d}\\x41{d}{d}/bin/true{d}");
+            assert_eq!(err_kind(&text), ParseErrorKind::Delimiter, "{text:?}");
+        }
     }
 
     #[test]
