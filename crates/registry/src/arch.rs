@@ -14,7 +14,8 @@
 /// How a row of the table was checked against real program headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Checked {
-    /// Against a real program from Debian's archive (busybox-static).
+    /// Against real programs from Debian's archive (busybox-static; for
+    /// x86_64, qemu-user-static's own programs).
     RealBinary,
     /// Against a program assembled and linked by Debian's cross binutils.
     CrossBinutils,
