@@ -1,20 +1,16 @@
-//! qemu-shim's ground floor: what every other part agrees on.
+//! qemu-shim's registry: what the CLI and the tests know about arches and
+//! the kernel's binfmt_misc.
 //!
-//! The core (always built, `no_std`, no allocation) is what the interpreter
-//! links: the [`arch`] table, [`elf`] header validation and classification,
-//! and the [`dispatch`] table format the CLI writes into the interpreter
-//! file. The `std` feature adds the kernel's text formats, binfmt_misc I/O
-//! against a root directory, and probing what the host runs natively.
-#![cfg_attr(not(feature = "std"), no_std)]
+//! The core ([`arch`] table, [`elf`] header validation and classification,
+//! [`dispatch`] table format) lives in `qemu-shim-registry-core`, no_std,
+//! which the interpreter links: the rows it classifies with are the rows
+//! registered here. This crate re-exports it and adds the kernel's text
+//! formats ([`format`]), binfmt_misc I/O against a root directory
+//! ([`binfmt`]), and probing what the host runs natively ([`probe`]).
 #![forbid(unsafe_code)]
 
-pub mod arch;
-pub mod dispatch;
-pub mod elf;
+pub use qemu_shim_registry_core::{arch, dispatch, elf};
 
-#[cfg(feature = "std")]
 pub mod binfmt;
-#[cfg(feature = "std")]
 pub mod format;
-#[cfg(feature = "std")]
 pub mod probe;

@@ -35,9 +35,9 @@ pub mod table;
 
 use core::ffi::CStr;
 
-use qemu_shim_registry::arch::{self, Arch};
-use qemu_shim_registry::dispatch::{Convention, Table, FLAG_ASSUME_P};
-use qemu_shim_registry::elf::{Header, MAX_PHDR_BYTES};
+use qemu_shim_registry_core::arch::{self, Arch};
+use qemu_shim_registry_core::dispatch::{Convention, Table, FLAG_ASSUME_P};
+use qemu_shim_registry_core::elf::{Header, MAX_PHDR_BYTES};
 
 pub use msg::{Failure, Part};
 use sys::{CStrArray, Errno, Fd, Process};
@@ -133,7 +133,7 @@ pub fn inspect(fd: Fd, program: &CStr) -> Result<Target, Failure<'_>> {
     let mut head = [0u8; HEAD_BYTES];
     let len = sys::pread_full(fd, &mut head, 0).map_err(|e| fail(e, "cannot read"))?;
     let bytes = head.get(..len).unwrap_or(&[]);
-    let elf_fail = |e: qemu_shim_registry::elf::ElfError| {
+    let elf_fail = |e: qemu_shim_registry_core::elf::ElfError| {
         Failure::new(EXIT_CANNOT_RUN, Some(program)).text(e.as_str())
     };
     let header = Header::parse(bytes).map_err(elf_fail)?;
@@ -238,7 +238,7 @@ fn keep_all(_: &[u8]) -> bool {
 /// Starts a carried emulator, reading the program from `source`.
 fn start_carried<'a>(
     p: &Process<'a>,
-    c: &qemu_shim_registry::dispatch::Carried,
+    c: &qemu_shim_registry_core::dispatch::Carried,
     source: &Source,
     inv: &Invocation<'a>,
     p_layout: bool,

@@ -16,7 +16,7 @@
 use core::ffi::CStr;
 use core::marker::PhantomData;
 
-use qemu_shim_registry::dispatch::{Carried, EMPTY_REGION_HEADER, REGION_SIZE};
+use qemu_shim_registry_core::dispatch::{Carried, EMPTY_REGION_HEADER, REGION_SIZE};
 
 /// A file descriptor.
 pub type Fd = i32;

@@ -5,7 +5,7 @@
 //! registered and their emulators. The region holds no pointers, so it
 //! needs no relocation.
 
-use qemu_shim_registry::dispatch::{Table, TableError};
+use qemu_shim_registry_core::dispatch::{Table, TableError};
 
 /// The table as written into this interpreter file.
 pub fn get() -> Result<Table<'static>, TableError> {

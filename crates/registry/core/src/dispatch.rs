@@ -286,8 +286,7 @@ impl core::fmt::Display for TableError {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for TableError {}
+impl core::error::Error for TableError {}
 
 /// One row of the table, borrowed from the region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -465,6 +464,7 @@ pub fn encode(entries: &[Entry<'_>], flags: u16, region: &mut [u8]) -> Result<us
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::vec::Vec;
 
     #[test]
     fn empty_region_header_parses_as_empty_table() {

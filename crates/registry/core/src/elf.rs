@@ -86,8 +86,7 @@ impl core::fmt::Display for ElfError {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for ElfError {}
+impl core::error::Error for ElfError {}
 
 /// 32- or 64-bit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
