@@ -1,12 +1,11 @@
 //! The `qemu-shim-interp` binary: the libc-free entry point around
-//! [`qemu_shim_interp::run`]. Everything that needs `unsafe` lives in the
-//! library's `sys` module.
+//! [`qemu_shim_interp::run`]. `unsafe` lives in the library's `sys` module
+//! and in [`rt`], the entry point and memory functions.
 #![no_std]
 #![no_main]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
-// Links the runtime (`_start`, memory functions) from the library.
-use qemu_shim_interp as _;
+mod rt;
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
