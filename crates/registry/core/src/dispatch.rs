@@ -20,11 +20,11 @@
 //!       convention   u8           0 = exec by path, 1 = carried image
 //!       path length  u16          emulator path, NUL included
 //!       name bytes, path bytes (path ends with NUL)
-//!       for a carried image only (Carried::ENCODED_LEN bytes):
+//!       for a carried image only:
 //!         image u64, entry u64, phdr u64   offsets from the interpreter's
 //!                                          load address / the image's start
-//!         phnum u16, segment count u16, reserved u32
-//!         MAX_SEGMENTS x (offset u64, length u64, protection u32, reserved u32)
+//!         phnum u16, segment count N u16, reserved u32
+//!         N x (offset u64, length u64, protection u32, reserved u32)
 //! ```
 
 /// Name of the section that holds the table in the interpreter binary.
@@ -112,8 +112,15 @@ pub struct Carried {
 }
 
 impl Carried {
+    /// Bytes of the fixed part a carried entry adds after its path.
+    const FIXED_LEN: usize = 8 * 3 + 8;
+    /// Bytes of each segment.
+    const SEGMENT_LEN: usize = 24;
+
     /// Bytes a carried entry adds after its path.
-    pub const ENCODED_LEN: usize = 8 * 3 + 8 + MAX_SEGMENTS * 24;
+    pub fn encoded_len(&self) -> usize {
+        Self::FIXED_LEN + usize::from(self.nseg) * Self::SEGMENT_LEN
+    }
 
     /// A carried image description; `None` if there are more than
     /// [`MAX_SEGMENTS`] segments.
@@ -143,7 +150,7 @@ impl Carried {
         w.u16(self.phnum);
         w.u16(self.nseg);
         w.u32(0);
-        for s in &self.segments {
+        for s in self.segments() {
             w.u64(s.offset);
             w.u64(s.len);
             w.u32(s.prot);
@@ -151,7 +158,9 @@ impl Carried {
         }
     }
 
-    fn decode(b: &[u8]) -> Option<Carried> {
+    /// Reads a carried description from the start of `b`; returns it and
+    /// the bytes it took.
+    fn decode(b: &[u8]) -> Option<(Carried, usize)> {
         let mut r = ByteReader { b, at: 0 };
         let image = r.u64()?;
         let entry = r.u64()?;
@@ -163,7 +172,7 @@ impl Carried {
             return None;
         }
         let mut segments = [Segment::default(); MAX_SEGMENTS];
-        for s in &mut segments {
+        for s in segments.iter_mut().take(usize::from(nseg)) {
             *s = Segment {
                 offset: r.u64()?,
                 len: r.u64()?,
@@ -171,14 +180,17 @@ impl Carried {
             };
             r.u32()?;
         }
-        Some(Carried {
-            image,
-            entry,
-            phdr,
-            phnum,
-            segments,
-            nseg,
-        })
+        Some((
+            Carried {
+                image,
+                entry,
+                phdr,
+                phnum,
+                segments,
+                nseg,
+            },
+            r.at,
+        ))
     }
 }
 
@@ -239,7 +251,7 @@ impl Convention {
     fn extra_len(self) -> usize {
         match self {
             Convention::ExecByPath => 0,
-            Convention::Carried(_) => Carried::ENCODED_LEN,
+            Convention::Carried(c) => c.encoded_len(),
         }
     }
 }
@@ -398,10 +410,9 @@ impl<'a> RawIter<'a> {
         let (conv, end) = match conv_byte {
             0 => (Convention::ExecByPath, path_end),
             1 => {
-                let end = path_end + Carried::ENCODED_LEN;
-                let extra = r.get(path_end..end).ok_or(TableError::Corrupt)?;
-                let c = Carried::decode(extra).ok_or(TableError::Corrupt)?;
-                (Convention::Carried(c), end)
+                let extra = r.get(path_end..).ok_or(TableError::Corrupt)?;
+                let (c, len) = Carried::decode(extra).ok_or(TableError::Corrupt)?;
+                (Convention::Carried(c), path_end + len)
             }
             _ => return Err(TableError::Corrupt),
         };
