@@ -1,1 +1,1219 @@
 //! Probing which arches the host runs natively.
+//!
+//! binfmt_misc is consulted before the kernel's own ELF loader, so an entry
+//! for an arch the host runs natively takes over the host's own programs
+//! (and, for the host's own arch, the interpreter itself: the exec loops
+//! until `ELOOP`). So what is native must be measured, not guessed from the
+//! CPU name: an x86_64 kernel runs i386 programs unless it was booted with
+//! `ia32_emulation=0`, an arm64 kernel runs arm programs only with 32-bit
+//! EL0 support, and so on.
+//!
+//! [`probe`] measures it: for every row of the arch table it has a program
+//! for, it writes a tiny `exit(0)` program for that arch ([`exit_program`]:
+//! an ELF header, one loadable segment and three instructions) and has the
+//! kernel execute it. The host's own arch ([`host_arch`]) is native by
+//! definition and not probed.
+//!
+//! # Where the exec happens
+//!
+//! The exec must not be answered by an existing binfmt_misc entry (say a
+//! distro's `qemu-i386`) instead of the CPU. So each probe runs in a new user
+//! and mount namespace with its own, empty binfmt_misc instance (Linux 6.7
+//! and later allow this): a small native *launcher* program, also generated
+//! here, calls `unshare(CLONE_NEWUSER | CLONE_NEWNS)`, mounts binfmt_misc on
+//! `/proc/sys/fs/binfmt_misc` and `execve`s the probe, then reports through
+//! its exit status which step failed and with what errno. The launcher is a
+//! separate process started with [`std::process::Command`], so this works
+//! from a multithreaded program (a multithreaded process cannot unshare a
+//! user namespace itself), needs no `fork` in this process, no shell (whose
+//! fallback of running an unrunnable file as a script would blur the
+//! answer) and no external tool. Launchers exist for x86_64, aarch64 and
+//! aarch64_be hosts; on other hosts only the host's own arch is reported.
+//!
+//! If no private instance can be made (an older kernel, user namespaces
+//! disabled), the probe falls back to the host's table: a probe that an
+//! enabled host entry matches is not run and is reported
+//! [`Outcome::Unknown`] (so not native); the others are executed directly.
+//! Limits of the fallback: an entry registered between that check and the
+//! exec is not seen; and when binfmt_misc is not mounted on the host, it is
+//! taken to have no entries (kernels before 6.7 keep entries registered
+//! before an unmount).
+//!
+//! Probe files are written to a fresh private directory (mode 0700) under
+//! the given directory ([`std::env::temp_dir`] by default) and removed
+//! afterwards; that directory must allow exec (not mounted `noexec`).
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::arch::{self, Arch, ARCHES};
+use crate::binfmt::{Binfmt, DEFAULT_ROOT};
+
+// ---------------------------------------------------------------------------
+// Tiny programs
+
+/// Where the programs are loaded: the usual base of a non-PIE executable,
+/// mapped on every arch here and above any `mmap_min_addr`.
+const BASE: u64 = 0x40_0000;
+/// Segment alignment: the largest page size of the arches here (64 KiB),
+/// so the kernel and qemu map the segment on any page size.
+const ALIGN: u64 = 0x1_0000;
+
+/// Instructions that exit with the given status.
+type ExitCode = fn(status: u8) -> Vec<u8>;
+
+/// How one arch's program is laid out.
+struct Recipe {
+    elf64: bool,
+    big_endian: bool,
+    machine: u16,
+    flags: u32,
+    /// ppc64 ELFv1: the entry point is a function descriptor, not code.
+    descriptor: bool,
+    code: ExitCode,
+}
+
+/// 32-bit instruction words, little-endian.
+fn le32(words: &[u32]) -> Vec<u8> {
+    words.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+/// 32-bit instruction words, big-endian.
+fn be32(words: &[u32]) -> Vec<u8> {
+    words.iter().flat_map(|w| w.to_be_bytes()).collect()
+}
+
+// Each arch's exit sequence: status into the first argument register, the
+// `exit` system call number into the number register, trap. Encodings were
+// checked against Debian's cross binutils where bookworm has them, and every
+// program is run under qemu by the tests, which check its exit status.
+
+fn x86_64_exit(s: u8) -> Vec<u8> {
+    // mov edi, s; mov eax, 60 (exit); syscall
+    vec![0xbf, s, 0, 0, 0, 0xb8, 60, 0, 0, 0, 0x0f, 0x05]
+}
+
+fn i386_exit(s: u8) -> Vec<u8> {
+    // mov ebx, s; mov eax, 1 (exit); int 0x80
+    vec![0xbb, s, 0, 0, 0, 0xb8, 1, 0, 0, 0, 0xcd, 0x80]
+}
+
+fn aarch64_exit(s: u8) -> Vec<u8> {
+    // mov x0, #s; mov x8, #93 (exit); svc #0. A64 code is little-endian
+    // also in big-endian programs.
+    le32(&[0xd280_0000 | u32::from(s) << 5, 0xd280_0ba8, 0xd400_0001])
+}
+
+fn arm_exit(s: u8) -> Vec<u8> {
+    // mov r0, #s; mov r7, #1 (exit, EABI); svc #0. Little-endian code also
+    // for armeb, which is BE8 (data big-endian, code little-endian).
+    le32(&[0xe3a0_0000 | u32::from(s), 0xe3a0_7001, 0xef00_0000])
+}
+
+fn riscv_exit(s: u8) -> Vec<u8> {
+    // li a0, s; li a7, 93 (exit); ecall
+    le32(&[u32::from(s) << 20 | 0x513, 0x05d0_0893, 0x0000_0073])
+}
+
+fn loongarch64_exit(s: u8) -> Vec<u8> {
+    // addi.w $a0, $zero, s; addi.w $a7, $zero, 93 (exit); syscall 0
+    le32(&[0x0280_0004 | u32::from(s) << 10, 0x0281_740b, 0x002b_0000])
+}
+
+fn ppc_words(s: u8) -> [u32; 3] {
+    // li r3, s; li r0, 1 (exit); sc
+    [0x3860_0000 | u32::from(s), 0x3800_0001, 0x4400_0002]
+}
+
+fn ppc_be_exit(s: u8) -> Vec<u8> {
+    be32(&ppc_words(s))
+}
+
+fn ppc_le_exit(s: u8) -> Vec<u8> {
+    le32(&ppc_words(s))
+}
+
+fn s390x_exit(s: u8) -> Vec<u8> {
+    // lghi %r2, s; svc 1 (exit)
+    vec![0xa7, 0x29, 0, s, 0x0a, 0x01]
+}
+
+/// li $a0, s; li $v0, `nr`; syscall. `nr` is `exit` for the ABI: 4001
+/// (o32), 6058 (n32) or 5058 (n64).
+fn mips_words(s: u8, nr: u16) -> [u32; 3] {
+    [
+        0x2404_0000 | u32::from(s),
+        0x2402_0000 | u32::from(nr),
+        0x0000_000c,
+    ]
+}
+
+fn mips_o32_be(s: u8) -> Vec<u8> {
+    be32(&mips_words(s, 4001))
+}
+fn mips_o32_le(s: u8) -> Vec<u8> {
+    le32(&mips_words(s, 4001))
+}
+fn mips_n32_be(s: u8) -> Vec<u8> {
+    be32(&mips_words(s, 6058))
+}
+fn mips_n32_le(s: u8) -> Vec<u8> {
+    le32(&mips_words(s, 6058))
+}
+fn mips_n64_be(s: u8) -> Vec<u8> {
+    be32(&mips_words(s, 5058))
+}
+fn mips_n64_le(s: u8) -> Vec<u8> {
+    le32(&mips_words(s, 5058))
+}
+
+fn sparc32_exit(s: u8) -> Vec<u8> {
+    // mov s, %o0; mov 1, %g1 (exit); ta 0x10 (32-bit system call trap)
+    be32(&[0x9010_2000 | u32::from(s), 0x8210_2001, 0x91d0_2010])
+}
+
+fn sparc64_exit(s: u8) -> Vec<u8> {
+    // mov s, %o0; mov 1, %g1 (exit); ta 0x6d (64-bit system call trap)
+    be32(&[0x9010_2000 | u32::from(s), 0x8210_2001, 0x91d0_206d])
+}
+
+fn m68k_exit(s: u8) -> Vec<u8> {
+    // moveq #1, %d0 (exit); moveq #s, %d1; trap #0. moveq sign-extends
+    // its byte; exit keeps only the low 8 bits of the status, so any s works.
+    vec![0x70, 0x01, 0x72, s, 0x4e, 0x40]
+}
+
+/// mov #1, r3 (exit); mov #s, r4; trapa #0x11 (a system call with one
+/// argument), as 16-bit words; `mov #imm` sign-extends like m68k's moveq.
+fn sh_words(s: u8) -> [u16; 3] {
+    [0xe301, 0xe400 | u16::from(s), 0xc311]
+}
+
+fn sh_le_exit(s: u8) -> Vec<u8> {
+    sh_words(s).iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+fn sh_be_exit(s: u8) -> Vec<u8> {
+    sh_words(s).iter().flat_map(|w| w.to_be_bytes()).collect()
+}
+
+fn alpha_exit(s: u8) -> Vec<u8> {
+    // lda $16, s($31); lda $0, 1($31) (exit); call_pal callsys
+    le32(&[0x221f_0000 | u32::from(s), 0x201f_0001, 0x0000_0083])
+}
+
+fn hppa_exit(s: u8) -> Vec<u8> {
+    // ldi s, %r26; ble 0x100(%sr2, %r0) (the gateway page); ldi 1, %r20
+    // (exit, in the branch's delay slot). ldi's 14-bit immediate keeps its
+    // sign in the low bit, so a small positive value is shifted left once.
+    be32(&[0x341a_0000 | u32::from(s) << 1, 0xe400_8200, 0x3414_0002])
+}
+
+fn or1k_exit(s: u8) -> Vec<u8> {
+    // l.addi r3, r0, s; l.addi r11, r0, 93 (exit); l.sys 1
+    be32(&[0x9c60_0000 | u32::from(s), 0x9d60_005d, 0x2000_0001])
+}
+
+/// addik r5, r0, s; addik r12, r0, 1 (exit); brki r14, 0x8 (system call).
+fn microblaze_words(s: u8) -> [u32; 3] {
+    [0x30a0_0000 | u32::from(s), 0x3180_0001, 0xb9cc_0008]
+}
+
+fn microblaze_be_exit(s: u8) -> Vec<u8> {
+    be32(&microblaze_words(s))
+}
+
+fn microblaze_le_exit(s: u8) -> Vec<u8> {
+    le32(&microblaze_words(s))
+}
+
+/// The recipe for the row named `name`, if there is a program for it.
+/// xtensa, xtensaeb and hexagon have none (no toolchain here to check an
+/// encoding against).
+fn recipe(name: &str) -> Option<Recipe> {
+    // (elf64, big_endian, e_machine, e_flags, code)
+    let (elf64, big_endian, machine, flags, code): (bool, bool, u16, u32, ExitCode) = match name {
+        "x86_64" => (true, false, 62, 0, x86_64_exit),
+        "i386" => (false, false, 3, 0, i386_exit),
+        // EM_486: obsolete, same code; Linux's i386 loader accepts it.
+        "i486" => (false, false, 6, 0, i386_exit),
+        "aarch64" => (true, false, 183, 0, aarch64_exit),
+        "aarch64_be" => (true, true, 183, 0, aarch64_exit),
+        // EABI version 5: arm64 kernels run only EABI programs.
+        "arm" => (false, false, 40, 0x0500_0000, arm_exit),
+        // EABI 5 and EF_ARM_BE8.
+        "armeb" => (false, true, 40, 0x0580_0000, arm_exit),
+        "riscv64" => (true, false, 243, 0, riscv_exit),
+        "riscv32" => (false, false, 243, 0, riscv_exit),
+        // Double-float ABI, object ABI v1: what toolchains write.
+        "loongarch64" => (true, false, 258, 0x43, loongarch64_exit),
+        "ppc" => (false, true, 20, 0, ppc_be_exit),
+        "ppc64" => {
+            // ELFv1 (e_flags 1): the entry is a function descriptor.
+            return Some(Recipe {
+                elf64: true,
+                big_endian: true,
+                machine: 21,
+                flags: 1,
+                descriptor: true,
+                code: ppc_be_exit,
+            });
+        }
+        // ELFv2.
+        "ppc64le" => (true, false, 21, 2, ppc_le_exit),
+        "s390x" => (true, true, 22, 0, s390x_exit),
+        // o32 (EF_MIPS_ABI_O32), MIPS I.
+        "mips" => (false, true, 8, 0x1000, mips_o32_be),
+        "mipsel" => (false, false, 8, 0x1000, mips_o32_le),
+        // n32 (EF_MIPS_ABI2), MIPS III.
+        "mipsn32" => (false, true, 8, 0x2000_0020, mips_n32_be),
+        "mipsn32el" => (false, false, 8, 0x2000_0020, mips_n32_le),
+        // n64, MIPS III.
+        "mips64" => (true, true, 8, 0x2000_0000, mips_n64_be),
+        "mips64el" => (true, false, 8, 0x2000_0000, mips_n64_le),
+        "sparc" => (false, true, 2, 0, sparc32_exit),
+        // EF_SPARC_32PLUS.
+        "sparc32plus" => (false, true, 18, 0x100, sparc32_exit),
+        "sparc64" => (true, true, 43, 0, sparc64_exit),
+        "m68k" => (false, true, 4, 0, m68k_exit),
+        "sh4" => (false, false, 42, 0, sh_le_exit),
+        "sh4eb" => (false, true, 42, 0, sh_be_exit),
+        "alpha" => (true, false, 0x9026, 0, alpha_exit),
+        // PA-RISC 1.1.
+        "hppa" => (false, true, 15, 0x210, hppa_exit),
+        "or1k" => (false, true, 92, 0, or1k_exit),
+        "microblaze" => (false, true, 189, 0, microblaze_be_exit),
+        "microblazeel" => (false, false, 189, 0, microblaze_le_exit),
+        _ => return None,
+    };
+    Some(Recipe {
+        elf64,
+        big_endian,
+        machine,
+        flags,
+        descriptor: false,
+        code,
+    })
+}
+
+/// Writes integers in the file's byte order.
+struct Writer {
+    big_endian: bool,
+    out: Vec<u8>,
+}
+
+impl Writer {
+    fn u16(&mut self, v: u16) {
+        let b = if self.big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        };
+        self.out.extend_from_slice(&b);
+    }
+    fn u32(&mut self, v: u32) {
+        let b = if self.big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        };
+        self.out.extend_from_slice(&b);
+    }
+    fn u64(&mut self, v: u64) {
+        let b = if self.big_endian {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        };
+        self.out.extend_from_slice(&b);
+    }
+    /// An address or offset: 8 bytes in ELF64, 4 in ELF32 (all values here
+    /// are far below 4 GiB).
+    fn word(&mut self, elf64: bool, v: u64) {
+        if elf64 {
+            self.u64(v);
+        } else {
+            self.u32(v as u32);
+        }
+    }
+}
+
+/// An executable of one `PT_LOAD` segment (read + execute) holding the
+/// whole file: the ELF header, the program header, then `body`, whose
+/// byte `entry` is the entry point.
+fn image(r: &Recipe, body: &[u8], entry: usize) -> Vec<u8> {
+    let (ehsize, phentsize) = if r.elf64 { (64u16, 56u16) } else { (52, 32) };
+    let headers = u64::from(ehsize) + u64::from(phentsize);
+    let size = headers + body.len() as u64;
+    let mut w = Writer {
+        big_endian: r.big_endian,
+        out: Vec::with_capacity(size as usize),
+    };
+    // e_ident: magic, class, data, version 1, OS ABI 0 (System V), padding.
+    w.out.extend_from_slice(b"\x7fELF");
+    w.out.push(if r.elf64 { 2 } else { 1 });
+    w.out.push(if r.big_endian { 2 } else { 1 });
+    w.out.push(1);
+    w.out.extend_from_slice(&[0; 9]);
+    w.u16(2); // e_type: ET_EXEC
+    w.u16(r.machine);
+    w.u32(1); // e_version
+    w.word(r.elf64, BASE + headers + entry as u64); // e_entry
+    w.word(r.elf64, u64::from(ehsize)); // e_phoff
+    w.word(r.elf64, 0); // e_shoff: no sections
+    w.u32(r.flags);
+    w.u16(ehsize);
+    w.u16(phentsize);
+    w.u16(1); // e_phnum
+    w.u16(0); // e_shentsize
+    w.u16(0); // e_shnum
+    w.u16(0); // e_shstrndx
+              // The program header; its fields are ordered differently in ELF64.
+    const PT_LOAD: u32 = 1;
+    const PF_R_X: u32 = 4 | 1;
+    w.u32(PT_LOAD);
+    if r.elf64 {
+        w.u32(PF_R_X);
+        w.u64(0); // p_offset
+        w.u64(BASE); // p_vaddr
+        w.u64(BASE); // p_paddr
+        w.u64(size); // p_filesz
+        w.u64(size); // p_memsz
+        w.u64(ALIGN);
+    } else {
+        w.u32(0); // p_offset
+        w.u32(BASE as u32); // p_vaddr
+        w.u32(BASE as u32); // p_paddr
+        w.u32(size as u32); // p_filesz
+        w.u32(size as u32); // p_memsz
+        w.u32(PF_R_X);
+        w.u32(ALIGN as u32);
+    }
+    w.out.extend_from_slice(body);
+    w.out
+}
+
+fn program(r: &Recipe, status: u8) -> Vec<u8> {
+    let code = (r.code)(status);
+    if !r.descriptor {
+        return image(r, &code, 0);
+    }
+    // ELFv1 function descriptor: code address, TOC pointer, environment.
+    // The code needs no TOC. The headers end 8-aligned (64 + 56 = 120).
+    let headers = 64 + 56;
+    let mut w = Writer {
+        big_endian: r.big_endian,
+        out: Vec::new(),
+    };
+    w.u64(BASE + headers + 24);
+    w.u64(0);
+    w.u64(0);
+    w.out.extend_from_slice(&code);
+    image(r, &w.out, 0)
+}
+
+/// A tiny static program for the arch table row named `arch` that exits
+/// with status 0, or `None` if there is no program for that row (xtensa,
+/// xtensaeb and hexagon, or a name not in the table).
+///
+/// Each program is one ELF executable of a few dozen bytes: the ELF header,
+/// one loadable segment, and three instructions calling `exit(0)`. It
+/// passes [`crate::elf::validate`], [`crate::arch::classify`] gives its own
+/// row, and it runs under qemu as well as on a CPU of that arch.
+pub fn exit_program(arch: &str) -> Option<Vec<u8>> {
+    exit_program_with_status(arch, 0)
+}
+
+/// Like [`exit_program`], exiting with `status` instead of 0 (for checks
+/// that the program really ran, not just something that exits 0).
+pub fn exit_program_with_status(arch: &str, status: u8) -> Option<Vec<u8>> {
+    arch::by_name(arch)?;
+    Some(program(&recipe(arch)?, status))
+}
+
+/// Launcher exit status bits saying which step failed; the low six bits
+/// hold the errno (63 meaning 63 or more). 0 means the probe ran and exited
+/// 0; the probe itself never exits with anything else.
+const FAILED_EXEC: i32 = 0x40;
+const FAILED_MOUNT: i32 = 0x80;
+const FAILED_UNSHARE: i32 = 0xc0;
+const ERRNO_BITS: i32 = 0x3f;
+
+/// The launcher for a host of arch `host`: `launcher PROBE` runs PROBE with
+/// `execve` (argv from PROBE on, the same environment). With `private`, it
+/// first enters a new user and mount namespace and mounts an empty
+/// binfmt_misc instance (`unshare`, `mount`). On failure it exits with
+/// `FAILED_*` and the errno (see above). The two variants are one code
+/// blob entered at different points.
+fn launcher(host: &str, private: bool) -> Option<Vec<u8>> {
+    let (recipe, code, exec_at): (Recipe, Vec<u8>, usize) = match host {
+        "x86_64" => (
+            recipe("x86_64")?,
+            vec![
+                0xbf, 0x00, 0x00, 0x02, 0x10, // mov edi, CLONE_NEWUSER | CLONE_NEWNS
+                0xb8, 0x10, 0x01, 0x00, 0x00, // mov eax, 272 (unshare)
+                0x0f, 0x05, // syscall
+                0xb3, 0xc0, // mov bl, FAILED_UNSHARE
+                0x85, 0xc0, // test eax, eax
+                0x75, 0x40, // jnz fail
+                0x48, 0x8d, 0x3d, 0x4f, 0x00, 0x00, 0x00, // lea rdi, [rip + src]
+                0x48, 0x8d, 0x35, 0x54, 0x00, 0x00, 0x00, // lea rsi, [rip + target]
+                0x48, 0x89, 0xfa, // mov rdx, rdi (file system type = source)
+                0x45, 0x31, 0xd2, // xor r10d, r10d (mount flags)
+                0x45, 0x31, 0xc0, // xor r8d, r8d (data)
+                0xb8, 0xa5, 0x00, 0x00, 0x00, // mov eax, 165 (mount)
+                0x0f, 0x05, // syscall
+                0xb3, 0x80, // mov bl, FAILED_MOUNT
+                0x85, 0xc0, // test eax, eax
+                0x75, 0x1c, // jnz fail
+                // exec (0x36): argc at [rsp], argv from [rsp + 8].
+                0x48, 0x8b, 0x7c, 0x24, 0x10, // mov rdi, [rsp + 16] (argv[1])
+                0x48, 0x8d, 0x74, 0x24, 0x10, // lea rsi, [rsp + 16] (&argv[1])
+                0x48, 0x8b, 0x04, 0x24, // mov rax, [rsp] (argc)
+                0x48, 0x8d, 0x54, 0xc4, 0x10, // lea rdx, [rsp + rax*8 + 16] (envp)
+                0xb8, 0x3b, 0x00, 0x00, 0x00, // mov eax, 59 (execve)
+                0x0f, 0x05, // syscall
+                0xb3, 0x40, // mov bl, FAILED_EXEC
+                // fail (0x52): eax = -errno.
+                0xf7, 0xd8, // neg eax
+                0xbf, 0x3f, 0x00, 0x00, 0x00, // mov edi, 63
+                0x39, 0xf8, // cmp eax, edi
+                0x0f, 0x42, 0xf8, // cmovb edi, eax
+                0x40, 0x08, 0xdf, // or dil, bl
+                0xb8, 0x3c, 0x00, 0x00, 0x00, // mov eax, 60 (exit)
+                0x0f, 0x05, // syscall
+            ],
+            0x36,
+        ),
+        "aarch64" | "aarch64_be" => (
+            recipe(host)?,
+            le32(&[
+                0xd2a2_0040, // mov x0, #(CLONE_NEWUSER | CLONE_NEWNS)
+                0xd280_0c28, // mov x8, #97 (unshare)
+                0xd400_0001, // svc #0
+                0xd280_1813, // mov x19, #FAILED_UNSHARE
+                0xb500_0240, // cbnz x0, fail
+                0x1000_0300, // adr x0, src
+                0x1000_0341, // adr x1, target
+                0xaa00_03e2, // mov x2, x0 (file system type = source)
+                0xd280_0003, // mov x3, #0 (mount flags)
+                0xd280_0004, // mov x4, #0 (data)
+                0xd280_0508, // mov x8, #40 (mount)
+                0xd400_0001, // svc #0
+                0xd280_1013, // mov x19, #FAILED_MOUNT
+                0xb500_0120, // cbnz x0, fail
+                // exec (0x38): argc at [sp], argv from [sp + 8].
+                0xf940_0be0, // ldr x0, [sp, #16] (argv[1])
+                0x9100_43e1, // add x1, sp, #16 (&argv[1])
+                0xf940_03e2, // ldr x2, [sp] (argc)
+                0x8b22_6fe2, // add x2, sp, x2, lsl #3
+                0x9100_4042, // add x2, x2, #16 (envp)
+                0xd280_1ba8, // mov x8, #221 (execve)
+                0xd400_0001, // svc #0
+                0xd280_0813, // mov x19, #FAILED_EXEC
+                // fail (0x58): x0 = -errno.
+                0xcb00_03e0, // neg x0, x0
+                0xd280_07e1, // mov x1, #63
+                0xeb01_001f, // cmp x0, x1
+                0x9a81_9000, // csel x0, x0, x1, ls
+                0xaa13_0000, // orr x0, x0, x19
+                0xd280_0ba8, // mov x8, #93 (exit)
+                0xd400_0001, // svc #0
+            ]),
+            0x38,
+        ),
+        _ => return None,
+    };
+    // src and target right after the code (the offsets in the lea/adr
+    // instructions above assume exactly this layout).
+    let mut body = code;
+    body.extend_from_slice(b"binfmt_misc\0");
+    body.extend_from_slice(DEFAULT_ROOT.as_bytes());
+    body.push(0);
+    Some(image(&recipe, &body, if private { 0 } else { exec_at }))
+}
+
+// ---------------------------------------------------------------------------
+// Probing
+
+/// The table row for the arch this program was built for (which the host
+/// runs natively by definition), or `None` if the table has none.
+pub fn host_arch() -> Option<&'static Arch> {
+    let big = cfg!(target_endian = "big");
+    let wide = cfg!(target_pointer_width = "64");
+    let name = match std::env::consts::ARCH {
+        "x86_64" => "x86_64",
+        "x86" => "i386",
+        "aarch64" if big => "aarch64_be",
+        "aarch64" => "aarch64",
+        "arm" if big => "armeb",
+        "arm" => "arm",
+        "riscv64" => "riscv64",
+        "riscv32" => "riscv32",
+        "loongarch64" => "loongarch64",
+        "powerpc64" if big => "ppc64",
+        "powerpc64" => "ppc64le",
+        "powerpc" => "ppc",
+        "s390x" => "s390x",
+        "mips64" | "mips64r6" if !wide && big => "mipsn32",
+        "mips64" | "mips64r6" if !wide => "mipsn32el",
+        "mips64" | "mips64r6" if big => "mips64",
+        "mips64" | "mips64r6" => "mips64el",
+        "mips" | "mips32r6" if big => "mips",
+        "mips" | "mips32r6" => "mipsel",
+        "sparc64" => "sparc64",
+        "sparc" => "sparc",
+        "m68k" => "m68k",
+        "hexagon" => "hexagon",
+        "xtensa" if big => "xtensaeb",
+        "xtensa" => "xtensa",
+        _ => return None,
+    };
+    arch::by_name(name)
+}
+
+/// What probing one arch found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The kernel ran the program and it exited 0: the host runs this arch
+    /// natively. Never register it.
+    Native,
+    /// The kernel refused to run it (`ENOEXEC`): it needs an emulator.
+    NotNative,
+    /// The probe could not tell (the reason says why). Treated as not
+    /// native: registering an arch the host could run only costs speed,
+    /// while treating a foreign arch as native leaves it unrunnable.
+    Unknown(String),
+}
+
+/// How the probes were run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// In a private, empty binfmt_misc instance: the CPU answered.
+    PrivateInstance,
+    /// Directly, after checking that no enabled entry of the host's table
+    /// matches the probe (fallback: no private instance could be made).
+    HostTable,
+    /// Not at all: no launcher for this host's arch, or the host's arch is
+    /// not in the table. Only the host's own arch is known native.
+    HostArchOnly,
+}
+
+/// Everything [`probe`] found.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The host's own row ([`host_arch`]), native by definition.
+    pub host: Option<&'static Arch>,
+    /// How the probes were run.
+    pub method: Method,
+    /// Why the method is not [`Method::PrivateInstance`], if it is not.
+    pub note: Option<String>,
+    /// Every probed row (all rows with a program except the host's), in
+    /// table order.
+    pub probes: Vec<(&'static Arch, Outcome)>,
+}
+
+impl Report {
+    /// The host's own arch, then every probed arch that is
+    /// [`Outcome::Native`].
+    pub fn native(&self) -> Vec<&'static Arch> {
+        self.host
+            .into_iter()
+            .chain(
+                self.probes
+                    .iter()
+                    .filter(|(_, o)| *o == Outcome::Native)
+                    .map(|(a, _)| *a),
+            )
+            .collect()
+    }
+}
+
+/// Why probing failed as a whole (the files could not be written or the
+/// launcher not started). Its `Display` is one line naming the path.
+#[derive(Debug)]
+pub struct Error {
+    message: String,
+    source: io::Error,
+}
+
+impl Error {
+    fn new(message: String, source: io::Error) -> Error {
+        Error { message, source }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// The arches the host runs natively: its own ([`host_arch`]) and every
+/// arch whose probe the kernel ran ([`probe`]). An arch that could not be
+/// probed is not included.
+pub fn native_arches() -> Result<Vec<&'static Arch>, Error> {
+    Ok(probe()?.native())
+}
+
+/// Probes every arch with a program, writing the probe files under
+/// [`std::env::temp_dir`] (`TMPDIR`).
+pub fn probe() -> Result<Report, Error> {
+    probe_in(&std::env::temp_dir())
+}
+
+/// Probes every arch with a program, writing the probe files in a new
+/// private directory under `dir` (which must allow exec).
+pub fn probe_in(dir: &Path) -> Result<Report, Error> {
+    run(dir, host_arch(), true, &Binfmt::new(DEFAULT_ROOT))
+}
+
+/// A directory for the probe files, removed with its contents when dropped.
+struct WorkDir(PathBuf);
+
+impl WorkDir {
+    fn new(parent: &Path) -> Result<WorkDir, Error> {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let mut last = None;
+        for _ in 0..16 {
+            let path = parent.join(format!(
+                "qemu-shim-probe-{}-{}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            ));
+            match fs::DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => return Ok(WorkDir(path)),
+                // Left behind by an earlier process of the same pid.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+                Err(e) => {
+                    return Err(Error::new(
+                        format!(
+                            "cannot create a probe directory in {}: {e}",
+                            parent.display()
+                        ),
+                        e,
+                    ))
+                }
+            }
+        }
+        let e = last.unwrap_or_else(|| io::Error::from(io::ErrorKind::AlreadyExists));
+        Err(Error::new(
+            format!(
+                "cannot create a probe directory in {}: {e}",
+                parent.display()
+            ),
+            e,
+        ))
+    }
+
+    /// Writes an executable file `name` (mode 0700) holding `bytes`.
+    fn write(&self, name: &str, bytes: &[u8]) -> Result<PathBuf, Error> {
+        let path = self.0.join(name);
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o700)
+            .open(&path)
+            .and_then(|mut f| io::Write::write_all(&mut f, bytes))
+            .map_err(|e| Error::new(format!("cannot write {}: {e}", path.display()), e))?;
+        Ok(path)
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What one run of the launcher said.
+enum Run {
+    /// An outcome for the probe.
+    Done(Outcome),
+    /// The private instance could not be made (the message says why).
+    NoInstance(String),
+}
+
+fn errno_name(errno: i32) -> String {
+    let e = nix::errno::Errno::from_raw(errno);
+    if errno == ERRNO_BITS {
+        format!("errno {errno} or more")
+    } else {
+        format!("{e:?}")
+    }
+}
+
+/// Runs `launcher probe`, retrying while an exec fails with `ETXTBSY`: a
+/// thread of this process that forks while a probe file is still open for
+/// writing makes the file busy for a moment.
+fn launch(launcher: &Path, probe: &Path) -> Result<ExitStatus, Error> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let status = Command::new(launcher)
+            .arg(probe)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let busy = match &status {
+            Err(e) => e.raw_os_error() == Some(nix::libc::ETXTBSY),
+            Ok(s) => s.code() == Some(FAILED_EXEC | nix::libc::ETXTBSY),
+        };
+        if !busy || attempt >= 50 {
+            return status.map_err(|e| {
+                let hint = if e.kind() == io::ErrorKind::PermissionDenied {
+                    " (is its directory mounted noexec? choose another one)"
+                } else {
+                    ""
+                };
+                Error::new(
+                    format!(
+                        "cannot run the probe launcher {}: {e}{hint}",
+                        launcher.display()
+                    ),
+                    e,
+                )
+            });
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Reads a launcher's exit status.
+fn decode(status: ExitStatus) -> Run {
+    let Some(code) = status.code() else {
+        let signal = status.signal().unwrap_or(0);
+        return Run::Done(Outcome::Unknown(format!(
+            "the probe was killed by signal {signal}"
+        )));
+    };
+    let errno = code & ERRNO_BITS;
+    match code & !ERRNO_BITS {
+        0 if code == 0 => Run::Done(Outcome::Native),
+        0 => Run::Done(Outcome::Unknown(format!(
+            "the probe ran but exited with status {code}"
+        ))),
+        FAILED_EXEC if errno == nix::libc::ENOEXEC => Run::Done(Outcome::NotNative),
+        FAILED_EXEC => Run::Done(Outcome::Unknown(format!(
+            "the kernel did not run the probe: {}",
+            errno_name(errno)
+        ))),
+        FAILED_MOUNT => Run::NoInstance(format!(
+            "cannot mount a private binfmt_misc instance ({}; Linux 6.7 or later needed)",
+            errno_name(errno)
+        )),
+        FAILED_UNSHARE => Run::NoInstance(format!(
+            "cannot create a user and mount namespace ({})",
+            errno_name(errno)
+        )),
+        _ => Run::Done(Outcome::Unknown(format!(
+            "the probe launcher exited with status {code}"
+        ))),
+    }
+}
+
+/// Probes as [`probe_in`] says, for `host`; with `try_private` false, only
+/// the fallback against `host_table` is used (for tests).
+fn run(
+    dir: &Path,
+    host: Option<&'static Arch>,
+    try_private: bool,
+    host_table: &Binfmt,
+) -> Result<Report, Error> {
+    let only_host = |note: String| Report {
+        host,
+        method: Method::HostArchOnly,
+        note: Some(note),
+        probes: Vec::new(),
+    };
+    let Some(host_row) = host else {
+        return Ok(only_host(format!(
+            "this host's arch ({}) is not in the arch table",
+            std::env::consts::ARCH
+        )));
+    };
+    let (Some(private), Some(direct)) = (
+        launcher(host_row.name, true),
+        launcher(host_row.name, false),
+    ) else {
+        return Ok(only_host(format!(
+            "cannot probe on a {} host (no launcher for it)",
+            host_row.name
+        )));
+    };
+
+    let work = WorkDir::new(dir)?;
+    let private = work.write("launch-private", &private)?;
+    let direct = work.write("launch-direct", &direct)?;
+    let mut candidates = Vec::new();
+    for row in ARCHES.iter().filter(|a| a.name != host_row.name) {
+        if let Some(program) = exit_program(row.name) {
+            // No dot in the name: binfmt_misc's extension entries match
+            // the text after the last dot of the path.
+            let path = work.write(&format!("exit-{}", row.name.replace('.', "-")), &program)?;
+            candidates.push((row, path, program));
+        }
+    }
+
+    let mut method = Method::PrivateInstance;
+    let mut note = None;
+    let mut probes = Vec::new();
+    for (row, path, program) in &candidates {
+        if method == Method::PrivateInstance && try_private {
+            match decode(launch(&private, path)?) {
+                Run::Done(outcome) => {
+                    probes.push((*row, outcome));
+                    continue;
+                }
+                Run::NoInstance(why) => note = Some(why),
+            }
+        }
+        if method == Method::PrivateInstance {
+            method = Method::HostTable;
+            note.get_or_insert_with(|| "probed against the host's table (forced)".into());
+        }
+        let outcome = match host_answers(host_table, program) {
+            Ok(Some(name)) => Outcome::Unknown(format!(
+                "the host's binfmt_misc entry {name:?} matches the probe and would answer instead of the CPU"
+            )),
+            Ok(None) => match decode(launch(&direct, path)?) {
+                Run::Done(outcome) => outcome,
+                // The direct launcher neither unshares nor mounts.
+                Run::NoInstance(why) => Outcome::Unknown(why),
+            },
+            Err(e) => Outcome::Unknown(format!("cannot check the host's binfmt_misc table: {e}")),
+        };
+        probes.push((*row, outcome));
+    }
+    Ok(Report {
+        host,
+        method,
+        note,
+        probes,
+    })
+}
+
+/// The enabled entry of the host's table that would run `program`, if any.
+/// An unmounted table has none (see the module documentation for the limit).
+fn host_answers(table: &Binfmt, program: &[u8]) -> Result<Option<String>, crate::binfmt::Error> {
+    if !table.is_mounted() {
+        return Ok(None);
+    }
+    Ok(table.winner(program)?.map(|(name, _)| name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::elf;
+
+    /// Where `scripts/fetch-fixtures` puts third-party binaries.
+    fn fixtures() -> PathBuf {
+        std::env::var_os("QEMU_SHIM_FIXTURES")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/fixtures"))
+    }
+
+    fn qemu(emulator: &str) -> PathBuf {
+        let path = fixtures().join("qemu").join(format!("{emulator}-static"));
+        assert!(
+            path.is_file(),
+            "missing fixture {}: run scripts/fetch-fixtures",
+            path.display()
+        );
+        path
+    }
+
+    fn status_of(command: &mut Command) -> ExitStatus {
+        command
+            .stdin(Stdio::null())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"))
+    }
+
+    fn rows_with_programs() -> Vec<&'static Arch> {
+        ARCHES
+            .iter()
+            .filter(|a| exit_program(a.name).is_some())
+            .collect()
+    }
+
+    #[test]
+    fn programs_exist_for_the_arches_probing_needs() {
+        for name in ["x86_64", "i386", "i486", "aarch64", "arm", "armeb"] {
+            assert!(exit_program(name).is_some(), "{name}");
+        }
+        assert_eq!(exit_program("xtensa"), None);
+        assert_eq!(exit_program("no-such-arch"), None);
+    }
+
+    #[test]
+    fn every_program_is_a_valid_elf_of_its_own_row() {
+        for row in rows_with_programs() {
+            let p = exit_program(row.name).unwrap();
+            let h =
+                elf::validate(&p, p.len() as u64).unwrap_or_else(|e| panic!("{}: {e}", row.name));
+            assert_eq!(h.phnum, 1, "{}", row.name);
+            assert_eq!(
+                arch::classify(&p).map(|a| a.name),
+                Some(row.name),
+                "{} classifies as another row",
+                row.name
+            );
+            assert!(p.len() < 200, "{}: {} bytes", row.name, p.len());
+        }
+    }
+
+    #[test]
+    fn status_is_in_the_program() {
+        for row in rows_with_programs() {
+            let zero = exit_program(row.name).unwrap();
+            let other = exit_program_with_status(row.name, 42).unwrap();
+            assert_eq!(zero.len(), other.len(), "{}", row.name);
+            assert_ne!(zero, other, "{}", row.name);
+        }
+    }
+
+    #[test]
+    fn launchers_are_valid_elf_of_the_host_row() {
+        for host in ["x86_64", "aarch64", "aarch64_be"] {
+            for private in [true, false] {
+                let p = launcher(host, private).unwrap();
+                elf::validate(&p, p.len() as u64).unwrap_or_else(|e| panic!("{host}: {e}"));
+                assert_eq!(arch::classify(&p).map(|a| a.name), Some(host));
+            }
+            // The variants differ only in their entry point.
+            let (a, b) = (
+                launcher(host, true).unwrap(),
+                launcher(host, false).unwrap(),
+            );
+            let differing: Vec<usize> = (0..a.len()).filter(|&i| a[i] != b[i]).collect();
+            assert!(!differing.is_empty() && differing.iter().all(|&i| (24..32).contains(&i)));
+        }
+        assert_eq!(launcher("riscv64", true), None);
+    }
+
+    #[test]
+    fn decodes_launcher_status() {
+        let code = |c: i32| decode(ExitStatus::from_raw(c << 8));
+        assert!(matches!(code(0), Run::Done(Outcome::Native)));
+        assert!(matches!(
+            code(FAILED_EXEC | nix::libc::ENOEXEC),
+            Run::Done(Outcome::NotNative)
+        ));
+        assert!(matches!(
+            code(FAILED_EXEC | nix::libc::ENOENT),
+            Run::Done(Outcome::Unknown(_))
+        ));
+        assert!(matches!(code(3), Run::Done(Outcome::Unknown(_))));
+        assert!(
+            matches!(code(FAILED_MOUNT | nix::libc::EPERM), Run::NoInstance(m) if m.contains("EPERM"))
+        );
+        assert!(matches!(code(FAILED_UNSHARE | 63), Run::NoInstance(m) if m.contains("or more")));
+        // Killed by SIGILL.
+        assert!(
+            matches!(decode(ExitStatus::from_raw(4)), Run::Done(Outcome::Unknown(m)) if m.contains("signal 4"))
+        );
+    }
+
+    #[test]
+    fn every_program_runs_under_qemu() {
+        let work = WorkDir::new(&std::env::temp_dir()).unwrap();
+        for row in rows_with_programs() {
+            let emulator = qemu(row.emulator);
+            for status in [0u8, 42, 200] {
+                let p = exit_program_with_status(row.name, status).unwrap();
+                let path = work.write(&format!("{}-{status}", row.name), &p).unwrap();
+                let st = status_of(Command::new(&emulator).arg(&path));
+                assert_eq!(
+                    st.code(),
+                    Some(i32::from(status)),
+                    "{} under {}",
+                    row.name,
+                    row.emulator
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn aarch64_launcher_under_qemu() {
+        // qemu-user passes execve through to the host, so the direct
+        // launcher runs a host program; the private one cannot unshare a
+        // user namespace (qemu is multithreaded), which exercises its
+        // failure path.
+        let work = WorkDir::new(&std::env::temp_dir()).unwrap();
+        let emulator = qemu("qemu-aarch64");
+        let direct = work
+            .write("direct", &launcher("aarch64", false).unwrap())
+            .unwrap();
+        let private = work
+            .write("private", &launcher("aarch64", true).unwrap())
+            .unwrap();
+        let Some(host) = host_arch() else { return };
+        let target = work
+            .write("target", &exit_program_with_status(host.name, 42).unwrap())
+            .unwrap();
+        let st = status_of(Command::new(&emulator).arg(&direct).arg(&target));
+        assert_eq!(st.code(), Some(42));
+        let st = status_of(
+            Command::new(&emulator)
+                .arg(&direct)
+                .arg(work.0.join("absent")),
+        );
+        assert_eq!(st.code(), Some(FAILED_EXEC | nix::libc::ENOENT));
+        let st = status_of(Command::new(&emulator).arg(&private).arg(&target));
+        assert_eq!(st.code(), Some(FAILED_UNSHARE | nix::libc::EINVAL));
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    mod on_x86_64 {
+        use super::*;
+
+        #[test]
+        fn host_is_x86_64() {
+            assert_eq!(host_arch().map(|a| a.name), Some("x86_64"));
+        }
+
+        #[test]
+        fn launcher_reports_exec_failure() {
+            let work = WorkDir::new(&std::env::temp_dir()).unwrap();
+            for private in [true, false] {
+                let l = work
+                    .write(
+                        &format!("l-{private}"),
+                        &launcher("x86_64", private).unwrap(),
+                    )
+                    .unwrap();
+                let st = status_of(Command::new(&l).arg(work.0.join("absent")));
+                assert_eq!(st.code(), Some(FAILED_EXEC | nix::libc::ENOENT));
+            }
+        }
+
+        /// Needs a kernel with ia32 emulation on (the default): this
+        /// machine's kernel.
+        #[test]
+        fn native_arches_on_this_machine() {
+            let report = probe().unwrap();
+            assert_eq!(report.method, Method::PrivateInstance, "{:?}", report.note);
+            let names: Vec<&str> = report.native().iter().map(|a| a.name).collect();
+            assert_eq!(names, ["x86_64", "i386", "i486"], "{report:#?}");
+            let outcome = |n: &str| &report.probes.iter().find(|(a, _)| a.name == n).unwrap().1;
+            assert_eq!(outcome("aarch64"), &Outcome::NotNative);
+            assert_eq!(outcome("arm"), &Outcome::NotNative);
+            assert!(report.probes.iter().all(|(a, _)| a.name != "x86_64"));
+            assert_eq!(native_arches().unwrap().len(), 3);
+        }
+
+        /// A fake host table for the fallback: a `register` file, `status`
+        /// and one entry matching i386 programs.
+        fn fake_table(dir: &Path, status: &str) -> Binfmt {
+            fs::create_dir_all(dir).unwrap();
+            fs::write(dir.join("register"), "").unwrap();
+            fs::write(dir.join("status"), status).unwrap();
+            let row = arch::by_name("i386").unwrap();
+            let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+            fs::write(
+                dir.join("qemu-i386"),
+                format!(
+                    "enabled\ninterpreter /usr/bin/qemu-i386\nflags: F\noffset 0\nmagic {}\nmask {}\n",
+                    hex(row.magic),
+                    hex(row.mask)
+                ),
+            )
+            .unwrap();
+            Binfmt::new(dir)
+        }
+
+        #[test]
+        fn fallback_skips_what_a_host_entry_answers() {
+            let work = WorkDir::new(&std::env::temp_dir()).unwrap();
+            let table = fake_table(&work.0.join("table"), "enabled\n");
+            let report = run(&work.0, host_arch(), false, &table).unwrap();
+            assert_eq!(report.method, Method::HostTable);
+            let outcome = |n: &str| &report.probes.iter().find(|(a, _)| a.name == n).unwrap().1;
+            assert!(
+                matches!(outcome("i386"), Outcome::Unknown(m) if m.contains("qemu-i386")),
+                "{:?}",
+                outcome("i386")
+            );
+            // Not matched by the entry: run directly.
+            assert_eq!(outcome("i486"), &Outcome::Native);
+            assert_eq!(outcome("aarch64"), &Outcome::NotNative);
+            let names: Vec<&str> = report.native().iter().map(|a| a.name).collect();
+            assert_eq!(names, ["x86_64", "i486"]);
+        }
+
+        #[test]
+        fn fallback_runs_everything_when_the_host_table_is_off() {
+            let work = WorkDir::new(&std::env::temp_dir()).unwrap();
+            for table in [
+                fake_table(&work.0.join("disabled"), "disabled\n"),
+                Binfmt::new(work.0.join("unmounted")),
+            ] {
+                let report = run(&work.0, host_arch(), false, &table).unwrap();
+                let names: Vec<&str> = report.native().iter().map(|a| a.name).collect();
+                assert_eq!(
+                    names,
+                    ["x86_64", "i386", "i486"],
+                    "{}",
+                    table.root().display()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn no_launcher_reports_host_only() {
+        let work = WorkDir::new(&std::env::temp_dir()).unwrap();
+        let report = run(
+            &work.0,
+            arch::by_name("riscv64"),
+            true,
+            &Binfmt::new(DEFAULT_ROOT),
+        )
+        .unwrap();
+        assert_eq!(report.method, Method::HostArchOnly);
+        assert!(report.probes.is_empty());
+        assert_eq!(
+            report.native().iter().map(|a| a.name).collect::<Vec<_>>(),
+            ["riscv64"]
+        );
+        let report = run(&work.0, None, true, &Binfmt::new(DEFAULT_ROOT)).unwrap();
+        assert!(report.native().is_empty() && report.note.is_some());
+    }
+
+    #[test]
+    fn probe_files_are_removed() {
+        let parent =
+            std::env::temp_dir().join(format!("qemu-shim-probe-parent-{}", std::process::id()));
+        fs::create_dir_all(&parent).unwrap();
+        let report = probe_in(&parent);
+        let left: Vec<_> = fs::read_dir(&parent).unwrap().collect();
+        fs::remove_dir_all(&parent).unwrap();
+        report.unwrap();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn unusable_directory_is_an_error_naming_it() {
+        let e = probe_in(Path::new("/proc/no-such-dir")).unwrap_err();
+        assert!(e.to_string().contains("/proc/no-such-dir"), "{e}");
+        assert!(std::error::Error::source(&e).is_some());
+    }
+}

@@ -622,3 +622,62 @@ fn inside_kernel_agrees_with_from_str() {
         cases.len()
     );
 }
+
+// ---------------------------------------------------------------------------
+// Native probing ignores the caller's table
+
+#[test]
+fn probe_is_not_answered_by_an_existing_entry() {
+    run_inside("inside_probe_ignores_existing_entry");
+}
+
+#[test]
+#[ignore = "runs inside a private namespace via probe_is_not_answered_by_an_existing_entry"]
+fn inside_probe_ignores_existing_entry() {
+    use qemu_shim_registry::{arch, probe};
+    let table = private_table();
+    let Some(host) = probe::host_arch() else {
+        panic!("this host's arch is not in the arch table")
+    };
+    // An entry for every probed arch, as a distro's qemu-user-binfmt would
+    // have, whose interpreter exits 1: if it answered, no probe would
+    // report a native arch.
+    for row in arch::ARCHES.iter().filter(|a| a.name != host.name) {
+        table
+            .register(&RegisterLine {
+                name: format!("distro-{}", row.name),
+                kind: Kind::Magic {
+                    offset: row.offset,
+                    magic: row.magic.to_vec(),
+                    mask: Some(row.mask.to_vec()),
+                },
+                interpreter: "/bin/false".into(),
+                flags: Flags::NONE,
+            })
+            .unwrap();
+    }
+    let dir = scratch("probe-existing");
+    let report = probe::probe_in(&dir).unwrap();
+    assert_eq!(
+        report.method,
+        probe::Method::PrivateInstance,
+        "{:?}",
+        report.note
+    );
+    let native: Vec<&str> = report.native().iter().map(|a| a.name).collect();
+    if host.name == "x86_64" {
+        assert_eq!(native, ["x86_64", "i386", "i486"], "{report:#?}");
+        // The entries do answer outside the probe's instance.
+        let p = dir.join("i386-here");
+        fs::write(&p, probe::exit_program("i386").unwrap()).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        let st = Command::new(&p).status().unwrap();
+        assert_eq!(
+            st.code(),
+            Some(1),
+            "the distro-i386 entry (/bin/false) ran it"
+        );
+    }
+    // And the table the probe ran beside is untouched.
+    assert_eq!(names(&table).len(), arch::ARCHES.len() - 1);
+}
