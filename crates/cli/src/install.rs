@@ -154,11 +154,17 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<()> {
     let existing = bf.list()?;
 
     // 4. Where the interpreter goes.
-    let (dir, created_dirs) = make_install_dir(&opts.install_dir)?;
-    let dest = dir.join(interp::FILE_NAME);
+    let dir = plan_install_dir(&opts.install_dir)?;
+    preflight(&bf, &dir)?;
+    let dest = dir.path.join(interp::FILE_NAME);
     let dest_str = dest
         .to_str()
-        .ok_or_else(|| Error::new(format!("install directory {} is not UTF-8", dir.display())))?
+        .ok_or_else(|| {
+            Error::new(format!(
+                "install directory {} is not UTF-8",
+                dir.path.display()
+            ))
+        })?
         .to_owned();
     let old_image = match fs::read(&dest) {
         Ok(b) => Some(b),
@@ -243,9 +249,10 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<()> {
     // 7. Do it.
     let nothing_to_do = !file_changed && steps.iter().all(|s| s.action == Action::Unchanged);
     if !nothing_to_do {
-        let mut j = Journal::new(&bf, created_dirs);
+        let mut j = Journal::new(&bf);
         if let Err(e) = apply(
             &mut j,
+            &dir.missing,
             &dest,
             &image,
             old_image.as_deref(),
@@ -387,12 +394,17 @@ fn decide(
 /// Writes the file and changes the entries, recording each step in `j`.
 fn apply(
     j: &mut Journal<'_>,
+    missing_dirs: &[PathBuf],
     dest: &Path,
     image: &[u8],
     old_image: Option<&[u8]>,
     file_changed: bool,
     steps: &[Step],
 ) -> Result<()> {
+    for d in missing_dirs {
+        fs::create_dir(d).map_err(|e| Error::io("cannot create", d, &e))?;
+        j.created_dirs.push(d.clone());
+    }
     if file_changed {
         write_file(dest, image)?;
         j.file = Some(match old_image {
@@ -451,9 +463,18 @@ pub fn write_file(dest: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
-/// Creates the install directory; returns its absolute path and the
-/// directories this call created, outermost first (to remove on undo).
-fn make_install_dir(dir: &Path) -> Result<(PathBuf, Vec<PathBuf>)> {
+/// The install directory as planned: its absolute path (the part that
+/// exists with links resolved, so the path registered is the file's real
+/// path) and the directories still to create, outermost first.
+#[derive(Debug, PartialEq, Eq)]
+struct InstallDir {
+    path: PathBuf,
+    missing: Vec<PathBuf>,
+    /// The deepest directory that exists: where the file system is checked.
+    existing: PathBuf,
+}
+
+fn plan_install_dir(dir: &Path) -> Result<InstallDir> {
     let abs = if dir.is_absolute() {
         dir.to_path_buf()
     } else {
@@ -461,20 +482,80 @@ fn make_install_dir(dir: &Path) -> Result<(PathBuf, Vec<PathBuf>)> {
             .map_err(|e| Error::io("cannot resolve", dir, &e))?
             .join(dir)
     };
-    let mut created = Vec::new();
+    // Split into the part that exists and the names below it.
+    let mut tail = Vec::new();
     let mut p = abs.as_path();
-    while !p.exists() {
-        created.push(p.to_path_buf());
-        match p.parent() {
-            Some(parent) => p = parent,
-            None => break,
+    while fs::symlink_metadata(p).is_err() {
+        let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else {
+            break;
+        };
+        tail.push(name.to_os_string());
+        p = parent;
+    }
+    let existing = fs::canonicalize(p).map_err(|e| Error::io("cannot resolve", p, &e))?;
+    if !existing.is_dir() {
+        return Err(Error::new(format!(
+            "{} is not a directory",
+            existing.display()
+        )));
+    }
+    let mut path = existing.clone();
+    let mut missing = Vec::new();
+    for name in tail.iter().rev() {
+        if name == ".." || name == "." {
+            return Err(Error::new(format!(
+                "install directory {} has . or .. below a directory that does not exist",
+                dir.display()
+            )));
+        }
+        path.push(name);
+        missing.push(path.clone());
+    }
+    Ok(InstallDir {
+        path,
+        missing,
+        existing,
+    })
+}
+
+/// Refuses, before anything is changed, what would fail halfway: a table
+/// mounted read-only or not writable by us, and an install directory on a
+/// file system the kernel will not execute from (with `F` it opens the
+/// interpreter for execution at registration; /tmp is often `noexec`).
+fn preflight(bf: &Binfmt, dir: &InstallDir) -> Result<()> {
+    use nix::sys::statvfs::{statvfs, FsFlags};
+    use nix::unistd::{access, AccessFlags};
+    let root = bf.root();
+    if let Ok(st) = statvfs(root) {
+        if st.flags().contains(FsFlags::ST_RDONLY) {
+            return Err(Error::new(format!(
+                "binfmt_misc at {} is mounted read-only",
+                root.display()
+            ))
+            .hint("in a container, run qemu-shim install on the host"));
         }
     }
-    created.reverse();
-    fs::create_dir_all(&abs).map_err(|e| Error::io("cannot create", &abs, &e))?;
-    // The path registered must be the file's real path: resolve links once.
-    let real = fs::canonicalize(&abs).map_err(|e| Error::io("cannot resolve", &abs, &e))?;
-    Ok((real, created))
+    let register = root.join("register");
+    if let Err(e) = access(&register, AccessFlags::W_OK) {
+        return Err(Error::io("cannot write", &register, &io::Error::from(e)));
+    }
+    if let Ok(st) = statvfs(&dir.existing) {
+        if st.flags().contains(FsFlags::ST_NOEXEC) {
+            return Err(Error::new(format!(
+                "{} is on a file system mounted noexec: the kernel cannot run the interpreter from there",
+                dir.path.display()
+            ))
+            .hint("choose another --install-dir"));
+        }
+        if st.flags().contains(FsFlags::ST_RDONLY) {
+            return Err(Error::new(format!(
+                "{} is on a read-only file system",
+                dir.path.display()
+            ))
+            .hint("choose another --install-dir"));
+        }
+    }
+    Ok(())
 }
 
 enum FileUndo {
@@ -497,10 +578,10 @@ struct Journal<'a> {
 }
 
 impl<'a> Journal<'a> {
-    fn new(bf: &'a dyn Table, created_dirs: Vec<PathBuf>) -> Journal<'a> {
+    fn new(bf: &'a dyn Table) -> Journal<'a> {
         Journal {
             bf,
-            created_dirs,
+            created_dirs: Vec::new(),
             file: None,
             ops: Vec::new(),
         }
@@ -580,20 +661,33 @@ fn report(
     nothing_to_do: bool,
     existing: &[(String, EntryFile)],
 ) {
-    let width = steps.iter().map(|s| s.line.name.len()).max().unwrap_or(0);
-    for s in steps {
+    // Entries not asked for are re-registered only because the file they
+    // share changed: one line for all of them.
+    let (kept, listed): (Vec<&Step>, Vec<&Step>) = steps
+        .iter()
+        .partition(|s| s.carried && file_changed && matches!(s.action, Action::Replace(..)));
+    let width = listed.iter().map(|s| s.line.name.len()).max().unwrap_or(0);
+    for s in listed {
         let (what, why) = match &s.action {
             Action::Register => ("registered", String::new()),
             Action::Unchanged => ("unchanged", String::new()),
             Action::Enable => ("enabled", " (was disabled)".to_string()),
             Action::Replace(_, why) => ("replaced", format!(" ({why})")),
         };
-        let kept = if s.carried { ", kept" } else { "" };
         let _ = writeln!(
             out,
-            "{what:<10} {:<width$}  {}{why}{kept}",
+            "{what:<10} {:<width$}  {}{why}",
             s.line.name,
             s.emulator.display()
+        );
+    }
+    if !kept.is_empty() {
+        let names: Vec<&str> = kept.iter().map(|s| s.arch.name).collect();
+        let _ = writeln!(
+            out,
+            "replaced   {} other qemu-shim entries on the same interpreter file, which changed: {}",
+            kept.len(),
+            names.join(", ")
         );
     }
     let _ = writeln!(
@@ -757,8 +851,8 @@ mod tests {
             std::fs::write(&dest, b"old").unwrap();
             let (fake, steps) = scenario(dest.to_str().unwrap(), fail_at);
             let before = fake.sorted();
-            let mut j = Journal::new(&fake, Vec::new());
-            let err = apply(&mut j, &dest, b"new", Some(b"old"), true, &steps).unwrap_err();
+            let mut j = Journal::new(&fake);
+            let err = apply(&mut j, &[], &dest, b"new", Some(b"old"), true, &steps).unwrap_err();
             assert_eq!(err.message(), "injected failure");
             let err = j.rollback(err);
             assert_eq!(
@@ -776,8 +870,8 @@ mod tests {
         let t = TempDir::new();
         let dest = t.path().join("qemu-shim-interp");
         let (fake, steps) = scenario(dest.to_str().unwrap(), 0);
-        let mut j = Journal::new(&fake, Vec::new());
-        apply(&mut j, &dest, b"new", None, true, &steps).unwrap();
+        let mut j = Journal::new(&fake);
+        apply(&mut j, &[], &dest, b"new", None, true, &steps).unwrap();
         j.commit();
         assert_eq!(fake.calls.get(), 4);
         let got = fake.sorted();
@@ -799,14 +893,32 @@ mod tests {
     #[test]
     fn undoing_a_first_install_removes_the_file_and_created_dirs() {
         let t = TempDir::new();
-        let (dir, created) = make_install_dir(&t.path().join("a/b")).unwrap();
-        assert_eq!(created, vec![t.path().join("a"), t.path().join("a/b")]);
-        let dest = dir.join("qemu-shim-interp");
+        let dir = plan_install_dir(&t.path().join("a/b")).unwrap();
+        let real = std::fs::canonicalize(t.path()).unwrap();
+        assert_eq!(dir.missing, vec![real.join("a"), real.join("a/b")]);
+        assert_eq!(dir.existing, real);
+        assert!(!t.path().join("a").exists(), "planning creates nothing");
+        let dest = dir.path.join("qemu-shim-interp");
         let (fake, steps) = scenario(dest.to_str().unwrap(), 2);
-        let mut j = Journal::new(&fake, created);
-        let err = apply(&mut j, &dest, b"new", None, true, &steps).unwrap_err();
+        let mut j = Journal::new(&fake);
+        let err = apply(&mut j, &dir.missing, &dest, b"new", None, true, &steps).unwrap_err();
+        assert!(dest.exists());
         j.rollback(err);
         assert!(!t.path().join("a").exists());
+    }
+
+    #[test]
+    fn install_dir_is_resolved_through_links() {
+        let t = TempDir::new();
+        std::fs::create_dir(t.path().join("real")).unwrap();
+        std::os::unix::fs::symlink("real", t.path().join("link")).unwrap();
+        let dir = plan_install_dir(&t.path().join("link/sub")).unwrap();
+        let real = std::fs::canonicalize(t.path()).unwrap();
+        assert_eq!(dir.path, real.join("real/sub"));
+        assert_eq!(dir.missing, vec![real.join("real/sub")]);
+        let file = t.path().join("file");
+        std::fs::write(&file, b"").unwrap();
+        assert!(plan_install_dir(&file.join("x")).is_err());
     }
 
     #[test]

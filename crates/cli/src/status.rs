@@ -230,10 +230,11 @@ pub fn write_text(out: &mut dyn Write, s: &Status) {
         let _ = writeln!(out, "no entries");
         return;
     }
+    let n = s.entries.len();
     let _ = writeln!(
         out,
-        "{} entries, in the order the kernel tries them:",
-        s.entries.len()
+        "{n} {}, in the order the kernel tries them:",
+        if n == 1 { "entry" } else { "entries" }
     );
     let wn = s
         .entries
