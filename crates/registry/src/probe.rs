@@ -939,11 +939,20 @@ mod tests {
         path
     }
 
+    /// Runs `command`, retrying while a file it execs is busy: a file
+    /// written by this test may still be open in a process another test
+    /// thread is forking (see `launch`).
     fn status_of(command: &mut Command) -> ExitStatus {
-        command
-            .stdin(Stdio::null())
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"))
+        for _ in 0..50 {
+            match command.stdin(Stdio::null()).status() {
+                Err(e) if e.raw_os_error() == Some(nix::libc::ETXTBSY) => {}
+                Ok(s) if s.code() == Some(FAILED_EXEC | nix::libc::ETXTBSY) => {}
+                Ok(s) => return s,
+                Err(e) => panic!("cannot run {command:?}: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("{command:?}: text file busy")
     }
 
     fn rows_with_programs() -> Vec<&'static Arch> {
