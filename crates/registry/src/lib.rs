@@ -5,7 +5,7 @@
 //! [`dispatch`] table format) lives in `qemu-shim-registry-core`, no_std,
 //! which the interpreter links: the rows it classifies with are the rows
 //! registered here. This crate re-exports it and adds the kernel's text
-//! formats ([`format`]), binfmt_misc I/O against a root directory
+//! formats ([`mod@format`]), binfmt_misc I/O against a root directory
 //! ([`binfmt`]), and probing what the host runs natively ([`probe`]).
 #![forbid(unsafe_code)]
 
