@@ -107,7 +107,7 @@ struct Step {
 /// Runs `install`, writing the report to `out`.
 pub fn install(opts: &Options, out: &mut dyn Write) -> Result<()> {
     // 1. Arches and emulators: decided before anything is touched.
-    let native = select::native()?;
+    let (native, probe_note) = select::native()?;
     let explicit = !opts.arches.is_empty();
     let chosen = if explicit {
         select::resolve_foreign(&opts.arches, &native)?
@@ -275,6 +275,16 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<()> {
         nothing_to_do,
         &existing,
     );
+    for s in steps.iter().filter(|s| select::is_in(s.arch, &native)) {
+        let _ = writeln!(
+            out,
+            "note: {} is for {}, which this machine runs natively (hint: qemu-shim uninstall {})",
+            s.line.name, s.arch.name, s.arch.name
+        );
+    }
+    if let Some(n) = probe_note {
+        let _ = writeln!(out, "note: native arches: {n}");
+    }
     Ok(())
 }
 

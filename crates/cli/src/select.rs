@@ -6,17 +6,21 @@
 //! and the interpreter's table do not depend on how the user spelled things.
 
 use qemu_shim_registry::arch::{self, Arch, ARCHES};
+use qemu_shim_registry::probe;
 
 use crate::error::{Error, Result};
 
-/// The arches this machine runs natively (probed by the registry).
-pub fn native() -> Result<Vec<&'static Arch>> {
-    // Interim: the kernel's machine name only, until the registry's
-    // `probe::native_arches` lands (then this calls it).
-    let m = nix::sys::utsname::uname()
-        .map(|u| u.machine().to_string_lossy().into_owned())
-        .unwrap_or_default();
-    Ok(arch::by_name(&m).into_iter().collect())
+/// The arches this machine runs natively, measured by the registry's probe
+/// (each arch's tiny program executed in a private binfmt_misc instance),
+/// and the probe's note when it had to fall back to a weaker method.
+pub fn native() -> Result<(Vec<&'static Arch>, Option<String>)> {
+    let report = probe::probe().map_err(|e| {
+        Error::new(format!(
+            "cannot tell which arches this machine runs natively: {e}"
+        ))
+        .hint("set TMPDIR to a directory that allows exec")
+    })?;
+    Ok((report.native(), report.note.clone()))
 }
 
 /// The rows named by `names`, in table order, without duplicates.
@@ -42,7 +46,7 @@ pub fn resolve_foreign(names: &[String], native: &[&'static Arch]) -> Result<Vec
             a.name
         ))
         .hint(format!(
-            "registering it would make every native program loop; foreign arches here: {}",
+            "an entry for it would send programs this CPU runs to an emulator; foreign arches here: {}",
             names_of(&foreign(native))
         )));
     }

@@ -267,14 +267,15 @@ pub fn write_text(out: &mut dyn Write, s: &Status) {
         if let Some(emu) = &e.emulator {
             tail.push_str(&format!(" -> {emu}"));
         }
-        if !e.shadowed.is_empty() {
-            let by: Vec<&str> = s
-                .arches
-                .iter()
-                .filter(|a| e.shadowed.contains(&a.arch))
-                .map(|a| a.winner.as_str())
-                .collect();
-            tail.push_str(&format!("  (shadowed by {})", by.join(", ")));
+        for a in s.arches.iter().filter(|a| e.shadowed.contains(&a.arch)) {
+            // A winner that matches only some of the arch's programs leaves
+            // the rest to this entry.
+            let how = if a.partial {
+                "partly shadowed"
+            } else {
+                "shadowed"
+            };
+            tail.push_str(&format!("  ({how} by {} for {})", a.winner, a.arch));
         }
         if let Some(p) = &e.problem {
             tail.push_str(&format!("  (problem: {p})"));

@@ -82,7 +82,7 @@ fn classify_file(f: &File, head: &[u8], size: u64) -> std::io::Result<FileKind> 
 /// Runs `which`; returns the exit code (0: an entry matches, 1: none).
 pub fn which(file: &Path, binfmt_dir: Option<&Path>, out: &mut dyn Write) -> Result<u8> {
     let (head, kind) = examine(file)?;
-    let native = select::native()?;
+    let (native, _) = select::native()?;
     let is_native = |a: &Arch| select::is_in(a, &native);
     let what = match &kind {
         FileKind::NotElf => "not an ELF program".to_string(),
