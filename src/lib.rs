@@ -25,7 +25,13 @@ pub fn repo_root() -> PathBuf {
 pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .map(|p| if p.is_absolute() { p } else { repo_root().join(p) })
+        .map(|p| {
+            if p.is_absolute() {
+                p
+            } else {
+                repo_root().join(p)
+            }
+        })
         .unwrap_or_else(|| repo_root().join("target"))
 }
 
@@ -75,31 +81,31 @@ pub const BUSYBOXES: &[(&str, &str, &str)] = &[
     ("i386", "i386", "x86_64"),
 ];
 
-/// Newest modification time of the sources a release binary is built from.
-fn newest_source() -> SystemTime {
-    fn walk(dir: &Path, newest: &mut SystemTime) {
-        let Ok(rd) = fs::read_dir(dir) else { return };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, newest);
-            } else if p.extension() == Some(OsStr::new("rs"))
-                || p.file_name() == Some(OsStr::new("Cargo.toml"))
-            {
-                if let Ok(m) = e.metadata().and_then(|m| m.modified()) {
-                    *newest = (*newest).max(m);
-                }
-            }
-        }
-    }
-    let mut newest = SystemTime::UNIX_EPOCH;
-    walk(&repo_root().join("crates"), &mut newest);
-    newest
+/// Newest modification time of the sources `bin` was built from: the
+/// files cargo's dep-info file (`bin.d`, next to it) lists, which are the
+/// local sources of the binary and of its path dependencies. Only those:
+/// editing the CLI must not make a fresh interpreter look stale (cargo does
+/// not relink a binary none of whose sources changed).
+fn newest_source(bin: &Path, hint: &str) -> SystemTime {
+    let dep_info = bin.with_extension("d");
+    let text = fs::read_to_string(&dep_info)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}: {hint}", dep_info.display()));
+    // `target: src1 src2 ...`; a space inside a path is escaped as `\ `.
+    let deps = text
+        .split_once(": ")
+        .map(|(_, d)| d)
+        .unwrap_or_default()
+        .replace("\\ ", "\0");
+    deps.split_whitespace()
+        .map(|f| PathBuf::from(f.replace('\0', " ")))
+        .filter_map(|f| fs::metadata(f).and_then(|m| m.modified()).ok())
+        .max()
+        .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 /// A release binary of the workspace (`qemu-shim`, `qemu-shim-interp`).
 /// The tests run the release interpreter, the one users install. Panics if
-/// it is missing or older than the sources.
+/// it is missing or older than its sources.
 pub fn release_bin(name: &str) -> PathBuf {
     let p = target_dir().join("release").join(name);
     let hint = "run `cargo build --release --workspace` first (scripts/test does)";
@@ -107,8 +113,8 @@ pub fn release_bin(name: &str) -> PathBuf {
         .and_then(|m| m.modified())
         .unwrap_or_else(|_| panic!("{} is missing: {hint}", p.display()));
     assert!(
-        built >= newest_source(),
-        "{} is older than the sources: {hint}",
+        built >= newest_source(&p, hint),
+        "{} is older than its sources: {hint}",
         p.display()
     );
     p
@@ -233,5 +239,133 @@ pub fn assert_ok(o: &Output) {
         o.status,
         stdout(o),
         stderr(o)
+    );
+}
+
+/// Shell function `cap NAME CMD [ARGS…]` for sandbox scripts: runs the
+/// command with its stdout, stderr and exit status saved as
+/// `$CAPS/NAME.{out,err,rc}` (a command killed by a signal records the
+/// shell's 128+N), and never stops the script. Set `CAPS` to a directory of
+/// a [`Scratch`] and read the results with [`captured`] after the script:
+/// one sandbox can then run many checks, each asserted on its own.
+pub const CAP_SH: &str = r#"cap() {
+	cap_name=$1
+	shift
+	cap_rc=0
+	"$@" >"$CAPS/$cap_name.out" 2>"$CAPS/$cap_name.err" || cap_rc=$?
+	echo "$cap_rc" >"$CAPS/$cap_name.rc"
+}
+"#;
+
+/// One command's result, saved by [`CAP_SH`]'s `cap`.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub name: String,
+    pub rc: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Display for Captured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "[{}] exit {}\n--- stdout\n{}--- stderr\n{}---",
+            self.name, self.rc, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Reads what `cap NAME …` saved in `dir`. Panics, naming the capture, if
+/// the script never ran it.
+pub fn captured(dir: &Path, name: &str) -> Captured {
+    let read = |ext: &str| {
+        let p = dir.join(format!("{name}.{ext}"));
+        fs::read(&p)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_else(|e| panic!("capture {name}: cannot read {}: {e}", p.display()))
+    };
+    let rc = read("rc");
+    Captured {
+        name: name.to_owned(),
+        rc: rc
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("capture {name}: bad exit status {rc:?}")),
+        stdout: read("out"),
+        stderr: read("err"),
+    }
+}
+
+/// Gives `path` and everything under it to host uid/gid 65534, so a script
+/// run [`As::Nobody`] (root of its namespace, which maps only that uid) owns
+/// and can write it.
+pub fn give_to_nobody(path: &Path) {
+    fn walk(p: &Path) -> std::io::Result<()> {
+        std::os::unix::fs::lchown(p, Some(65534), Some(65534))?;
+        if fs::symlink_metadata(p)?.is_dir() {
+            for e in fs::read_dir(p)? {
+                walk(&e?.path())?;
+            }
+        }
+        Ok(())
+    }
+    walk(path).unwrap_or_else(|e| panic!("chown {} to nobody: {e}", path.display()));
+}
+
+impl Scratch {
+    /// What `cap NAME …` saved in this scratch dir's `caps/` during
+    /// [`sandbox_caps`].
+    pub fn cap(&self, name: &str) -> Captured {
+        captured(&self.join("caps"), name)
+    }
+}
+
+/// Runs `script` like [`sandbox`] with [`CAP_SH`] loaded, `$S` naming the
+/// scratch dir `s` and `$CAPS` its `caps/`, and asserts the script itself
+/// succeeded (its setup steps; the checked commands run under `cap`). For
+/// [`As::Nobody`] the scratch dir itself (not what is already in it) is
+/// given to nobody so the script can create files there, while files the
+/// test made as root stay root's.
+pub fn sandbox_caps(who: As, s: &Scratch, script: &str) -> Output {
+    let caps = s.join("caps");
+    fs::create_dir_all(&caps).expect("create caps dir");
+    if who == As::Nobody {
+        for p in [s.path(), caps.as_path()] {
+            std::os::unix::fs::chown(p, Some(65534), Some(65534)).expect("chown scratch");
+        }
+    }
+    let o = sandbox(
+        who,
+        &format!("{CAP_SH}{script}"),
+        &[("S", s.path().as_os_str()), ("CAPS", caps.as_os_str())],
+    );
+    assert_ok(&o);
+    o
+}
+
+/// Asserts a captured command succeeded, printed exactly `out` and nothing
+/// on stderr.
+#[track_caller]
+pub fn assert_runs(c: &Captured, out: &str) {
+    assert!(
+        c.rc == 0 && c.stdout == out && c.stderr.is_empty(),
+        "expected exit 0, stdout {out:?} and no stderr:\n{c}"
+    );
+}
+
+/// Asserts a captured command was refused by qemu-shim: exit `code`, no
+/// stdout, and exactly one line on stderr, starting `qemu-shim: ` and
+/// containing each of `parts`.
+#[track_caller]
+pub fn assert_refused(c: &Captured, code: i32, parts: &[&str]) {
+    let one_line = c.stderr.ends_with('\n') && c.stderr.matches('\n').count() == 1;
+    assert!(
+        c.rc == code
+            && c.stdout.is_empty()
+            && one_line
+            && c.stderr.starts_with("qemu-shim: ")
+            && parts.iter().all(|p| c.stderr.contains(p)),
+        "expected exit {code}, no stdout, one stderr line `qemu-shim: …` containing {parts:?}:\n{c}"
     );
 }

@@ -1,0 +1,395 @@
+//! The `qemu-shim` CLI on the real kernel, in a private binfmt_misc
+//! instance: idempotent install, uninstall that leaves others' entries
+//! alone, `status --json`, `which`, and install's errors.
+
+use std::fs;
+use std::process::Command;
+
+use qemu_shim_suite::{
+    assert_runs, busybox, cli, emulator_dir, sandbox_caps, As, Captured, Scratch,
+};
+
+/// Asserts a captured CLI run failed with exit `code` and one line
+/// `qemu-shim: error: …` on stderr containing each of `parts`.
+#[track_caller]
+fn assert_cli_error(c: &Captured, code: Option<i32>, parts: &[&str]) {
+    let one_line = c.stderr.ends_with('\n') && c.stderr.matches('\n').count() == 1;
+    assert!(
+        code.map_or(c.rc != 0, |k| c.rc == k)
+            && one_line
+            && c.stderr.starts_with("qemu-shim: error: ")
+            && parts.iter().all(|p| c.stderr.contains(p)),
+        "expected exit {}, one stderr line `qemu-shim: error: …` containing {parts:?}:\n{c}",
+        code.map_or("!= 0".to_string(), |k| k.to_string())
+    );
+}
+
+#[test]
+fn second_install_changes_nothing() {
+    let s = Scratch::new("idempotent");
+    busybox("arm64");
+    sandbox_caps(
+        As::Root,
+        &s,
+        r#"
+snapshot() {
+	for e in /proc/sys/fs/binfmt_misc/*; do echo "== $e"; cat "$e"; done
+	stat -c '%n %i %Y %a' "$S/inst/qemu-shim-interp"
+}
+cap first "$CLI" install --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap status1 "$CLI" status
+cap json1 "$CLI" status --json
+cap snap1 snapshot
+cap second "$CLI" install --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap status2 "$CLI" status
+cap json2 "$CLI" status --json
+cap snap2 snapshot
+cap run "$FIX/busybox/arm64/busybox" uname -m
+"#,
+    );
+    let first = s.cap("first");
+    assert_eq!(first.rc, 0, "first install failed:\n{first}");
+    let second = s.cap("second");
+    assert!(
+        second.rc == 0 && second.stderr.is_empty(),
+        "second install failed:\n{second}"
+    );
+    for (a, b) in [
+        ("status1", "status2"),
+        ("json1", "json2"),
+        ("snap1", "snap2"),
+    ] {
+        let (a, b) = (s.cap(a), s.cap(b));
+        assert_eq!(a.rc, 0, "{a}");
+        assert!(
+            a.stdout == b.stdout && a.rc == b.rc,
+            "a second install changed something (entries, or the interpreter file's inode or \
+             mtime):\n{a}\n{b}"
+        );
+    }
+    assert!(
+        s.cap("snap1")
+            .stdout
+            .contains("== /proc/sys/fs/binfmt_misc/qemu-shim-aarch64"),
+        "no aarch64 entry:\n{}",
+        s.cap("snap1")
+    );
+    assert_runs(&s.cap("run"), "aarch64\n");
+}
+
+/// Someone else's entry for the same files: ours, registered later, is
+/// tried first; uninstall removes ours and hands the files back to it.
+#[test]
+fn uninstall_leaves_other_entries_alone() {
+    let s = Scratch::new("uninstall");
+    busybox("arm64");
+    sandbox_caps(
+        As::Root,
+        &s,
+        r#"
+R=/proc/sys/fs/binfmt_misc
+magic='\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00'
+mask='\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff'
+printf '%s' ":other-aarch64:M::$magic:$mask:/bin/false:" >"$R/register"
+cap other-before "$FIX/busybox/arm64/busybox" uname -m
+cap install "$CLI" install --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap ours "$FIX/busybox/arm64/busybox" uname -m
+cap other-entry-installed cat "$R/other-aarch64"
+cap uninstall "$CLI" uninstall --install-dir "$S/inst"
+cap entries ls "$R"
+cap other-entry-after cat "$R/other-aarch64"
+cap other-after "$FIX/busybox/arm64/busybox" uname -m
+cap inst-after ls -A "$S"
+"#,
+    );
+    // /bin/false runs the program: exit 1, nothing printed.
+    let c = s.cap("other-before");
+    assert!(
+        c.rc == 1 && c.stdout.is_empty(),
+        "the other entry does not answer:\n{c}"
+    );
+    let c = s.cap("install");
+    assert_eq!(c.rc, 0, "install failed:\n{c}");
+    assert_runs(&s.cap("ours"), "aarch64\n");
+    let c = s.cap("uninstall");
+    assert_eq!(c.rc, 0, "uninstall failed:\n{c}");
+
+    let entries = s.cap("entries");
+    let names: Vec<&str> = entries.stdout.lines().collect();
+    assert!(
+        names.contains(&"other-aarch64"),
+        "uninstall removed other-aarch64:\n{entries}"
+    );
+    assert!(
+        !names.iter().any(|n| n.starts_with("qemu-shim-")),
+        "uninstall left entries of ours:\n{entries}"
+    );
+    let before = s.cap("other-entry-installed");
+    let after = s.cap("other-entry-after");
+    assert!(
+        before.rc == 0 && before.stdout == after.stdout,
+        "other-aarch64 was changed:\n{before}\n{after}"
+    );
+    let c = s.cap("other-after");
+    assert!(
+        c.rc == 1 && c.stdout.is_empty(),
+        "the other entry does not answer again:\n{c}"
+    );
+    // The interpreter file and the directory install made are gone; the
+    // scratch dir holds only the captures.
+    assert_runs(&s.cap("inst-after"), "caps\n");
+}
+
+#[test]
+fn status_json_has_the_documented_fields() {
+    let s = Scratch::new("status-json");
+    sandbox_caps(
+        As::Root,
+        &s,
+        r#"
+R=/proc/sys/fs/binfmt_misc
+printf '%s' ':other-txt:E::qsx::/bin/false:' >"$R/register"
+cap install "$CLI" install aarch64 --emulator-dir "$EMUS" --install-dir "$S/inst"
+echo 0 >"$R/other-txt"
+cap json "$CLI" status --json
+"#,
+    );
+    let c = s.cap("install");
+    assert_eq!(c.rc, 0, "install failed:\n{c}");
+    let c = s.cap("json");
+    assert_eq!(c.rc, 0, "status --json failed:\n{c}");
+    let v: serde_json::Value = serde_json::from_str(&c.stdout)
+        .unwrap_or_else(|e| panic!("status --json is not JSON ({e}):\n{c}"));
+    let entries = v["entries"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no `entries` array:\n{c}"));
+    let find = |name: &str| {
+        entries
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("no entry named {name}:\n{c}"))
+    };
+    for e in entries {
+        assert!(e["name"].is_string(), "name not a string: {e}");
+        assert!(
+            e["arch"].is_string() || e["arch"].is_null(),
+            "arch not a string or null: {e}"
+        );
+        assert!(e["enabled"].is_boolean(), "enabled not a boolean: {e}");
+        assert!(e["flags"].is_string(), "flags not a string: {e}");
+        assert!(
+            e["interpreter"].is_string(),
+            "interpreter not a string: {e}"
+        );
+        assert!(e["owned"].is_boolean(), "owned not a boolean: {e}");
+    }
+    let ours = find("qemu-shim-aarch64");
+    let interp = format!("{}/inst/qemu-shim-interp", s.path().display());
+    assert_eq!(ours["arch"], "aarch64", "{ours}");
+    assert_eq!(ours["enabled"], true, "{ours}");
+    assert_eq!(ours["owned"], true, "{ours}");
+    assert_eq!(ours["interpreter"], interp.as_str(), "{ours}");
+    let flags = ours["flags"].as_str().unwrap_or_default();
+    assert!(
+        flags.contains('F') && flags.contains('P') && !flags.contains('C'),
+        "our entry's flags should be F and P: {ours}"
+    );
+    let other = find("other-txt");
+    assert_eq!(other["owned"], false, "{other}");
+    assert_eq!(other["enabled"], false, "{other}");
+    assert_eq!(
+        other["arch"],
+        serde_json::Value::Null,
+        "an extension entry has no arch: {other}"
+    );
+    assert_eq!(other["interpreter"], "/bin/false", "{other}");
+}
+
+#[test]
+fn which_names_the_arch_entry_and_emulator() {
+    let s = Scratch::new("which");
+    busybox("arm64");
+    busybox("i386");
+    sandbox_caps(
+        As::Root,
+        &s,
+        r#"
+cap before "$CLI" which "$FIX/busybox/arm64/busybox"
+cap install "$CLI" install aarch64 --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap arm64 "$CLI" which "$FIX/busybox/arm64/busybox"
+cap i386 "$CLI" which "$FIX/busybox/i386/busybox"
+echo 'not a program' >"$S/text"
+cap text "$CLI" which "$S/text"
+"#,
+    );
+    let c = s.cap("install");
+    assert_eq!(c.rc, 0, "install failed:\n{c}");
+    let c = s.cap("before");
+    assert_eq!(c.rc, 1, "which with no entry registered must exit 1:\n{c}");
+    let c = s.cap("arm64");
+    let emu = emulator_dir().join("qemu-aarch64-static");
+    assert!(
+        c.rc == 0
+            && c.stdout.contains("aarch64")
+            && c.stdout.contains("qemu-shim-aarch64")
+            && c.stdout.contains(&*emu.to_string_lossy()),
+        "which should name aarch64, qemu-shim-aarch64 and {}:\n{c}",
+        emu.display()
+    );
+    let c = s.cap("i386");
+    assert!(
+        c.rc == 1 && format!("{}{}", c.stdout, c.stderr).contains("native"),
+        "which on a native program: exit 1, saying native:\n{c}"
+    );
+    let c = s.cap("text");
+    assert!(
+        c.rc == 1 && format!("{}{}", c.stdout, c.stderr).contains("not an ELF"),
+        "which on a text file: exit 1, saying not an ELF:\n{c}"
+    );
+}
+
+#[test]
+fn install_errors_name_the_problem_and_change_nothing() {
+    let s = Scratch::new("install-errors");
+    sandbox_caps(
+        As::Root,
+        &s,
+        r#"
+R=/proc/sys/fs/binfmt_misc
+mkdir "$S/empty" "$S/notbinfmt"
+cap unknown "$CLI" install frobnicate --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap native "$CLI" install x86_64 --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap none-all "$CLI" install --emulator-dir "$S/empty" --install-dir "$S/inst"
+cap none-one "$CLI" install aarch64 --emulator-dir "$S/empty" --install-dir "$S/inst"
+cap nodir "$CLI" install aarch64 --emulator-dir "$EMUS" --install-dir "$S/inst" --binfmt-dir "$S/nope"
+cap notbinfmt "$CLI" install aarch64 --emulator-dir "$EMUS" --install-dir "$S/inst" --binfmt-dir "$S/notbinfmt"
+cap entries ls "$R"
+cap scratch ls -A "$S"
+cap notbinfmt-after ls -A "$S/notbinfmt"
+cap mounts awk -v s="$S" 'index($5, s) == 1' /proc/self/mountinfo
+"#,
+    );
+    assert_cli_error(&s.cap("unknown"), None, &["frobnicate"]);
+    assert_cli_error(&s.cap("native"), Some(1), &["x86_64", "native"]);
+    let empty = s.join("empty");
+    let empty = empty.to_string_lossy();
+    assert_cli_error(
+        &s.cap("none-all"),
+        Some(1),
+        &["-static", &empty, "qemu-user-static"],
+    );
+    assert_cli_error(
+        &s.cap("none-one"),
+        Some(1),
+        &[
+            "qemu-aarch64-static",
+            "qemu-aarch64",
+            &empty,
+            "qemu-user-static",
+        ],
+    );
+    let nope = s.join("nope");
+    assert_cli_error(&s.cap("nodir"), Some(1), &[&nope.to_string_lossy()]);
+    let notbinfmt = s.join("notbinfmt");
+    assert_cli_error(
+        &s.cap("notbinfmt"),
+        Some(1),
+        &[&notbinfmt.to_string_lossy()],
+    );
+
+    // Nothing registered, no install dir made, nothing mounted anywhere
+    // under the scratch dir.
+    assert_runs(&s.cap("entries"), "register\nstatus\n");
+    assert_runs(&s.cap("scratch"), "caps\nempty\nnotbinfmt\n");
+    assert_runs(&s.cap("notbinfmt-after"), "");
+    assert_runs(&s.cap("mounts"), "");
+}
+
+/// A real unprivileged user (host uid 65534, no user namespace) cannot
+/// register: the error says so, and what install did first (the interpreter
+/// file, its directory) is undone.
+#[test]
+fn install_as_non_root_fails_cleanly() {
+    let s = Scratch::new("non-root");
+    // A stand-in for a binfmt_misc root that only root may write.
+    let fake = s.join("fake");
+    fs::create_dir(&fake).unwrap();
+    fs::write(fake.join("register"), "").unwrap();
+    fs::write(fake.join("status"), "enabled\n").unwrap();
+    // A directory nobody may write, so the interpreter file is written
+    // before registering fails.
+    let home = s.join("home");
+    fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
+
+    let as_nobody = |tag: &str, args: &[&str]| {
+        let o = Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+                "--",
+            ])
+            .arg(cli())
+            .args(args)
+            .output()
+            .expect("spawn setpriv");
+        Captured {
+            name: tag.to_string(),
+            rc: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    };
+    let emus = emulator_dir();
+    let emus = emus.to_string_lossy();
+    let inst = home.join("inst");
+    let inst = inst.to_string_lossy();
+    let c = as_nobody(
+        "fake-root",
+        &[
+            "install",
+            "aarch64",
+            "--emulator-dir",
+            &emus,
+            "--install-dir",
+            &inst,
+            "--binfmt-dir",
+            &fake.to_string_lossy(),
+        ],
+    );
+    assert_cli_error(&c, Some(1), &["root"]);
+    assert_eq!(
+        fs::read(fake.join("register")).unwrap(),
+        b"",
+        "register was written"
+    );
+    assert!(
+        fs::read_dir(&home).unwrap().next().is_none(),
+        "a failed install left files in {}",
+        home.display()
+    );
+
+    // The host's own binfmt_misc: not mounted here (it cannot be mounted
+    // by nobody) or, where it is, not writable by nobody. Either way the
+    // host's table stays as it was.
+    let c = as_nobody(
+        "default-root",
+        &[
+            "install",
+            "aarch64",
+            "--emulator-dir",
+            &emus,
+            "--install-dir",
+            &inst,
+        ],
+    );
+    assert_cli_error(&c, Some(1), &["root"]);
+    assert!(
+        fs::read_dir(&home).unwrap().next().is_none(),
+        "a failed install left files in {}",
+        home.display()
+    );
+}
