@@ -27,13 +27,32 @@ use crate::select;
 /// Where the interpreter file is installed unless `--install-dir` says.
 pub const DEFAULT_INSTALL_DIR: &str = "/usr/local/lib/qemu-shim";
 
-/// The flags of every entry: `F` pins the interpreter file at registration,
-/// so the entry works in any chroot or mount namespace; `P` hands the
-/// interpreter the program's original argv[0]. No `O` and no `C`: the
-/// interpreter starts qemu by path, which cannot receive the kernel's
-/// descriptor, and `C` would run a setuid program's emulator by a path the
-/// user could swap, with `QEMU_*` variables the user controls.
-pub const ENTRY_FLAGS: Flags = Flags::F.union(Flags::P);
+/// The flags of a default entry: see [`entry_flags`].
+#[cfg(test)]
+pub const ENTRY_FLAGS: Flags = Flags::F.union(Flags::P).union(Flags::O);
+
+/// The flags of our entries. `P` always: the interpreter hands the program
+/// its original argv[0]. `F` unless `--no-pin`: the interpreter file is
+/// opened at registration, so the entry works in any chroot or mount
+/// namespace. `O` when the emulators are carried: the kernel opens the
+/// program and the carried emulator reads it from that descriptor, so
+/// execute-only programs run, as with `O` on direct registration. Without
+/// carried emulators, no `O`: an emulator started by path cannot receive
+/// the kernel's descriptor and re-opens the program itself.
+pub fn entry_flags(carry: bool, pin: bool) -> Flags {
+    let mut f = Flags::P;
+    if pin {
+        f = f.union(Flags::F);
+    }
+    if carry {
+        f = f.union(Flags::O);
+    }
+    f
+}
+
+/// Suffix of the stand-in entries an upgrade registers while the
+/// interpreter file is swapped (see `apply`).
+pub const STAND_IN_SUFFIX: &str = ".next";
 
 /// What `install` was asked to do.
 #[derive(Debug, Clone)]
@@ -47,6 +66,10 @@ pub struct Options {
     pub interpreter: Option<PathBuf>,
     /// `--binfmt-dir`; `None`: the default root, mounted if needed.
     pub binfmt_dir: Option<PathBuf>,
+    /// Carry the emulators in the interpreter file (else: started by path).
+    pub carry: bool,
+    /// Register with `F`.
+    pub pin: bool,
 }
 
 /// The changes `install` makes to a binfmt_misc table: [`Binfmt`] in real
@@ -139,7 +162,7 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<()> {
         Some(p) => p.clone(),
         None => interp::default_source()?,
     };
-    let mut image = fs::read(&source).map_err(|e| {
+    let shim = fs::read(&source).map_err(|e| {
         let err = Error::io("cannot read the interpreter", &source, &e);
         if e.kind() == io::ErrorKind::NotFound && opts.interpreter.is_none() {
             err.hint("build it with `cargo build --release --workspace`, or pass --interpreter")
@@ -147,7 +170,7 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<()> {
             err
         }
     })?;
-    interp::region(&image).map_err(|e| e.context(format!("interpreter {}", source.display())))?;
+    interp::region(&shim).map_err(|e| e.context(format!("interpreter {}", source.display())))?;
 
     // 3. The binfmt_misc table.
     let bf = root::open_for_change(opts.binfmt_dir.as_deref())?;
@@ -210,19 +233,21 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<()> {
 
     let config = Config {
         flags: interp::flags_for_running_kernel(),
+        carry: opts.carry,
         emulators: emulators
             .iter()
             .map(|(a, p)| (a.name.to_string(), p.clone()))
             .collect(),
     };
-    interp::configure(&mut image, &config)
+    let image = interp::build(&shim, &config)
         .map_err(|e| e.context(format!("interpreter {}", source.display())))?;
+    let flags = entry_flags(opts.carry, opts.pin);
     let file_changed = old_image.as_deref() != Some(&image[..]);
 
     // 6. One step per entry.
     let mut steps = Vec::new();
     for (a, emu) in &emulators {
-        let line = register_line(a, &dest_str);
+        let line = register_line_with(a, &dest_str, flags);
         line.validate().map_err(|e| {
             Error::new(format!("cannot register {}: {e}", line.name))
                 .hint("choose an install directory whose path binfmt_misc accepts")
@@ -246,8 +271,16 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<()> {
         });
     }
 
+    // Stand-ins left by an upgrade that was killed midway: removed now.
+    let strays: Vec<(String, EntryFile)> = existing
+        .iter()
+        .filter(|(n, _)| n.starts_with(binfmt::OWNED_PREFIX) && n.ends_with(STAND_IN_SUFFIX))
+        .cloned()
+        .collect();
+
     // 7. Do it.
-    let nothing_to_do = !file_changed && steps.iter().all(|s| s.action == Action::Unchanged);
+    let nothing_to_do =
+        !file_changed && strays.is_empty() && steps.iter().all(|s| s.action == Action::Unchanged);
     if !nothing_to_do {
         let mut j = Journal::new(&bf);
         if let Err(e) = apply(
@@ -258,6 +291,7 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<()> {
             old_image.as_deref(),
             file_changed,
             &steps,
+            &strays,
         ) {
             return Err(j.rollback(e));
         }
@@ -319,8 +353,14 @@ pub fn owned_arch(name: &str) -> Option<&'static Arch> {
         .and_then(arch::by_name)
 }
 
-/// The register line of our entry for `a`.
+/// The register line of our entry for `a`, with the default flags.
+#[cfg(test)]
 pub fn register_line(a: &Arch, interpreter: &str) -> RegisterLine {
+    register_line_with(a, interpreter, ENTRY_FLAGS)
+}
+
+/// The register line of our entry for `a`.
+pub fn register_line_with(a: &Arch, interpreter: &str, flags: Flags) -> RegisterLine {
     RegisterLine {
         name: binfmt::entry_name(a.name),
         kind: Kind::Magic {
@@ -329,7 +369,7 @@ pub fn register_line(a: &Arch, interpreter: &str) -> RegisterLine {
             mask: Some(a.mask.to_vec()),
         },
         interpreter: interpreter.to_owned(),
-        flags: ENTRY_FLAGS,
+        flags,
     }
 }
 
@@ -402,6 +442,7 @@ fn decide(
 }
 
 /// Writes the file and changes the entries, recording each step in `j`.
+#[allow(clippy::too_many_arguments)]
 fn apply(
     j: &mut Journal<'_>,
     missing_dirs: &[PathBuf],
@@ -410,17 +451,48 @@ fn apply(
     old_image: Option<&[u8]>,
     file_changed: bool,
     steps: &[Step],
+    strays: &[(String, EntryFile)],
 ) -> Result<()> {
     for d in missing_dirs {
         fs::create_dir(d).map_err(|e| Error::io("cannot create", d, &e))?;
         j.created_dirs.push(d.clone());
     }
-    if file_changed {
+    let file_undo = || match old_image {
+        Some(old) => FileUndo::Restore(dest.to_path_buf(), old.to_vec()),
+        None => FileUndo::Remove(dest.to_path_buf()),
+    };
+    // Entries being replaced keep running programs while the file changes:
+    // the new file is first written beside the old one and stand-in
+    // entries (newest, so tried first) pinned to it; only then does it take
+    // the final path and the entries proper move over. At every moment one
+    // of our entries runs each arch with a whole interpreter file.
+    let replacing: Vec<&Step> = steps
+        .iter()
+        .filter(|s| matches!(s.action, Action::Replace(..)))
+        .collect();
+    let mut stand_ins = Vec::new();
+    if file_changed && !replacing.is_empty() {
+        let staged = stage_file(dest, image)?;
+        let staged_str = staged.to_string_lossy().into_owned();
+        let result = (|| {
+            for s in &replacing {
+                let mut l = s.line.clone();
+                l.name = format!("{}{STAND_IN_SUFFIX}", s.line.name);
+                l.interpreter = staged_str.clone();
+                j.bf.register(&l)?;
+                j.ops.push(Undo::Unregister(l.name.clone()));
+                stand_ins.push(l.name);
+            }
+            fs::rename(&staged, dest).map_err(|e| Error::io("cannot rename into place", dest, &e))
+        })();
+        if let Err(e) = result {
+            let _ = fs::remove_file(&staged);
+            return Err(e);
+        }
+        j.file = Some(file_undo());
+    } else if file_changed {
         write_file(dest, image)?;
-        j.file = Some(match old_image {
-            Some(old) => FileUndo::Restore(dest.to_path_buf(), old.to_vec()),
-            None => FileUndo::Remove(dest.to_path_buf()),
-        });
+        j.file = Some(file_undo());
     }
     for s in steps {
         match &s.action {
@@ -442,7 +514,48 @@ fn apply(
             }
         }
     }
+    // The entries proper are in place: the stand-ins go. Undoing the run
+    // from here needs none of them either.
+    for name in &stand_ins {
+        j.bf.remove(name)?;
+        j.ops
+            .retain(|op| !matches!(op, Undo::Unregister(n) if n == name));
+    }
+    for (name, old) in strays {
+        if stand_ins.contains(name) {
+            continue;
+        }
+        j.bf.remove(name)?;
+        j.ops
+            .push(Undo::Reregister(name.clone(), Box::new(old.clone())));
+    }
     Ok(())
+}
+
+/// Writes `bytes` to a new file beside `dest` (mode 0755) and returns its
+/// path; the caller renames it into place.
+fn stage_file(dest: &Path, bytes: &[u8]) -> Result<PathBuf> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.new.{}", std::process::id()));
+    let write = || -> io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o755)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    };
+    if let Err(e) = write() {
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::io("cannot write", &tmp, &e));
+    }
+    Ok(tmp)
 }
 
 /// Writes `bytes` to `dest` through a temporary file in the same directory
@@ -854,15 +967,17 @@ mod tests {
 
     #[test]
     fn a_failure_at_any_step_undoes_every_change() {
-        // remove a, register a, register b, enable c: four changes.
-        for fail_at in 1..=4 {
+        // register the stand-in for a, remove a, register a, register b,
+        // enable c, remove the stand-in: six changes.
+        for fail_at in 1..=6 {
             let t = TempDir::new();
             let dest = t.path().join("qemu-shim-interp");
             std::fs::write(&dest, b"old").unwrap();
             let (fake, steps) = scenario(dest.to_str().unwrap(), fail_at);
             let before = fake.sorted();
             let mut j = Journal::new(&fake);
-            let err = apply(&mut j, &[], &dest, b"new", Some(b"old"), true, &steps).unwrap_err();
+            let err =
+                apply(&mut j, &[], &dest, b"new", Some(b"old"), true, &steps, &[]).unwrap_err();
             assert_eq!(err.message(), "injected failure");
             let err = j.rollback(err);
             assert_eq!(
@@ -881,9 +996,10 @@ mod tests {
         let dest = t.path().join("qemu-shim-interp");
         let (fake, steps) = scenario(dest.to_str().unwrap(), 0);
         let mut j = Journal::new(&fake);
-        apply(&mut j, &[], &dest, b"new", None, true, &steps).unwrap();
+        apply(&mut j, &[], &dest, b"new", None, true, &steps, &[]).unwrap();
         j.commit();
-        assert_eq!(fake.calls.get(), 4);
+        // Four changes plus the stand-in for a, registered and removed.
+        assert_eq!(fake.calls.get(), 6);
         let got = fake.sorted();
         for (name, e) in &got {
             if name.starts_with("qemu-shim-") {
@@ -911,7 +1027,7 @@ mod tests {
         let dest = dir.path.join("qemu-shim-interp");
         let (fake, steps) = scenario(dest.to_str().unwrap(), 2);
         let mut j = Journal::new(&fake);
-        let err = apply(&mut j, &dir.missing, &dest, b"new", None, true, &steps).unwrap_err();
+        let err = apply(&mut j, &dir.missing, &dest, b"new", None, true, &steps, &[]).unwrap_err();
         assert!(dest.exists());
         j.rollback(err);
         assert!(!t.path().join("a").exists());
@@ -957,9 +1073,12 @@ mod tests {
     }
 
     #[test]
-    fn entries_are_registered_with_f_and_p_only() {
+    fn entries_carry_o_and_pin_by_default() {
         let l = register_line(aarch64(), "/usr/local/lib/qemu-shim/qemu-shim-interp");
-        assert_eq!(l.flags.to_string(), "PF");
+        assert_eq!(l.flags.to_string(), "POF");
+        assert_eq!(entry_flags(false, true).to_string(), "PF");
+        assert_eq!(entry_flags(false, false).to_string(), "P");
+        assert_eq!(entry_flags(true, false).to_string(), "PO");
         assert_eq!(l.name, "qemu-shim-aarch64");
         l.validate().unwrap();
     }

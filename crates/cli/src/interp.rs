@@ -16,6 +16,7 @@ use goblin::elf::Elf;
 use qemu_shim_registry::dispatch::{self, Convention, Entry, Table};
 
 use crate::error::{Error, Result};
+use crate::link;
 
 /// File name of the interpreter, both next to the CLI and once installed.
 pub const FILE_NAME: &str = "qemu-shim-interp";
@@ -100,6 +101,9 @@ pub struct Config {
     pub flags: u16,
     /// Arch name and emulator path, in table order.
     pub emulators: Vec<(String, PathBuf)>,
+    /// Whether the emulators' images are carried in the file (else they
+    /// are started by path).
+    pub carry: bool,
 }
 
 impl Config {
@@ -130,12 +134,42 @@ pub fn configure(image: &mut [u8], config: &Config) -> Result<()> {
     Ok(())
 }
 
+/// Builds the interpreter file from the built interpreter `shim`: its table
+/// configured with `config`, and, when `config.carry`, the emulators'
+/// images (read from their paths now).
+pub fn build(shim: &[u8], config: &Config) -> Result<Vec<u8>> {
+    if !config.carry {
+        let mut image = shim.to_vec();
+        configure(&mut image, config)?;
+        return Ok(image);
+    }
+    let files = config
+        .emulators
+        .iter()
+        .map(|(_, p)| std::fs::read(p).map_err(|e| Error::io("cannot read the emulator", p, &e)))
+        .collect::<Result<Vec<_>>>()?;
+    let carried: Vec<link::Carry<'_>> = config
+        .emulators
+        .iter()
+        .zip(&files)
+        .map(|((arch, path), file)| link::Carry {
+            arch,
+            path: path.as_os_str().as_bytes(),
+            file,
+        })
+        .collect();
+    link::build(shim, &carried, &[], config.flags)
+}
+
 /// Reads the table of an interpreter image.
 pub fn read_config(image: &[u8]) -> Result<Config> {
     let range = region(image)?;
     let table = Table::parse(&image[range]).map_err(|e| Error::new(e.to_string()))?;
     Ok(Config {
         flags: table.flags(),
+        carry: table
+            .iter()
+            .any(|e| matches!(e.convention, Convention::Carried(_))),
         emulators: table
             .iter()
             .map(|e| {
@@ -197,6 +231,7 @@ mod tests {
     fn config() -> Config {
         Config {
             flags: dispatch::FLAG_ASSUME_P,
+            carry: false,
             emulators: vec![
                 (
                     "aarch64".into(),

@@ -21,12 +21,9 @@
 //! with a single mapping, so an emulated process carries one extra memory
 //! area, not one per carried emulator, and the program header count stays
 //! far below the kernel's limit of one page of headers. Images are laid out
-//! with their bss: zeros the kernel needs no help with (the file is written
-//! sparse, so zeros take no disk). The interpreter sets each carried
+//! with their bss, as zeros in the file, but for the last, whose bss is
+//! memory beyond the file's part of the segment. The interpreter sets each carried
 //! segment's protection before jumping in (`crates/shim`, `sys::launch`).
-
-use std::fs::File;
-use std::io::{Seek, SeekFrom, Write};
 
 use goblin::elf::header::{EM_AARCH64, EM_X86_64, ET_DYN};
 use goblin::elf::program_header::{PF_R, PF_W, PF_X, PT_INTERP, PT_LOAD, PT_PHDR};
@@ -85,15 +82,15 @@ struct Plan<'a> {
     carried_without_image: Carried,
 }
 
-/// Why an emulator cannot be carried, if it cannot: it must be a static
-/// (PIE or not) executable for this host, whose image fits the table.
-pub fn carryable(file: &[u8]) -> std::result::Result<(), String> {
-    plan_image(file).map(|_| ())
-}
+/// An emulator's image, planned: the copies to make (file offset, offset in
+/// the image, length), its size in memory and in the file (each from the
+/// image's start), and its description for the table (image offset 0).
+type ImagePlan = (Vec<(u64, u64, u64)>, u64, u64, Carried);
 
-/// Reads an emulator's loadable segments: (copies, span, file span,
+/// Reads an emulator's loadable segments. An emulator can be carried if it
+/// is a static PIE for this host whose image fits the dispatch table: (copies, span, file span,
 /// description with image offset 0).
-fn plan_image(file: &[u8]) -> std::result::Result<(Vec<(u64, u64, u64)>, u64, u64, Carried), String> {
+fn plan_image(file: &[u8]) -> std::result::Result<ImagePlan, String> {
     let elf = Elf::parse(file).map_err(|e| format!("not a readable ELF file ({e})"))?;
     if !elf.is_64 || !elf.little_endian || elf.header.e_machine != host_machine() {
         return Err("not an executable for this host".into());
@@ -162,14 +159,21 @@ fn plan_image(file: &[u8]) -> std::result::Result<(Vec<(u64, u64, u64)>, u64, u6
     let phoff = elf.header.e_phoff;
     let phdr = loads
         .iter()
-        .find(|p| p.p_offset <= phoff && phoff + (elf.header.e_phnum as u64 * PHENT as u64) <= p.p_offset + p.p_filesz)
+        .find(|p| {
+            p.p_offset <= phoff
+                && phoff + (elf.header.e_phnum as u64 * PHENT as u64) <= p.p_offset + p.p_filesz
+        })
         .map(|p| phoff - p.p_offset + p.p_vaddr - min_vaddr)
         .ok_or("its program headers are not in a loadable segment")?;
     let entry = elf
         .header
         .e_entry
         .checked_sub(min_vaddr)
-        .filter(|e| segments.iter().any(|s| s.prot & PROT_EXEC != 0 && (s.offset..s.offset + s.len).contains(e)))
+        .filter(|e| {
+            segments
+                .iter()
+                .any(|s| s.prot & PROT_EXEC != 0 && (s.offset..s.offset + s.len).contains(e))
+        })
         .ok_or("its entry point is not in an executable segment")?;
     let carried = Carried::new(0, entry, phdr, elf.header.e_phnum, &segments)
         .ok_or("too many loadable segments")?;
@@ -189,16 +193,15 @@ fn le_u64(b: &[u8], at: usize) -> Result<u64> {
         .ok_or_else(|| Error::new("truncated interpreter ELF header"))
 }
 
-/// Writes the interpreter file to `out`: `shim` (the built interpreter)
-/// with a dispatch table naming `carried` and `by_path` emulators, and the
-/// images of `carried`. Returns the file's size.
-pub fn write(
-    out: &mut File,
+/// Builds the interpreter file: `shim` (the built interpreter) with a
+/// dispatch table naming `carried` and `by_path` emulators, and the images
+/// of `carried`.
+pub fn build(
     shim: &[u8],
     carried: &[Carry<'_>],
     by_path: &[ByPath<'_>],
     flags: u16,
-) -> Result<u64> {
+) -> Result<Vec<u8>> {
     let region = interp::region(shim)?;
     let mut plans = Vec::new();
     for c in carried {
@@ -223,7 +226,9 @@ pub fn write(
     let phentsize = le_u16(shim, 54)? as usize;
     let phnum = le_u16(shim, 56)? as usize;
     if phentsize != PHENT || shim.get(4) != Some(&2) || shim.get(5) != Some(&1) {
-        return Err(Error::new("the interpreter is not a 64-bit little-endian ELF file"));
+        return Err(Error::new(
+            "the interpreter is not a 64-bit little-endian ELF file",
+        ));
     }
     let phdrs = shim
         .get(phoff..phoff + phnum * PHENT)
@@ -233,7 +238,8 @@ pub fn write(
         .map(|c| c.try_into().unwrap_or([0; PHENT]))
         .collect();
     let p_type = |h: &[u8; PHENT]| u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
-    let field = |h: &[u8; PHENT], at: usize| u64::from_le_bytes(h[at..at + 8].try_into().unwrap_or([0; 8]));
+    let field =
+        |h: &[u8; PHENT], at: usize| u64::from_le_bytes(h[at..at + 8].try_into().unwrap_or([0; 8]));
     let mem_end = headers
         .iter()
         .filter(|h| p_type(h) == PT_LOAD)
@@ -245,11 +251,14 @@ pub fn write(
     let mut new_shim = shim.to_vec();
     if plans.is_empty() {
         for b in by_path {
-            entries.push(Entry { arch: b.arch, convention: Convention::ExecByPath, path: b.path });
+            entries.push(Entry {
+                arch: b.arch,
+                convention: Convention::ExecByPath,
+                path: b.path,
+            });
         }
         write_region(&mut new_shim, region, &entries, flags)?;
-        out.write_all(&new_shim).map_err(|e| Error::new(format!("cannot write the interpreter file: {e}")))?;
-        return Ok(new_shim.len() as u64);
+        return Ok(new_shim);
     }
 
     // Where the carried segment goes: past the interpreter in memory and in
@@ -304,30 +313,40 @@ pub fn write(
         descs.push(d);
     }
     for (p, d) in plans.iter().zip(&descs) {
-        entries.push(Entry { arch: p.carry.arch, convention: Convention::Carried(*d), path: p.carry.path });
+        entries.push(Entry {
+            arch: p.carry.arch,
+            convention: Convention::Carried(*d),
+            path: p.carry.path,
+        });
     }
     for b in by_path {
-        entries.push(Entry { arch: b.arch, convention: Convention::ExecByPath, path: b.path });
+        entries.push(Entry {
+            arch: b.arch,
+            convention: Convention::ExecByPath,
+            path: b.path,
+        });
     }
     write_region(&mut new_shim, region, &entries, flags)?;
 
-    let io = |e: std::io::Error| Error::new(format!("cannot write the interpreter file: {e}"));
-    out.write_all(&new_shim).map_err(io)?;
-    out.seek(SeekFrom::Start(seg_offset)).map_err(io)?;
-    out.write_all(&headers.concat()).map_err(io)?;
+    // Everything not written stays zero: the padding, and the bss of every
+    // image but the last (the last one's is memory size beyond the file).
+    let total = seg_offset + file_size_in_seg;
+    let mut file = vec![0u8; total as usize];
+    file[..new_shim.len()].copy_from_slice(&new_shim);
+    let put = |file: &mut Vec<u8>, at: u64, bytes: &[u8]| {
+        file[at as usize..at as usize + bytes.len()].copy_from_slice(bytes);
+    };
+    put(&mut file, seg_offset, &headers.concat());
     for (p, at) in plans.iter().zip(&placed) {
         for &(off, v, len) in &p.copies {
-            let bytes = &p.carry.file[off as usize..(off + len) as usize];
-            out.seek(SeekFrom::Start(seg_offset + at + v)).map_err(io)?;
-            out.write_all(bytes).map_err(io)?;
+            put(
+                &mut file,
+                seg_offset + at + v,
+                &p.carry.file[off as usize..(off + len) as usize],
+            );
         }
     }
-    // Holes read as zeros: the bss of every image but the last, and the
-    // padding between images, take no disk. Extend the file to the end of
-    // the segment's file part so the holes are inside it.
-    let total = seg_offset + file_size_in_seg;
-    out.set_len(total).map_err(io)?;
-    Ok(total)
+    Ok(file)
 }
 
 fn write_region(
@@ -337,8 +356,7 @@ fn write_region(
     flags: u16,
 ) -> Result<()> {
     let dst = &mut image[region];
-    dispatch::encode(entries, flags, dst).map_err(|e| {
-        Error::new(format!("cannot write the dispatch table: {e}"))
-    })?;
+    dispatch::encode(entries, flags, dst)
+        .map_err(|e| Error::new(format!("cannot write the dispatch table: {e}")))?;
     Ok(())
 }

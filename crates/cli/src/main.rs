@@ -7,6 +7,7 @@ mod emulator;
 mod error;
 mod install;
 mod interp;
+mod link;
 mod root;
 mod select;
 mod status;
@@ -83,10 +84,11 @@ enum Command {
 /// aarch64, or platform names such as linux/arm64) registers those and leaves
 /// qemu-shim's other entries in place.
 ///
-/// The interpreter, configured with the emulators found now, is written to
-/// the install directory; each entry is named qemu-shim-<arch> and registered
-/// with flags F (works in any chroot or mount namespace) and P (programs keep
-/// their argv[0]). Running it again changes nothing unless something changed.
+/// The interpreter file, holding the emulators found now, is written to the
+/// install directory; each entry is named qemu-shim-<arch> and registered
+/// with flags F (works in any chroot or mount namespace, even one without
+/// emulators or /proc), P (programs keep their argv[0]) and O (the kernel
+/// opens the program, so execute-only programs run). Running it again changes nothing unless something changed.
 /// If a step fails, what this run did is undone.
 #[derive(Debug, Args)]
 #[command(after_long_help = EXAMPLES)]
@@ -109,6 +111,20 @@ struct InstallArgs {
     /// The built qemu-shim-interp to install (default: the one next to this program)
     #[arg(long, value_name = "FILE")]
     interpreter: Option<PathBuf>,
+
+    /// Do not carry the emulators in the interpreter file; start them by path
+    ///
+    /// The interpreter then looks for each emulator at the path found now,
+    /// inside the mount namespace of every program it runs: a container or
+    /// chroot must hold the emulators at the same paths. For build images
+    /// that bring their own emulators; see the README.
+    #[arg(long)]
+    no_carry: bool,
+
+    /// Register without the F flag: the kernel looks the interpreter up by
+    /// path at each exec, inside the program's mount namespace
+    #[arg(long)]
+    no_pin: bool,
 }
 
 /// Remove qemu-shim's entries
@@ -190,6 +206,8 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 install_dir: a.install_dir,
                 interpreter: a.interpreter,
                 binfmt_dir,
+                carry: !a.no_carry,
+                pin: !a.no_pin,
             },
             &mut out,
         )?,

@@ -334,6 +334,7 @@ mod tests {
             assert_eq!(p, Path::new("/opt/qemu-shim/qemu-shim-interp"));
             Ok(Config {
                 flags: 0,
+                carry: false,
                 emulators: vec![("aarch64".into(), PathBuf::from("/nonexistent/qemu-aarch64"))],
             })
         })
@@ -357,7 +358,7 @@ mod tests {
         }
         assert_eq!(e[0]["arch"], "aarch64");
         assert_eq!(e[0]["owned"], true);
-        assert_eq!(e[0]["flags"], "PF");
+        assert_eq!(e[0]["flags"], "POF");
         assert_eq!(e[0]["emulator"], "/nonexistent/qemu-aarch64");
         assert_eq!(e[0]["wins"], serde_json::json!(["aarch64"]));
         assert!(e[0]["problem"].as_str().unwrap().contains("missing"));
