@@ -1,0 +1,703 @@
+//! End-to-end cost of qemu-shim: emulated execs through the installed shim
+//! against qemu-aarch64-static registered directly with the same flags,
+//! timed in pairs in the same run, in a private binfmt_misc instance.
+//!
+//! Run it with `scripts/bench-e2e [--rounds N] [--execs M]`, which fetches
+//! the fixtures, builds the release binaries and then runs this with
+//! `cargo bench --bench e2e -- …`. Method and results: docs/benchmarks.md.
+//!
+//! The host's binfmt_misc table is never touched: the program re-executes
+//! itself under `unshare --user --map-root-user --mount`, mounts a private
+//! binfmt_misc instance (kernel >= 6.7), installs qemu-shim there with the
+//! release CLI, and registers qemu directly under another name for a copy
+//! of the test program that only that entry matches (its ELF padding byte
+//! `e_ident[15]` set to 1, which every qemu-shim row requires to be 0).
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use qemu_shim_registry::arch;
+use qemu_shim_registry::binfmt::{entry_name, Binfmt, DEFAULT_ROOT};
+use qemu_shim_registry::format::{Kind, RegisterLine};
+use qemu_shim_suite::{fixtures_dir, target_dir, Scratch, FETCH_SCRIPT};
+
+/// The direct entry's name: not `qemu-shim-…`, which the CLI owns.
+const DIRECT_ENTRY: &str = "bench-direct-aarch64";
+/// The ELF padding byte the direct copy sets.
+const PAD_BYTE: usize = 15;
+/// What `busybox uname -m` prints under qemu-aarch64.
+const EXPECT_MACHINE: &str = "aarch64";
+
+type Result<T, E = String> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone)]
+struct Options {
+    rounds: usize,
+    execs: usize,
+    startup_execs: usize,
+    /// Set in the re-executed child: the scratch directory to work in.
+    inside: Option<PathBuf>,
+}
+
+const USAGE: &str = "usage: scripts/bench-e2e [--rounds N] [--execs M] [--startup-execs K]
+  --rounds N         paired rounds (default 15)
+  --execs M          emulated `busybox true` per side per round (default 200)
+  --startup-execs K  execs per side when timing the bare interpreter (default 1000)";
+
+fn parse_args(args: &[String]) -> Result<Options> {
+    let mut o = Options {
+        rounds: 15,
+        execs: 200,
+        startup_execs: 1000,
+        inside: None,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut num = |name: &str| -> Result<usize> {
+            let v = it.next().ok_or(format!("{name} needs a value\n{USAGE}"))?;
+            match v.parse::<usize>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(format!("{name} takes a positive number, not {v:?}")),
+            }
+        };
+        match a.as_str() {
+            "--rounds" => o.rounds = num("--rounds")?,
+            "--execs" => o.execs = num("--execs")?,
+            "--startup-execs" => o.startup_execs = num("--startup-execs")?,
+            "--inside" => {
+                let v = it.next().ok_or("--inside needs a directory")?;
+                o.inside = Some(PathBuf::from(v));
+            }
+            // cargo bench passes --bench; libtest-style flags are ignored.
+            "--bench" => {}
+            "-h" | "--help" => return Err(USAGE.to_owned()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    Ok(o)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo test --benches` (or --all-targets) runs bench targets without
+    // `--bench`: this one needs fixtures, release binaries and a user
+    // namespace, and takes minutes, so it only says how to run it.
+    if !args.iter().any(|a| a == "--bench" || a == "--inside") {
+        println!("e2e: not run under cargo test; run scripts/bench-e2e");
+        return ExitCode::SUCCESS;
+    }
+    let result = parse_args(&args).and_then(|o| match &o.inside {
+        None => outside(&o),
+        Some(dir) => inside(&o, dir),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench-e2e: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Paths this benchmark needs from the build and the fixture cache.
+struct Inputs {
+    cli: PathBuf,
+    interp: PathBuf,
+    emulators: PathBuf,
+    qemu: PathBuf,
+    busybox: PathBuf,
+}
+
+fn inputs() -> Result<Inputs> {
+    let release = target_dir().join("release");
+    let fix = fixtures_dir();
+    let i = Inputs {
+        cli: release.join("qemu-shim"),
+        interp: release.join("qemu-shim-interp"),
+        emulators: fix.join("qemu"),
+        qemu: fix.join("qemu/qemu-aarch64-static"),
+        busybox: fix.join("busybox/arm64/busybox"),
+    };
+    for p in [&i.cli, &i.interp] {
+        if !p.exists() {
+            return Err(format!(
+                "{} is missing: build the release binaries (scripts/bench-e2e does)",
+                p.display()
+            ));
+        }
+    }
+    for p in [&i.qemu, &i.busybox] {
+        if !p.exists() {
+            return Err(format!(
+                "fixture {} is missing: run `{FETCH_SCRIPT}` first",
+                p.display()
+            ));
+        }
+    }
+    Ok(i)
+}
+
+/// Prepares the two copies of the test program and re-executes this
+/// program in a new user and mount namespace.
+fn outside(o: &Options) -> Result<()> {
+    let i = inputs()?;
+    let scratch = Scratch::new("bench-e2e");
+    let prog = fs::read(&i.busybox).map_err(|e| format!("read {}: {e}", i.busybox.display()))?;
+    for (dir, pad) in [("shim", 0u8), ("direct", 1u8)] {
+        let mut bytes = prog.clone();
+        let b = bytes
+            .get_mut(PAD_BYTE)
+            .ok_or("busybox fixture is shorter than an ELF header")?;
+        *b = pad;
+        let d = scratch.join(dir);
+        fs::create_dir_all(&d).map_err(|e| format!("mkdir {}: {e}", d.display()))?;
+        // Named busybox in both places: busybox picks the applet from
+        // argv[1] only when its argv[0] is "busybox".
+        let p = d.join("busybox");
+        fs::write(&p, &bytes).map_err(|e| format!("write {}: {e}", p.display()))?;
+        qemu_shim_suite::set_mode(&p, 0o755);
+    }
+    let me = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let status = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "--"])
+        .arg(&me)
+        .arg("--inside")
+        .arg(scratch.path())
+        .args(["--rounds", &o.rounds.to_string()])
+        .args(["--execs", &o.execs.to_string()])
+        .args(["--startup-execs", &o.startup_execs.to_string()])
+        .status()
+        .map_err(|e| format!("cannot run unshare (util-linux): {e}"))?;
+    if !status.success() {
+        // The child printed its own error line.
+        return Err(format!("the namespaced run failed ({status})"));
+    }
+    Ok(())
+}
+
+/// Runs a command, returning its stdout, or one line saying what failed.
+fn output(cmd: &mut Command) -> Result<String> {
+    let shown = format!("{cmd:?}");
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{shown} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn inside(o: &Options, dir: &Path) -> Result<()> {
+    let i = inputs()?;
+    let shim_prog = dir.join("shim/busybox");
+    let direct_prog = dir.join("direct/busybox");
+    let install_dir = dir.join("install");
+
+    output(Command::new("mount").args(["-t", "binfmt_misc", "binfmt_misc", DEFAULT_ROOT]))
+        .map_err(|e| format!("{e} (a private binfmt_misc instance needs kernel >= 6.7)"))?;
+    let binfmt = Binfmt::new(DEFAULT_ROOT);
+    let listed = binfmt.list().map_err(|e| e.to_string())?;
+    if !listed.is_empty() {
+        return Err(format!(
+            "{DEFAULT_ROOT} is not a fresh private instance ({} entries)",
+            listed.len()
+        ));
+    }
+
+    // qemu-shim, installed the way users install it.
+    output(
+        Command::new(&i.cli)
+            .arg("install")
+            .arg("--emulator-dir")
+            .arg(&i.emulators)
+            .arg("--install-dir")
+            .arg(&install_dir)
+            .arg("--interpreter")
+            .arg(&i.interp),
+    )?;
+    let shim_name = entry_name("aarch64");
+    let shim = binfmt
+        .read(&shim_name)
+        .map_err(|e| e.to_string())?
+        .ok_or(format!("`qemu-shim install` registered no {shim_name}"))?;
+
+    // qemu registered directly: the same flags and mask as the shim's
+    // entry, the magic demanding the padding byte the direct copy has.
+    let (Some(magic), Some(mask), Some(offset)) = (&shim.magic, &shim.mask, shim.offset) else {
+        return Err(format!("{shim_name} is not a magic entry with a mask"));
+    };
+    if offset != 0 || mask.get(PAD_BYTE) != Some(&0xff) {
+        return Err(format!(
+            "{shim_name}'s mask does not cover e_ident[{PAD_BYTE}]: the direct copy would \
+             match it too; pick another byte"
+        ));
+    }
+    let mut direct_magic = magic.clone();
+    *direct_magic
+        .get_mut(PAD_BYTE)
+        .ok_or(format!("{shim_name}'s magic is shorter than e_ident"))? = 1;
+    let line = RegisterLine {
+        name: DIRECT_ENTRY.to_owned(),
+        kind: Kind::Magic {
+            offset: 0,
+            magic: direct_magic,
+            mask: Some(mask.clone()),
+        },
+        interpreter: i.qemu.display().to_string(),
+        flags: shim.flags,
+    };
+    line.validate().map_err(|e| e.to_string())?;
+    // Registered after the shim's entries, so the kernel tries it first:
+    // the direct copy matches at once, the shim's copy first fails this
+    // magic. Any bias from the walk is against the shim.
+    binfmt.register(&line).map_err(|e| e.to_string())?;
+
+    verify_routing(&binfmt, &shim_name, &shim_prog, &direct_prog)?;
+
+    let report = Report {
+        opts: o.clone(),
+        flags: shim.raw_flags.clone(),
+        shim_interp: PathBuf::from(&shim.interpreter),
+        rounds: timed_rounds(o, &shim_prog, &direct_prog)?,
+        memory: memory(&shim_prog, &direct_prog)?,
+        startup: startup(o.startup_execs, &i.interp)?,
+        interp_size: size(&i.interp)?,
+        installed_size: size(Path::new(&shim.interpreter))?,
+        qemu_version: output(Command::new(&i.qemu).arg("-version"))?
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned(),
+        entries: binfmt.list().map_err(|e| e.to_string())?.len(),
+    };
+    report.print();
+    Ok(())
+}
+
+fn size(p: &Path) -> Result<u64> {
+    fs::metadata(p)
+        .map(|m| m.len())
+        .map_err(|e| format!("stat {}: {e}", p.display()))
+}
+
+/// Proves each copy runs through its own entry and no other: the table
+/// picks the right winner for each header, each copy runs, and disabling
+/// an entry makes exactly its copy unrunnable (ENOEXEC).
+fn verify_routing(b: &Binfmt, shim_name: &str, shim: &Path, direct: &Path) -> Result<()> {
+    let head = |p: &Path| -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; 256];
+        let n = fs::File::open(p)
+            .and_then(|mut f| f.read(&mut buf))
+            .map_err(|e| format!("read {}: {e}", p.display()))?;
+        buf.truncate(n);
+        Ok(buf)
+    };
+    let (sh, dh) = (head(shim)?, head(direct)?);
+    if arch::classify(&dh).is_some() {
+        return Err(format!(
+            "the direct copy matches a qemu-shim row (e_ident[{PAD_BYTE}] is not masked)"
+        ));
+    }
+    for (h, want) in [(&sh, shim_name), (&dh, DIRECT_ENTRY)] {
+        let got = b.winner(h).map_err(|e| e.to_string())?.map(|(n, _)| n);
+        if got.as_deref() != Some(want) {
+            return Err(format!("the kernel would run {want}'s copy with {got:?}"));
+        }
+    }
+    let machine = |p: &Path| output(Command::new(p).args(["uname", "-m"]));
+    for p in [shim, direct] {
+        let m = machine(p)?;
+        if m.trim() != EXPECT_MACHINE {
+            return Err(format!(
+                "{} printed {:?} for uname -m, not {EXPECT_MACHINE}",
+                p.display(),
+                m.trim()
+            ));
+        }
+    }
+    for (off, dead, alive) in [(shim_name, shim, direct), (DIRECT_ENTRY, direct, shim)] {
+        b.set_enabled(off, false).map_err(|e| e.to_string())?;
+        let refused = Command::new(dead)
+            .arg("true")
+            .stdin(Stdio::null())
+            .status()
+            .err()
+            .and_then(|e| e.raw_os_error());
+        let other = machine(alive);
+        b.set_enabled(off, true).map_err(|e| e.to_string())?;
+        if refused != Some(libc::ENOEXEC) {
+            return Err(format!(
+                "with {off} disabled, {} still started (or failed otherwise: {refused:?})",
+                dead.display()
+            ));
+        }
+        other?;
+    }
+    Ok(())
+}
+
+/// One batch of execs: wall time and the children's summed minor faults.
+#[derive(Debug, Clone, Copy)]
+struct Batch {
+    secs: f64,
+    minflt: i64,
+}
+
+/// Starts `prog args…` and waits for it with wait4, which also returns its
+/// resource usage (std's wait does not).
+fn spawn_wait(prog: &Path, args: &[&str]) -> Result<(i32, libc::rusage)> {
+    let child = Command::new(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", prog.display()))?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our own unwaited child (std never reaps it: the
+    // Child is dropped without wait); status and ru are live out-pointers.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    if r != pid {
+        return Err(format!(
+            "wait4 for {}: {}",
+            prog.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok((status, ru))
+}
+
+fn batch(prog: &Path, args: &[&str], n: usize, want_code: i32) -> Result<Batch> {
+    let start = Instant::now();
+    let mut minflt = 0;
+    for _ in 0..n {
+        let (status, ru) = spawn_wait(prog, args)?;
+        let st = std::process::ExitStatus::from_raw(status);
+        if st.code() != Some(want_code) {
+            // Run once more with its stderr shown, for a useful message.
+            let why = Command::new(prog)
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_owned())
+                .unwrap_or_default();
+            return Err(format!(
+                "{} {} ended with {st}, expected exit {want_code}: {why}",
+                prog.display(),
+                args.join(" ")
+            ));
+        }
+        minflt += ru.ru_minflt;
+    }
+    Ok(Batch {
+        secs: start.elapsed().as_secs_f64(),
+        minflt,
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Round {
+    shim_first: bool,
+    shim: Batch,
+    direct: Batch,
+}
+
+impl Round {
+    fn ratio(&self) -> f64 {
+        self.shim.secs / self.direct.secs
+    }
+}
+
+fn timed_rounds(o: &Options, shim: &Path, direct: &Path) -> Result<Vec<Round>> {
+    let args = ["true"];
+    // Warm the page cache and the kernel's structures for both sides.
+    let warm = o.execs.div_ceil(10);
+    batch(shim, &args, warm, 0)?;
+    batch(direct, &args, warm, 0)?;
+    let mut rounds = Vec::with_capacity(o.rounds);
+    println!(
+        "{:>5}  {:>6}  {:>12}  {:>12}  {:>7}",
+        "round", "first", "shim ms/exec", "direct ms/ex", "ratio"
+    );
+    for r in 0..o.rounds {
+        // Alternate which side goes first, so drift within a round (cache,
+        // frequency, neighbours) does not always favour the same side.
+        let shim_first = r % 2 == 0;
+        let (shim_b, direct_b) = if shim_first {
+            let s = batch(shim, &args, o.execs, 0)?;
+            (s, batch(direct, &args, o.execs, 0)?)
+        } else {
+            let d = batch(direct, &args, o.execs, 0)?;
+            (batch(shim, &args, o.execs, 0)?, d)
+        };
+        let round = Round {
+            shim_first,
+            shim: shim_b,
+            direct: direct_b,
+        };
+        println!(
+            "{:>5}  {:>6}  {:>12.3}  {:>12.3}  {:>7.4}",
+            r + 1,
+            if shim_first { "shim" } else { "direct" },
+            ms_per(shim_b.secs, o.execs),
+            ms_per(direct_b.secs, o.execs),
+            round.ratio()
+        );
+        let _ = std::io::stdout().flush();
+        rounds.push(round);
+    }
+    Ok(rounds)
+}
+
+fn ms_per(secs: f64, n: usize) -> f64 {
+    secs * 1000.0 / n as f64
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => v[n / 2],
+        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Memory of one emulated process: RSS and PSS while it runs (from
+/// /proc/PID/smaps_rollup of a `busybox sleep`), and the peak RSS and
+/// minor faults the kernel accounts to it (wait4).
+#[derive(Debug, Clone, Copy, Default)]
+struct Memory {
+    rss_kb: f64,
+    pss_kb: f64,
+    peak_kb: f64,
+    minflt: f64,
+}
+
+fn rollup_field(text: &str, key: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
+fn one_memory(prog: &Path) -> Result<Memory> {
+    let child = Command::new(prog)
+        .args(["sleep", "1"])
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", prog.display()))?;
+    let pid = child.id() as libc::pid_t;
+    // Long enough for the shim's exec and qemu's start-up; the guest then
+    // sleeps in nanosleep with its memory in place.
+    sleep(Duration::from_millis(500));
+    let rollup = fs::read_to_string(format!("/proc/{pid}/smaps_rollup"));
+    let mut status = 0;
+    // SAFETY: as in spawn_wait.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as in spawn_wait.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    if r != pid || status != 0 {
+        return Err(format!(
+            "{} sleep 1 failed (status {status})",
+            prog.display()
+        ));
+    }
+    let rollup = rollup.map_err(|e| format!("read /proc/{pid}/smaps_rollup: {e}"))?;
+    let field = |k: &str| {
+        rollup_field(&rollup, k).ok_or(format!("no {k} line in /proc/{pid}/smaps_rollup"))
+    };
+    Ok(Memory {
+        rss_kb: field("Rss:")?,
+        pss_kb: field("Pss:")?,
+        peak_kb: ru.ru_maxrss as f64,
+        minflt: ru.ru_minflt as f64,
+    })
+}
+
+/// Medians over five processes per side, alternating sides.
+fn memory(shim: &Path, direct: &Path) -> Result<(Memory, Memory)> {
+    let mut s = Vec::new();
+    let mut d = Vec::new();
+    for _ in 0..5 {
+        s.push(one_memory(shim)?);
+        d.push(one_memory(direct)?);
+    }
+    let med = |v: &[Memory]| Memory {
+        rss_kb: median(v.iter().map(|m| m.rss_kb).collect()),
+        pss_kb: median(v.iter().map(|m| m.pss_kb).collect()),
+        peak_kb: median(v.iter().map(|m| m.peak_kb).collect()),
+        minflt: median(v.iter().map(|m| m.minflt).collect()),
+    };
+    Ok((med(&s), med(&d)))
+}
+
+/// Start-up cost of the bare interpreter (no arguments: it prints its usage
+/// line and exits 126) against /bin/true, paired over five rounds.
+struct Startup {
+    interp_ms: f64,
+    true_ms: f64,
+    execs: usize,
+}
+
+fn startup(n: usize, interp: &Path) -> Result<Startup> {
+    let t = Path::new("/bin/true");
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for r in 0..5 {
+        if r % 2 == 0 {
+            a.push(batch(interp, &[], n, 126)?.secs);
+            b.push(batch(t, &[], n, 0)?.secs);
+        } else {
+            b.push(batch(t, &[], n, 0)?.secs);
+            a.push(batch(interp, &[], n, 126)?.secs);
+        }
+    }
+    Ok(Startup {
+        interp_ms: ms_per(median(a), n),
+        true_ms: ms_per(median(b), n),
+        execs: n,
+    })
+}
+
+struct Report {
+    opts: Options,
+    flags: String,
+    shim_interp: PathBuf,
+    rounds: Vec<Round>,
+    memory: (Memory, Memory),
+    startup: Startup,
+    interp_size: u64,
+    installed_size: u64,
+    qemu_version: String,
+    entries: usize,
+}
+
+fn cpu_model() -> String {
+    fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|r| r.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+impl Report {
+    fn print(&self) {
+        let m = self.opts.execs;
+        let ratios: Vec<f64> = self.rounds.iter().map(Round::ratio).collect();
+        let (lo, hi) = ratios
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(l, h), &r| (l.min(r), h.max(r)));
+        let shim_ms = median(self.rounds.iter().map(|r| ms_per(r.shim.secs, m)).collect());
+        let direct_ms = median(
+            self.rounds
+                .iter()
+                .map(|r| ms_per(r.direct.secs, m))
+                .collect(),
+        );
+        let faults = |f: fn(&Round) -> Batch| {
+            median(
+                self.rounds
+                    .iter()
+                    .map(|r| f(r).minflt as f64 / m as f64)
+                    .collect(),
+            )
+        };
+        let (ms, md) = self.memory;
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        println!();
+        println!(
+            "machine: {} ({cores} cores), kernel {}",
+            cpu_model(),
+            kernel.trim()
+        );
+        println!("emulator: {}", self.qemu_version);
+        println!(
+            "entries: {} (qemu-shim's, flags {}, plus {DIRECT_ENTRY}); interpreter {}",
+            self.entries,
+            self.flags,
+            self.shim_interp.display()
+        );
+        println!(
+            "method: {} paired rounds x {m} emulated `busybox true` per side, order alternating; \
+             address randomisation on",
+            self.rounds.len()
+        );
+        println!();
+        println!("| | shim | direct | shim/direct |");
+        println!("|---|---|---|---|");
+        println!(
+            "| wall per emulated exec, median of rounds | {shim_ms:.3} ms | {direct_ms:.3} ms | \
+             median of per-round ratios **{:.3}** (min {lo:.3}, max {hi:.3}) |",
+            median(ratios.clone())
+        );
+        println!(
+            "| minor faults per exec (wait4) | {:.0} | {:.0} | {:+.0} |",
+            faults(|r| r.shim),
+            faults(|r| r.direct),
+            faults(|r| r.shim) - faults(|r| r.direct)
+        );
+        println!(
+            "| RSS of a running `busybox sleep` (smaps_rollup) | {:.0} kB | {:.0} kB | {:.3} |",
+            ms.rss_kb,
+            md.rss_kb,
+            ms.rss_kb / md.rss_kb
+        );
+        println!(
+            "| PSS of the same | {:.0} kB | {:.0} kB | {:.3} |",
+            ms.pss_kb,
+            md.pss_kb,
+            ms.pss_kb / md.pss_kb
+        );
+        println!(
+            "| peak RSS (wait4 ru_maxrss) | {:.0} kB | {:.0} kB | {:.3} |",
+            ms.peak_kb,
+            md.peak_kb,
+            ms.peak_kb / md.peak_kb
+        );
+        println!();
+        println!(
+            "interpreter file: {} bytes as built, {} bytes installed",
+            self.interp_size, self.installed_size
+        );
+        println!(
+            "fork+exec, median of 5 rounds x {}: bare interpreter (usage, exit 126) {:.3} ms, \
+             /bin/true {:.3} ms",
+            self.startup.execs, self.startup.interp_ms, self.startup.true_ms
+        );
+        println!(
+            "shim overhead per emulated exec: {:+.3} ms (median shim - median direct)",
+            shim_ms - direct_ms
+        );
+        let by_order = |first: bool| {
+            median(
+                self.rounds
+                    .iter()
+                    .filter(|r| r.shim_first == first)
+                    .map(Round::ratio)
+                    .collect(),
+            )
+        };
+        println!(
+            "order check: median ratio {:.3} in rounds the shim ran first, {:.3} when direct did",
+            by_order(true),
+            by_order(false)
+        );
+    }
+}
