@@ -35,44 +35,92 @@ const EXPECT_MACHINE: &str = "aarch64";
 
 type Result<T, E = String> = std::result::Result<T, E>;
 
+/// How qemu-shim is installed for a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `qemu-shim install`: the emulators carried in the interpreter file.
+    Carry,
+    /// `qemu-shim install --no-carry`: the interpreter execs qemu by path.
+    Path,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Carry => "carry",
+            Mode::Path => "path",
+        }
+    }
+    fn describe(self) -> &'static str {
+        match self {
+            Mode::Carry => "emulator carried in the interpreter file (`qemu-shim install`)",
+            Mode::Path => "interpreter execs qemu by path (`qemu-shim install --no-carry`)",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Options {
     rounds: usize,
     execs: usize,
+    /// 0: skip the start-up measurement.
     startup_execs: usize,
+    modes: Vec<Mode>,
+    /// Alternate shim and direct exec by exec instead of in blocks.
+    interleave: bool,
     /// Set in the re-executed child: the scratch directory to work in.
     inside: Option<PathBuf>,
 }
 
-const USAGE: &str = "usage: scripts/bench-e2e [--rounds N] [--execs M] [--startup-execs K]
+const USAGE: &str = "usage: scripts/bench-e2e [--rounds N] [--execs M] [--mode carry|path|both]
+                        [--interleave] [--startup-execs K]
   --rounds N         paired rounds (default 15)
   --execs M          emulated `busybox true` per side per round (default 200)
-  --startup-execs K  execs per side when timing the bare interpreter (default 1000)";
+  --mode MODE        how qemu-shim is installed: carry (the default install),
+                     path (install --no-carry), or both, one after the other
+                     (default both)
+  --interleave       alternate shim and direct exec by exec within a round
+                     (default: M shim execs then M direct ones, or the other
+                     way round, alternating per round); steadier on a busy
+                     machine
+  --startup-execs K  execs per side when timing the bare interpreter
+                     (default 1000; 0 skips it)";
 
 fn parse_args(args: &[String]) -> Result<Options> {
     let mut o = Options {
         rounds: 15,
         execs: 200,
         startup_execs: 1000,
+        modes: vec![Mode::Carry, Mode::Path],
+        interleave: false,
         inside: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut num = |name: &str| -> Result<usize> {
-            let v = it.next().ok_or(format!("{name} needs a value\n{USAGE}"))?;
-            match v.parse::<usize>() {
-                Ok(n) if n > 0 => Ok(n),
-                _ => Err(format!("{name} takes a positive number, not {v:?}")),
-            }
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value\n{USAGE}"));
+        let num = |name: &str, v: &String, min: usize| match v.parse::<usize>() {
+            Ok(n) if n >= min => Ok(n),
+            _ => Err(format!("{name} takes a number >= {min}, not {v:?}")),
         };
         match a.as_str() {
-            "--rounds" => o.rounds = num("--rounds")?,
-            "--execs" => o.execs = num("--execs")?,
-            "--startup-execs" => o.startup_execs = num("--startup-execs")?,
+            "--rounds" => o.rounds = num(a, value(a)?, 1)?,
+            "--execs" => o.execs = num(a, value(a)?, 1)?,
+            "--startup-execs" => o.startup_execs = num(a, value(a)?, 0)?,
+            "--mode" => {
+                o.modes = match value(a)?.as_str() {
+                    "carry" => vec![Mode::Carry],
+                    "path" => vec![Mode::Path],
+                    "both" => vec![Mode::Carry, Mode::Path],
+                    other => {
+                        return Err(format!("--mode takes carry, path or both, not {other:?}"))
+                    }
+                }
+            }
             "--inside" => {
                 let v = it.next().ok_or("--inside needs a directory")?;
                 o.inside = Some(PathBuf::from(v));
             }
+            "--interleave" => o.interleave = true,
             // cargo bench passes --bench; libtest-style flags are ignored.
             "--bench" => {}
             "-h" | "--help" => return Err(USAGE.to_owned()),
@@ -163,19 +211,89 @@ fn outside(o: &Options) -> Result<()> {
         qemu_shim_suite::set_mode(&p, 0o755);
     }
     let me = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
-    let status = Command::new("unshare")
-        .args(["--user", "--map-root-user", "--mount", "--"])
-        .arg(&me)
-        .arg("--inside")
-        .arg(scratch.path())
-        .args(["--rounds", &o.rounds.to_string()])
-        .args(["--execs", &o.execs.to_string()])
-        .args(["--startup-execs", &o.startup_execs.to_string()])
-        .status()
-        .map_err(|e| format!("cannot run unshare (util-linux): {e}"))?;
-    if !status.success() {
-        // The child printed its own error line.
-        return Err(format!("the namespaced run failed ({status})"));
+    print_machine(&i)?;
+    for (k, mode) in o.modes.iter().enumerate() {
+        // A new namespace per mode: each run starts from an empty
+        // binfmt_misc instance. The start-up cost is measured once.
+        let startup = if k == 0 { o.startup_execs } else { 0 };
+        let status = Command::new("unshare")
+            .args(["--user", "--map-root-user", "--mount", "--"])
+            .arg(&me)
+            .arg("--inside")
+            .arg(scratch.path())
+            .args(["--mode", mode.name()])
+            .args(["--rounds", &o.rounds.to_string()])
+            .args(["--execs", &o.execs.to_string()])
+            .args(["--startup-execs", &startup.to_string()])
+            .args(o.interleave.then_some("--interleave"))
+            .status()
+            .map_err(|e| format!("cannot run unshare (util-linux): {e}"))?;
+        if !status.success() {
+            // The child printed its own error line.
+            return Err(format!(
+                "the namespaced run ({}) failed ({status})",
+                mode.name()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn print_machine(i: &Inputs) -> Result<()> {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let qemu = output(Command::new(&i.qemu).arg("-version"))?;
+    println!(
+        "machine: {} ({cores} cores), kernel {}",
+        cpu_model(),
+        kernel.trim()
+    );
+    println!("emulator: {}", qemu.lines().next().unwrap_or(""));
+    println!(
+        "load average at start: {}",
+        fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    println!(
+        "interpreter as built: {} bytes ({})",
+        size(&i.interp)?,
+        i.interp.display()
+    );
+    // Which sources the release binaries were built from, when this runs
+    // in a git checkout (scripts/bench-e2e builds them just before).
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(qemu_shim_suite::repo_root())
+            .args(args)
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    if let Some(head) = git(&["rev-parse", "--short", "HEAD"]) {
+        let dirty = git(&[
+            "status",
+            "--porcelain",
+            "--",
+            "crates",
+            "Cargo.toml",
+            "Cargo.lock",
+        ])
+        .is_some_and(|s| !s.is_empty());
+        println!(
+            "source: commit {head}{}",
+            if dirty {
+                " with uncommitted changes under crates/"
+            } else {
+                ""
+            }
+        );
     }
     Ok(())
 }
@@ -199,9 +317,10 @@ fn output(cmd: &mut Command) -> Result<String> {
 
 fn inside(o: &Options, dir: &Path) -> Result<()> {
     let i = inputs()?;
+    let mode = *o.modes.first().ok_or("no mode")?;
     let shim_prog = dir.join("shim/busybox");
     let direct_prog = dir.join("direct/busybox");
-    let install_dir = dir.join("install");
+    let install_dir = dir.join(format!("install-{}", mode.name()));
 
     output(Command::new("mount").args(["-t", "binfmt_misc", "binfmt_misc", DEFAULT_ROOT]))
         .map_err(|e| format!("{e} (a private binfmt_misc instance needs kernel >= 6.7)"))?;
@@ -223,7 +342,11 @@ fn inside(o: &Options, dir: &Path) -> Result<()> {
             .arg("--install-dir")
             .arg(&install_dir)
             .arg("--interpreter")
-            .arg(&i.interp),
+            .arg(&i.interp)
+            .args(match mode {
+                Mode::Carry => &[][..],
+                Mode::Path => &["--no-carry"][..],
+            }),
     )?;
     let shim_name = entry_name("aarch64");
     let shim = binfmt
@@ -264,23 +387,31 @@ fn inside(o: &Options, dir: &Path) -> Result<()> {
 
     verify_routing(&binfmt, &shim_name, &shim_prog, &direct_prog)?;
 
+    println!();
+    println!("## {}: qemu-shim vs qemu registered directly", mode.name());
+    println!("shim: {}", mode.describe());
+    println!(
+        "entries: {} (qemu-shim's, flags {}, plus {DIRECT_ENTRY} with the same flags); \
+         installed interpreter {} bytes",
+        binfmt.list().map_err(|e| e.to_string())?.len(),
+        shim.raw_flags,
+        size(Path::new(&shim.interpreter))?
+    );
     let report = Report {
-        opts: o.clone(),
-        flags: shim.raw_flags.clone(),
-        shim_interp: PathBuf::from(&shim.interpreter),
+        execs: o.execs,
+        interleave: o.interleave,
         rounds: timed_rounds(o, &shim_prog, &direct_prog)?,
         memory: memory(&shim_prog, &direct_prog)?,
-        startup: startup(o.startup_execs, &i.interp)?,
-        interp_size: size(&i.interp)?,
-        installed_size: size(Path::new(&shim.interpreter))?,
-        qemu_version: output(Command::new(&i.qemu).arg("-version"))?
-            .lines()
-            .next()
-            .unwrap_or("")
-            .to_owned(),
-        entries: binfmt.list().map_err(|e| e.to_string())?.len(),
     };
     report.print();
+    if o.startup_execs > 0 {
+        let s = startup(o.startup_execs, &i.interp)?;
+        println!(
+            "\nfork+exec from a Rust loop, median of 5 paired rounds x {}: bare interpreter \
+             (usage line, exit 126) {:.3} ms, /bin/true {:.3} ms",
+            s.execs, s.interp_ms, s.true_ms
+        );
+    }
     Ok(())
 }
 
@@ -346,11 +477,18 @@ fn verify_routing(b: &Binfmt, shim_name: &str, shim: &Path, direct: &Path) -> Re
     Ok(())
 }
 
-/// One batch of execs: wall time and the children's summed minor faults.
+/// One batch of execs: wall time, and the children's summed CPU time (user
+/// plus system) and minor faults. CPU time is less disturbed than wall time
+/// by other load on the machine.
 #[derive(Debug, Clone, Copy)]
 struct Batch {
     secs: f64,
+    cpu_secs: f64,
     minflt: i64,
+}
+
+fn tv_secs(t: libc::timeval) -> f64 {
+    t.tv_sec as f64 + t.tv_usec as f64 / 1e6
 }
 
 /// Starts `prog args…` and waits for it with wait4, which also returns its
@@ -380,32 +518,69 @@ fn spawn_wait(prog: &Path, args: &[&str]) -> Result<(i32, libc::rusage)> {
     Ok((status, ru))
 }
 
-fn batch(prog: &Path, args: &[&str], n: usize, want_code: i32) -> Result<Batch> {
+impl Batch {
+    const ZERO: Batch = Batch {
+        secs: 0.0,
+        cpu_secs: 0.0,
+        minflt: 0,
+    };
+    fn add(&mut self, b: Batch) {
+        self.secs += b.secs;
+        self.cpu_secs += b.cpu_secs;
+        self.minflt += b.minflt;
+    }
+}
+
+/// Runs `prog args…` once and checks its exit code.
+fn one(prog: &Path, args: &[&str], want_code: i32) -> Result<Batch> {
     let start = Instant::now();
-    let mut minflt = 0;
-    for _ in 0..n {
-        let (status, ru) = spawn_wait(prog, args)?;
-        let st = std::process::ExitStatus::from_raw(status);
-        if st.code() != Some(want_code) {
-            // Run once more with its stderr shown, for a useful message.
-            let why = Command::new(prog)
-                .args(args)
-                .stdin(Stdio::null())
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_owned())
-                .unwrap_or_default();
-            return Err(format!(
-                "{} {} ended with {st}, expected exit {want_code}: {why}",
-                prog.display(),
-                args.join(" ")
-            ));
-        }
-        minflt += ru.ru_minflt;
+    let (status, ru) = spawn_wait(prog, args)?;
+    let secs = start.elapsed().as_secs_f64();
+    let st = std::process::ExitStatus::from_raw(status);
+    if st.code() != Some(want_code) {
+        // Run once more with its stderr shown, for a useful message.
+        let why = Command::new(prog)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_owned())
+            .unwrap_or_default();
+        return Err(format!(
+            "{} {} ended with {st}, expected exit {want_code}: {why}",
+            prog.display(),
+            args.join(" ")
+        ));
     }
     Ok(Batch {
-        secs: start.elapsed().as_secs_f64(),
-        minflt,
+        secs,
+        cpu_secs: tv_secs(ru.ru_utime) + tv_secs(ru.ru_stime),
+        minflt: ru.ru_minflt,
     })
+}
+
+/// Runs `prog args…` `n` times in a row.
+fn batch(prog: &Path, args: &[&str], n: usize, want_code: i32) -> Result<Batch> {
+    let mut sum = Batch::ZERO;
+    for _ in 0..n {
+        sum.add(one(prog, args, want_code)?);
+    }
+    Ok(sum)
+}
+
+/// Runs each side `n` times, alternating exec by exec, so both sides see
+/// the same load from the rest of the machine.
+fn interleaved(shim: &Path, direct: &Path, args: &[&str], n: usize) -> Result<(Batch, Batch)> {
+    let (mut s, mut d) = (Batch::ZERO, Batch::ZERO);
+    for j in 0..n {
+        if j % 2 == 0 {
+            s.add(one(shim, args, 0)?);
+            d.add(one(direct, args, 0)?);
+        } else {
+            d.add(one(direct, args, 0)?);
+            s.add(one(shim, args, 0)?);
+        }
+    }
+    Ok((s, d))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -419,6 +594,9 @@ impl Round {
     fn ratio(&self) -> f64 {
         self.shim.secs / self.direct.secs
     }
+    fn cpu_ratio(&self) -> f64 {
+        self.shim.cpu_secs / self.direct.cpu_secs
+    }
 }
 
 fn timed_rounds(o: &Options, shim: &Path, direct: &Path) -> Result<Vec<Round>> {
@@ -429,14 +607,16 @@ fn timed_rounds(o: &Options, shim: &Path, direct: &Path) -> Result<Vec<Round>> {
     batch(direct, &args, warm, 0)?;
     let mut rounds = Vec::with_capacity(o.rounds);
     println!(
-        "{:>5}  {:>6}  {:>12}  {:>12}  {:>7}",
-        "round", "first", "shim ms/exec", "direct ms/ex", "ratio"
+        "{:>5}  {:>6}  {:>12}  {:>12}  {:>7}  {:>9}",
+        "round", "first", "shim ms/exec", "direct ms/ex", "ratio", "cpu ratio"
     );
     for r in 0..o.rounds {
         // Alternate which side goes first, so drift within a round (cache,
         // frequency, neighbours) does not always favour the same side.
         let shim_first = r % 2 == 0;
-        let (shim_b, direct_b) = if shim_first {
+        let (shim_b, direct_b) = if o.interleave {
+            interleaved(shim, direct, &args, o.execs)?
+        } else if shim_first {
             let s = batch(shim, &args, o.execs, 0)?;
             (s, batch(direct, &args, o.execs, 0)?)
         } else {
@@ -449,12 +629,17 @@ fn timed_rounds(o: &Options, shim: &Path, direct: &Path) -> Result<Vec<Round>> {
             direct: direct_b,
         };
         println!(
-            "{:>5}  {:>6}  {:>12.3}  {:>12.3}  {:>7.4}",
+            "{:>5}  {:>6}  {:>12.3}  {:>12.3}  {:>7.4}  {:>9.4}",
             r + 1,
-            if shim_first { "shim" } else { "direct" },
+            match (o.interleave, shim_first) {
+                (true, _) => "mixed",
+                (false, true) => "shim",
+                (false, false) => "direct",
+            },
             ms_per(shim_b.secs, o.execs),
             ms_per(direct_b.secs, o.execs),
-            round.ratio()
+            round.ratio(),
+            round.cpu_ratio()
         );
         let _ = std::io::stdout().flush();
         rounds.push(round);
@@ -573,16 +758,10 @@ fn startup(n: usize, interp: &Path) -> Result<Startup> {
 }
 
 struct Report {
-    opts: Options,
-    flags: String,
-    shim_interp: PathBuf,
+    execs: usize,
+    interleave: bool,
     rounds: Vec<Round>,
     memory: (Memory, Memory),
-    startup: Startup,
-    interp_size: u64,
-    installed_size: u64,
-    qemu_version: String,
-    entries: usize,
 }
 
 fn cpu_model() -> String {
@@ -598,60 +777,50 @@ fn cpu_model() -> String {
 
 impl Report {
     fn print(&self) {
-        let m = self.opts.execs;
-        let ratios: Vec<f64> = self.rounds.iter().map(Round::ratio).collect();
-        let (lo, hi) = ratios
-            .iter()
-            .fold((f64::MAX, f64::MIN), |(l, h), &r| (l.min(r), h.max(r)));
-        let shim_ms = median(self.rounds.iter().map(|r| ms_per(r.shim.secs, m)).collect());
-        let direct_ms = median(
-            self.rounds
-                .iter()
-                .map(|r| ms_per(r.direct.secs, m))
-                .collect(),
-        );
-        let faults = |f: fn(&Round) -> Batch| {
-            median(
-                self.rounds
-                    .iter()
-                    .map(|r| f(r).minflt as f64 / m as f64)
-                    .collect(),
-            )
+        let m = self.execs;
+        let per_round =
+            |f: &dyn Fn(&Round) -> f64| -> Vec<f64> { self.rounds.iter().map(f).collect() };
+        let ratios = per_round(&Round::ratio);
+        let cpu_ratios = per_round(&Round::cpu_ratio);
+        let range = |v: &[f64]| {
+            v.iter()
+                .fold((f64::MAX, f64::MIN), |(l, h), &r| (l.min(r), h.max(r)))
         };
+        let ((lo, hi), (clo, chi)) = (range(&ratios), range(&cpu_ratios));
+        let shim_ms = median(per_round(&|r| ms_per(r.shim.secs, m)));
+        let direct_ms = median(per_round(&|r| ms_per(r.direct.secs, m)));
+        let shim_cpu = median(per_round(&|r| ms_per(r.shim.cpu_secs, m)));
+        let direct_cpu = median(per_round(&|r| ms_per(r.direct.cpu_secs, m)));
+        let shim_flt = median(per_round(&|r| r.shim.minflt as f64 / m as f64));
+        let direct_flt = median(per_round(&|r| r.direct.minflt as f64 / m as f64));
         let (ms, md) = self.memory;
-        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-        let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
         println!();
         println!(
-            "machine: {} ({cores} cores), kernel {}",
-            cpu_model(),
-            kernel.trim()
-        );
-        println!("emulator: {}", self.qemu_version);
-        println!(
-            "entries: {} (qemu-shim's, flags {}, plus {DIRECT_ENTRY}); interpreter {}",
-            self.entries,
-            self.flags,
-            self.shim_interp.display()
-        );
-        println!(
-            "method: {} paired rounds x {m} emulated `busybox true` per side, order alternating; \
+            "{} paired rounds x {m} emulated `busybox true` per side, {}; \
              address randomisation on",
-            self.rounds.len()
+            self.rounds.len(),
+            if self.interleave {
+                "alternating exec by exec"
+            } else {
+                "in blocks, which side first alternating per round"
+            }
         );
         println!();
-        println!("| | shim | direct | shim/direct |");
+        println!("| per emulated exec | shim | direct | shim/direct |");
         println!("|---|---|---|---|");
         println!(
-            "| wall per emulated exec, median of rounds | {shim_ms:.3} ms | {direct_ms:.3} ms | \
-             median of per-round ratios **{:.3}** (min {lo:.3}, max {hi:.3}) |",
+            "| wall time (median of rounds) | {shim_ms:.3} ms | {direct_ms:.3} ms | \
+             **{:.3}** (median of per-round ratios; min {lo:.3}, max {hi:.3}) |",
             median(ratios.clone())
         );
         println!(
-            "| minor faults per exec (wait4) | {:.0} | {:.0} | {:+.0} |",
-            faults(|r| r.shim),
-            faults(|r| r.direct),
-            faults(|r| r.shim) - faults(|r| r.direct)
+            "| CPU time, user+sys (wait4) | {shim_cpu:.3} ms | {direct_cpu:.3} ms | \
+             {:.3} (min {clo:.3}, max {chi:.3}) |",
+            median(cpu_ratios)
+        );
+        println!(
+            "| minor page faults (wait4) | {shim_flt:.0} | {direct_flt:.0} | {:+.0} |",
+            shim_flt - direct_flt
         );
         println!(
             "| RSS of a running `busybox sleep` (smaps_rollup) | {:.0} kB | {:.0} kB | {:.3} |",
@@ -671,20 +840,6 @@ impl Report {
             md.peak_kb,
             ms.peak_kb / md.peak_kb
         );
-        println!();
-        println!(
-            "interpreter file: {} bytes as built, {} bytes installed",
-            self.interp_size, self.installed_size
-        );
-        println!(
-            "fork+exec, median of 5 rounds x {}: bare interpreter (usage, exit 126) {:.3} ms, \
-             /bin/true {:.3} ms",
-            self.startup.execs, self.startup.interp_ms, self.startup.true_ms
-        );
-        println!(
-            "shim overhead per emulated exec: {:+.3} ms (median shim - median direct)",
-            shim_ms - direct_ms
-        );
         let by_order = |first: bool| {
             median(
                 self.rounds
@@ -694,8 +849,11 @@ impl Report {
                     .collect(),
             )
         };
+        println!();
         println!(
-            "order check: median ratio {:.3} in rounds the shim ran first, {:.3} when direct did",
+            "wall difference: {:+.3} ms per exec (median shim - median direct); order check: \
+             median ratio {:.3} in rounds the shim ran first, {:.3} when direct did",
+            shim_ms - direct_ms,
             by_order(true),
             by_order(false)
         );
