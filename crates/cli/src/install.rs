@@ -21,6 +21,7 @@ use crate::analysis;
 use crate::emulator::{self, Search};
 use crate::error::{Error, Result};
 use crate::interp::{self, Config};
+use crate::link;
 use crate::root;
 use crate::select;
 
@@ -29,23 +30,34 @@ pub const DEFAULT_INSTALL_DIR: &str = "/usr/local/lib/qemu-shim";
 
 /// The flags of a default entry: see [`entry_flags`].
 #[cfg(test)]
-pub const ENTRY_FLAGS: Flags = Flags::F.union(Flags::P).union(Flags::O);
+pub const ENTRY_FLAGS: Flags = Flags::F.union(Flags::P).union(Flags::C);
 
 /// The flags of our entries. `P` always: the interpreter hands the program
 /// its original argv[0]. `F` unless `--no-pin`: the interpreter file is
 /// opened at registration, so the entry works in any chroot or mount
 /// namespace. `O` when the emulators are carried: the kernel opens the
 /// program and the carried emulator reads it from that descriptor, so
-/// execute-only programs run, as with `O` on direct registration. Without
-/// carried emulators, no `O`: an emulator started by path cannot receive
-/// the kernel's descriptor and re-opens the program itself.
-pub fn entry_flags(carry: bool, pin: bool) -> Flags {
+/// execute-only programs run, as with `O` on direct registration.
+///
+/// `C` (which implies `O`) when the emulators are carried, unless
+/// `--no-credentials`: a setuid or setgid program runs with the program's
+/// credentials, as it would natively. The kernel then starts the
+/// interpreter with `AT_SECURE`, and the interpreter drops what the user
+/// could steer the privileged emulator with (`secure_drops` in the
+/// interpreter) and reads the program only from the kernel's descriptor.
+/// Without carried emulators, neither `O` nor `C`: an emulator started by
+/// path cannot receive the kernel's descriptor and re-opens the program by
+/// path, which the user may swap after the kernel chose the credentials, so
+/// the interpreter refuses `AT_SECURE` there; without `C` a setuid program
+/// runs with the caller's credentials instead, as with the distros'
+/// registrations.
+pub fn entry_flags(carry: bool, pin: bool, credentials: bool) -> Flags {
     let mut f = Flags::P;
     if pin {
         f = f.union(Flags::F);
     }
     if carry {
-        f = f.union(Flags::O);
+        f = f.union(if credentials { Flags::C } else { Flags::O });
     }
     f
 }
@@ -70,6 +82,10 @@ pub struct Options {
     pub carry: bool,
     /// Register with `F`.
     pub pin: bool,
+    /// Register with `C` (only with `carry`; see [`entry_flags`]).
+    pub credentials: bool,
+    /// Pre-relocate the carried emulators for a fixed address.
+    pub prelink: bool,
 }
 
 /// The changes `install` makes to a binfmt_misc table: [`Binfmt`] in real
@@ -231,9 +247,20 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<()> {
     }
     emulators.sort_by_key(|(a, _)| ARCHES.iter().position(|r| std::ptr::eq(r, *a)));
 
+    // A pre-relocated file keeps its address across installs, so an
+    // install that changes nothing else writes the same file.
+    let prelink_base = if opts.carry && opts.prelink {
+        match old_config.as_ref().and_then(|c| c.prelink_base) {
+            Some(b) => Some(b),
+            None => Some(link::random_base()?),
+        }
+    } else {
+        None
+    };
     let config = Config {
         flags: interp::flags_for_running_kernel(),
         carry: opts.carry,
+        prelink_base,
         emulators: emulators
             .iter()
             .map(|(a, p)| (a.name.to_string(), p.clone()))
@@ -241,7 +268,7 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<()> {
     };
     let image = interp::build(&shim, &config)
         .map_err(|e| e.context(format!("interpreter {}", source.display())))?;
-    let flags = entry_flags(opts.carry, opts.pin);
+    let flags = entry_flags(opts.carry, opts.pin, opts.credentials);
     let file_changed = old_image.as_deref() != Some(&image[..]);
 
     // 6. One step per entry.
@@ -462,37 +489,39 @@ fn apply(
         None => FileUndo::Remove(dest.to_path_buf()),
     };
     // Entries being replaced keep running programs while the file changes:
-    // the new file is first written beside the old one and stand-in
-    // entries (newest, so tried first) pinned to it; only then does it take
-    // the final path and the entries proper move over. At every moment one
-    // of our entries runs each arch with a whole interpreter file.
+    // the new file takes the final path whole (written beside it, then
+    // renamed), then stand-in entries (newest, so tried first) naming that
+    // path are registered, and only then do the entries proper move over.
+    // At every moment one of our entries runs each arch with a whole
+    // interpreter file: a pinned old entry its old file, an unpinned one
+    // whatever file the path holds. The stand-ins name the final path, not
+    // a staged one: an entry without F opens its interpreter by path at
+    // every exec, and a staged name is gone once renamed.
     let replacing: Vec<&Step> = steps
         .iter()
         .filter(|s| matches!(s.action, Action::Replace(..)))
         .collect();
-    let mut stand_ins = Vec::new();
-    if file_changed && !replacing.is_empty() {
-        let staged = stage_file(dest, image)?;
-        let staged_str = staged.to_string_lossy().into_owned();
-        let result = (|| {
-            for s in &replacing {
-                let mut l = s.line.clone();
-                l.name = format!("{}{STAND_IN_SUFFIX}", s.line.name);
-                l.interpreter = staged_str.clone();
-                j.bf.register(&l)?;
-                j.ops.push(Undo::Unregister(l.name.clone()));
-                stand_ins.push(l.name);
-            }
-            fs::rename(&staged, dest).map_err(|e| Error::io("cannot rename into place", dest, &e))
-        })();
-        if let Err(e) = result {
-            let _ = fs::remove_file(&staged);
-            return Err(e);
-        }
-        j.file = Some(file_undo());
-    } else if file_changed {
+    // Stand-ins also when only the entries change (flags, say): between an
+    // entry's removal and its new registration, its programs would find no
+    // entry.
+    if file_changed {
         write_file(dest, image)?;
         j.file = Some(file_undo());
+    }
+    let mut stand_ins = Vec::new();
+    for s in &replacing {
+        let mut l = s.line.clone();
+        l.name = format!("{}{STAND_IN_SUFFIX}", s.line.name);
+        // A stand-in a killed run left under this name would make the
+        // registration fail (EEXIST) on every later run: it goes first.
+        if let Some((_, old)) = strays.iter().find(|(n, _)| *n == l.name) {
+            j.bf.remove(&l.name)?;
+            j.ops
+                .push(Undo::Reregister(l.name.clone(), Box::new(old.clone())));
+        }
+        j.bf.register(&l)?;
+        j.ops.push(Undo::Unregister(l.name.clone()));
+        stand_ins.push(l.name);
     }
     for s in steps {
         match &s.action {
@@ -532,32 +561,6 @@ fn apply(
     Ok(())
 }
 
-/// Writes `bytes` to a new file beside `dest` (mode 0755) and returns its
-/// path; the caller renames it into place.
-fn stage_file(dest: &Path, bytes: &[u8]) -> Result<PathBuf> {
-    let dir = dest.parent().unwrap_or(Path::new("."));
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.new.{}", std::process::id()));
-    let write = || -> io::Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o755)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()
-    };
-    if let Err(e) = write() {
-        let _ = fs::remove_file(&tmp);
-        return Err(Error::io("cannot write", &tmp, &e));
-    }
-    Ok(tmp)
-}
-
 /// Writes `bytes` to `dest` through a temporary file in the same directory
 /// renamed into place, so `dest` is at every moment the old file or the
 /// whole new one. Mode 0755.
@@ -578,6 +581,10 @@ pub fn write_file(dest: &Path, bytes: &[u8]) -> Result<()> {
         f.set_permissions(fs::Permissions::from_mode(0o755))?;
         f.write_all(bytes)?;
         f.sync_all()?;
+        // Closed before it takes the path: an entry without F execs the
+        // file by path, and a file still open for writing fails that exec
+        // with ETXTBSY.
+        drop(f);
         fs::rename(&tmp, dest)
     })();
     written.map_err(|e| {
@@ -1073,12 +1080,18 @@ mod tests {
     }
 
     #[test]
-    fn entries_carry_o_and_pin_by_default() {
+    fn entries_carry_credentials_and_pin_by_default() {
         let l = register_line(aarch64(), "/usr/local/lib/qemu-shim/qemu-shim-interp");
-        assert_eq!(l.flags.to_string(), "POF");
-        assert_eq!(entry_flags(false, true).to_string(), "PF");
-        assert_eq!(entry_flags(false, false).to_string(), "P");
-        assert_eq!(entry_flags(true, false).to_string(), "PO");
+        assert_eq!(l.flags.to_string(), "POCF");
+        assert_eq!(entry_flags(true, true, true), ENTRY_FLAGS);
+        assert_eq!(entry_flags(true, true, false).to_string(), "POF");
+        assert_eq!(entry_flags(true, false, true).to_string(), "POC");
+        assert_eq!(entry_flags(true, false, false).to_string(), "PO");
+        // By path the interpreter refuses AT_SECURE: no C (and no O)
+        // whatever was asked.
+        assert_eq!(entry_flags(false, true, true).to_string(), "PF");
+        assert_eq!(entry_flags(false, true, false).to_string(), "PF");
+        assert_eq!(entry_flags(false, false, true).to_string(), "P");
         assert_eq!(l.name, "qemu-shim-aarch64");
         l.validate().unwrap();
     }
