@@ -38,23 +38,44 @@ type Result<T, E = String> = std::result::Result<T, E>;
 /// How qemu-shim is installed for a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
-    /// `qemu-shim install`: the emulators carried in the interpreter file.
+    /// `qemu-shim install`: the emulators carried in the interpreter file,
+    /// pre-relocated for an address drawn at install time.
     Carry,
+    /// `qemu-shim install --no-prelink`: carried, relocated by qemu itself
+    /// at each start, at a per-exec random address.
+    CarryNoPrelink,
     /// `qemu-shim install --no-carry`: the interpreter execs qemu by path.
     Path,
 }
 
 impl Mode {
+    const ALL: [Mode; 3] = [Mode::Carry, Mode::CarryNoPrelink, Mode::Path];
+
     fn name(self) -> &'static str {
         match self {
             Mode::Carry => "carry",
+            Mode::CarryNoPrelink => "carry-no-prelink",
             Mode::Path => "path",
         }
     }
     fn describe(self) -> &'static str {
         match self {
-            Mode::Carry => "emulator carried in the interpreter file (`qemu-shim install`)",
+            Mode::Carry => {
+                "emulator carried in the interpreter file, pre-relocated for an address drawn \
+                 at install time (`qemu-shim install`, the default)"
+            }
+            Mode::CarryNoPrelink => {
+                "emulator carried in the interpreter file, relocated at each start at a \
+                 per-exec random address (`qemu-shim install --no-prelink`)"
+            }
             Mode::Path => "interpreter execs qemu by path (`qemu-shim install --no-carry`)",
+        }
+    }
+    fn install_args(self) -> &'static [&'static str] {
+        match self {
+            Mode::Carry => &[],
+            Mode::CarryNoPrelink => &["--no-prelink"],
+            Mode::Path => &["--no-carry"],
         }
     }
 }
@@ -72,13 +93,14 @@ struct Options {
     inside: Option<PathBuf>,
 }
 
-const USAGE: &str = "usage: scripts/bench-e2e [--rounds N] [--execs M] [--mode carry|path|both]
+const USAGE: &str = "usage: scripts/bench-e2e [--rounds N] [--execs M] [--mode MODE[,MODE...]]
                         [--interleave] [--startup-execs K]
   --rounds N         paired rounds (default 15)
   --execs M          emulated `busybox true` per side per round (default 200)
-  --mode MODE        how qemu-shim is installed: carry (the default install),
-                     path (install --no-carry), or both, one after the other
-                     (default both)
+  --mode MODES       how qemu-shim is installed, comma-separated, run one after
+                     the other: carry (the default install), carry-no-prelink
+                     (install --no-prelink), path (install --no-carry), or all
+                     (default all)
   --interleave       alternate shim and direct exec by exec within a round
                      (default: M shim execs then M direct ones, or the other
                      way round, alternating per round); steadier on a busy
@@ -91,7 +113,7 @@ fn parse_args(args: &[String]) -> Result<Options> {
         rounds: 15,
         execs: 200,
         startup_execs: 1000,
-        modes: vec![Mode::Carry, Mode::Path],
+        modes: Mode::ALL.to_vec(),
         interleave: false,
         inside: None,
     };
@@ -107,14 +129,18 @@ fn parse_args(args: &[String]) -> Result<Options> {
             "--execs" => o.execs = num(a, value(a)?, 1)?,
             "--startup-execs" => o.startup_execs = num(a, value(a)?, 0)?,
             "--mode" => {
-                o.modes = match value(a)?.as_str() {
-                    "carry" => vec![Mode::Carry],
-                    "path" => vec![Mode::Path],
-                    "both" => vec![Mode::Carry, Mode::Path],
-                    other => {
-                        return Err(format!("--mode takes carry, path or both, not {other:?}"))
-                    }
-                }
+                let v = value(a)?;
+                o.modes = if v == "all" {
+                    Mode::ALL.to_vec()
+                } else {
+                    v.split(',')
+                        .map(|m| {
+                            Mode::ALL.into_iter().find(|k| k.name() == m).ok_or(format!(
+                                "--mode takes carry, carry-no-prelink, path or all, not {m:?}"
+                            ))
+                        })
+                        .collect::<Result<_>>()?
+                };
             }
             "--inside" => {
                 let v = it.next().ok_or("--inside needs a directory")?;
@@ -123,7 +149,6 @@ fn parse_args(args: &[String]) -> Result<Options> {
             "--interleave" => o.interleave = true,
             // cargo bench passes --bench; libtest-style flags are ignored.
             "--bench" => {}
-            "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
@@ -137,6 +162,10 @@ fn main() -> ExitCode {
     // namespace, and takes minutes, so it only says how to run it.
     if !args.iter().any(|a| a == "--bench" || a == "--inside") {
         println!("e2e: not run under cargo test; run scripts/bench-e2e");
+        return ExitCode::SUCCESS;
+    }
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
         return ExitCode::SUCCESS;
     }
     let result = parse_args(&args).and_then(|o| match &o.inside {
@@ -250,6 +279,12 @@ fn print_machine(i: &Inputs) -> Result<()> {
     );
     println!("emulator: {}", qemu.lines().next().unwrap_or(""));
     println!(
+        "address randomisation (kernel.randomize_va_space): {}",
+        fs::read_to_string("/proc/sys/kernel/randomize_va_space")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|_| "unknown".into())
+    );
+    println!(
         "load average at start: {}",
         fs::read_to_string("/proc/loadavg")
             .unwrap_or_default()
@@ -343,10 +378,7 @@ fn inside(o: &Options, dir: &Path) -> Result<()> {
             .arg(&install_dir)
             .arg("--interpreter")
             .arg(&i.interp)
-            .args(match mode {
-                Mode::Carry => &[][..],
-                Mode::Path => &["--no-carry"][..],
-            }),
+            .args(mode.install_args()),
     )?;
     let shim_name = entry_name("aarch64");
     let shim = binfmt
