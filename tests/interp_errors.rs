@@ -163,9 +163,10 @@ cap run "$INTERP" "$FIX/busybox/arm64/busybox" true
     );
 }
 
-/// The installed interpreter knows only the emulators it was installed
-/// with; its own emulator gone or unusable must be reported, by path, both
-/// by hand and when the kernel starts it.
+/// Installed with `--no-carry`, the interpreter starts the emulators it was
+/// installed with by path; one gone or unusable must be reported, by path,
+/// both by hand and when the kernel starts it. (Carried emulators do not
+/// need the file: tests/kernel_exec.rs.)
 #[test]
 fn installed_interpreter_reports_missing_emulators() {
     let s = Scratch::new("emulator-gone");
@@ -177,7 +178,7 @@ fn installed_interpreter_reports_missing_emulators() {
         r#"
 mkdir "$S/emus"
 cp "$EMUS/qemu-aarch64-static" "$S/emus/"
-cap install "$CLI" install aarch64 --emulator-dir "$S/emus" --install-dir "$S/inst"
+cap install "$CLI" install aarch64 --no-carry --emulator-dir "$S/emus" --install-dir "$S/inst"
 cap before "$FIX/busybox/arm64/busybox" true
 # armhf has no entry (the kernel would not start us): by hand only.
 cap other-arch "$S/inst/qemu-shim-interp" "$FIX/busybox/armhf/busybox" true
