@@ -104,6 +104,8 @@ pub struct Config {
     /// Whether the emulators' images are carried in the file (else they
     /// are started by path).
     pub carry: bool,
+    /// With carried images: pre-relocate the file for this fixed address.
+    pub prelink_base: Option<u64>,
 }
 
 impl Config {
@@ -158,7 +160,7 @@ pub fn build(shim: &[u8], config: &Config) -> Result<Vec<u8>> {
             file,
         })
         .collect();
-    link::build(shim, &carried, &[], config.flags)
+    link::build(shim, &carried, &[], config.flags, config.prelink_base)
 }
 
 /// Reads the table of an interpreter image.
@@ -170,6 +172,7 @@ pub fn read_config(image: &[u8]) -> Result<Config> {
         carry: table
             .iter()
             .any(|e| matches!(e.convention, Convention::Carried(_))),
+        prelink_base: link::prelink_base(image),
         emulators: table
             .iter()
             .map(|e| {
@@ -232,6 +235,7 @@ mod tests {
         Config {
             flags: dispatch::FLAG_ASSUME_P,
             carry: false,
+            prelink_base: None,
             emulators: vec![
                 (
                     "aarch64".into(),

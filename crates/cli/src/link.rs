@@ -25,11 +25,11 @@
 //! memory beyond the file's part of the segment. The interpreter sets each carried
 //! segment's protection before jumping in (`crates/shim`, `sys::launch`).
 
-use goblin::elf::header::{EM_AARCH64, EM_X86_64, ET_DYN};
+use goblin::elf::header::{EM_AARCH64, EM_X86_64, ET_DYN, ET_EXEC};
 use goblin::elf::program_header::{PF_R, PF_W, PF_X, PT_INTERP, PT_LOAD, PT_PHDR};
 use goblin::elf::Elf;
 use qemu_shim_registry::dispatch::{
-    self, Carried, Convention, Entry, Segment, MAX_SEGMENTS, PROT_EXEC, PROT_READ, PROT_WRITE,
+    self, Carried, Convention, Entry, Fix, Segment, MAX_SEGMENTS, PROT_EXEC, PROT_READ, PROT_WRITE,
 };
 
 use crate::error::{Error, Result};
@@ -69,23 +69,130 @@ pub fn host_machine() -> u16 {
     }
 }
 
+/// The fixed address of a pre-relocated interpreter file: the address of
+/// its first loadable segment if it is a fixed-address executable.
+pub fn prelink_base(file: &[u8]) -> Option<u64> {
+    let elf = Elf::parse(file).ok()?;
+    if elf.header.e_type != ET_EXEC {
+        return None;
+    }
+    elf.program_headers
+        .iter()
+        .find(|p| p.p_type == PT_LOAD)
+        .map(|p| p.p_vaddr)
+}
+
+/// A fresh fixed address for a pre-relocated interpreter file, drawn at
+/// random in a range clear of where the kernel places stacks, mmap areas,
+/// the vdso and position-independent programs, and of where guest programs
+/// load: x86_64 [32 TiB, 64 TiB) of its 128 TiB; aarch64 (whose kernels
+/// may give user space only 39 bits, 512 GiB) [256 GiB, 384 GiB). 2 MiB
+/// aligned.
+pub fn random_base() -> Result<u64> {
+    let mut b = [0u8; 8];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .map_err(|e| Error::new(format!("cannot read /dev/urandom: {e}")))?;
+    let r = u64::from_le_bytes(b);
+    let (lo, len) = if cfg!(target_arch = "aarch64") {
+        (0x40_0000_0000u64, 0x20_0000_0000u64)
+    } else {
+        (0x2000_0000_0000u64, 0x2000_0000_0000u64)
+    };
+    Ok((lo + r % len) & !0x1f_ffff)
+}
+
 /// How one emulator will sit in the interpreter file.
 struct Plan<'a> {
     carry: &'a Carry<'a>,
-    /// Its loadable segments: (file offset, vaddr, filesz) relative to
-    /// `min_vaddr`, for copying.
-    copies: Vec<(u64, u64, u64)>,
-    /// Its image size in memory, ALIGN-aligned.
-    span: u64,
-    /// Image size in the file (up to its last file byte).
-    file_span: u64,
-    carried_without_image: Carried,
+    image: ImagePlan,
 }
 
-/// An emulator's image, planned: the copies to make (file offset, offset in
-/// the image, length), its size in memory and in the file (each from the
-/// image's start), and its description for the table (image offset 0).
-type ImagePlan = (Vec<(u64, u64, u64)>, u64, u64, Carried);
+/// An emulator's image, planned.
+struct ImagePlan {
+    /// The copies to make: file offset, offset in the image, length.
+    copies: Vec<(u64, u64, u64)>,
+    /// Size in memory, ALIGN-aligned.
+    span: u64,
+    /// Its description for the table (image offset 0).
+    carried: Carried,
+    /// The image's lowest address in the emulator's own numbering.
+    min_vaddr: u64,
+    /// What pre-relocating it takes, if it can be.
+    relocs: Option<Relocs>,
+}
+
+/// The relative relocations of a static PIE, found through its dynamic
+/// section (addresses in the emulator's own numbering).
+#[derive(Clone, Copy)]
+struct Relocs {
+    /// Start of the RELA table, and its entry size.
+    rela: u64,
+    relaent: u64,
+    /// How many entries at its start are relative (DT_RELACOUNT).
+    count: u64,
+    /// Where the values of DT_RELA, DT_RELASZ and DT_RELACOUNT are, and
+    /// what they are.
+    rela_at: (u64, u64),
+    relasz_at: (u64, u64),
+    count_at: (u64, u64),
+}
+
+const DT_NULL: u64 = 0;
+const DT_RELA: u64 = 7;
+const DT_RELASZ: u64 = 8;
+const DT_RELAENT: u64 = 9;
+const DT_RELR: u64 = 36;
+const DT_RELACOUNT: u64 = 0x6fff_fff9;
+
+/// The host's relative relocation type.
+fn r_relative() -> u32 {
+    if cfg!(target_arch = "aarch64") {
+        1027
+    } else {
+        8
+    }
+}
+
+/// Finds what pre-relocation needs: a dynamic section with DT_RELA,
+/// DT_RELASZ and DT_RELACOUNT, and no DT_RELR (packed relocations are not
+/// handled; such an image is relocated at run time as usual).
+fn find_relocs(elf: &Elf<'_>, file: &[u8]) -> Option<Relocs> {
+    use goblin::elf::program_header::PT_DYNAMIC;
+    let dynamic = elf
+        .program_headers
+        .iter()
+        .find(|p| p.p_type == PT_DYNAMIC)?;
+    let bytes =
+        file.get(dynamic.p_offset as usize..(dynamic.p_offset + dynamic.p_filesz) as usize)?;
+    let (mut rela, mut relasz, mut relaent, mut count) = (None, None, 24, None);
+    for (i, d) in bytes.chunks_exact(16).enumerate() {
+        let tag = u64::from_le_bytes(d[..8].try_into().ok()?);
+        let val = u64::from_le_bytes(d[8..].try_into().ok()?);
+        let at = (dynamic.p_vaddr + i as u64 * 16 + 8, val);
+        match tag {
+            DT_NULL => break,
+            DT_RELA => rela = Some(at),
+            DT_RELASZ => relasz = Some(at),
+            DT_RELAENT => relaent = val,
+            DT_RELACOUNT => count = Some(at),
+            DT_RELR => return None,
+            _ => {}
+        }
+    }
+    let (rela_at, relasz_at, count_at) = (rela?, relasz?, count?);
+    if relaent != 24 || count_at.1.checked_mul(relaent)? > relasz_at.1 {
+        return None;
+    }
+    Some(Relocs {
+        rela: rela_at.1,
+        relaent,
+        count: count_at.1,
+        rela_at,
+        relasz_at,
+        count_at,
+    })
+}
 
 /// Reads an emulator's loadable segments. An emulator can be carried if it
 /// is a static PIE for this host whose image fits the dispatch table: (copies, span, file span,
@@ -124,7 +231,7 @@ fn plan_image(file: &[u8]) -> std::result::Result<ImagePlan, String> {
     let min_vaddr = floor(loads.iter().map(|p| p.p_vaddr).min().unwrap_or(0));
     let mut copies = Vec::new();
     let mut segments = Vec::new();
-    let (mut end, mut file_end) = (0u64, 0u64);
+    let mut end = 0u64;
     for p in &loads {
         let in_file = p
             .p_offset
@@ -152,7 +259,6 @@ fn plan_image(file: &[u8]) -> std::result::Result<ImagePlan, String> {
             prot,
         });
         end = end.max(v + p.p_memsz);
-        file_end = file_end.max(v + p.p_filesz);
     }
     // The emulator's own program headers must be in its image: its C
     // library finds its TLS and RELRO segments through AT_PHDR.
@@ -178,7 +284,13 @@ fn plan_image(file: &[u8]) -> std::result::Result<ImagePlan, String> {
     let carried = Carried::new(0, entry, phdr, elf.header.e_phnum, &segments)
         .ok_or("too many loadable segments")?;
     let span = end.div_ceil(ALIGN) * ALIGN;
-    Ok((copies, span, file_end, carried))
+    Ok(ImagePlan {
+        copies,
+        span,
+        carried,
+        min_vaddr,
+        relocs: find_relocs(&elf, file),
+    })
 }
 
 fn le_u16(b: &[u8], at: usize) -> Result<u16> {
@@ -196,29 +308,29 @@ fn le_u64(b: &[u8], at: usize) -> Result<u64> {
 /// Builds the interpreter file: `shim` (the built interpreter) with a
 /// dispatch table naming `carried` and `by_path` emulators, and the images
 /// of `carried`.
+///
+/// With `base`, the file is pre-relocated: a fixed-address executable at
+/// `base` whose carried images already hold the pointers for where they
+/// will sit (their relative relocations applied and taken out of their
+/// dynamic sections), so no emulated process writes them again.
 pub fn build(
     shim: &[u8],
     carried: &[Carry<'_>],
     by_path: &[ByPath<'_>],
     flags: u16,
+    base: Option<u64>,
 ) -> Result<Vec<u8>> {
     let region = interp::region(shim)?;
     let mut plans = Vec::new();
     for c in carried {
-        let (copies, span, file_span, d) = plan_image(c.file).map_err(|why| {
+        let image = plan_image(c.file).map_err(|why| {
             Error::new(format!(
                 "cannot carry {}: {why}",
                 String::from_utf8_lossy(c.path)
             ))
             .hint("use --no-carry to run it by path")
         })?;
-        plans.push(Plan {
-            carry: c,
-            copies,
-            span,
-            file_span,
-            carried_without_image: d,
-        });
+        plans.push(Plan { carry: c, image });
     }
 
     // The built interpreter's headers: ELF64, little-endian, this host.
@@ -271,13 +383,14 @@ pub fn build(
     let mut placed = Vec::new();
     for p in &plans {
         placed.push(cursor);
-        cursor += p.span;
+        cursor += p.image.span;
     }
-    let last = plans.len() - 1;
-    // Rounded up so the file part ends on a page boundary: kernels before
-    // 6.7 zero the rest of the last file page of a segment with bss and
-    // fail the exec if that page is not writable.
-    let file_size_in_seg = (placed[last] + plans[last].file_span).div_ceil(ALIGN) * ALIGN;
+    // Every image whole in the file, bss included: the segment has no
+    // memory beyond its file part, so any image can be moved as one
+    // mapping (a setuid exec moves a pre-relocated image), and kernels
+    // before 6.7, which zero the tail of a segment's last file page and
+    // fail when it is read-only, have nothing to zero.
+    let file_size_in_seg = cursor;
     let mem_size_in_seg = cursor;
 
     // The new program header table: the old one plus the carried segment,
@@ -305,10 +418,24 @@ pub fn build(
     }
     new_shim[32..40].copy_from_slice(&seg_offset.to_le_bytes());
     new_shim[56..58].copy_from_slice(&(headers.len() as u16).to_le_bytes());
+    if let Some(base) = base {
+        // A fixed-address executable: every address moves up by `base`.
+        // The interpreter still relocates its own few pointers at start
+        // (it finds its base from its ELF header), so nothing else changes.
+        new_shim[16..18].copy_from_slice(&ET_EXEC.to_le_bytes());
+        let entry = le_u64(&new_shim, 24)? + base;
+        new_shim[24..32].copy_from_slice(&entry.to_le_bytes());
+        for h in headers.iter_mut() {
+            for at in [16, 24] {
+                let v = field(h, at) + base;
+                h[at..at + 8].copy_from_slice(&v.to_le_bytes());
+            }
+        }
+    }
 
     let mut descs = Vec::new();
     for (p, at) in plans.iter().zip(&placed) {
-        let mut d = p.carried_without_image;
+        let mut d = p.image.carried;
         d.image = seg_vaddr + at;
         descs.push(d);
     }
@@ -326,10 +453,6 @@ pub fn build(
             path: b.path,
         });
     }
-    write_region(&mut new_shim, region, &entries, flags)?;
-
-    // Everything not written stays zero: the padding, and the bss of every
-    // image but the last (the last one's is memory size beyond the file).
     let total = seg_offset + file_size_in_seg;
     let mut file = vec![0u8; total as usize];
     file[..new_shim.len()].copy_from_slice(&new_shim);
@@ -338,7 +461,7 @@ pub fn build(
     };
     put(&mut file, seg_offset, &headers.concat());
     for (p, at) in plans.iter().zip(&placed) {
-        for &(off, v, len) in &p.copies {
+        for &(off, v, len) in &p.image.copies {
             put(
                 &mut file,
                 seg_offset + at + v,
@@ -346,7 +469,89 @@ pub fn build(
             );
         }
     }
+    if let Some(base) = base {
+        for ((p, at), d) in plans.iter().zip(&placed).zip(descs.iter_mut()) {
+            let Some(r) = p.image.relocs else { continue };
+            let start = (seg_offset + at) as usize;
+            let len = p.image.span as usize;
+            let bias = base + seg_vaddr + at - p.image.min_vaddr;
+            if let Some(fixes) = prelink(&mut file[start..start + len], p.image.min_vaddr, bias, &r)
+            {
+                *d = d.prelinked(p.image.span, &fixes).unwrap_or(*d);
+            }
+        }
+        entries.truncate(0);
+        for (p, d) in plans.iter().zip(&descs) {
+            entries.push(Entry {
+                arch: p.carry.arch,
+                convention: Convention::Carried(*d),
+                path: p.carry.path,
+            });
+        }
+        for b in by_path {
+            entries.push(Entry {
+                arch: b.arch,
+                convention: Convention::ExecByPath,
+                path: b.path,
+            });
+        }
+    }
+    // The table last: it records which images were pre-relocated.
+    let mut head = file[..new_shim.len()].to_vec();
+    write_region(&mut head, region, &entries, flags)?;
+    file[..head.len()].copy_from_slice(&head);
     Ok(file)
+}
+
+/// Applies the relative relocations of one image (`image`: its bytes as in
+/// memory, from `min_vaddr`) for load bias `bias`, and takes them out of its
+/// dynamic section so its C library does not apply them again. Returns the
+/// words that undo that (see [`Fix`]); `None` if the table is not what
+/// [`find_relocs`] promised, leaving the image as it was.
+fn prelink(image: &mut [u8], min_vaddr: u64, bias: u64, r: &Relocs) -> Option<Vec<Fix>> {
+    let at = |v: u64| -> Option<usize> { usize::try_from(v.checked_sub(min_vaddr)?).ok() };
+    let word = |image: &[u8], v: u64| -> Option<u64> {
+        let i = at(v)?;
+        Some(u64::from_le_bytes(image.get(i..i + 8)?.try_into().ok()?))
+    };
+    // Check every entry first: nothing is written unless all are relative.
+    let mut places = Vec::with_capacity(r.count as usize);
+    for i in 0..r.count {
+        let e = r.rela + i * r.relaent;
+        let (offset, info, addend) = (word(image, e)?, word(image, e + 8)?, word(image, e + 16)?);
+        if info as u32 != r_relative() {
+            return None;
+        }
+        let place = at(offset)?;
+        image.get(place..place + 8)?;
+        places.push((place, bias.wrapping_add(addend)));
+    }
+    for (place, value) in places {
+        image[place..place + 8].copy_from_slice(&value.to_le_bytes());
+    }
+    let taken = r.count * r.relaent;
+    let fixes = vec![
+        Fix {
+            offset: r.rela_at.0 - min_vaddr,
+            value: r.rela_at.1,
+        },
+        Fix {
+            offset: r.relasz_at.0 - min_vaddr,
+            value: r.relasz_at.1,
+        },
+        Fix {
+            offset: r.count_at.0 - min_vaddr,
+            value: r.count_at.1,
+        },
+    ];
+    for (f, new) in fixes
+        .iter()
+        .zip([r.rela_at.1 + taken, r.relasz_at.1 - taken, 0])
+    {
+        let i = f.offset as usize;
+        image.get_mut(i..i + 8)?.copy_from_slice(&new.to_le_bytes());
+    }
+    Some(fixes)
 }
 
 fn write_region(

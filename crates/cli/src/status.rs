@@ -335,6 +335,7 @@ mod tests {
             Ok(Config {
                 flags: 0,
                 carry: false,
+                prelink_base: None,
                 emulators: vec![("aarch64".into(), PathBuf::from("/nonexistent/qemu-aarch64"))],
             })
         })
@@ -358,7 +359,7 @@ mod tests {
         }
         assert_eq!(e[0]["arch"], "aarch64");
         assert_eq!(e[0]["owned"], true);
-        assert_eq!(e[0]["flags"], "POF");
+        assert_eq!(e[0]["flags"], "POCF");
         assert_eq!(e[0]["emulator"], "/nonexistent/qemu-aarch64");
         assert_eq!(e[0]["wins"], serde_json::json!(["aarch64"]));
         assert!(e[0]["problem"].as_str().unwrap().contains("missing"));

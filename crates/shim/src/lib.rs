@@ -257,6 +257,7 @@ fn start_carried<'a>(
         execfd: source.fd(),
         preserve_argv0: p_layout,
         drop_env: if secure { secure_drops } else { keep_all },
+        randomize: secure,
     };
     let err = sys::launch(p, &launch);
     sys::close(source.fd());

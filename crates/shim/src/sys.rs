@@ -62,6 +62,7 @@ mod nr {
     pub const EXECVE: usize = 59;
     pub const EXIT_GROUP: usize = 231;
     pub const MPROTECT: usize = 10;
+    pub const MREMAP: usize = 25;
     pub const OPENAT: usize = 257;
 }
 
@@ -76,6 +77,7 @@ mod nr {
     pub const EXECVE: usize = 221;
     pub const MMAP: usize = 222;
     pub const MPROTECT: usize = 226;
+    pub const MREMAP: usize = 216;
 }
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
@@ -474,6 +476,10 @@ pub struct Launch<'a> {
     pub preserve_argv0: bool,
     /// Environment entries (`NAME=value` bytes) to leave out.
     pub drop_env: fn(&[u8]) -> bool,
+    /// Never run a pre-relocated image where it sits (a setuid exec): move
+    /// it to an address the kernel picks at random and have the emulator's
+    /// C library relocate it there.
+    pub randomize: bool,
 }
 
 /// The string inserted before the program's path so an emulator never
@@ -508,6 +514,38 @@ fn mprotect(addr: usize, len: usize, prot: u32) -> Result<(), Errno> {
     check(unsafe { syscall6(nr::MPROTECT, [addr, len, prot as usize, 0, 0, 0]) }).map(|_| ())
 }
 
+/// Moves the `len` bytes mapped at `from` (one mapping, not yet split by
+/// protections) to an address the kernel chooses, randomised like any
+/// mmap with address randomisation on. Returns the new address.
+fn move_to_random(from: usize, len: usize) -> Result<usize, Errno> {
+    const PROT_NONE: usize = 0;
+    const MREMAP_MAYMOVE: usize = 1;
+    const MREMAP_FIXED: usize = 2;
+    // SAFETY: an anonymous mapping at an address of the kernel's choosing
+    // touches no existing memory; it only reserves the destination.
+    let to = check(unsafe {
+        syscall6(
+            nr::MMAP,
+            [
+                0,
+                len,
+                PROT_NONE,
+                MAP_PRIVATE | MAP_ANONYMOUS,
+                usize::MAX,
+                0,
+            ],
+        )
+    })?;
+    // SAFETY: moves the carried image (which nothing in this program refers
+    // to) onto the reservation just made, replacing it.
+    check(unsafe {
+        syscall6(
+            nr::MREMAP,
+            [from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to, 0],
+        )
+    })
+}
+
 /// Starts the carried emulator as the kernel would start a binfmt_misc
 /// interpreter: its segments get their protections, the kernel's stack
 /// block is rewritten in place (argv gains `--` after argv[0]; auxv tells
@@ -519,10 +557,34 @@ pub fn launch(p: &Process<'_>, l: &Launch<'_>) -> Errno {
     let Some(stack) = &p.stack else {
         return Errno::EBADF;
     };
-    let image = load_base().wrapping_add(l.carried.image as usize);
-    for seg in l.carried.segments() {
+    let c = l.carried;
+    let mut image = load_base().wrapping_add(c.image as usize);
+    let moved = l.randomize && c.span != 0;
+    if moved {
+        match move_to_random(image, c.span as usize) {
+            Ok(at) => image = at,
+            Err(e) => return e,
+        }
+    }
+    for seg in c.segments() {
         if let Err(e) = mprotect(image + seg.offset as usize, seg.len as usize, seg.prot) {
             return e;
+        }
+    }
+    if moved {
+        for fix in c.fixes() {
+            let writable = c.segments().iter().any(|s| {
+                s.prot & qemu_shim_registry_core::dispatch::PROT_WRITE != 0
+                    && s.offset <= fix.offset
+                    && fix.offset + 8 <= s.offset + s.len
+            });
+            if !writable || fix.offset % 8 != 0 {
+                return Errno::ENOEXEC;
+            }
+            // SAFETY: the word lies inside a segment of the image just made
+            // writable (checked above), aligned, and nothing else in this
+            // program refers to the image.
+            unsafe { ((image + fix.offset as usize) as *mut u64).write(fix.value) };
         }
     }
     let has_execfd = p.aux.execfd.is_some();
@@ -530,8 +592,8 @@ pub fn launch(p: &Process<'_>, l: &Launch<'_>) -> Errno {
     let inserted = 1 + if has_execfd { 0 } else { 2 };
     // Keep the stack pointer 16-byte aligned, as the ABI requires at entry.
     let shift = (inserted + 1) & !1;
-    let entry = image + l.carried.entry as usize;
-    let phdr = image + l.carried.phdr as usize;
+    let entry = image + c.entry as usize;
+    let phdr = image + c.phdr as usize;
     // --- Point of no return: from here on the stack block is rewritten and
     // the emulator runs.
     //

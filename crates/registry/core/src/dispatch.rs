@@ -23,8 +23,10 @@
 //!       for a carried image only:
 //!         image u64, entry u64, phdr u64   offsets from the interpreter's
 //!                                          load address / the image's start
-//!         phnum u16, segment count N u16, reserved u32
+//!         span u64                         image size if pre-relocated, else 0
+//!         phnum u16, segment count N u16, fix count M u16, reserved u16
 //!         N x (offset u64, length u64, protection u32, reserved u32)
+//!         M x (offset u64, value u64)      words that undo the pre-relocation
 //! ```
 
 /// Name of the section that holds the table in the interpreter binary.
@@ -66,6 +68,9 @@ pub const EMPTY_REGION_HEADER: [u8; HEADER] = [
 /// How the interpreter starts an emulator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
+// A few hundred bytes by value: no allocator in the interpreter to box it,
+// and entries are read one at a time.
+#[allow(clippy::large_enum_variant)]
 pub enum Convention {
     /// `execve(path, [path, "-0", argv0, "--", program, args…], envp)`:
     /// qemu's command line, the program re-opened by path.
@@ -109,17 +114,56 @@ pub struct Carried {
     pub phnum: u16,
     segments: [Segment; MAX_SEGMENTS],
     nseg: u16,
+    /// Non-zero when the image is pre-relocated for the address it sits
+    /// at: its size, the range the interpreter moves to a random address
+    /// for a setuid exec.
+    pub span: u64,
+    fixes: [Fix; MAX_FIXES],
+    nfix: u16,
+}
+
+/// Most words a pre-relocated image needs restored to be relocated again.
+pub const MAX_FIXES: usize = 4;
+
+/// A word of a pre-relocated image and the value it had before: writing
+/// the values back (into the emulator's dynamic section) makes its C
+/// library apply its relocations at start-up again, for wherever the image
+/// then is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Fix {
+    /// Offset from the image's start.
+    pub offset: u64,
+    /// The original value.
+    pub value: u64,
 }
 
 impl Carried {
     /// Bytes of the fixed part a carried entry adds after its path.
-    const FIXED_LEN: usize = 8 * 3 + 8;
+    const FIXED_LEN: usize = 8 * 4 + 8;
     /// Bytes of each segment.
     const SEGMENT_LEN: usize = 24;
+    /// Bytes of each fix.
+    const FIX_LEN: usize = 16;
 
     /// Bytes a carried entry adds after its path.
     pub fn encoded_len(&self) -> usize {
-        Self::FIXED_LEN + usize::from(self.nseg) * Self::SEGMENT_LEN
+        Self::FIXED_LEN
+            + usize::from(self.nseg) * Self::SEGMENT_LEN
+            + usize::from(self.nfix) * Self::FIX_LEN
+    }
+
+    /// The same image, marked pre-relocated: `span` bytes, undone by
+    /// `fixes`. `None` if there are more than [`MAX_FIXES`] fixes.
+    pub fn prelinked(mut self, span: u64, fixes: &[Fix]) -> Option<Carried> {
+        self.fixes.get_mut(..fixes.len())?.copy_from_slice(fixes);
+        self.nfix = fixes.len() as u16;
+        self.span = span;
+        Some(self)
+    }
+
+    /// The words that undo the pre-relocation (empty if not pre-relocated).
+    pub fn fixes(&self) -> &[Fix] {
+        self.fixes.get(..usize::from(self.nfix)).unwrap_or(&[])
     }
 
     /// A carried image description; `None` if there are more than
@@ -134,6 +178,9 @@ impl Carried {
             phnum,
             segments,
             nseg: segs.len() as u16,
+            span: 0,
+            fixes: [Fix::default(); MAX_FIXES],
+            nfix: 0,
         })
     }
 
@@ -147,14 +194,20 @@ impl Carried {
         w.u64(self.image);
         w.u64(self.entry);
         w.u64(self.phdr);
+        w.u64(self.span);
         w.u16(self.phnum);
         w.u16(self.nseg);
-        w.u32(0);
+        w.u16(self.nfix);
+        w.u16(0);
         for s in self.segments() {
             w.u64(s.offset);
             w.u64(s.len);
             w.u32(s.prot);
             w.u32(0);
+        }
+        for f in self.fixes() {
+            w.u64(f.offset);
+            w.u64(f.value);
         }
     }
 
@@ -165,10 +218,12 @@ impl Carried {
         let image = r.u64()?;
         let entry = r.u64()?;
         let phdr = r.u64()?;
+        let span = r.u64()?;
         let phnum = r.u16()?;
         let nseg = r.u16()?;
-        r.u32()?;
-        if usize::from(nseg) > MAX_SEGMENTS {
+        let nfix = r.u16()?;
+        r.u16()?;
+        if usize::from(nseg) > MAX_SEGMENTS || usize::from(nfix) > MAX_FIXES {
             return None;
         }
         let mut segments = [Segment::default(); MAX_SEGMENTS];
@@ -180,6 +235,13 @@ impl Carried {
             };
             r.u32()?;
         }
+        let mut fixes = [Fix::default(); MAX_FIXES];
+        for f in fixes.iter_mut().take(usize::from(nfix)) {
+            *f = Fix {
+                offset: r.u64()?,
+                value: r.u64()?,
+            };
+        }
         Some((
             Carried {
                 image,
@@ -188,6 +250,9 @@ impl Carried {
                 phnum,
                 segments,
                 nseg,
+                span,
+                fixes,
+                nfix,
             },
             r.at,
         ))
@@ -530,7 +595,20 @@ mod tests {
                 prot: PROT_READ | PROT_WRITE,
             },
         ];
-        let c = Carried::new(0x10000, 0x229ab0, 0x40, 12, &segs).unwrap();
+        let fixes = [
+            Fix {
+                offset: 0xbd6c30,
+                value: 0x388,
+            },
+            Fix {
+                offset: 0xbd6c40,
+                value: 2256600,
+            },
+        ];
+        let c = Carried::new(0x10000, 0x229ab0, 0x40, 12, &segs)
+            .unwrap()
+            .prelinked(0xc80000, &fixes)
+            .unwrap();
         let entries = [
             Entry {
                 arch: "aarch64",
@@ -551,6 +629,8 @@ mod tests {
             panic!("not carried")
         };
         assert_eq!(back.segments(), &segs);
+        assert_eq!(back.fixes(), &fixes);
+        assert_eq!(back.span, 0xc80000);
     }
 
     #[test]
