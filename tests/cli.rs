@@ -78,7 +78,8 @@ cap run "$FIX/busybox/arm64/busybox" uname -m
 }
 
 /// Someone else's entry for the same files: ours, registered later, is
-/// tried first; uninstall removes ours and hands the files back to it.
+/// tried first; uninstall removes ours (two arches here: a full carried
+/// install writes some 350 MB) and hands the files back to it.
 #[test]
 fn uninstall_leaves_other_entries_alone() {
     let s = Scratch::new("uninstall");
@@ -92,7 +93,7 @@ magic='\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00'
 mask='\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff'
 printf '%s' ":other-aarch64:M::$magic:$mask:/bin/false:" >"$R/register"
 cap other-before "$FIX/busybox/arm64/busybox" uname -m
-cap install "$CLI" install --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap install "$CLI" install aarch64 s390x --emulator-dir "$EMUS" --install-dir "$S/inst"
 cap ours "$FIX/busybox/arm64/busybox" uname -m
 cap other-entry-installed cat "$R/other-aarch64"
 cap uninstall "$CLI" uninstall --install-dir "$S/inst"
@@ -194,6 +195,11 @@ cap json "$CLI" status --json
         flags.contains('F') && flags.contains('P'),
         "our entry's flags should include F and P: {ours}"
     );
+    // The emulator the installed interpreter starts for aarch64, read back
+    // from the interpreter file, and no problem found with the entry.
+    let emu = emulator_dir().join("qemu-aarch64-static");
+    assert_eq!(ours["emulator"], &*emu.to_string_lossy(), "{ours}");
+    assert_eq!(ours["problem"], serde_json::Value::Null, "{ours}");
     let other = find("other-txt");
     assert_eq!(other["owned"], false, "{other}");
     assert_eq!(other["enabled"], false, "{other}");
