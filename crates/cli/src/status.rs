@@ -1,19 +1,25 @@
 //! `qemu-shim status`: every binfmt_misc entry, ours and others', in the
 //! kernel's match order, which arch each is for, and which entry wins each
-//! arch; as text or JSON.
+//! arch; the interpreter files our entries use, with the emulators each
+//! carries or starts by path and their versions; as text or JSON.
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use qemu_shim_registry::arch;
 use qemu_shim_registry::binfmt::{self, Binfmt};
+use qemu_shim_registry::dispatch::{Convention, Table, PROT_READ};
 use qemu_shim_registry::format::EntryFile;
 use serde::Serialize;
 
 use crate::analysis::{self, EntryView};
 use crate::emulator;
-use crate::error::Result;
-use crate::install::{owned_arch, pattern};
+use crate::error::{Error, Result};
+use crate::install::{owned_arch, pattern, STAND_IN_SUFFIX};
 use crate::interp::{self, Config};
 
 /// The whole report; its JSON form is `status --json`'s output.
@@ -24,6 +30,46 @@ pub struct Status {
     pub entries: Vec<EntryStatus>,
     /// Every arch some enabled entry matches, in arch-table order.
     pub arches: Vec<ArchStatus>,
+    /// The interpreter files our entries use, in the order the entries
+    /// first name them.
+    pub interpreters: Vec<InterpreterStatus>,
+}
+
+/// One interpreter file of ours.
+#[derive(Debug, Serialize)]
+pub struct InterpreterStatus {
+    pub path: String,
+    /// Bytes; `null` when the file cannot be read.
+    pub size: Option<u64>,
+    /// Its table's emulators, in table order.
+    pub emulators: Vec<EmulatorStatus>,
+    /// Why the file cannot be read, if it cannot.
+    pub problem: Option<String>,
+}
+
+/// One emulator an interpreter file starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EmulatorStatus {
+    pub arch: String,
+    /// Carried: where it was found at install time (a record only, the
+    /// interpreter needs nothing there). By path: what the interpreter
+    /// execs, in the mount namespace of each program.
+    pub emulator: String,
+    /// Its image is in the interpreter file.
+    pub carried: bool,
+    /// As `EMULATOR -version` prints it after `version `, e.g. `7.2.22
+    /// (Debian 1:7.2+dfsg-7+deb12u18+b3)`: read from the carried image, or
+    /// from the file at the path for one started by path; `null` when not
+    /// found there.
+    pub version: Option<String>,
+}
+
+/// What `status` reads from an interpreter file.
+#[derive(Debug, Clone)]
+pub struct InterpreterFile {
+    pub config: Config,
+    pub size: u64,
+    pub emulators: Vec<EmulatorStatus>,
 }
 
 #[derive(Debug, Serialize)]
@@ -42,6 +88,9 @@ pub struct EntryStatus {
     pub enabled: bool,
     /// Flag letters as the kernel prints them.
     pub flags: String,
+    /// Registered with F: the kernel opened the interpreter at
+    /// registration, so the entry works in any mount namespace or chroot.
+    pub pinned: bool,
     pub interpreter: String,
     /// Named `qemu-shim-*`: qemu-shim's to change.
     pub owned: bool,
@@ -78,14 +127,14 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Builds the report from entries in match order; `config` reads an
-/// interpreter file's table (cached per path).
+/// Builds the report from entries in match order; `read` reads an
+/// interpreter file (once per path).
 pub fn build(
     root: &Path,
     mounted: bool,
     enabled: Option<bool>,
     entries: &[(String, EntryFile)],
-    mut config: impl FnMut(&Path) -> Result<Config>,
+    mut read: impl FnMut(&Path) -> Result<InterpreterFile>,
 ) -> Status {
     let views: Vec<EntryView<'_>> = entries
         .iter()
@@ -95,7 +144,8 @@ pub fn build(
         })
         .collect();
     let winners = analysis::winners(&views);
-    let mut configs: BTreeMap<String, std::result::Result<Config, String>> = BTreeMap::new();
+    let mut files: BTreeMap<String, std::result::Result<InterpreterFile, String>> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
 
     let mut out = Vec::new();
     for (i, (name, e)) in entries.iter().enumerate() {
@@ -104,13 +154,18 @@ pub fn build(
         let mut emulator_path = None;
         let mut problem = None;
         if owned {
-            let cfg = configs.entry(e.interpreter.clone()).or_insert_with(|| {
-                config(Path::new(&e.interpreter)).map_err(|err| err.to_string())
+            let file = files.entry(e.interpreter.clone()).or_insert_with(|| {
+                order.push(e.interpreter.clone());
+                read(Path::new(&e.interpreter)).map_err(|err| err.to_string())
             });
-            match (owned_arch(name), cfg) {
+            match (owned_arch(name), file) {
+                (None, _) if name.ends_with(STAND_IN_SUFFIX) => problem = Some(
+                    "a stand-in left by an interrupted install (`qemu-shim install` removes it)"
+                        .into(),
+                ),
                 (None, _) => problem = Some("its name names no arch qemu-shim knows".into()),
                 (Some(_), Err(err)) => problem = Some(err.clone()),
-                (Some(a), Ok(cfg)) => match cfg.emulator(a.name) {
+                (Some(a), Ok(file)) => match file.config.emulator(a.name) {
                     None => {
                         problem = Some(format!(
                             "the interpreter's table has no {} emulator",
@@ -119,7 +174,9 @@ pub fn build(
                     }
                     Some(p) => {
                         emulator_path = Some(p.display().to_string());
-                        if !emulator::is_executable_file(p) {
+                        // A carried emulator needs nothing at its path.
+                        let carried = file.emulators.iter().any(|m| m.arch == a.name && m.carried);
+                        if !carried && !emulator::is_executable_file(p) {
                             problem = Some(format!("emulator {} is missing", p.display()));
                         }
                     }
@@ -138,6 +195,7 @@ pub fn build(
             arch: arch.map(|a| a.name),
             enabled: e.enabled,
             flags: e.raw_flags.clone(),
+            pinned: e.raw_flags.contains('F'),
             interpreter: e.interpreter.clone(),
             owned,
             emulator: emulator_path,
@@ -172,6 +230,29 @@ pub fn build(
             shadowed: w.shadowed.iter().map(|&i| entries[i].0.clone()).collect(),
         })
         .collect();
+    let interpreters = order
+        .into_iter()
+        .map(|path| match files.remove(&path) {
+            Some(Ok(f)) => InterpreterStatus {
+                path,
+                size: Some(f.size),
+                emulators: f.emulators,
+                problem: None,
+            },
+            Some(Err(problem)) => InterpreterStatus {
+                path,
+                size: None,
+                emulators: Vec::new(),
+                problem: Some(problem),
+            },
+            None => InterpreterStatus {
+                path,
+                size: None,
+                emulators: Vec::new(),
+                problem: None,
+            },
+        })
+        .collect();
     Status {
         binfmt_misc: RootStatus {
             root: root.display().to_string(),
@@ -180,20 +261,200 @@ pub fn build(
         },
         entries: out,
         arches,
+        interpreters,
     }
+}
+
+/// Bytes of an ELF64 header, program header and section header.
+const EHDR: usize = 64;
+const PHENT: usize = 56;
+const SHENT: usize = 64;
+/// Longest version text kept.
+const MAX_VERSION: usize = 200;
+/// Largest emulator file read for the version of one started by path.
+const MAX_EMULATOR_FILE: u64 = 256 << 20;
+
+fn le_u16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn le_u32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn le_u64(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// A loadable segment of the interpreter file: (file offset, address,
+/// bytes in the file).
+type Load = (u64, u64, u64);
+
+fn read_at(file: &File, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, offset)
+        .map_err(|e| Error::io("cannot read", path, &e))?;
+    Ok(buf)
+}
+
+/// Reads an interpreter file: its table, and the emulators with their
+/// versions. Only the headers, the interpreter's own part and the
+/// emulators' read-only data are read, not the whole file (hundreds of MB
+/// with many emulators carried).
+pub fn read_interpreter(path: &Path) -> Result<InterpreterFile> {
+    let file = File::open(path).map_err(|e| Error::io("cannot read", path, &e))?;
+    let size = file
+        .metadata()
+        .map_err(|e| Error::io("cannot read", path, &e))?
+        .len();
+    let not_elf = || Error::new(format!("{}: not a 64-bit ELF file", path.display()));
+    let ehdr = read_at(&file, path, 0, EHDR.min(size as usize))?;
+    if ehdr.get(..4) != Some(&b"\x7fELF"[..]) || ehdr.get(4) != Some(&2) {
+        return Err(not_elf());
+    }
+    let phoff = le_u64(&ehdr, 32).ok_or_else(not_elf)?;
+    let shoff = le_u64(&ehdr, 40).ok_or_else(not_elf)?;
+    let phnum = u64::from(le_u16(&ehdr, 56).ok_or_else(not_elf)?);
+    let shnum = u64::from(le_u16(&ehdr, 60).ok_or_else(not_elf)?);
+    // Everything up to the end of both header tables: the interpreter's own
+    // part, its table region, and (in a file with carried emulators) the
+    // program header table at the start of their segment.
+    let head_len = phoff
+        .saturating_add(phnum * PHENT as u64)
+        .max(shoff.saturating_add(shnum * SHENT as u64))
+        .min(size);
+    let head = read_at(&file, path, 0, head_len as usize)?;
+    let config = interp::read_config(&head).map_err(|e| e.context(path.display()))?;
+    let region = interp::region(&head).map_err(|e| e.context(path.display()))?;
+    let table = Table::parse(&head[region]).map_err(|e| {
+        Error::new(format!("{}: {e}", path.display())).hint("run `qemu-shim install` again")
+    })?;
+
+    let loads: Vec<Load> = (0..phnum)
+        .filter_map(|i| {
+            let at = usize::try_from(phoff.checked_add(i * PHENT as u64)?).ok()?;
+            let h = head.get(at..)?;
+            if le_u32(h, 0)? != goblin::elf::program_header::PT_LOAD {
+                return None;
+            }
+            Some((le_u64(h, 8)?, le_u64(h, 16)?, le_u64(h, 32)?))
+        })
+        .collect();
+    // Table offsets count from the load address: the lowest segment's page.
+    let base = loads.iter().map(|l| l.1).min().unwrap_or(0) & !0xfff;
+
+    let mut emulators = Vec::new();
+    for e in table.iter() {
+        let name = emulator_name(e.arch, e.path);
+        let needle = format!("{name} version ");
+        let (carried, version) = match e.convention {
+            Convention::Carried(c) => {
+                // qemu's version text is in its read-only data; the last
+                // read-only segment (.rodata) is searched first.
+                let mut version = None;
+                for seg in c.segments().iter().rev().filter(|s| s.prot == PROT_READ) {
+                    let at = base.wrapping_add(c.image).wrapping_add(seg.offset);
+                    let Some(bytes) = segment_bytes(&file, path, &loads, size, at, seg.len) else {
+                        continue;
+                    };
+                    version = find_version(&bytes, needle.as_bytes());
+                    if version.is_some() {
+                        break;
+                    }
+                }
+                (true, version)
+            }
+            _ => (
+                false,
+                version_of_file(Path::new(std::ffi::OsStr::from_bytes(e.path)), &needle),
+            ),
+        };
+        emulators.push(EmulatorStatus {
+            arch: e.arch.to_string(),
+            emulator: String::from_utf8_lossy(e.path).into_owned(),
+            carried,
+            version,
+        });
+    }
+    Ok(InterpreterFile {
+        config,
+        size,
+        emulators,
+    })
+}
+
+/// The name qemu prints before ` version`: the arch table's emulator name,
+/// else the file name without `-static`.
+fn emulator_name(arch_name: &str, path: &[u8]) -> String {
+    if let Some(a) = arch::by_name(arch_name) {
+        return a.emulator.to_string();
+    }
+    let base = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+    let base = String::from_utf8_lossy(base).into_owned();
+    base.strip_suffix("-static").unwrap_or(&base).to_string()
+}
+
+/// The file bytes of `len` bytes at address `at` of the interpreter file,
+/// as far as a loadable segment holds them in the file.
+fn segment_bytes(
+    file: &File,
+    path: &Path,
+    loads: &[Load],
+    size: u64,
+    at: u64,
+    len: u64,
+) -> Option<Vec<u8>> {
+    let &(offset, vaddr, filesz) = loads
+        .iter()
+        .find(|&&(_, v, n)| v <= at && at < v.saturating_add(n))?;
+    let start = offset.checked_add(at - vaddr)?;
+    let end = start
+        .saturating_add(len)
+        .min(offset.saturating_add(filesz))
+        .min(size);
+    read_at(file, path, start, end.checked_sub(start)? as usize).ok()
+}
+
+/// The version an emulator file at `path` names, if it can be read.
+fn version_of_file(path: &Path, needle: &str) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_file() || meta.len() > MAX_EMULATOR_FILE {
+        return None;
+    }
+    let bytes = std::fs::read(path).ok()?;
+    find_version(&bytes, needle.as_bytes())
+}
+
+/// The text after the first `needle` in `hay`, up to a NUL or line end:
+/// qemu's `-version` line is a literal `qemu-NAME version X (…)`.
+pub fn find_version(hay: &[u8], needle: &[u8]) -> Option<String> {
+    let (&first, _) = needle.split_first()?;
+    let mut from = 0;
+    while let Some(i) = hay.get(from..)?.iter().position(|&b| b == first) {
+        let at = from + i;
+        if hay.get(at..at + needle.len()) == Some(needle) {
+            let rest = &hay[at + needle.len()..];
+            let end = rest
+                .iter()
+                .take(MAX_VERSION)
+                .position(|&b| b == 0 || b == b'\n')?;
+            let text = std::str::from_utf8(&rest[..end]).ok()?;
+            if !text.is_empty() && text.chars().all(|c| !c.is_control()) {
+                return Some(text.to_string());
+            }
+        }
+        from = at + 1;
+    }
+    None
 }
 
 /// Reads the table at `bf` (never mounting it) into a report.
 pub fn collect(bf: &Binfmt) -> Result<Status> {
     let mounted = bf.is_mounted();
     if !mounted {
-        return Ok(build(
-            bf.root(),
-            false,
-            None,
-            &[],
-            |_| Ok(Config::default()),
-        ));
+        return Ok(build(bf.root(), false, None, &[], |_| {
+            Err(Error::new("binfmt_misc is not mounted"))
+        }));
     }
     let enabled = bf.status_enabled()?;
     let entries = bf.list()?;
@@ -202,7 +463,7 @@ pub fn collect(bf: &Binfmt) -> Result<Status> {
         true,
         Some(enabled),
         &entries,
-        interp::read_config_file,
+        read_interpreter,
     ))
 }
 
@@ -259,13 +520,20 @@ pub fn write_text(out: &mut dyn Write, s: &Status) {
         .max(5);
     let _ = writeln!(
         out,
-        "  {:<wn$}  {:<wa$}  ENABLED  {:<wf$}  INTERPRETER",
+        "  {:<wn$}  {:<wa$}  ENABLED  {:<wf$}  PINNED  INTERPRETER",
         "NAME", "ARCH", "FLAGS"
     );
     for e in &s.entries {
         let mut tail = e.interpreter.clone();
         if let Some(emu) = &e.emulator {
-            tail.push_str(&format!(" -> {emu}"));
+            let carried = s.interpreters.iter().any(|i| {
+                i.path == e.interpreter
+                    && i.emulators
+                        .iter()
+                        .any(|m| Some(m.arch.as_str()) == e.arch && m.carried)
+            });
+            let how = if carried { "carried, from" } else { "->" };
+            tail.push_str(&format!(" ({how} {emu})"));
         }
         for a in s.arches.iter().filter(|a| e.shadowed.contains(&a.arch)) {
             // A winner that matches only some of the arch's programs leaves
@@ -282,12 +550,16 @@ pub fn write_text(out: &mut dyn Write, s: &Status) {
         }
         let _ = writeln!(
             out,
-            "  {:<wn$}  {:<wa$}  {:<7}  {:<wf$}  {tail}",
+            "  {:<wn$}  {:<wa$}  {:<7}  {:<wf$}  {:<6}  {tail}",
             e.name,
             e.arch.unwrap_or("-"),
             if e.enabled { "yes" } else { "no" },
             e.flags,
+            if e.pinned { "yes" } else { "no" },
         );
+    }
+    for i in &s.interpreters {
+        write_interpreter(out, i);
     }
     let partial: Vec<&ArchStatus> = s.arches.iter().filter(|a| a.partial).collect();
     for a in partial {
@@ -296,6 +568,58 @@ pub fn write_text(out: &mut dyn Write, s: &Status) {
             "note: {} matches only some {} programs; the others go to later entries or run natively",
             a.winner, a.arch
         );
+    }
+}
+
+/// Sizes for people: bytes below 1 MiB, else MiB with one decimal.
+fn human_size(n: u64) -> String {
+    if n < 1 << 20 {
+        format!("{n} bytes")
+    } else {
+        format!("{:.1} MiB", n as f64 / f64::from(1 << 20))
+    }
+}
+
+fn write_interpreter(out: &mut dyn Write, i: &InterpreterStatus) {
+    let Some(size) = i.size else {
+        let _ = writeln!(
+            out,
+            "interpreter {}: {}",
+            i.path,
+            i.problem.as_deref().unwrap_or("not read")
+        );
+        return;
+    };
+    let carried = i.emulators.iter().filter(|m| m.carried).count();
+    let by_path = i.emulators.len() - carried;
+    let mut what = Vec::new();
+    if carried > 0 {
+        what.push(format!("carries {carried}"));
+    }
+    if by_path > 0 {
+        what.push(format!("starts {by_path} by path"));
+    }
+    let _ = writeln!(
+        out,
+        "interpreter {} ({}): {} {}",
+        i.path,
+        human_size(size),
+        what.join(", "),
+        if i.emulators.len() == 1 {
+            "emulator"
+        } else {
+            "emulators"
+        }
+    );
+    let wa = i.emulators.iter().map(|m| m.arch.len()).max().unwrap_or(0);
+    for m in &i.emulators {
+        let version = m.version.as_deref().unwrap_or("version unknown");
+        let how = if m.carried {
+            format!("carried  {version}  (from {})", m.emulator)
+        } else {
+            format!("by path  {}  {version}", m.emulator)
+        };
+        let _ = writeln!(out, "  {:<wa$}  {how}", m.arch);
     }
 }
 
@@ -332,13 +656,26 @@ mod tests {
         ];
         build(Path::new("/b"), true, Some(true), &entries, |p| {
             assert_eq!(p, Path::new("/opt/qemu-shim/qemu-shim-interp"));
-            Ok(Config {
-                flags: 0,
-                carry: false,
-                prelink_base: None,
-                emulators: vec![("aarch64".into(), PathBuf::from("/nonexistent/qemu-aarch64"))],
-            })
+            Ok(file(false, "/nonexistent/qemu-aarch64"))
         })
+    }
+
+    /// An interpreter file of 1234 bytes with one aarch64 emulator.
+    fn file(carried: bool, emulator: &str) -> InterpreterFile {
+        InterpreterFile {
+            config: Config {
+                carry: carried,
+                emulators: vec![("aarch64".into(), PathBuf::from(emulator))],
+                ..Config::default()
+            },
+            size: 1234,
+            emulators: vec![EmulatorStatus {
+                arch: "aarch64".into(),
+                emulator: emulator.into(),
+                carried,
+                version: carried.then(|| "7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)".into()),
+            }],
+        }
     }
 
     #[test]
@@ -377,6 +714,145 @@ mod tests {
             serde_json::json!(["qemu-aarch64"])
         );
         assert_eq!(v["binfmt_misc"]["mounted"], true);
+        assert_eq!(e[0]["pinned"], true);
+        assert_eq!(e[1]["pinned"], true);
+        assert_eq!(e[2]["pinned"], false);
+        let i = &v["interpreters"];
+        assert_eq!(i.as_array().unwrap().len(), 1, "{i}");
+        assert_eq!(i[0]["path"], "/opt/qemu-shim/qemu-shim-interp");
+        assert_eq!(i[0]["size"], 1234);
+        assert_eq!(i[0]["problem"], serde_json::Value::Null);
+        assert_eq!(
+            i[0]["emulators"],
+            serde_json::json!([{
+                "arch": "aarch64",
+                "emulator": "/nonexistent/qemu-aarch64",
+                "carried": false,
+                "version": null
+            }])
+        );
+    }
+
+    #[test]
+    fn a_carried_emulator_needs_nothing_at_its_path() {
+        let a = arch::by_name("aarch64").unwrap();
+        let ours = register_line(a, "/i/qemu-shim-interp");
+        let entries = vec![(ours.name.clone(), entry(&ours, true))];
+        let s = build(Path::new("/b"), true, Some(true), &entries, |_| {
+            Ok(file(true, "/nonexistent/qemu-aarch64-static"))
+        });
+        assert_eq!(s.entries[0].problem, None);
+        let mut text = Vec::new();
+        write_text(&mut text, &s);
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.contains("(carried, from /nonexistent/qemu-aarch64-static)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("interpreter /i/qemu-shim-interp (1234 bytes): carries 1 emulator\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("aarch64  carried  7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn each_interpreter_file_is_read_once_and_listed_in_entry_order() {
+        let a = arch::by_name("aarch64").unwrap();
+        let s390x = arch::by_name("s390x").unwrap();
+        let one = register_line(a, "/one/qemu-shim-interp");
+        let two = register_line(s390x, "/two/qemu-shim-interp");
+        let mut stand_in = register_line(a, "/one/qemu-shim-interp");
+        stand_in.name = format!("qemu-shim-aarch64{STAND_IN_SUFFIX}");
+        let entries = vec![
+            (stand_in.name.clone(), entry(&stand_in, true)),
+            (two.name.clone(), entry(&two, true)),
+            (one.name.clone(), entry(&one, true)),
+        ];
+        let mut reads = Vec::new();
+        let s = build(Path::new("/b"), true, Some(true), &entries, |p| {
+            reads.push(p.to_path_buf());
+            if p.starts_with("/two") {
+                Err(Error::new("cannot read /two/qemu-shim-interp: gone"))
+            } else {
+                Ok(file(true, "/q"))
+            }
+        });
+        assert_eq!(
+            reads,
+            [
+                PathBuf::from("/one/qemu-shim-interp"),
+                PathBuf::from("/two/qemu-shim-interp")
+            ]
+        );
+        let paths: Vec<&str> = s.interpreters.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(paths, ["/one/qemu-shim-interp", "/two/qemu-shim-interp"]);
+        assert_eq!(s.interpreters[1].size, None);
+        assert_eq!(
+            s.interpreters[1].problem.as_deref(),
+            Some("cannot read /two/qemu-shim-interp: gone")
+        );
+        assert!(
+            s.entries[0]
+                .problem
+                .as_deref()
+                .is_some_and(|p| p.contains("stand-in left by an interrupted install")),
+            "{:?}",
+            s.entries[0].problem
+        );
+    }
+
+    #[test]
+    fn version_is_the_text_after_the_needle_up_to_nul_or_newline() {
+        let n = b"qemu-aarch64 version ";
+        let hay = b"xx\0qemu-aarch64 version 7.2.22 (Debian 1:7.2+dfsg-7)\0rest";
+        assert_eq!(
+            find_version(hay, n).as_deref(),
+            Some("7.2.22 (Debian 1:7.2+dfsg-7)")
+        );
+        assert_eq!(
+            find_version(b"qemu-aarch64 version 9.1\nCopyright", n).as_deref(),
+            Some("9.1")
+        );
+        // A prefix of the needle first, then the real one.
+        assert_eq!(
+            find_version(b"qemu-aarch64 versio\0qemu-aarch64 version 8\0", n).as_deref(),
+            Some("8")
+        );
+        // Another emulator's text is not this one's.
+        assert_eq!(find_version(b"qemu-arm version 7.2\0", n), None);
+        // Unterminated, empty, or not text: no version.
+        assert_eq!(find_version(b"qemu-aarch64 version 7.2", n), None);
+        assert_eq!(find_version(b"qemu-aarch64 version \0", n), None);
+        assert_eq!(find_version(b"qemu-aarch64 version \x01\x02\0", n), None);
+        assert_eq!(find_version(b"qemu-aarch64 version \xff\0", n), None);
+        assert_eq!(find_version(b"", n), None);
+    }
+
+    #[test]
+    fn emulator_name_is_the_arch_tables_or_the_file_name() {
+        assert_eq!(emulator_name("aarch64", b"/x/whatever"), "qemu-aarch64");
+        assert_eq!(emulator_name("nope", b"/x/qemu-foo-static"), "qemu-foo");
+        assert_eq!(emulator_name("nope", b"qemu-foo"), "qemu-foo");
+    }
+
+    #[test]
+    fn reading_a_file_that_is_not_an_interpreter_is_an_error_not_a_panic() {
+        let t = crate::testutil::TempDir::new();
+        for (name, bytes) in [
+            ("empty", &b""[..]),
+            ("text", b"#!/bin/sh\n"),
+            ("elf32", b"\x7fELF\x01\x01\x01\0\0\0\0\0\0\0\0\0"),
+            ("short", b"\x7fELF\x02\x01"),
+        ] {
+            let p = t.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            assert!(read_interpreter(&p).is_err(), "{name}");
+        }
+        assert!(read_interpreter(&t.path().join("missing")).is_err());
     }
 
     #[test]
