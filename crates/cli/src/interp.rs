@@ -11,8 +11,11 @@ use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use goblin::container::{Container, Ctx, Endian};
+use goblin::elf::header::{EI_CLASS, EI_DATA, ELFCLASS64, ELFDATA2LSB};
 use goblin::elf::section_header::SHT_NOBITS;
-use goblin::elf::Elf;
+use goblin::elf::{Elf, SectionHeader};
+use goblin::strtab::Strtab;
 use qemu_shim_registry::dispatch::{self, Convention, Entry, Table};
 
 use crate::error::{Error, Result};
@@ -40,14 +43,37 @@ pub fn default_source() -> Result<PathBuf> {
     Ok(dir.join(FILE_NAME))
 }
 
+/// The section headers of `image` and the names they point at: only what
+/// finding a section needs. Not goblin's whole `Elf::parse`, which also reads
+/// the dynamic section through the program headers: an installed,
+/// pre-relocated interpreter file is a fixed-address executable whose
+/// dynamic section keeps the interpreter's position-independent values.
+fn sections(image: &[u8]) -> std::result::Result<(Vec<SectionHeader>, Strtab<'_>), String> {
+    let header = Elf::parse_header(image).map_err(|e| e.to_string())?;
+    let container = if header.e_ident[EI_CLASS] == ELFCLASS64 {
+        Container::Big
+    } else {
+        Container::Little
+    };
+    let endian = Endian::from(header.e_ident[EI_DATA] == ELFDATA2LSB);
+    let ctx = Ctx::new(container, endian);
+    let shdrs = SectionHeader::parse(image, header.e_shoff as usize, header.e_shnum as usize, ctx)
+        .map_err(|e| e.to_string())?;
+    let names = shdrs
+        .get(usize::from(header.e_shstrndx))
+        .ok_or("no section name table")?;
+    let strtab = Strtab::parse(image, names.sh_offset as usize, names.sh_size as usize, 0)
+        .map_err(|e| e.to_string())?;
+    Ok((shdrs, strtab))
+}
+
 /// The byte range of the dispatch-table region in an interpreter image.
 pub fn region(image: &[u8]) -> Result<Range<usize>> {
-    let elf = Elf::parse(image)
+    let (shdrs, strtab) = sections(image)
         .map_err(|e| Error::new(format!("not a readable ELF file ({e})")).hint(BUILD_HINT))?;
-    let sh = elf
-        .section_headers
+    let sh = shdrs
         .iter()
-        .find(|sh| elf.shdr_strtab.get_at(sh.sh_name) == Some(dispatch::SECTION))
+        .find(|sh| strtab.get_at(sh.sh_name) == Some(dispatch::SECTION))
         .ok_or_else(|| {
             Error::new(format!(
                 "no {} section: not a qemu-shim interpreter",

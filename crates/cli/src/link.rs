@@ -72,14 +72,18 @@ pub fn host_machine() -> u16 {
 /// The fixed address of a pre-relocated interpreter file: the address of
 /// its first loadable segment if it is a fixed-address executable.
 pub fn prelink_base(file: &[u8]) -> Option<u64> {
-    let elf = Elf::parse(file).ok()?;
-    if elf.header.e_type != ET_EXEC {
+    // The header and program headers only: see `interp::sections` for why
+    // not goblin's whole parse.
+    let header = Elf::parse_header(file).ok()?;
+    if header.e_type != ET_EXEC || header.e_phentsize as usize != PHENT {
         return None;
     }
-    elf.program_headers
-        .iter()
-        .find(|p| p.p_type == PT_LOAD)
-        .map(|p| p.p_vaddr)
+    let phoff = header.e_phoff as usize;
+    let table = file.get(phoff..phoff + usize::from(header.e_phnum) * PHENT)?;
+    table
+        .chunks_exact(PHENT)
+        .find(|h| u32::from_le_bytes([h[0], h[1], h[2], h[3]]) == PT_LOAD)
+        .and_then(|h| h.get(16..24)?.try_into().ok().map(u64::from_le_bytes))
 }
 
 /// A fresh fixed address for a pre-relocated interpreter file, drawn at
