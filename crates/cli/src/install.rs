@@ -561,6 +561,10 @@ fn apply(
     Ok(())
 }
 
+/// Bytes per write of the interpreter file: the kernel's fault-around
+/// window (and `link::ALIGN`).
+const WRITE_CHUNK: usize = 64 * 1024;
+
 /// Writes `bytes` to `dest` through a temporary file in the same directory
 /// renamed into place, so `dest` is at every moment the old file or the
 /// whole new one. Mode 0755.
@@ -579,7 +583,15 @@ pub fn write_file(dest: &Path, bytes: &[u8]) -> Result<()> {
             .open(&tmp)?;
         // The umask may have cleared bits of the mode asked for.
         f.set_permissions(fs::Permissions::from_mode(0o755))?;
-        f.write_all(bytes)?;
+        // In 64 KiB writes: the page cache keeps a file in folios as large
+        // as the writes that filled it (ext4 on Linux 6.18, here), and a
+        // fault in a mapping maps the whole folio. Written at once, every
+        // emulated process would count megabytes more of the file in its
+        // RSS than once the pages come back from disk (measured:
+        // docs/self-contained.md).
+        for chunk in bytes.chunks(WRITE_CHUNK) {
+            f.write_all(chunk)?;
+        }
         f.sync_all()?;
         // Closed before it takes the path: an entry without F execs the
         // file by path, and a file still open for writing fails that exec
