@@ -255,6 +255,10 @@ fn check_elf(buf: &[u8], file_size: u64) {
             "accepted a segment outside the file: {p:?}"
         );
         assert!(p.p_filesz <= p.p_memsz, "accepted filesz > memsz: {p:?}");
+        assert!(
+            p.p_filesz == p.p_memsz || p.is_write(),
+            "accepted a read-only segment with a zero-filled part: {p:?}"
+        );
     }
 }
 
@@ -294,6 +298,27 @@ fn damaged_elf_headers_never_panic_and_accepted_ones_are_sound() {
         accepted > CASES / 50,
         "only {accepted} of {CASES} damaged headers validate: the generator is too harsh"
     );
+}
+
+/// qemu-user 7.2 dies by SIGSEGV loading a read-only segment whose memory
+/// size exceeds its file size (found by the damaged-program corpus in the
+/// suite's tests/hostile.rs): such a file is refused, a writable one kept.
+#[test]
+fn read_only_segments_with_a_zero_filled_part_are_refused() {
+    let p = probe::exit_program("aarch64").unwrap();
+    let len = p.len() as u64;
+    // The one program header: p_flags at 68, p_memsz at 104 (ELF64).
+    let with = |flags: u32, memsz: u64| {
+        let mut f = p.clone();
+        f[68..72].copy_from_slice(&flags.to_le_bytes());
+        f[104..112].copy_from_slice(&memsz.to_le_bytes());
+        elf::validate(&f, len).map(|_| ())
+    };
+    assert_eq!(with(5, len), Ok(()));
+    assert_eq!(with(5, len + 1), Err(elf::ElfError::ZeroFillNotWritable));
+    assert_eq!(with(4, len + 0x10000), Err(elf::ElfError::ZeroFillNotWritable));
+    assert_eq!(with(7, len + 1), Ok(()));
+    assert_eq!(with(6, len + 0x10000), Ok(()));
 }
 
 #[test]

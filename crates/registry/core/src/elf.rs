@@ -15,6 +15,8 @@ pub const EI_NIDENT: usize = 16;
 pub const MAX_PHDR_BYTES: usize = 4096;
 
 const PT_LOAD: u32 = 1;
+/// Segment flag: writable.
+const PF_W: u32 = 2;
 const ET_EXEC: u16 = 2;
 const ET_DYN: u16 = 3;
 
@@ -51,6 +53,12 @@ pub enum ElfError {
     BadAlignment,
     /// A loadable segment's address range wraps around.
     SegmentOverflow,
+    /// A loadable segment that is not writable has a zero-filled part
+    /// (more bytes in memory than in the file). No linker makes one (none
+    /// of a Debian system's programs and libraries has one), and qemu-user
+    /// before 8.1 dies by SIGSEGV loading it: it zeroes that part in place,
+    /// in a page it has just mapped without write permission.
+    ZeroFillNotWritable,
     /// No loadable segment at all.
     NoLoadableSegment,
 }
@@ -75,6 +83,9 @@ impl ElfError {
             }
             ElfError::BadAlignment => "malformed ELF file: bad segment alignment",
             ElfError::SegmentOverflow => "malformed ELF file: segment address overflows",
+            ElfError::ZeroFillNotWritable => {
+                "malformed ELF file: zero-filled part of a read-only segment"
+            }
             ElfError::NoLoadableSegment => "malformed ELF file: no loadable segment",
         }
     }
@@ -263,6 +274,7 @@ impl Header {
             let seg = match self.class {
                 Class::Elf32 => Segment {
                     kind: r.u32(at)?,
+                    flags: r.u32(at + 24)?,
                     offset: r.u32(at + 4)?.into(),
                     vaddr: r.u32(at + 8)?.into(),
                     filesz: r.u32(at + 16)?.into(),
@@ -272,6 +284,7 @@ impl Header {
                 },
                 Class::Elf64 => Segment {
                     kind: r.u32(at)?,
+                    flags: r.u32(at + 4)?,
                     offset: r.u64(at + 8)?,
                     vaddr: r.u64(at + 16)?,
                     filesz: r.u64(at + 32)?,
@@ -294,6 +307,7 @@ impl Header {
 
 struct Segment {
     kind: u32,
+    flags: u32,
     offset: u64,
     vaddr: u64,
     filesz: u64,
@@ -310,6 +324,9 @@ impl Segment {
         }
         if self.filesz > self.memsz {
             return Err(ElfError::FileSizeOverMemSize);
+        }
+        if self.filesz < self.memsz && self.flags & PF_W == 0 {
+            return Err(ElfError::ZeroFillNotWritable);
         }
         match self.vaddr.checked_add(self.memsz) {
             Some(end) if end <= self.addr_max => {}
