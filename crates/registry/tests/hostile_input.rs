@@ -316,7 +316,10 @@ fn read_only_segments_with_a_zero_filled_part_are_refused() {
     };
     assert_eq!(with(5, len), Ok(()));
     assert_eq!(with(5, len + 1), Err(elf::ElfError::ZeroFillNotWritable));
-    assert_eq!(with(4, len + 0x10000), Err(elf::ElfError::ZeroFillNotWritable));
+    assert_eq!(
+        with(4, len + 0x10000),
+        Err(elf::ElfError::ZeroFillNotWritable)
+    );
     assert_eq!(with(7, len + 1), Ok(()));
     assert_eq!(with(6, len + 0x10000), Ok(()));
 }
