@@ -455,7 +455,7 @@ fn no_carry_and_no_pin_find_what_they_need_inside_the_namespace() {
     // Two roots for each install: one without what the mode needs from
     // the namespace, one with it copied in at the same path, as a
     // Containerfile would.
-    for r in ["bare", "emu", "bare-np", "full-np"] {
+    for r in ["bare", "emu", "bare-np", "full-np", "interp-np"] {
         busybox_root(&s.join(r), "arm64");
     }
     let put = |root: &str, file: &Path| {
@@ -479,6 +479,13 @@ mkdir -p "$S/full-np$S/inst"
 cp "$S/inst/qemu-shim-interp" "$S/full-np$S/inst/"
 cap bare-np chroot "$S/bare-np" /bin/busybox uname -m
 cap full-np chroot "$S/full-np" /bin/busybox uname -m
+# Carried but not pinned: the interpreter file alone, at its path.
+cap install-carried-np "$CLI" install aarch64 --no-pin --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap flags-carried-np grep flags: /proc/sys/fs/binfmt_misc/qemu-shim-aarch64
+mkdir -p "$S/interp-np$S/inst"
+cp "$S/inst/qemu-shim-interp" "$S/interp-np$S/inst/"
+cap bare-carried-np chroot "$S/bare-np" /bin/busybox uname -m
+cap interp-np chroot "$S/interp-np" /bin/busybox uname -m
 "#,
     );
     let c = s.cap("install");
@@ -505,6 +512,19 @@ cap full-np chroot "$S/full-np" /bin/busybox uname -m
         "{c}"
     );
     assert_runs(&s.cap("full-np"), "aarch64\n");
+    let c = s.cap("install-carried-np");
+    assert_eq!(c.rc, 0, "install --no-pin failed:\n{c}");
+    let c = s.cap("flags-carried-np");
+    assert!(
+        c.stdout.starts_with("flags: PO") && !c.stdout.contains('F'),
+        "{c}"
+    );
+    let c = s.cap("bare-carried-np");
+    assert!(
+        c.rc == 127 && c.stderr.contains("No such file or directory"),
+        "{c}"
+    );
+    assert_runs(&s.cap("interp-np"), "aarch64\n");
 }
 
 /// Runs `script` (with [`CAP_SH`], `$S`, `$CAPS`, `$CLI`, `$EMUS`, `$FIX`)
