@@ -590,26 +590,46 @@ fn one(prog: &Path, args: &[&str], want_code: i32) -> Result<Batch> {
     })
 }
 
-/// Runs `prog args…` `n` times in a row.
-fn batch(prog: &Path, args: &[&str], n: usize, want_code: i32) -> Result<Batch> {
-    let mut sum = Batch::ZERO;
-    for _ in 0..n {
-        sum.add(one(prog, args, want_code)?);
+/// A side's execs in one round: the sums, and each exec's wall time.
+#[derive(Debug, Clone, Default)]
+struct Side {
+    sum: Batch,
+    each: Vec<f64>,
+}
+
+impl Side {
+    fn push(&mut self, b: Batch) {
+        self.sum.add(b);
+        self.each.push(b.secs);
     }
-    Ok(sum)
+}
+
+impl Default for Batch {
+    fn default() -> Batch {
+        Batch::ZERO
+    }
+}
+
+/// Runs `prog args…` `n` times in a row.
+fn batch(prog: &Path, args: &[&str], n: usize, want_code: i32) -> Result<Side> {
+    let mut side = Side::default();
+    for _ in 0..n {
+        side.push(one(prog, args, want_code)?);
+    }
+    Ok(side)
 }
 
 /// Runs each side `n` times, alternating exec by exec, so both sides see
 /// the same load from the rest of the machine.
-fn interleaved(shim: &Path, direct: &Path, args: &[&str], n: usize) -> Result<(Batch, Batch)> {
-    let (mut s, mut d) = (Batch::ZERO, Batch::ZERO);
+fn interleaved(shim: &Path, direct: &Path, args: &[&str], n: usize) -> Result<(Side, Side)> {
+    let (mut s, mut d) = (Side::default(), Side::default());
     for j in 0..n {
         if j % 2 == 0 {
-            s.add(one(shim, args, 0)?);
-            d.add(one(direct, args, 0)?);
+            s.push(one(shim, args, 0)?);
+            d.push(one(direct, args, 0)?);
         } else {
-            d.add(one(direct, args, 0)?);
-            s.add(one(shim, args, 0)?);
+            d.push(one(direct, args, 0)?);
+            s.push(one(shim, args, 0)?);
         }
     }
     Ok((s, d))
@@ -620,14 +640,31 @@ struct Round {
     shim_first: bool,
     shim: Batch,
     direct: Batch,
+    /// Median wall time of a single exec, each side.
+    shim_median: f64,
+    direct_median: f64,
 }
 
 impl Round {
+    fn new(shim_first: bool, shim: Side, direct: Side) -> Round {
+        Round {
+            shim_first,
+            shim: shim.sum,
+            direct: direct.sum,
+            shim_median: median(shim.each),
+            direct_median: median(direct.each),
+        }
+    }
     fn ratio(&self) -> f64 {
         self.shim.secs / self.direct.secs
     }
     fn cpu_ratio(&self) -> f64 {
         self.shim.cpu_secs / self.direct.cpu_secs
+    }
+    /// Ratio of the single-exec medians: robust against a burst of load
+    /// that slows a few execs a lot.
+    fn median_ratio(&self) -> f64 {
+        self.shim_median / self.direct_median
     }
 }
 
@@ -639,8 +676,8 @@ fn timed_rounds(o: &Options, shim: &Path, direct: &Path) -> Result<Vec<Round>> {
     batch(direct, &args, warm, 0)?;
     let mut rounds = Vec::with_capacity(o.rounds);
     println!(
-        "{:>5}  {:>6}  {:>12}  {:>12}  {:>7}  {:>9}",
-        "round", "first", "shim ms/exec", "direct ms/ex", "ratio", "cpu ratio"
+        "{:>5}  {:>6}  {:>12}  {:>12}  {:>7}  {:>12}  {:>9}",
+        "round", "first", "shim ms/exec", "direct ms/ex", "ratio", "median ratio", "cpu ratio"
     );
     for r in 0..o.rounds {
         // Alternate which side goes first, so drift within a round (cache,
@@ -655,22 +692,19 @@ fn timed_rounds(o: &Options, shim: &Path, direct: &Path) -> Result<Vec<Round>> {
             let d = batch(direct, &args, o.execs, 0)?;
             (batch(shim, &args, o.execs, 0)?, d)
         };
-        let round = Round {
-            shim_first,
-            shim: shim_b,
-            direct: direct_b,
-        };
+        let round = Round::new(shim_first, shim_b, direct_b);
         println!(
-            "{:>5}  {:>6}  {:>12.3}  {:>12.3}  {:>7.4}  {:>9.4}",
+            "{:>5}  {:>6}  {:>12.3}  {:>12.3}  {:>7.4}  {:>12.4}  {:>9.4}",
             r + 1,
             match (o.interleave, shim_first) {
                 (true, _) => "mixed",
                 (false, true) => "shim",
                 (false, false) => "direct",
             },
-            ms_per(shim_b.secs, o.execs),
-            ms_per(direct_b.secs, o.execs),
+            ms_per(round.shim.secs, o.execs),
+            ms_per(round.direct.secs, o.execs),
             round.ratio(),
+            round.median_ratio(),
             round.cpu_ratio()
         );
         let _ = std::io::stdout().flush();
@@ -775,11 +809,11 @@ fn startup(n: usize, interp: &Path) -> Result<Startup> {
     let (mut a, mut b) = (Vec::new(), Vec::new());
     for r in 0..5 {
         if r % 2 == 0 {
-            a.push(batch(interp, &[], n, 126)?.secs);
-            b.push(batch(t, &[], n, 0)?.secs);
+            a.push(batch(interp, &[], n, 126)?.sum.secs);
+            b.push(batch(t, &[], n, 0)?.sum.secs);
         } else {
-            b.push(batch(t, &[], n, 0)?.secs);
-            a.push(batch(interp, &[], n, 126)?.secs);
+            b.push(batch(t, &[], n, 0)?.sum.secs);
+            a.push(batch(interp, &[], n, 126)?.sum.secs);
         }
     }
     Ok(Startup {
@@ -814,11 +848,15 @@ impl Report {
             |f: &dyn Fn(&Round) -> f64| -> Vec<f64> { self.rounds.iter().map(f).collect() };
         let ratios = per_round(&Round::ratio);
         let cpu_ratios = per_round(&Round::cpu_ratio);
+        let median_ratios = per_round(&Round::median_ratio);
         let range = |v: &[f64]| {
             v.iter()
                 .fold((f64::MAX, f64::MIN), |(l, h), &r| (l.min(r), h.max(r)))
         };
         let ((lo, hi), (clo, chi)) = (range(&ratios), range(&cpu_ratios));
+        let (mlo, mhi) = range(&median_ratios);
+        let shim_one = median(per_round(&|r| r.shim_median * 1000.0));
+        let direct_one = median(per_round(&|r| r.direct_median * 1000.0));
         let shim_ms = median(per_round(&|r| ms_per(r.shim.secs, m)));
         let direct_ms = median(per_round(&|r| ms_per(r.direct.secs, m)));
         let shim_cpu = median(per_round(&|r| ms_per(r.shim.cpu_secs, m)));
@@ -844,6 +882,11 @@ impl Report {
             "| wall time (median of rounds) | {shim_ms:.3} ms | {direct_ms:.3} ms | \
              **{:.3}** (median of per-round ratios; min {lo:.3}, max {hi:.3}) |",
             median(ratios.clone())
+        );
+        println!(
+            "| wall time of a single exec, median within each round | {shim_one:.3} ms | \
+             {direct_one:.3} ms | {:.3} (median of per-round ratios; min {mlo:.3}, max {mhi:.3}) |",
+            median(median_ratios)
         );
         println!(
             "| CPU time, user+sys (wait4) | {shim_cpu:.3} ms | {direct_cpu:.3} ms | \
