@@ -190,6 +190,9 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<()> {
 
     // 3. The binfmt_misc table.
     let bf = root::open_for_change(opts.binfmt_dir.as_deref())?;
+    // Held until this run ends: another install or uninstall on this
+    // table waits, then plans from what this one left.
+    let _lock = lock_table(&bf, out)?;
     let existing = bf.list()?;
 
     // 4. Where the interpreter goes.
@@ -266,14 +269,18 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<()> {
             .map(|(a, p)| (a.name.to_string(), p.clone()))
             .collect(),
     };
-    let image = interp::build(&shim, &config)
+    let built = interp::build(&shim, &config)
         .map_err(|e| e.context(format!("interpreter {}", source.display())))?;
-    let flags = entry_flags(opts.carry, opts.pin, opts.credentials);
+    let image = built.image;
     let file_changed = old_image.as_deref() != Some(&image[..]);
 
     // 6. One step per entry.
     let mut steps = Vec::new();
     for (a, emu) in &emulators {
+        // An emulator started by path cannot take the kernel's descriptor:
+        // its entry gets neither O nor C (see `entry_flags`).
+        let carried_here = opts.carry && !built.by_path.iter().any(|(n, _)| n == a.name);
+        let flags = entry_flags(carried_here, opts.pin, opts.credentials);
         let line = register_line_with(a, &dest_str, flags);
         line.validate().map_err(|e| {
             Error::new(format!("cannot register {}: {e}", line.name))
@@ -323,6 +330,13 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<()> {
             return Err(j.rollback(e));
         }
         j.commit();
+    }
+    for f in remove_leftovers(&dir.path) {
+        let _ = writeln!(
+            out,
+            "removed    {} (left by an interrupted run)",
+            f.display()
+        );
     }
 
     // 8. Report.
@@ -603,6 +617,78 @@ pub fn write_file(dest: &Path, bytes: &[u8]) -> Result<()> {
         let _ = fs::remove_file(&tmp);
         Error::io("cannot write", dest, &e)
     })
+}
+
+/// An exclusive `flock` on a binfmt_misc table's directory, held for one
+/// run of `install` or `uninstall`: two runs racing would each plan from
+/// the table as it was, then trip over each other's entries (`EEXIST`, an
+/// entry removed under the other's feet). Released when dropped or when the
+/// process dies, so a killed run never leaves it taken. The directory
+/// itself is locked, so no file is created for it; each binfmt_misc
+/// instance (one per user namespace that mounts its own) has its own.
+#[must_use = "the lock is released when dropped"]
+pub struct TableLock(#[allow(dead_code)] nix::fcntl::Flock<fs::File>);
+
+/// Takes the table's lock, waiting (and saying so on `out`) while another
+/// run holds it.
+pub fn lock_table(bf: &Binfmt, out: &mut dyn Write) -> Result<TableLock> {
+    use nix::errno::Errno;
+    use nix::fcntl::{Flock, FlockArg};
+    let root = bf.root();
+    let dir = fs::File::open(root).map_err(|e| Error::io("cannot open", root, &e))?;
+    let lock_err = |e: Errno| Error::io("cannot lock", root, &io::Error::from(e));
+    match Flock::lock(dir, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => Ok(TableLock(l)),
+        Err((dir, Errno::EWOULDBLOCK)) => {
+            let _ = writeln!(
+                out,
+                "note: waiting for another qemu-shim install or uninstall on {}",
+                root.display()
+            );
+            let _ = out.flush();
+            Flock::lock(dir, FlockArg::LockExclusive)
+                .map(TableLock)
+                .map_err(|(_, e)| lock_err(e))
+        }
+        Err((_, e)) => Err(lock_err(e)),
+    }
+}
+
+/// Removes the temporary files that runs killed while writing the
+/// interpreter left in `dir` (`.qemu-shim-interp.PID.tmp`, see
+/// [`write_file`]), and returns them. Called with the table's lock held;
+/// a file whose writer is still alive (a run on another binfmt_misc
+/// instance sharing the directory) is kept. Without /proc nothing can be
+/// told of the writers, and nothing is removed.
+pub fn remove_leftovers(dir: &Path) -> Vec<PathBuf> {
+    let prefix = format!(".{}.", interp::FILE_NAME);
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    if !Path::new("/proc/self").exists() {
+        return Vec::new();
+    }
+    let mut removed = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|n| n.strip_suffix(".tmp"))
+            .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if Path::new("/proc").join(pid).exists() {
+            continue;
+        }
+        let path = e.path();
+        if fs::remove_file(&path).is_ok() {
+            removed.push(path);
+        }
+    }
+    removed.sort();
+    removed
 }
 
 /// The install directory as planned: its absolute path (the part that
@@ -1106,6 +1192,59 @@ mod tests {
         assert_eq!(entry_flags(false, false, true).to_string(), "P");
         assert_eq!(l.name, "qemu-shim-aarch64");
         l.validate().unwrap();
+    }
+
+    #[test]
+    fn leftovers_of_dead_writers_go_and_the_rest_stays() {
+        let t = TempDir::new();
+        let me = std::process::id();
+        // pid_max is at most 2^22: 999999999 never runs.
+        let names = [
+            ".qemu-shim-interp.999999999.tmp".to_string(),
+            format!(".qemu-shim-interp.{me}.tmp"),
+            ".qemu-shim-interp.x1.tmp".to_string(),
+            ".qemu-shim-interp..tmp".to_string(),
+            "qemu-shim-interp".to_string(),
+            ".other.999999999.tmp".to_string(),
+        ];
+        for n in &names {
+            std::fs::write(t.path().join(n), b"x").unwrap();
+        }
+        let removed = remove_leftovers(t.path());
+        assert_eq!(removed, vec![t.path().join(&names[0])]);
+        for n in &names[1..] {
+            assert!(t.path().join(n).exists(), "{n} removed");
+        }
+        assert!(remove_leftovers(&t.path().join("missing")).is_empty());
+    }
+
+    #[test]
+    fn a_second_run_waits_for_the_table_lock_and_says_so() {
+        let t = TempDir::new();
+        let bf = Binfmt::new(t.path());
+        let mut out = Vec::new();
+        let first = lock_table(&bf, &mut out).unwrap();
+        assert!(out.is_empty());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let root = t.path().to_path_buf();
+        let second = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let lock = lock_table(&Binfmt::new(&root), &mut out).unwrap();
+            tx.send(()).unwrap();
+            drop(lock);
+            String::from_utf8(out).unwrap()
+        });
+        // Held by the first: the second does not get it.
+        assert!(rx
+            .recv_timeout(std::time::Duration::from_millis(300))
+            .is_err());
+        drop(first);
+        rx.recv().unwrap();
+        let said = second.join().unwrap();
+        assert!(
+            said.starts_with("note: waiting for another qemu-shim"),
+            "{said}"
+        );
     }
 
     #[test]

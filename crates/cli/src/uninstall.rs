@@ -32,6 +32,12 @@ pub fn uninstall(opts: &Options, out: &mut dyn Write) -> Result<()> {
     if !mounted && opts.binfmt_dir.is_some() {
         return Err(root::not_mounted(bf.root()));
     }
+    // Held until this run ends, as by install.
+    let _lock = if mounted {
+        Some(crate::install::lock_table(&bf, out)?)
+    } else {
+        None
+    };
     let existing = if mounted { bf.list()? } else { Vec::new() };
 
     let targets: Vec<String> = if named.is_empty() {
@@ -78,6 +84,13 @@ pub fn uninstall(opts: &Options, out: &mut dyn Write) -> Result<()> {
     let install_dir = fs::canonicalize(&opts.install_dir).unwrap_or(opts.install_dir.clone());
     if named.is_empty() {
         files.insert(install_dir.join(interp::FILE_NAME));
+        // What a killed install left would keep the directory.
+        for f in crate::install::remove_leftovers(&install_dir) {
+            lines.push(format!(
+                "removed        {} (left by an interrupted run)",
+                f.display()
+            ));
+        }
     }
     let remaining = if mounted { bf.list()? } else { Vec::new() };
     for f in &files {
