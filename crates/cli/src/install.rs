@@ -350,6 +350,14 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<()> {
         nothing_to_do,
         &existing,
     );
+    if opts.carry {
+        for (arch, why) in &built.by_path {
+            let _ = writeln!(
+                out,
+                "note: the emulator for {arch} is started by path, not carried: {why}"
+            );
+        }
+    }
     for s in steps.iter().filter(|s| select::is_in(s.arch, &native)) {
         let _ = writeln!(
             out,

@@ -162,31 +162,52 @@ pub fn configure(image: &mut [u8], config: &Config) -> Result<()> {
     Ok(())
 }
 
+/// The interpreter file [`build`] made, and the arches whose emulator it
+/// could not carry (with why): those are started by path.
+pub struct Built {
+    pub image: Vec<u8>,
+    pub by_path: Vec<(String, String)>,
+}
+
 /// Builds the interpreter file from the built interpreter `shim`: its table
 /// configured with `config`, and, when `config.carry`, the emulators'
-/// images (read from their paths now).
-pub fn build(shim: &[u8], config: &Config) -> Result<Vec<u8>> {
+/// images (read from their paths now). An emulator that cannot be carried
+/// (dynamically linked, not position-independent) is started by path
+/// instead: the convention is recorded per emulator in the table.
+pub fn build(shim: &[u8], config: &Config) -> Result<Built> {
     if !config.carry {
         let mut image = shim.to_vec();
         configure(&mut image, config)?;
-        return Ok(image);
+        let by_path = config
+            .emulators
+            .iter()
+            .map(|(a, _)| (a.clone(), "--no-carry".to_string()))
+            .collect();
+        return Ok(Built { image, by_path });
     }
     let files = config
         .emulators
         .iter()
         .map(|(_, p)| std::fs::read(p).map_err(|e| Error::io("cannot read the emulator", p, &e)))
         .collect::<Result<Vec<_>>>()?;
-    let carried: Vec<link::Carry<'_>> = config
-        .emulators
-        .iter()
-        .zip(&files)
-        .map(|((arch, path), file)| link::Carry {
-            arch,
-            path: path.as_os_str().as_bytes(),
-            file,
-        })
-        .collect();
-    link::build(shim, &carried, &[], config.flags, config.prelink_base)
+    let mut carried = Vec::new();
+    let mut by_path = Vec::new();
+    let mut by_path_why = Vec::new();
+    for ((arch, path), file) in config.emulators.iter().zip(&files) {
+        let path = path.as_os_str().as_bytes();
+        match link::carry_problem(file) {
+            None => carried.push(link::Carry { arch, path, file }),
+            Some(why) => {
+                by_path.push(link::ByPath { arch, path });
+                by_path_why.push((arch.clone(), why));
+            }
+        }
+    }
+    let image = link::build(shim, &carried, &by_path, config.flags, config.prelink_base)?;
+    Ok(Built {
+        image,
+        by_path: by_path_why,
+    })
 }
 
 /// Reads the table of an interpreter image.

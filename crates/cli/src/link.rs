@@ -112,6 +112,12 @@ struct Plan<'a> {
     image: ImagePlan,
 }
 
+/// Why an emulator cannot be carried, if it cannot: it must be a static PIE
+/// for this host whose image fits the dispatch table.
+pub fn carry_problem(file: &[u8]) -> Option<String> {
+    plan_image(file).err()
+}
+
 /// An emulator's image, planned.
 struct ImagePlan {
     /// The copies to make: file offset, offset in the image, length.
