@@ -98,6 +98,63 @@ mod tests {
         assert_eq!(got[0].name, "aarch64");
     }
 
+    /// Every arch as docker and podman users write it (`--platform`, image
+    /// manifests, `uname -m`) names exactly one row, and the expected one.
+    #[test]
+    fn docker_and_podman_arch_names_map_to_exactly_one_row() {
+        let cases = [
+            ("linux/arm64", "aarch64"),
+            ("linux/arm64/v8", "aarch64"),
+            ("arm64", "aarch64"),
+            ("arm64/v8", "aarch64"),
+            ("aarch64", "aarch64"),
+            ("linux/arm/v7", "arm"),
+            ("linux/arm/v6", "arm"),
+            ("arm/v7", "arm"),
+            ("arm", "arm"),
+            ("linux/amd64", "x86_64"),
+            ("amd64", "x86_64"),
+            ("amd64/v2", "x86_64"),
+            ("x86_64", "x86_64"),
+            ("linux/386", "i386"),
+            ("386", "i386"),
+            ("i386", "i386"),
+            ("linux/ppc64le", "ppc64le"),
+            ("ppc64le", "ppc64le"),
+            ("ppc64", "ppc64"),
+            ("linux/s390x", "s390x"),
+            ("s390x", "s390x"),
+            ("linux/riscv64", "riscv64"),
+            ("riscv64", "riscv64"),
+            ("linux/mips64le", "mips64el"),
+            ("mips64le", "mips64el"),
+            ("mips64el", "mips64el"),
+            ("mips64", "mips64"),
+            ("mipsle", "mipsel"),
+            ("mips", "mips"),
+            ("loong64", "loongarch64"),
+            ("linux/loong64", "loongarch64"),
+        ];
+        for (name, want) in cases {
+            // Rows any spelling could mean: qemu name, platform name, or
+            // platform name without `linux/`.
+            let rows: Vec<&str> = ARCHES
+                .iter()
+                .filter(|a| {
+                    a.name == name
+                        || a.platforms
+                            .iter()
+                            .any(|p| *p == name || p.strip_prefix("linux/") == Some(name))
+                })
+                .map(|a| a.name)
+                .collect();
+            assert_eq!(rows, [want], "{name} names rows {rows:?}");
+            assert_eq!(arch::lookup(name).map(|a| a.name), Some(want), "{name}");
+        }
+        assert!(arch::lookup("linux/vax").is_none());
+        assert!(arch::lookup("v7").is_none());
+    }
+
     #[test]
     fn result_is_in_table_order() {
         let names: Vec<String> = ARCHES.iter().rev().map(|a| a.name.to_string()).collect();

@@ -579,8 +579,20 @@ pub fn by_name(name: &str) -> Option<&'static Arch> {
     ARCHES.iter().find(|a| a.name == name)
 }
 
-/// The row for a name as users write it: qemu's target name (`aarch64`) or
-/// any of its platform names (`linux/arm64`).
+/// The row for a name as users write it: qemu's target name (`aarch64`),
+/// any of its platform names (`linux/arm64`), or a platform name without its
+/// `linux/` part, as docker and podman write arches (`arm64`, `amd64`,
+/// `386`, `arm/v7`, `mips64le`). No bare name is ambiguous: where a bare
+/// platform name is also a qemu name (`arm`, `mips`, `ppc64le`, `s390x`,
+/// `riscv64`), both name the same row.
 pub fn lookup(name: &str) -> Option<&'static Arch> {
-    by_name(name).or_else(|| ARCHES.iter().find(|a| a.platforms.contains(&name)))
+    by_name(name)
+        .or_else(|| ARCHES.iter().find(|a| a.platforms.contains(&name)))
+        .or_else(|| {
+            ARCHES.iter().find(|a| {
+                a.platforms
+                    .iter()
+                    .any(|p| p.strip_prefix("linux/") == Some(name))
+            })
+        })
 }
