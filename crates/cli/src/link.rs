@@ -59,6 +59,16 @@ pub struct ByPath<'a> {
     pub path: &'a [u8],
 }
 
+impl<'a> ByPath<'a> {
+    fn entry(&self) -> Entry<'a> {
+        Entry {
+            arch: self.arch,
+            convention: Convention::ExecByPath,
+            path: self.path,
+        }
+    }
+}
+
 /// The ELF machine of the host this CLI was built for, which is the
 /// interpreter's too.
 pub fn host_machine() -> u16 {
@@ -372,13 +382,7 @@ pub fn build(
     let mut entries: Vec<Entry<'_>> = Vec::new();
     let mut new_shim = shim.to_vec();
     if plans.is_empty() {
-        for b in by_path {
-            entries.push(Entry {
-                arch: b.arch,
-                convention: Convention::ExecByPath,
-                path: b.path,
-            });
-        }
+        entries.extend(by_path.iter().map(ByPath::entry));
         write_region(&mut new_shim, region, &entries, flags)?;
         return Ok(new_shim);
     }
@@ -449,20 +453,6 @@ pub fn build(
         d.image = seg_vaddr + at;
         descs.push(d);
     }
-    for (p, d) in plans.iter().zip(&descs) {
-        entries.push(Entry {
-            arch: p.carry.arch,
-            convention: Convention::Carried(*d),
-            path: p.carry.path,
-        });
-    }
-    for b in by_path {
-        entries.push(Entry {
-            arch: b.arch,
-            convention: Convention::ExecByPath,
-            path: b.path,
-        });
-    }
     let total = seg_offset + file_size_in_seg;
     let mut file = vec![0u8; total as usize];
     file[..new_shim.len()].copy_from_slice(&new_shim);
@@ -490,23 +480,16 @@ pub fn build(
                 *d = d.prelinked(p.image.span, &fixes).unwrap_or(*d);
             }
         }
-        entries.truncate(0);
-        for (p, d) in plans.iter().zip(&descs) {
-            entries.push(Entry {
-                arch: p.carry.arch,
-                convention: Convention::Carried(*d),
-                path: p.carry.path,
-            });
-        }
-        for b in by_path {
-            entries.push(Entry {
-                arch: b.arch,
-                convention: Convention::ExecByPath,
-                path: b.path,
-            });
-        }
     }
     // The table last: it records which images were pre-relocated.
+    for (p, d) in plans.iter().zip(&descs) {
+        entries.push(Entry {
+            arch: p.carry.arch,
+            convention: Convention::Carried(*d),
+            path: p.carry.path,
+        });
+    }
+    entries.extend(by_path.iter().map(ByPath::entry));
     let mut head = file[..new_shim.len()].to_vec();
     write_region(&mut head, region, &entries, flags)?;
     file[..head.len()].copy_from_slice(&head);

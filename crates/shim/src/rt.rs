@@ -15,34 +15,7 @@ use qemu_shim_interp::sys;
 /// # Safety
 /// Must be called once, first thing, in a static PIE loaded by the kernel.
 unsafe fn relocate_self() {
-    // The addresses of the ELF header and of the dynamic section, taken
-    // PC-relatively: an `extern static` would be reached through the GOT,
-    // which is itself not yet relocated.
-    let (base, dynamic): (usize, usize);
-    // SAFETY: only computes two addresses; touches no memory.
-    #[cfg(target_arch = "x86_64")]
-    unsafe {
-        core::arch::asm!(
-            "lea {b}, [rip + __ehdr_start]",
-            "lea {d}, [rip + _DYNAMIC]",
-            b = out(reg) base,
-            d = out(reg) dynamic,
-            options(nomem, nostack, pure),
-        );
-    }
-    // SAFETY: as above.
-    #[cfg(target_arch = "aarch64")]
-    unsafe {
-        core::arch::asm!(
-            "adrp {b}, __ehdr_start",
-            "add {b}, {b}, :lo12:__ehdr_start",
-            "adrp {d}, _DYNAMIC",
-            "add {d}, {d}, :lo12:_DYNAMIC",
-            b = out(reg) base,
-            d = out(reg) dynamic,
-            options(nomem, nostack, pure),
-        );
-    }
+    let (base, dynamic) = (sys::load_base(), sys::dynamic_section());
     const DT_NULL: usize = 0;
     const DT_RELA: usize = 7;
     const DT_RELASZ: usize = 8;
@@ -51,7 +24,8 @@ unsafe fn relocate_self() {
     const R_RELATIVE: usize = 8;
     #[cfg(target_arch = "aarch64")]
     const R_RELATIVE: usize = 1027;
-    // SAFETY: the linker defines both symbols for a static PIE. The dynamic section is a DT_NULL-terminated array of
+    // SAFETY: the linker defines both symbols for a static PIE, whose
+    // addresses `sys` takes PC-relatively. The dynamic section is a DT_NULL-terminated array of
     // (tag, value) words; RELA entries are (offset, info, addend) words and
     // each RELATIVE one names a word inside our own writable image.
     unsafe {

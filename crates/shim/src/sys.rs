@@ -486,25 +486,43 @@ pub struct Launch<'a> {
 /// reads a path starting with `-` as an option.
 static END_OF_OPTIONS: &CStr = c"--";
 
+/// The address of a linker-defined symbol, computed PC-relatively: right
+/// even before the program has relocated itself, unlike an `extern static`,
+/// which would be read through the not yet relocated GOT.
+macro_rules! address_of {
+    ($sym:literal) => {{
+        let a: usize;
+        // SAFETY: computes an address PC-relatively; touches no memory.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            core::arch::asm!(
+                concat!("lea {a}, [rip + ", $sym, "]"),
+                a = out(reg) a,
+                options(nomem, nostack, pure),
+            );
+        }
+        // SAFETY: as above.
+        #[cfg(target_arch = "aarch64")]
+        unsafe {
+            core::arch::asm!(
+                concat!("adrp {a}, ", $sym),
+                concat!("add {a}, {a}, :lo12:", $sym),
+                a = out(reg) a,
+                options(nomem, nostack, pure),
+            );
+        }
+        a
+    }};
+}
+
 /// The interpreter's own load address (its ELF header in memory).
-fn load_base() -> usize {
-    let base: usize;
-    // SAFETY: computes an address PC-relatively; touches no memory.
-    #[cfg(target_arch = "x86_64")]
-    unsafe {
-        core::arch::asm!("lea {b}, [rip + __ehdr_start]", b = out(reg) base, options(nomem, nostack, pure));
-    }
-    // SAFETY: as above.
-    #[cfg(target_arch = "aarch64")]
-    unsafe {
-        core::arch::asm!(
-            "adrp {b}, __ehdr_start",
-            "add {b}, {b}, :lo12:__ehdr_start",
-            b = out(reg) base,
-            options(nomem, nostack, pure),
-        );
-    }
-    base
+pub fn load_base() -> usize {
+    address_of!("__ehdr_start")
+}
+
+/// The address of the interpreter's own dynamic section.
+pub fn dynamic_section() -> usize {
+    address_of!("_DYNAMIC")
 }
 
 fn mprotect(addr: usize, len: usize, prot: u32) -> Result<(), Errno> {
