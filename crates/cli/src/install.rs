@@ -22,6 +22,7 @@ use crate::emulator::{self, Search};
 use crate::error::{Error, Result};
 use crate::interp::{self, Config};
 use crate::link;
+use crate::persist;
 use crate::root;
 use crate::select;
 
@@ -86,6 +87,10 @@ pub struct Options {
     pub credentials: bool,
     /// Pre-relocate the carried emulators for a fixed address.
     pub prelink: bool,
+    /// Also write the binfmt.d file (see [`persist`]).
+    pub persist: bool,
+    /// Where the binfmt.d file goes.
+    pub binfmt_d_dir: PathBuf,
 }
 
 /// The changes `install` makes to a binfmt_misc table: [`Binfmt`] in real
@@ -312,12 +317,31 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<()> {
         .cloned()
         .collect();
 
+    // The binfmt.d file: with --persist, or when one already registers
+    // entries on this interpreter file (kept in step, or the next boot
+    // would bring back entries this run replaced).
+    let persist_path = persist::path_in(&opts.binfmt_d_dir);
+    // Without --persist, a file that cannot be read is none of our business.
+    let old_persist = match persist::read(&persist_path) {
+        Ok(t) => t,
+        Err(e) if opts.persist => return Err(e),
+        Err(_) => None,
+    };
+    let keep_in_step = old_persist
+        .as_deref()
+        .is_some_and(|t| persist::names_interpreter(t, &dest_str));
+    let lines: Vec<RegisterLine> = steps.iter().map(|s| s.line.clone()).collect();
+    let new_persist = (opts.persist || keep_in_step).then(|| persist::render(&lines));
+    let persist_changed = new_persist.is_some() && new_persist != old_persist;
+
     // 7. Do it.
-    let nothing_to_do =
-        !file_changed && strays.is_empty() && steps.iter().all(|s| s.action == Action::Unchanged);
+    let nothing_to_do = !file_changed
+        && !persist_changed
+        && strays.is_empty()
+        && steps.iter().all(|s| s.action == Action::Unchanged);
     if !nothing_to_do {
         let mut j = Journal::new(&bf);
-        if let Err(e) = apply(
+        let done = apply(
             &mut j,
             &dir.missing,
             &dest,
@@ -326,7 +350,15 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<()> {
             file_changed,
             &steps,
             &strays,
-        ) {
+        )
+        .and_then(|()| match &new_persist {
+            // Last: the file names only entries that are in place.
+            Some(text) if persist_changed => {
+                write_persist(&mut j, &persist_path, text, old_persist.as_deref())
+            }
+            _ => Ok(()),
+        });
+        if let Err(e) = done {
             return Err(j.rollback(e));
         }
         j.commit();
@@ -340,6 +372,18 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<()> {
     }
 
     // 8. Report.
+    if new_persist.is_some() {
+        let _ = writeln!(
+            out,
+            "{:<10} {}",
+            if persist_changed {
+                "written"
+            } else {
+                "unchanged"
+            },
+            persist_path.display()
+        );
+    }
     report(
         out,
         &bf,
@@ -507,7 +551,7 @@ fn apply(
         j.created_dirs.push(d.clone());
     }
     let file_undo = || match old_image {
-        Some(old) => FileUndo::Restore(dest.to_path_buf(), old.to_vec()),
+        Some(old) => FileUndo::Restore(dest.to_path_buf(), old.to_vec(), 0o755),
         None => FileUndo::Remove(dest.to_path_buf()),
     };
     // Entries being replaced keep running programs while the file changes:
@@ -591,6 +635,11 @@ const WRITE_CHUNK: usize = 64 * 1024;
 /// renamed into place, so `dest` is at every moment the old file or the
 /// whole new one. Mode 0755.
 pub fn write_file(dest: &Path, bytes: &[u8]) -> Result<()> {
+    write_file_mode(dest, bytes, 0o755)
+}
+
+/// [`write_file`] with another mode.
+pub fn write_file_mode(dest: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let dir = dest.parent().unwrap_or(Path::new("/"));
     let name = dest
         .file_name()
@@ -601,10 +650,10 @@ pub fn write_file(dest: &Path, bytes: &[u8]) -> Result<()> {
         let mut f = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o755)
+            .mode(mode)
             .open(&tmp)?;
         // The umask may have cleared bits of the mode asked for.
-        f.set_permissions(fs::Permissions::from_mode(0o755))?;
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
         // In 64 KiB writes: the page cache keeps a file in folios as large
         // as the writes that filled it (ext4 on Linux 6.18, here), and a
         // fault in a mapping maps the whole folio. Written at once, every
@@ -796,7 +845,39 @@ fn preflight(bf: &Binfmt, dir: &InstallDir) -> Result<()> {
 
 enum FileUndo {
     Remove(PathBuf),
-    Restore(PathBuf, Vec<u8>),
+    /// The old contents, and the mode to write them with.
+    Restore(PathBuf, Vec<u8>, u32),
+}
+
+impl FileUndo {
+    /// Puts the file back; the error's text if that failed.
+    fn undo(&self) -> std::result::Result<(), String> {
+        match self {
+            FileUndo::Restore(path, old, mode) => {
+                write_file_mode(path, old, *mode).map_err(|e| e.to_string())
+            }
+            FileUndo::Remove(path) => {
+                fs::remove_file(path).map_err(|e| Error::io("cannot remove", path, &e).to_string())
+            }
+        }
+    }
+}
+
+/// Writes the binfmt.d file (mode 0644), creating its directory if it is
+/// missing, recording both in `j`.
+fn write_persist(j: &mut Journal<'_>, path: &Path, text: &str, old: Option<&str>) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        if !dir.exists() {
+            fs::create_dir(dir).map_err(|e| Error::io("cannot create", dir, &e))?;
+            j.created_dirs.push(dir.to_path_buf());
+        }
+    }
+    write_file_mode(path, text.as_bytes(), 0o644)?;
+    j.persist = Some(match old {
+        Some(t) => FileUndo::Restore(path.to_path_buf(), t.as_bytes().to_vec(), 0o644),
+        None => FileUndo::Remove(path.to_path_buf()),
+    });
+    Ok(())
 }
 
 enum Undo {
@@ -810,6 +891,8 @@ struct Journal<'a> {
     bf: &'a dyn Table,
     created_dirs: Vec<PathBuf>,
     file: Option<FileUndo>,
+    /// The binfmt.d file, written last.
+    persist: Option<FileUndo>,
     ops: Vec<Undo>,
 }
 
@@ -819,6 +902,7 @@ impl<'a> Journal<'a> {
             bf,
             created_dirs: Vec::new(),
             file: None,
+            persist: None,
             ops: Vec::new(),
         }
     }
@@ -831,18 +915,10 @@ impl<'a> Journal<'a> {
     /// `F` pins whatever file is at its path at that moment.
     fn rollback(self, err: Error) -> Error {
         let mut failures: Vec<String> = Vec::new();
-        match &self.file {
-            Some(FileUndo::Restore(path, old)) => {
-                if let Err(e) = write_file(path, old) {
-                    failures.push(e.to_string());
-                }
+        for f in [&self.persist, &self.file].into_iter().flatten() {
+            if let Err(e) = f.undo() {
+                failures.push(e);
             }
-            Some(FileUndo::Remove(path)) => {
-                if let Err(e) = fs::remove_file(path) {
-                    failures.push(Error::io("cannot remove", path, &e).to_string());
-                }
-            }
-            None => {}
         }
         for op in self.ops.iter().rev() {
             let r = match op {

@@ -8,7 +8,9 @@ mod error;
 mod install;
 mod interp;
 mod link;
+mod persist;
 mod root;
+mod run;
 mod select;
 mod status;
 #[cfg(test)]
@@ -16,6 +18,7 @@ mod testutil;
 mod uninstall;
 mod which;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -40,11 +43,14 @@ Examples:
   qemu-shim status                      show every binfmt_misc entry and which one wins
   qemu-shim which ./hello-arm64         which entry and emulator would run this file
   qemu-shim uninstall                   remove qemu-shim's entries and its interpreter
+  qemu-shim run -- ./hello-arm64 -v     run one program, without root, in a private binfmt_misc
 
 Exit status:
   0  done (which: an entry matches the file)
   1  failed, or which: no entry matches the file
-  2  bad command line";
+  2  bad command line
+  run: the program's own status; 125 qemu-shim failed, 126 the program cannot
+  be executed, 127 the program is not found";
 
 /// Run programs for other CPU architectures through qemu-user, transparently.
 ///
@@ -75,6 +81,7 @@ enum Command {
     Uninstall(UninstallArgs),
     Status(StatusArgs),
     Which(WhichArgs),
+    Run(RunArgs),
 }
 
 /// Register qemu-shim for foreign architectures
@@ -153,6 +160,20 @@ struct InstallArgs {
     /// (their emulator is moved to a random address and relocated at start).
     #[arg(long)]
     prelink: bool,
+
+    /// Also write a binfmt.d file so systemd-binfmt registers the same
+    /// entries at every boot
+    ///
+    /// The file, zz-qemu-shim.conf, holds one register line per entry this
+    /// install made; its name sorts after the distributions' files, so at
+    /// boot our entries are registered last and win. Once written, later
+    /// installs keep it in step; uninstall removes it.
+    #[arg(long)]
+    persist: bool,
+
+    /// Where the binfmt.d file goes
+    #[arg(long, value_name = "DIR", default_value = persist::DEFAULT_DIR)]
+    binfmt_d_dir: PathBuf,
 }
 
 /// Remove qemu-shim's entries
@@ -169,6 +190,11 @@ struct UninstallArgs {
     /// Also delete an unused interpreter file left in this directory
     #[arg(long, value_name = "DIR", default_value = install::DEFAULT_INSTALL_DIR)]
     install_dir: PathBuf,
+
+    /// Where install --persist wrote its binfmt.d file (its lines for the
+    /// entries removed go; the file goes once empty)
+    #[arg(long, value_name = "DIR", default_value = persist::DEFAULT_DIR)]
+    binfmt_d_dir: PathBuf,
 }
 
 /// Show every binfmt_misc entry and which one runs each architecture
@@ -196,6 +222,45 @@ struct StatusArgs {
 struct WhichArgs {
     /// The program to look at
     file: PathBuf,
+}
+
+/// Run one program with qemu-shim, without root and without touching the host's table
+///
+/// Runs PROG in a new user and mount namespace with its own, private
+/// binfmt_misc instance (Linux 6.7 or later, user namespaces allowed) where
+/// every foreign arch with an emulator is registered, as install would, but
+/// without C (no program changes credentials in that namespace). PROG and
+/// everything it starts, foreign or not, run as you; the host's binfmt_misc
+/// table is not used or changed. The interpreter file is built once into
+/// $XDG_CACHE_HOME/qemu-shim (or ~/.cache/qemu-shim) and rebuilt when the
+/// interpreter or an emulator changes.
+///
+/// The exit status is PROG's own (a shell shows death by signal N as
+/// 128+N); 125 if qemu-shim failed before PROG started, 126 if PROG cannot
+/// be executed, 127 if it is not found.
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Look for emulators here instead of /usr/local/bin and /usr/bin (repeatable)
+    #[arg(long, value_name = "DIR")]
+    emulator_dir: Vec<PathBuf>,
+
+    /// The built qemu-shim-interp to use (default: the one next to this program)
+    #[arg(long, value_name = "FILE")]
+    interpreter: Option<PathBuf>,
+
+    /// Where the interpreter file is cached (default: $XDG_CACHE_HOME/qemu-shim
+    /// or ~/.cache/qemu-shim; must allow exec)
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// The program to run, and its arguments
+    #[arg(
+        value_name = "PROG [ARGS]",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    command: Vec<OsString>,
 }
 
 fn main() -> ExitCode {
@@ -238,6 +303,8 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 pin: !a.no_pin,
                 prelink: !a.no_prelink,
                 credentials: !a.no_credentials,
+                persist: a.persist,
+                binfmt_d_dir: a.binfmt_d_dir,
             },
             &mut out,
         )?,
@@ -246,6 +313,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 arches: a.arches,
                 install_dir: a.install_dir,
                 binfmt_dir,
+                binfmt_d_dir: a.binfmt_d_dir,
             },
             &mut out,
         )?,
@@ -262,6 +330,23 @@ fn run(cli: Cli) -> Result<u8, Error> {
             }
         }
         Command::Which(a) => return which::which(&a.file, binfmt_dir.as_deref(), &mut out),
+        Command::Run(a) => {
+            if binfmt_dir.is_some() {
+                return Err(Error::new(
+                    "run always uses a private binfmt_misc instance: --binfmt-dir does not apply",
+                ));
+            }
+            // Returns only when the program could not be started.
+            drop(out);
+            let (e, code) = run::run(&run::Options {
+                emulator_dirs: a.emulator_dir,
+                interpreter: a.interpreter,
+                cache_dir: a.cache_dir,
+                command: a.command,
+            });
+            print_error(&e);
+            return Ok(code);
+        }
     }
     Ok(EXIT_OK)
 }
@@ -280,6 +365,32 @@ mod tests {
     fn binfmt_dir_is_accepted_after_the_subcommand() {
         let cli = Cli::try_parse_from(["qemu-shim", "status", "--binfmt-dir", "/x"]).unwrap();
         assert_eq!(cli.binfmt_dir, Some(PathBuf::from("/x")));
+    }
+
+    #[test]
+    fn run_takes_the_program_and_its_options_after_dashes() {
+        let cli = Cli::try_parse_from([
+            "qemu-shim",
+            "run",
+            "--emulator-dir",
+            "/e",
+            "--",
+            "./prog",
+            "--emulator-dir",
+            "-x",
+        ])
+        .unwrap();
+        let Command::Run(a) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(a.emulator_dir, [PathBuf::from("/e")]);
+        assert_eq!(a.command, ["./prog", "--emulator-dir", "-x"]);
+        let cli = Cli::try_parse_from(["qemu-shim", "run", "./prog", "-v"]).unwrap();
+        let Command::Run(a) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(a.command, ["./prog", "-v"]);
+        assert!(Cli::try_parse_from(["qemu-shim", "run"]).is_err());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use qemu_shim_registry::binfmt;
 
 use crate::error::{Error, Result};
 use crate::interp;
+use crate::persist;
 use crate::root;
 use crate::select;
 
@@ -22,6 +23,8 @@ pub struct Options {
     /// Where an unused interpreter file may also be left.
     pub install_dir: PathBuf,
     pub binfmt_dir: Option<PathBuf>,
+    /// Where `install --persist` wrote its binfmt.d file.
+    pub binfmt_d_dir: PathBuf,
 }
 
 /// Runs `uninstall`, writing the report to `out`.
@@ -53,6 +56,9 @@ pub fn uninstall(opts: &Options, out: &mut dyn Write) -> Result<()> {
     let mut lines = Vec::new();
     let mut files: BTreeSet<PathBuf> = BTreeSet::new();
     let mut removed = 0usize;
+    // (name, interpreter) of each entry removed: its line leaves the
+    // binfmt.d file.
+    let mut gone: Vec<(String, String)> = Vec::new();
     for name in &targets {
         match existing.iter().find(|(n, _)| n == name) {
             Some((_, e)) => {
@@ -66,6 +72,7 @@ pub fn uninstall(opts: &Options, out: &mut dyn Write) -> Result<()> {
                 })?;
                 removed += 1;
                 files.insert(PathBuf::from(&e.interpreter));
+                gone.push((name.clone(), e.interpreter.clone()));
                 lines.push(format!("removed        {name}"));
             }
             None => lines.push(format!("not registered {name}")),
@@ -110,6 +117,44 @@ pub fn uninstall(opts: &Options, out: &mut dyn Write) -> Result<()> {
                     lines.push(format!("removed        {}", dir.display()));
                 }
             }
+        }
+    }
+    // The binfmt.d file: the lines of the entries removed go, and those on
+    // an interpreter file that is gone (entries a reboot lost); once no
+    // line is left, the file goes. Lines on other interpreter files stay:
+    // they are another install's (a test's private table, say).
+    let persist_path = persist::path_in(&opts.binfmt_d_dir);
+    if let Some(text) = persist::read(&persist_path)? {
+        let all = persist::lines_of(&text);
+        let keep: Vec<_> = all
+            .iter()
+            .filter(|l| {
+                let removed_now = gone
+                    .iter()
+                    .any(|(n, i)| *n == l.name && *i == l.interpreter);
+                let file_gone = (named.is_empty()
+                    || named.iter().any(|a| binfmt::entry_name(a.name) == l.name))
+                    && files.contains(Path::new(&l.interpreter))
+                    && !Path::new(&l.interpreter).exists();
+                !(removed_now || file_gone)
+            })
+            .cloned()
+            .collect();
+        if keep.is_empty() {
+            fs::remove_file(&persist_path)
+                .map_err(|e| Error::io("cannot remove", &persist_path, &e))?;
+            lines.push(format!("removed        {}", persist_path.display()));
+        } else if keep.len() < all.len() {
+            crate::install::write_file_mode(
+                &persist_path,
+                persist::render(&keep).as_bytes(),
+                0o644,
+            )?;
+            lines.push(format!(
+                "rewritten      {} ({} entries left)",
+                persist_path.display(),
+                keep.len()
+            ));
         }
     }
     if lines.is_empty() {

@@ -1,0 +1,138 @@
+//! qemu-shim with the rest of the system, on the real kernel in private
+//! binfmt_misc instances: `install --persist` and a simulated
+//! systemd-binfmt start, `doctor`, and the `--quiet`/`--json` reports.
+//! Nothing here writes /etc: every binfmt.d file goes to a scratch
+//! directory given with `--binfmt-d-dir`.
+
+use std::fs;
+use std::path::Path;
+
+use qemu_shim_registry::format::{parse_binfmt_d, EntryFile};
+use qemu_shim_suite::{assert_runs, busybox, sandbox_caps, As, Scratch};
+
+/// A distro's entry for aarch64, as Debian's qemu-user-static file has it
+/// (here run by /bin/false, so a program it runs exits 1 and prints nothing).
+const DISTRO_AARCH64: &str = ":qemu-aarch64:M::\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x02\\x00\\xb7\\x00:\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xfe\\xff\\xff\\xff:/bin/false:F";
+
+/// What systemd-binfmt registers at start, in order: the lines of every
+/// `*.conf` in `dir`, the files in order of their names.
+fn boot_lines(dir: &Path) -> Vec<String> {
+    let mut files: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "conf"))
+        .collect();
+    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    let mut lines = Vec::new();
+    for f in files {
+        for l in parse_binfmt_d(&fs::read_to_string(&f).unwrap()) {
+            let l = l.unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            lines.push(l.to_string());
+        }
+    }
+    lines
+}
+
+/// `install --persist` writes a binfmt.d file that, applied as
+/// systemd-binfmt does at boot after a distro's file, brings our entries
+/// back and makes them win; uninstall removes it and leaves the distro's.
+#[test]
+fn persisted_entries_survive_a_systemd_binfmt_start_and_win() {
+    let s = Scratch::new("persist");
+    busybox("arm64");
+    let d = s.join("binfmt.d");
+    fs::create_dir(&d).unwrap();
+    fs::write(d.join("qemu-aarch64.conf"), format!("{DISTRO_AARCH64}\n")).unwrap();
+    fs::write(s.join("afile"), b"").unwrap();
+    // Phase 1: a failing persist undoes the whole install; then a good one.
+    sandbox_caps(
+        As::Root,
+        &s,
+        r#"
+R=/proc/sys/fs/binfmt_misc
+cap failing "$CLI" install aarch64 --persist --binfmt-d-dir "$S/afile/binfmt.d" --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap after-failing sh -c 'ls "$0"; ls -A "$1"' "$R" "$S"
+cap install "$CLI" install aarch64 --persist --binfmt-d-dir "$S/binfmt.d" --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap again "$CLI" install aarch64 --persist --binfmt-d-dir "$S/binfmt.d" --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap entry cat "$R/qemu-shim-aarch64"
+"#,
+    );
+    let c = s.cap("failing");
+    assert!(
+        c.rc == 1 && c.stderr.contains("this run's changes were undone"),
+        "{c}"
+    );
+    let c = s.cap("after-failing");
+    assert!(
+        c.stdout == "register\nstatus\nafile\nbinfmt.d\ncaps\n",
+        "a failed install left something:\n{c}"
+    );
+    let c = s.cap("install");
+    assert!(
+        c.rc == 0
+            && c.stdout.contains(&format!(
+                "written    {}",
+                d.join("zz-qemu-shim.conf").display()
+            )),
+        "{c}"
+    );
+    let c = s.cap("again");
+    assert!(
+        c.rc == 0 && c.stdout.contains("nothing to do: already installed"),
+        "{c}"
+    );
+    let conf = fs::read_to_string(d.join("zz-qemu-shim.conf")).unwrap();
+    assert!(
+        conf.starts_with("# Written by `qemu-shim install --persist`"),
+        "{conf}"
+    );
+    let ours: Vec<_> = parse_binfmt_d(&conf)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(ours.len(), 1, "{conf}");
+    assert_eq!(ours[0].name, "qemu-shim-aarch64");
+    // The line registers exactly the entry install made.
+    let entry = EntryFile::parse(&s.cap("entry").stdout).unwrap();
+    assert_eq!(ours[0].expected_entry(), entry, "{conf}");
+
+    // Phase 2, "the next boot": a table with someone's entry, then what
+    // systemd-binfmt does.
+    let lines = boot_lines(&d);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].starts_with(":qemu-aarch64:"), "{lines:?}");
+    fs::write(s.join("boot.lines"), lines.join("\n") + "\n").unwrap();
+    sandbox_caps(
+        As::Root,
+        &s,
+        r#"
+R=/proc/sys/fs/binfmt_misc
+printf '%s' ':stale:M::\x7fELF\x02\x01\x01:\xff\xff\xff\xff\xff\xff\xff:/bin/true:' >"$R/register"
+echo -1 >"$R/status"
+cap emptied ls "$R"
+while IFS= read -r line; do printf '%s' "$line" >"$R/register"; done <"$S/boot.lines"
+cap order ls -U "$R"
+cap run "$FIX/busybox/arm64/busybox" uname -m
+cap json "$CLI" status --json
+cap uninstall "$CLI" uninstall --install-dir "$S/inst" --binfmt-d-dir "$S/binfmt.d"
+cap left ls "$S/binfmt.d"
+"#,
+    );
+    assert_runs(&s.cap("emptied"), "register\nstatus\n");
+    assert_runs(&s.cap("run"), "aarch64\n");
+    let json: serde_json::Value = serde_json::from_str(&s.cap("json").stdout).unwrap();
+    let arches = json["arches"].as_array().unwrap();
+    assert_eq!(arches.len(), 1, "{json}");
+    assert_eq!(arches[0]["winner"], "qemu-shim-aarch64", "{json}");
+    assert_eq!(arches[0]["shadowed"], serde_json::json!(["qemu-aarch64"]));
+    let c = s.cap("uninstall");
+    assert!(
+        c.rc == 0
+            && c.stdout.contains(&format!(
+                "removed        {}",
+                d.join("zz-qemu-shim.conf").display()
+            )),
+        "{c}"
+    );
+    assert_runs(&s.cap("left"), "qemu-aarch64.conf\n");
+}
