@@ -1,0 +1,585 @@
+//! `qemu-shim run`: run one program with qemu-shim registered for every
+//! foreign arch, without root and without touching the host's binfmt_misc
+//! table, in a private binfmt_misc instance of a new user namespace
+//! (Linux ≥ 6.7).
+//!
+//! # How
+//!
+//! 1. The interpreter file is built as `install` builds it (same arch
+//!    selection, emulator search and linker: [`interp::build`]) into a
+//!    per-user cache directory, `$XDG_CACHE_HOME/qemu-shim` or
+//!    `~/.cache/qemu-shim`, and reused while neither the interpreter binary
+//!    nor any emulator changed (paths, sizes and modification times, the CLI
+//!    version and the table flags are the key, kept in a stamp file beside
+//!    it).
+//! 2. This process unshares a user and a mount namespace, maps the caller's
+//!    uid and gid to root there (the one mapping an unprivileged process may
+//!    write), mounts a fresh binfmt_misc instance on
+//!    `/proc/sys/fs/binfmt_misc` and registers one entry per arch with the
+//!    lines `install` writes ([`install::register_line_with`]) and its
+//!    default flags minus `C`: in a namespace that maps one uid, no program
+//!    can change credentials, so `C` would buy nothing.
+//! 3. It unshares a second user namespace nested in the first, mapping the
+//!    caller's own uid and gid back, so the program runs as the caller, not
+//!    as a namespace root (files show their real owners, programs that
+//!    refuse root run). The kernel looks binfmt_misc entries up in the
+//!    nearest ancestor namespace that mounted an instance: the first one.
+//! 4. It execs the program in place. No parent waits: the exit status, and
+//!    death by a signal (a shell reports 128+N), reach the caller unchanged,
+//!    as do signals sent to it.
+//!
+//! # Why no fork or re-exec
+//!
+//! A multithreaded process cannot unshare a user namespace (`EINVAL`). The
+//! CLI never starts a thread (clap does not; the native probe runs its
+//! launchers as child processes), so the unshare happens in this process,
+//! after the cache is ready; [`single_threaded`] checks it first so a
+//! future thread shows up as a clear error, not as a puzzling `EINVAL`.
+//!
+//! # Where it cannot work
+//!
+//! A kernel before 6.7 (binfmt_misc cannot be mounted in a user namespace),
+//! user namespaces disabled (`user.max_user_namespaces=0`, Debian's
+//! `kernel.unprivileged_userns_clone=0`), or restricted by AppArmor (Ubuntu
+//! 23.10 and later, `kernel.apparmor_restrict_unprivileged_userns=1`: the
+//! unshare succeeds, but the namespace holds no capability, so writing the
+//! uid map or mounting fails). Each gets one line saying which, and that an
+//! administrator's `qemu-shim install` is the way out.
+
+use std::ffi::{CString, OsString};
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::sched::{unshare, CloneFlags};
+use qemu_shim_registry::arch::Arch;
+use qemu_shim_registry::binfmt::{Binfmt, DEFAULT_ROOT};
+
+use crate::emulator::{self, Search};
+use crate::error::{Error, Result};
+use crate::install;
+use crate::interp::{self, Config};
+use crate::link;
+use crate::select;
+
+/// Exit code of `run` when qemu-shim itself fails before the program
+/// starts (as `env`, `chroot` and `timeout` use 125), so it is not taken
+/// for the program's own status.
+pub const EXIT_RUN_FAILED: u8 = 125;
+/// Exit code when the program cannot be executed (found, not runnable).
+pub const EXIT_CANNOT_EXECUTE: u8 = 126;
+/// Exit code when the program is not found.
+pub const EXIT_NOT_FOUND: u8 = 127;
+
+/// Name of the stamp file beside the cached interpreter file.
+const STAMP: &str = "qemu-shim-interp.stamp";
+/// First line of the stamp: bump when its meaning changes.
+const STAMP_VERSION: &str = "qemu-shim run cache 1";
+
+/// What `run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `--emulator-dir`; empty: the default search path.
+    pub emulator_dirs: Vec<PathBuf>,
+    /// `--interpreter`; `None`: next to this program.
+    pub interpreter: Option<PathBuf>,
+    /// `--cache-dir`; `None`: `$XDG_CACHE_HOME/qemu-shim` or
+    /// `$HOME/.cache/qemu-shim`.
+    pub cache_dir: Option<PathBuf>,
+    /// The program and its arguments (at least the program).
+    pub command: Vec<OsString>,
+}
+
+/// Runs the program; returns only when it could not be started, with the
+/// error and the exit code to leave with.
+pub fn run(opts: &Options) -> (Error, u8) {
+    match prepare_and_exec(opts) {
+        Ok(never) => match never {},
+        Err(failure) => failure,
+    }
+}
+
+fn prepare_and_exec(opts: &Options) -> std::result::Result<std::convert::Infallible, (Error, u8)> {
+    let setup = |e: Error| (e, EXIT_RUN_FAILED);
+    let (prog, args) = opts
+        .command
+        .split_first()
+        .ok_or_else(|| setup(Error::new("no program to run")))?;
+    check_kernel(&kernel_release()).map_err(setup)?;
+
+    // 1. What to register, and the interpreter file for it.
+    let (native, _) = select::native().map_err(setup)?;
+    let search = Search::new(&opts.emulator_dirs).map_err(setup)?;
+    let found: Vec<(&'static Arch, PathBuf)> = select::foreign(&native)
+        .into_iter()
+        .filter_map(|a| search.find(a).map(|p| (a, p)))
+        .collect();
+    if found.is_empty() {
+        return Err(setup(
+            Error::new(format!(
+                "no emulator found for any foreign arch in {}",
+                search
+                    .dirs()
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .hint(emulator::PACKAGE_HINT),
+        ));
+    }
+    let source = match &opts.interpreter {
+        Some(p) => p.clone(),
+        None => interp::default_source().map_err(setup)?,
+    };
+    let dir = match &opts.cache_dir {
+        Some(d) => d.clone(),
+        None => default_cache_dir().map_err(setup)?,
+    };
+    let cached = cached_interpreter(&dir, &source, &found).map_err(setup)?;
+
+    // 2. The private namespace and its binfmt_misc instance.
+    single_threaded().map_err(setup)?;
+    enter_private_instance().map_err(setup)?;
+    register_all(&cached, &found).map_err(setup)?;
+    // 3. Back to the caller's own uid and gid for the program.
+    map_back_to_caller().map_err(setup)?;
+
+    // 4. The program, in place.
+    let c = |s: &std::ffi::OsStr| CString::new(s.as_bytes());
+    let prog_c =
+        c(prog).map_err(|_| setup(Error::new("the program's name contains a NUL byte")))?;
+    let mut argv = vec![prog_c.clone()];
+    for a in args {
+        argv.push(c(a).map_err(|_| setup(Error::new("an argument contains a NUL byte")))?);
+    }
+    let e = match nix::unistd::execvp(&prog_c, &argv) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let code = if e == Errno::ENOENT {
+        EXIT_NOT_FOUND
+    } else {
+        EXIT_CANNOT_EXECUTE
+    };
+    Err((
+        Error::new(format!(
+            "cannot run {}: {}",
+            Path::new(prog).display(),
+            crate::error::io_reason(&io::Error::from(e))
+        )),
+        code,
+    ))
+}
+
+fn kernel_release() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Refuses a kernel that cannot mount binfmt_misc in a user namespace
+/// (before 6.7). A release that cannot be parsed is let through: the mount
+/// will tell.
+fn check_kernel(release: &str) -> Result<()> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next().and_then(|s| s.parse::<u32>().ok());
+    let minor = parts.next().and_then(|s| s.parse::<u32>().ok());
+    if let (Some(major), Some(minor)) = (major, minor) {
+        if (major, minor) < (6, 7) {
+            return Err(Error::new(format!(
+                "qemu-shim run needs Linux 6.7 or later (a private binfmt_misc instance in a user namespace); this kernel is {release}"
+            ))
+            .hint(NEEDS_ADMIN));
+        }
+    }
+    Ok(())
+}
+
+const NEEDS_ADMIN: &str =
+    "an administrator can register qemu-shim for every user with `qemu-shim install`";
+
+/// `$XDG_CACHE_HOME/qemu-shim`, else `$HOME/.cache/qemu-shim`.
+fn default_cache_dir() -> Result<PathBuf> {
+    let abs = |v: Option<OsString>| v.map(PathBuf::from).filter(|p| p.is_absolute());
+    if let Some(x) = abs(std::env::var_os("XDG_CACHE_HOME")) {
+        return Ok(x.join("qemu-shim"));
+    }
+    if let Some(h) = abs(std::env::var_os("HOME")) {
+        return Ok(h.join(".cache").join("qemu-shim"));
+    }
+    Err(
+        Error::new("no cache directory: neither XDG_CACHE_HOME nor HOME is an absolute path")
+            .hint("set HOME, or pass --cache-dir"),
+    )
+}
+
+/// What the cached interpreter file was built from: the stamp's key. Any
+/// change to the interpreter binary, an emulator (replaced by an upgrade,
+/// added, removed), the CLI or the running kernel's table flags gives a
+/// new key and a rebuild.
+fn cache_key(source: &Path, found: &[(&'static Arch, PathBuf)], flags: u16) -> Result<String> {
+    let stat = |p: &Path| -> Result<String> {
+        let m = fs::metadata(p).map_err(|e| Error::io("cannot read", p, &e))?;
+        Ok(format!(
+            "{} {} {}.{:09}",
+            p.display(),
+            m.size(),
+            m.mtime(),
+            m.mtime_nsec()
+        ))
+    };
+    let mut key = format!(
+        "{STAMP_VERSION}\ncli {}\nflags {flags}\ninterpreter {}\n",
+        env!("CARGO_PKG_VERSION"),
+        stat(source)?
+    );
+    for (a, p) in found {
+        key.push_str(&format!("emulator {} {}\n", a.name, stat(p)?));
+    }
+    Ok(key)
+}
+
+/// The cached interpreter file, ready to register.
+#[derive(Debug, PartialEq, Eq)]
+struct Cached {
+    path: PathBuf,
+    /// Arches whose emulator the file starts by path (not carried).
+    by_path: Vec<String>,
+}
+
+/// The cached interpreter file in `dir` for `found`, built now unless the
+/// stamp says the file there was built from the same inputs.
+fn cached_interpreter(
+    dir: &Path,
+    source: &Path,
+    found: &[(&'static Arch, PathBuf)],
+) -> Result<Cached> {
+    let flags = interp::flags_for_running_kernel();
+    let key = cache_key(source, found, flags).map_err(|e| {
+        if !source.exists() {
+            e.hint("build it with `cargo build --release --workspace`, or pass --interpreter")
+        } else {
+            e
+        }
+    })?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io("cannot create the cache directory", dir, &e))?;
+    let path = dir.join(interp::FILE_NAME);
+    let stamp_path = dir.join(STAMP);
+    if let Ok(stamp) = fs::read_to_string(&stamp_path) {
+        if let Some(by_path) = stamp_matches(&stamp, &key) {
+            if path.is_file() {
+                return Ok(Cached { path, by_path });
+            }
+        }
+    }
+    // Rebuild. A pre-relocated file keeps its address across rebuilds, as
+    // with `install`.
+    let prelink_base = match interp::read_config_file(&path)
+        .ok()
+        .and_then(|c| c.prelink_base)
+    {
+        Some(b) => b,
+        None => link::random_base()?,
+    };
+    let shim =
+        fs::read(source).map_err(|e| Error::io("cannot read the interpreter", source, &e))?;
+    interp::region(&shim).map_err(|e| e.context(format!("interpreter {}", source.display())))?;
+    let config = Config {
+        flags,
+        carry: true,
+        prelink_base: Some(prelink_base),
+        emulators: found
+            .iter()
+            .map(|(a, p)| (a.name.to_string(), p.clone()))
+            .collect(),
+    };
+    let built = interp::build(&shim, &config)
+        .map_err(|e| e.context(format!("interpreter {}", source.display())))?;
+    // The stamp goes first: a run killed between the two writes leaves a
+    // stamp that no longer matches the file's inputs only if the inputs
+    // changed, and then the next run rebuilds anyway; the file itself is
+    // replaced whole (written beside it, renamed).
+    let _ = fs::remove_file(&stamp_path);
+    install::write_file(&path, &built.image)?;
+    let by_path: Vec<String> = built.by_path.iter().map(|(a, _)| a.clone()).collect();
+    let mut stamp = key;
+    stamp.push_str("--\n");
+    for a in &by_path {
+        stamp.push_str(&format!("by-path {a}\n"));
+    }
+    write_stamp(&stamp_path, &stamp)?;
+    Ok(Cached { path, by_path })
+}
+
+/// The by-path arches recorded in `stamp`, if its key is `key`.
+fn stamp_matches(stamp: &str, key: &str) -> Option<Vec<String>> {
+    let rest = stamp.strip_prefix(key)?.strip_prefix("--\n")?;
+    rest.lines()
+        .map(|l| l.strip_prefix("by-path ").map(str::to_string))
+        .collect()
+}
+
+fn write_stamp(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    fs::write(&tmp, text)
+        .and_then(|()| fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            Error::io("cannot write", path, &e)
+        })
+}
+
+/// Errors out unless this process has exactly one thread (see the module
+/// doc: a multithreaded process cannot unshare a user namespace).
+fn single_threaded() -> Result<()> {
+    let n = fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(1);
+    if n > 1 {
+        return Err(Error::new(format!(
+            "internal error: qemu-shim run has {n} threads and cannot enter a user namespace"
+        )));
+    }
+    Ok(())
+}
+
+/// Why a step of entering the private instance failed, as one error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Unshare,
+    UidMap,
+    Mount,
+}
+
+/// The sysctls that tell why user namespaces fail, read now.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Sysctls {
+    apparmor_restrict: Option<String>,
+    unprivileged_clone: Option<String>,
+    max_user_namespaces: Option<String>,
+}
+
+impl Sysctls {
+    fn read() -> Sysctls {
+        let r = |p: &str| fs::read_to_string(p).ok().map(|s| s.trim().to_string());
+        Sysctls {
+            apparmor_restrict: r("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"),
+            unprivileged_clone: r("/proc/sys/kernel/unprivileged_userns_clone"),
+            max_user_namespaces: r("/proc/sys/user/max_user_namespaces"),
+        }
+    }
+}
+
+/// The one line for a failed step.
+fn namespace_error(step: Step, errno: Errno, s: &Sysctls) -> Error {
+    let reason = crate::error::io_reason(&io::Error::from(errno));
+    let apparmor = s.apparmor_restrict.as_deref() == Some("1");
+    let msg = match step {
+        Step::Unshare if s.max_user_namespaces.as_deref() == Some("0") || errno == Errno::ENOSPC => {
+            format!("user namespaces are disabled here (user.max_user_namespaces is {}): cannot unshare ({reason})",
+                s.max_user_namespaces.as_deref().unwrap_or("?"))
+        }
+        Step::Unshare if s.unprivileged_clone.as_deref() == Some("0") => format!(
+            "unprivileged user namespaces are disabled here (kernel.unprivileged_userns_clone=0): cannot unshare ({reason})"
+        ),
+        Step::Unshare => format!("cannot create a user namespace: {reason}"),
+        Step::UidMap | Step::Mount if apparmor => format!(
+            "AppArmor restricts unprivileged user namespaces here (kernel.apparmor_restrict_unprivileged_userns=1): the namespace was created but {} failed ({reason})",
+            if step == Step::UidMap { "writing its uid map" } else { "mounting binfmt_misc in it" }
+        ),
+        Step::UidMap => format!("cannot map this user into a new user namespace: {reason}"),
+        Step::Mount if errno == Errno::ENOENT => format!(
+            "cannot mount a private binfmt_misc: {DEFAULT_ROOT} does not exist (binfmt_misc is not built or loaded in this kernel)"
+        ),
+        Step::Mount => format!(
+            "cannot mount a private binfmt_misc in a user namespace: {reason} (it needs Linux 6.7 or later, without restrictions on user namespaces)"
+        ),
+    };
+    Error::new(msg).hint(NEEDS_ADMIN)
+}
+
+/// Unshares a user and a mount namespace, maps the caller to its root and
+/// mounts a fresh binfmt_misc instance on the default path.
+fn enter_private_instance() -> Result<()> {
+    let uid = nix::unistd::getuid();
+    let gid = nix::unistd::getgid();
+    let fail = |step, e| namespace_error(step, e, &Sysctls::read());
+    unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
+        .map_err(|e| fail(Step::Unshare, e))?;
+    write_maps(&format!("0 {uid} 1"), &format!("0 {gid} 1")).map_err(|e| fail(Step::UidMap, e))?;
+    nix::mount::mount(
+        Some("binfmt_misc"),
+        DEFAULT_ROOT,
+        Some("binfmt_misc"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(|e| fail(Step::Mount, e))?;
+    Ok(())
+}
+
+/// Writes this process's uid and gid maps (setgroups denied first, which
+/// an unprivileged gid map requires).
+fn write_maps(uid_map: &str, gid_map: &str) -> std::result::Result<(), Errno> {
+    let w = |p: &str, s: &str| {
+        fs::write(p, s).map_err(|e| e.raw_os_error().map_or(Errno::EPERM, Errno::from_raw))
+    };
+    // Already denied in a parent namespace: the file then refuses "deny"
+    // again only on old kernels; the gid map decides.
+    let _ = w("/proc/self/setgroups", "deny");
+    w("/proc/self/uid_map", uid_map)?;
+    w("/proc/self/gid_map", gid_map)
+}
+
+/// Registers every arch of `found` in the private instance, pointing at
+/// the cached interpreter file.
+fn register_all(cached: &Cached, found: &[(&'static Arch, PathBuf)]) -> Result<()> {
+    let bf = Binfmt::new(DEFAULT_ROOT);
+    let path = cached.path.to_str().ok_or_else(|| {
+        Error::new(format!(
+            "cache directory {} is not UTF-8",
+            cached.path.display()
+        ))
+        .hint("pass --cache-dir")
+    })?;
+    for (a, _) in found {
+        let carried = !cached.by_path.iter().any(|n| n == a.name);
+        let flags = install::entry_flags(carried, true, false);
+        let line = install::register_line_with(a, path, flags);
+        bf.register(&line).map_err(|e| {
+            Error::new(format!("cannot register {} in the private binfmt_misc: {e}", line.name))
+                .hint("the cache directory must be on a file system that allows exec (set XDG_CACHE_HOME or pass --cache-dir)")
+        })?;
+    }
+    Ok(())
+}
+
+/// Enters a user namespace nested in the first, mapping the caller's own
+/// uid and gid onto its root there, so the program runs as the caller.
+fn map_back_to_caller() -> Result<()> {
+    // Read before the unshare: in the new namespace, until the map is
+    // written, every id reads as the overflow id.
+    let outer_uid = nix::unistd::getuid();
+    let outer_gid = nix::unistd::getgid();
+    let (uid, gid) = caller_ids();
+    let fail = |what: &str, e: Errno| {
+        Error::new(format!(
+            "cannot map back to uid {uid}: {what}: {}",
+            crate::error::io_reason(&io::Error::from(e))
+        ))
+    };
+    unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| fail("unshare", e))?;
+    write_maps(
+        &format!("{uid} {outer_uid} 1"),
+        &format!("{gid} {outer_gid} 1"),
+    )
+    .map_err(|e| fail("uid map", e))
+}
+
+/// The caller's uid and gid outside both namespaces, read from this
+/// process's first map (`0 UID 1`).
+fn caller_ids() -> (u32, u32) {
+    let first = |p: &str| -> u32 {
+        fs::read_to_string(p)
+            .ok()
+            .and_then(|s| {
+                s.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u32>().ok())
+            })
+            .unwrap_or(65534)
+    };
+    (first("/proc/self/uid_map"), first("/proc/self/gid_map"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernels_before_6_7_are_refused_with_the_reason() {
+        let e = check_kernel("6.6.30-amd64").unwrap_err();
+        assert!(e.message().contains("Linux 6.7 or later"), "{e}");
+        assert!(e.message().contains("6.6.30-amd64"), "{e}");
+        assert!(e.hint_text().unwrap().contains("qemu-shim install"), "{e}");
+        assert!(check_kernel("5.15.0").is_err());
+        assert!(check_kernel("6.7.0").is_ok());
+        assert!(check_kernel("6.18.1-cloud").is_ok());
+        assert!(check_kernel("7.0").is_ok());
+        assert!(check_kernel("weird").is_ok());
+    }
+
+    #[test]
+    fn apparmor_restriction_is_named_when_the_map_or_mount_fails() {
+        let s = Sysctls {
+            apparmor_restrict: Some("1".into()),
+            ..Default::default()
+        };
+        for step in [Step::UidMap, Step::Mount] {
+            let e = namespace_error(step, Errno::EPERM, &s);
+            assert!(e.message().contains("AppArmor"), "{e}");
+            assert!(
+                e.message()
+                    .contains("apparmor_restrict_unprivileged_userns=1"),
+                "{e}"
+            );
+        }
+        let e = namespace_error(Step::UidMap, Errno::EPERM, &Sysctls::default());
+        assert!(!e.message().contains("AppArmor"), "{e}");
+    }
+
+    #[test]
+    fn disabled_user_namespaces_are_named() {
+        let s = Sysctls {
+            max_user_namespaces: Some("0".into()),
+            ..Default::default()
+        };
+        let e = namespace_error(Step::Unshare, Errno::ENOSPC, &s);
+        assert!(e.message().contains("user namespaces are disabled"), "{e}");
+        let s = Sysctls {
+            unprivileged_clone: Some("0".into()),
+            ..Default::default()
+        };
+        let e = namespace_error(Step::Unshare, Errno::EPERM, &s);
+        assert!(e.message().contains("unprivileged_userns_clone=0"), "{e}");
+    }
+
+    #[test]
+    fn stamp_matches_only_its_own_key() {
+        let key = "k1\nk2\n";
+        let stamp = format!("{key}--\nby-path hexagon\n");
+        assert_eq!(
+            stamp_matches(&stamp, key),
+            Some(vec!["hexagon".to_string()])
+        );
+        assert_eq!(stamp_matches(&format!("{key}--\n"), key), Some(vec![]));
+        assert_eq!(stamp_matches(&stamp, "k1\nk3\n"), None);
+        assert_eq!(stamp_matches(key, key), None, "no separator: a torn stamp");
+        assert_eq!(stamp_matches(&format!("{key}--\ngarbage\n"), key), None);
+    }
+
+    #[test]
+    fn cache_key_changes_with_an_emulator() {
+        let d = crate::testutil::TempDir::new();
+        let src = d.path().join("interp");
+        let emu = d.path().join("qemu-aarch64");
+        fs::write(&src, b"x").unwrap();
+        fs::write(&emu, b"y").unwrap();
+        let a = qemu_shim_registry::arch::by_name("aarch64").unwrap();
+        let k1 = cache_key(&src, &[(a, emu.clone())], 0).unwrap();
+        assert_eq!(k1, cache_key(&src, &[(a, emu.clone())], 0).unwrap());
+        fs::write(&emu, b"yy").unwrap();
+        let k2 = cache_key(&src, &[(a, emu.clone())], 0).unwrap();
+        assert_ne!(k1, k2);
+        assert_ne!(k2, cache_key(&src, &[(a, emu)], 1).unwrap());
+        assert_ne!(k2, cache_key(&src, &[], 0).unwrap());
+    }
+}

@@ -1,0 +1,231 @@
+//! `qemu-shim run` on the real kernel, as a real unprivileged user (host
+//! uid 65534, no capabilities, HOME a scratch directory): foreign programs
+//! run in a private binfmt_misc instance, the exit status and death by a
+//! signal pass through, the cached interpreter file is reused until an
+//! emulator changes, and the host's table is never touched.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use qemu_shim_suite::{busybox, cli, emulator_dir, give_to_nobody, stderr, stdout, Scratch};
+
+/// A scratch dir with `emus/` (copies of the aarch64 and s390x emulators
+/// only: the cached file stays small), `bin/busybox` (arm64, with an
+/// `uname` link: busybox picks its applet by argv0), `bin/bb-s390x/busybox`
+/// and `home/` owned by nobody.
+fn setup(tag: &str) -> Scratch {
+    let s = Scratch::new(tag);
+    fs::create_dir(s.join("emus")).unwrap();
+    for name in ["qemu-aarch64-static", "qemu-s390x-static"] {
+        fs::copy(emulator_dir().join(name), s.join("emus").join(name)).unwrap();
+    }
+    fs::create_dir_all(s.join("bin/bb-s390x")).unwrap();
+    fs::copy(busybox("arm64"), s.join("bin/busybox")).unwrap();
+    fs::copy(busybox("s390x"), s.join("bin/bb-s390x/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", s.join("bin/uname")).unwrap();
+    fs::create_dir(s.join("home")).unwrap();
+    give_to_nobody(&s.join("home"));
+    s
+}
+
+/// `qemu-shim run --emulator-dir emus ARGS…` as host uid 65534 without any
+/// capability, with HOME the scratch home, in the scratch dir.
+fn run_as_nobody(s: &Scratch, args: &[&str]) -> Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--",
+        ])
+        .arg(cli())
+        .arg("run")
+        .arg("--emulator-dir")
+        .arg(s.join("emus"))
+        .args(args)
+        .current_dir(s.path())
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", s.join("home"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn setpriv")
+}
+
+fn cached(s: &Scratch) -> PathBuf {
+    s.join("home/.cache/qemu-shim/qemu-shim-interp")
+}
+
+/// The host's binfmt_misc directory as seen from here: its entry names, or
+/// that it is not mounted.
+fn host_table() -> Vec<String> {
+    let mut v: Vec<String> = match fs::read_dir("/proc/sys/fs/binfmt_misc") {
+        Ok(d) => d
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(e) => vec![format!("unreadable: {e}")],
+    };
+    v.sort();
+    v
+}
+
+fn show(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    )
+}
+
+#[test]
+fn foreign_programs_run_as_the_caller_and_the_status_passes_through() {
+    let s = setup("run-basic");
+    let before = host_table();
+    let o = run_as_nobody(
+        &s,
+        &[
+            "--",
+            "sh",
+            "-c",
+            "id -u; id -g; bin/uname -m; bin/bb-s390x/busybox uname -m; \
+             grep -h flags /proc/sys/fs/binfmt_misc/qemu-shim-aarch64; exit 7",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(7), "{}", show(&o));
+    assert_eq!(
+        stdout(&o),
+        "65534\n65534\naarch64\ns390x\nflags: POF\n",
+        "{}",
+        show(&o)
+    );
+    // The interpreter file is cached in the caller's home, theirs.
+    let m = fs::metadata(cached(&s)).expect("cached interpreter file");
+    assert_eq!(m.uid(), 65534);
+    assert_eq!(host_table(), before, "the host's table changed");
+}
+
+#[test]
+fn death_by_a_signal_passes_through() {
+    let s = setup("run-signal");
+    // The emulated shell kills itself: its death is the caller's to see.
+    let o = run_as_nobody(&s, &["--", "bin/busybox", "sh", "-c", "kill -TERM $$"]);
+    assert_eq!(o.status.signal(), Some(15), "{}", show(&o));
+    // And a shell reports it as 128+N.
+    let line = format!(
+        "{} run --emulator-dir {} -- bin/busybox sh -c 'kill -KILL $$'; echo \"status $?\"",
+        cli().display(),
+        s.join("emus").display()
+    );
+    let o = run_as_nobody_sh(&s, &line);
+    assert!(stdout(&o).contains("status 137"), "{}", show(&o));
+}
+
+/// `sh -c LINE` as nobody, as [`run_as_nobody`] does for the CLI.
+fn run_as_nobody_sh(s: &Scratch, line: &str) -> Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--",
+            "sh",
+            "-c",
+            line,
+        ])
+        .current_dir(s.path())
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", s.join("home"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn setpriv")
+}
+
+fn identity(p: &Path) -> (u64, i64, i64) {
+    let m = fs::metadata(p).expect("cached interpreter file");
+    (m.ino(), m.mtime(), m.mtime_nsec())
+}
+
+#[test]
+fn the_cached_interpreter_is_reused_until_an_emulator_changes() {
+    let s = setup("run-cache");
+    let o = run_as_nobody(&s, &["--", "bin/uname", "-m"]);
+    assert_eq!(stdout(&o), "aarch64\n", "{}", show(&o));
+    let first = identity(&cached(&s));
+    let o = run_as_nobody(&s, &["--", "bin/uname", "-m"]);
+    assert_eq!(stdout(&o), "aarch64\n", "{}", show(&o));
+    assert_eq!(identity(&cached(&s)), first, "rebuilt with nothing changed");
+
+    // An upgraded emulator (here: a new modification time) is picked up.
+    let emu = s.join("emus/qemu-aarch64-static");
+    let f = fs::File::options().write(true).open(&emu).unwrap();
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(60))
+        .unwrap();
+    drop(f);
+    let o = run_as_nobody(&s, &["--", "bin/uname", "-m"]);
+    assert_eq!(stdout(&o), "aarch64\n", "{}", show(&o));
+    assert_ne!(
+        identity(&cached(&s)),
+        first,
+        "not rebuilt for a changed emulator"
+    );
+
+    // An emulator removed: its arch is no longer registered, the file is
+    // rebuilt without it.
+    fs::remove_file(s.join("emus/qemu-s390x-static")).unwrap();
+    let o = run_as_nobody(&s, &["--", "sh", "-c", "ls /proc/sys/fs/binfmt_misc"]);
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(stdout(&o).contains("qemu-shim-aarch64"), "{}", show(&o));
+    assert!(!stdout(&o).contains("qemu-shim-s390x"), "{}", show(&o));
+}
+
+#[test]
+fn a_program_that_cannot_start_exits_126_or_127_with_one_line() {
+    let s = setup("run-errors");
+    let o = run_as_nobody(&s, &["--", "./no-such-program"]);
+    assert_eq!(o.status.code(), Some(127), "{}", show(&o));
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", show(&o));
+    assert!(
+        stderr(&o).starts_with("qemu-shim: error: cannot run ./no-such-program: "),
+        "{}",
+        show(&o)
+    );
+    fs::write(s.join("not-exec"), "data").unwrap();
+    fs::set_permissions(s.join("not-exec"), fs::Permissions::from_mode(0o644)).unwrap();
+    let o = run_as_nobody(&s, &["--", "./not-exec"]);
+    assert_eq!(o.status.code(), Some(126), "{}", show(&o));
+}
+
+#[test]
+fn disabled_user_namespaces_are_named_and_exit_125() {
+    let s = setup("run-nouserns");
+    // user.max_user_namespaces is per user namespace: set to 0 in a
+    // throwaway one, it disables them for what runs inside only.
+    let line = format!(
+        "echo 0 > /proc/sys/user/max_user_namespaces && exec {} run --emulator-dir {} -- true",
+        cli().display(),
+        s.join("emus").display()
+    );
+    fs::create_dir(s.join("root-home")).unwrap();
+    let o = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--", "sh", "-c", &line])
+        .env("HOME", s.join("root-home"))
+        .current_dir(s.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn unshare");
+    assert_eq!(o.status.code(), Some(125), "{}", show(&o));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{}", show(&o));
+    assert!(err.contains("user namespaces are disabled"), "{}", show(&o));
+    assert!(err.contains("qemu-shim install"), "{}", show(&o));
+}
