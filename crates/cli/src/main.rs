@@ -8,6 +8,7 @@ mod error;
 mod install;
 mod interp;
 mod link;
+mod persist;
 mod root;
 mod run;
 mod select;
@@ -159,6 +160,20 @@ struct InstallArgs {
     /// (their emulator is moved to a random address and relocated at start).
     #[arg(long)]
     prelink: bool,
+
+    /// Also write a binfmt.d file so systemd-binfmt registers the same
+    /// entries at every boot
+    ///
+    /// The file, zz-qemu-shim.conf, holds one register line per entry this
+    /// install made; its name sorts after the distributions' files, so at
+    /// boot our entries are registered last and win. Once written, later
+    /// installs keep it in step; uninstall removes it.
+    #[arg(long)]
+    persist: bool,
+
+    /// Where the binfmt.d file goes
+    #[arg(long, value_name = "DIR", default_value = persist::DEFAULT_DIR)]
+    binfmt_d_dir: PathBuf,
 }
 
 /// Remove qemu-shim's entries
@@ -175,6 +190,11 @@ struct UninstallArgs {
     /// Also delete an unused interpreter file left in this directory
     #[arg(long, value_name = "DIR", default_value = install::DEFAULT_INSTALL_DIR)]
     install_dir: PathBuf,
+
+    /// Where install --persist wrote its binfmt.d file (its lines for the
+    /// entries removed go; the file goes once empty)
+    #[arg(long, value_name = "DIR", default_value = persist::DEFAULT_DIR)]
+    binfmt_d_dir: PathBuf,
 }
 
 /// Show every binfmt_misc entry and which one runs each architecture
@@ -283,6 +303,8 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 pin: !a.no_pin,
                 prelink: !a.no_prelink,
                 credentials: !a.no_credentials,
+                persist: a.persist,
+                binfmt_d_dir: a.binfmt_d_dir,
             },
             &mut out,
         )?,
@@ -291,6 +313,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 arches: a.arches,
                 install_dir: a.install_dir,
                 binfmt_dir,
+                binfmt_d_dir: a.binfmt_d_dir,
             },
             &mut out,
         )?,
