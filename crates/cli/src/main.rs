@@ -3,6 +3,7 @@
 //! its outcome into the exit code in one place.
 
 mod analysis;
+mod doctor;
 mod emulator;
 mod error;
 mod install;
@@ -13,6 +14,8 @@ mod root;
 mod run;
 mod select;
 mod status;
+#[cfg(test)]
+mod deploy_tests;
 #[cfg(test)]
 mod testutil;
 mod uninstall;
@@ -43,6 +46,7 @@ Examples:
   qemu-shim status                      show every binfmt_misc entry and which one wins
   qemu-shim which ./hello-arm64         which entry and emulator would run this file
   qemu-shim uninstall                   remove qemu-shim's entries and its interpreter
+  qemu-shim doctor                      check every arch works, and how to fix those that do not
   qemu-shim run -- ./hello-arm64 -v     run one program, without root, in a private binfmt_misc
 
 Exit status:
@@ -81,6 +85,7 @@ enum Command {
     Uninstall(UninstallArgs),
     Status(StatusArgs),
     Which(WhichArgs),
+    Doctor(DoctorArgs),
     Run(RunArgs),
 }
 
@@ -263,6 +268,23 @@ struct RunArgs {
     command: Vec<OsString>,
 }
 
+/// Check that qemu-shim's registration works, and say how to fix it
+///
+/// Checks that binfmt_misc is mounted and enabled, which features the
+/// kernel has, that qemu-shim's entries are enabled and pinned and that no
+/// other entry takes their programs first; then runs, for every arch, a
+/// tiny program of that arch through the kernel and checks it exits with
+/// the status it was written to exit with. Prints one line per check; each
+/// broken arch's line ends with the fix. Exits 0 when nothing is broken,
+/// 1 otherwise.
+#[derive(Debug, Args)]
+struct DoctorArgs {
+    /// Where install --persist writes its binfmt.d file (its entries are
+    /// checked to be registered)
+    #[arg(long, value_name = "DIR", default_value = persist::DEFAULT_DIR)]
+    binfmt_d_dir: PathBuf,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -330,6 +352,15 @@ fn run(cli: Cli) -> Result<u8, Error> {
             }
         }
         Command::Which(a) => return which::which(&a.file, binfmt_dir.as_deref(), &mut out),
+        Command::Doctor(a) => {
+            return doctor::doctor(
+                &doctor::Options {
+                    binfmt_dir,
+                    binfmt_d_dir: a.binfmt_d_dir,
+                },
+                &mut out,
+            )
+        }
         Command::Run(a) => {
             if binfmt_dir.is_some() {
                 return Err(Error::new(
