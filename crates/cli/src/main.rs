@@ -17,6 +17,8 @@ mod status;
 #[cfg(test)]
 mod deploy_tests;
 #[cfg(test)]
+mod deploy_tests;
+#[cfg(test)]
 mod testutil;
 mod uninstall;
 mod which;
