@@ -17,8 +17,6 @@ mod status;
 #[cfg(test)]
 mod deploy_tests;
 #[cfg(test)]
-mod deploy_tests;
-#[cfg(test)]
 mod testutil;
 mod uninstall;
 mod which;
