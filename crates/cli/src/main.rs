@@ -3,6 +3,8 @@
 //! its outcome into the exit code in one place.
 
 mod analysis;
+#[cfg(test)]
+mod deploy_tests;
 mod doctor;
 mod emulator;
 mod error;
@@ -14,8 +16,6 @@ mod root;
 mod run;
 mod select;
 mod status;
-#[cfg(test)]
-mod deploy_tests;
 #[cfg(test)]
 mod testutil;
 mod uninstall;
