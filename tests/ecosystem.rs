@@ -136,3 +136,104 @@ cap left ls "$S/binfmt.d"
     );
     assert_runs(&s.cap("left"), "qemu-aarch64.conf\n");
 }
+
+/// Finds the one stdout line of `c` that starts with `prefix`.
+#[track_caller]
+fn line_of(c: &qemu_shim_suite::Captured, prefix: &str) -> String {
+    let hits: Vec<&str> = c.stdout.lines().filter(|l| l.starts_with(prefix)).collect();
+    assert_eq!(hits.len(), 1, "one line starting {prefix:?}:\n{c}");
+    hits[0].to_string()
+}
+
+/// `doctor` on a healthy install exits 0 with an ok line per arch whose
+/// probe ran; an entry disabled, an entry of someone else's tried first,
+/// or an emulator that no longer runs each make it exit 1 with a line
+/// naming the arch, what is wrong and the fix.
+#[test]
+fn doctor_passes_a_healthy_install_and_names_each_broken_arch() {
+    let s = Scratch::new("doctor");
+    let emus = qemu_shim_suite::emulator_dir();
+    fs::create_dir(s.join("emus")).unwrap();
+    fs::copy(
+        emus.join("qemu-s390x-static"),
+        s.join("emus/qemu-s390x-static"),
+    )
+    .unwrap();
+    let script = format!(
+        r#"
+R=/proc/sys/fs/binfmt_misc
+D="$CLI doctor --binfmt-d-dir $S/bd"
+cap empty $D
+"$CLI" install aarch64 --emulator-dir "$EMUS" --install-dir "$S/inst" >/dev/null
+"$CLI" install s390x --no-carry --emulator-dir "$S/emus" --install-dir "$S/inst2" >/dev/null
+cap healthy $D
+echo 0 >"$R/qemu-shim-aarch64"
+cap disabled $D
+echo 1 >"$R/qemu-shim-aarch64"
+printf '%s' '{DISTRO_AARCH64}' >"$R/register"
+cap shadowed $D
+echo -1 >"$R/qemu-aarch64"
+printf 'not an emulator' >"$S/emus/qemu-s390x-static"
+cap emulator $D
+"#
+    );
+    sandbox_caps(As::Root, &s, &script);
+
+    let c = s.cap("empty");
+    assert_eq!(c.rc, 1, "{c}");
+    line_of(
+        &c,
+        "BROKEN  no qemu-shim entries are registered (fix: qemu-shim install)",
+    );
+
+    let c = s.cap("healthy");
+    assert!(c.rc == 0 && c.stderr.is_empty(), "{c}");
+    assert!(!c.stdout.contains("BROKEN"), "{c}");
+    line_of(
+        &c,
+        "ok      binfmt_misc mounted at /proc/sys/fs/binfmt_misc, enabled",
+    );
+    let l = line_of(&c, "ok      aarch64: ");
+    assert!(
+        l.contains("probe exited 42 through qemu-shim-aarch64"),
+        "{l}"
+    );
+    assert!(l.contains("argv0 not checked"), "{l}");
+    let l = line_of(&c, "ok      s390x: ");
+    assert!(l.contains("probe exited 42 through qemu-shim-s390x"), "{l}");
+
+    let c = s.cap("disabled");
+    assert_eq!(c.rc, 1, "{c}");
+    let inst = s.join("inst");
+    assert_eq!(
+        line_of(&c, "BROKEN  aarch64: "),
+        format!(
+            "BROKEN  aarch64: qemu-shim-aarch64 is disabled (fix: qemu-shim install aarch64 --install-dir {})",
+            std::fs::canonicalize(&inst).unwrap().display()
+        )
+    );
+    line_of(&c, "ok      s390x: ");
+
+    let c = s.cap("shadowed");
+    assert_eq!(c.rc, 1, "{c}");
+    let l = line_of(&c, "BROKEN  aarch64: ");
+    assert!(
+        l.contains("programs run through qemu-aarch64 (/bin/false), which the kernel tries first")
+            && l.contains("(fix: qemu-shim install aarch64")
+            && l.contains("echo -1 > /proc/sys/fs/binfmt_misc/qemu-aarch64)"),
+        "{l}"
+    );
+    line_of(&c, "ok      s390x: ");
+
+    let c = s.cap("emulator");
+    assert_eq!(c.rc, 1, "{c}");
+    let l = line_of(&c, "BROKEN  s390x: ");
+    assert!(
+        l.contains("the probe program exited 126, not 42")
+            && l.contains("qemu-s390x-static: exec format error")
+            && l.contains("(fix: qemu-shim install s390x --install-dir ")
+            && l.ends_with(" --no-carry)"),
+        "{l}"
+    );
+    line_of(&c, "ok      aarch64: ");
+}

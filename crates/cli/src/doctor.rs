@@ -259,7 +259,7 @@ fn check_entry(
         ));
     };
     let arch = a.name;
-    let fix = format!("qemu-shim install {arch}");
+    let fix = install_command(arch, e);
     let broken = |what: String, fix: &str| {
         Ok(line(
             Verdict::Broken,
@@ -286,20 +286,7 @@ fn check_entry(
         .iter()
         .find(|w| w.arch == arch && w.winner != e.name && !w.partial)
     {
-        let other = s.entries.iter().find(|x| x.name == w.winner);
-        return broken(
-            format!(
-                "{} programs run through {} ({}), which the kernel tries first",
-                arch,
-                w.winner,
-                other.map_or("", |o| o.interpreter.as_str())
-            ),
-            &format!(
-                "{fix} registers ours again as the newest; or remove theirs: echo -1 > {}/{}",
-                bf.root().display(),
-                w.winner
-            ),
-        );
+        return Ok(shadowed(bf, s, arch, &w.winner, &fix));
     }
     let mut notes = Vec::new();
     let mut verdict = Verdict::Ok;
@@ -329,10 +316,7 @@ fn check_entry(
         Some(program) => {
             match bf.winner(&program).ok().flatten() {
                 Some((name, _)) if name != e.name => {
-                    return broken(
-                        format!("the probe program runs through {name}, not {}", e.name),
-                        &fix,
-                    )
+                    return Ok(shadowed(bf, s, arch, &name, &fix));
                 }
                 _ => {}
             }
@@ -350,6 +334,41 @@ fn check_entry(
         notes.push("setuid not checked".into());
     }
     Ok(line(verdict, format!("{arch}: {}", notes.join("; "))))
+}
+
+/// The line for an arch whose programs another entry takes first.
+fn shadowed(bf: &Binfmt, s: &Status, arch: &str, winner: &str, fix: &str) -> Line {
+    let interp = s
+        .entries
+        .iter()
+        .find(|x| x.name == winner)
+        .map_or(String::new(), |o| format!(" ({})", o.interpreter));
+    line(
+        Verdict::Broken,
+        format!(
+            "{arch}: programs run through {winner}{interp}, which the kernel tries first (fix: {fix} registers ours again as the newest; or remove theirs: echo -1 > {}/{winner})",
+            bf.root().display()
+        ),
+    )
+}
+
+/// The install command that registers `e` again as it is: same install
+/// directory and the same choices of carrying and pinning.
+fn install_command(arch: &str, e: &status::EntryStatus) -> String {
+    let mut cmd = format!("qemu-shim install {arch}");
+    if let Some(dir) = Path::new(&e.interpreter).parent() {
+        if dir != Path::new(crate::install::DEFAULT_INSTALL_DIR) {
+            cmd.push_str(&format!(" --install-dir {}", dir.display()));
+        }
+    }
+    // Carried emulators give the entry O (or C, which implies it).
+    if !e.flags.contains('O') {
+        cmd.push_str(" --no-carry");
+    }
+    if !e.pinned {
+        cmd.push_str(" --no-pin");
+    }
+    cmd
 }
 
 /// A private directory for probe programs, removed on drop.
