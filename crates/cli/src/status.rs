@@ -491,6 +491,7 @@ pub fn write_text(out: &mut dyn Write, s: &Status) {
         let _ = writeln!(out, "no entries");
         return;
     }
+    write_arch_table(out, s);
     let n = s.entries.len();
     let _ = writeln!(
         out,
@@ -569,6 +570,103 @@ pub fn write_text(out: &mut dyn Write, s: &Status) {
             a.winner, a.arch
         );
     }
+}
+
+/// One row of the per-arch table: what runs this arch's programs.
+struct ArchRow {
+    arch: &'static str,
+    platform: &'static str,
+    winner: String,
+    owner: &'static str,
+    pinned: &'static str,
+    emulator: String,
+    version: String,
+    also: String,
+}
+
+/// The table a person reads first: for each arch some enabled entry
+/// matches, the entry that runs its programs, whose it is, whether it is
+/// pinned, the emulator and its version, and the entries it shadows.
+fn write_arch_table(out: &mut dyn Write, s: &Status) {
+    if s.arches.is_empty() {
+        let _ = writeln!(out, "no enabled entry runs programs of a known arch");
+        return;
+    }
+    let rows: Vec<ArchRow> = s
+        .arches
+        .iter()
+        .map(|a| {
+            let e = s.entries.iter().find(|e| e.name == a.winner);
+            let m = e.filter(|e| e.owned).and_then(|e| {
+                s.interpreters
+                    .iter()
+                    .filter(|i| i.path == e.interpreter)
+                    .flat_map(|i| &i.emulators)
+                    .find(|m| m.arch == a.arch)
+            });
+            let emulator = match (e, m) {
+                (_, Some(m)) if m.carried => {
+                    format!("carried {}", emulator_name(&m.arch, m.emulator.as_bytes()))
+                }
+                (_, Some(m)) => m.emulator.clone(),
+                (Some(e), None) => e.interpreter.clone(),
+                (None, None) => "-".into(),
+            };
+            let mut notes = Vec::new();
+            if a.partial {
+                notes.push("matches only some programs".to_string());
+            }
+            if !a.shadowed.is_empty() {
+                notes.push(format!("shadows {}", a.shadowed.join(", ")));
+            }
+            ArchRow {
+                arch: a.arch,
+                platform: arch::by_name(a.arch)
+                    .and_then(|r| r.platform())
+                    .unwrap_or("-"),
+                winner: a.winner.clone(),
+                owner: if e.is_some_and(|e| e.owned) {
+                    "qemu-shim"
+                } else {
+                    "other"
+                },
+                pinned: if e.is_some_and(|e| e.pinned) {
+                    "yes"
+                } else {
+                    "no"
+                },
+                emulator,
+                version: m
+                    .and_then(|m| m.version.clone())
+                    .unwrap_or_else(|| "-".into()),
+                also: if notes.is_empty() {
+                    String::new()
+                } else {
+                    format!("  ({})", notes.join("; "))
+                },
+            }
+        })
+        .collect();
+    let w =
+        |f: &dyn Fn(&ArchRow) -> usize, min: usize| rows.iter().map(f).max().unwrap_or(0).max(min);
+    let wa = w(&|r| r.arch.len(), 4);
+    let wp = w(&|r| r.platform.len(), 8);
+    let ww = w(&|r| r.winner.len(), 6);
+    let we = w(&|r| r.emulator.len(), 8);
+    let wv = w(&|r| r.version.len(), 7);
+    let _ = writeln!(
+        out,
+        "  {:<wa$}  {:<wp$}  {:<ww$}  OWNER      PINNED  {:<we$}  VERSION",
+        "ARCH", "PLATFORM", "RUN BY", "EMULATOR"
+    );
+    for r in &rows {
+        let line = format!(
+            "  {:<wa$}  {:<wp$}  {:<ww$}  {:<9}  {:<6}  {:<we$}  {:<wv$}{}",
+            r.arch, r.platform, r.winner, r.owner, r.pinned, r.emulator, r.version, r.also
+        );
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    let _ = writeln!(out);
 }
 
 /// Sizes for people: bytes below 1 MiB, else MiB with one decimal.
@@ -871,6 +969,40 @@ mod tests {
         write_text(&mut text, &s);
         let text = String::from_utf8(text).unwrap();
         assert!(text.contains("problem: cannot read"), "{text}");
+    }
+
+    #[test]
+    fn arch_table_says_who_runs_each_arch_at_a_glance() {
+        let a = arch::by_name("aarch64").unwrap();
+        let ours = register_line(a, "/i/qemu-shim-interp");
+        let mut theirs = register_line(a, "/usr/bin/qemu-aarch64-static");
+        theirs.name = "qemu-aarch64".into();
+        theirs.flags = "OCF".parse().unwrap();
+        let s390x = arch::by_name("s390x").unwrap();
+        let mut other = register_line(s390x, "/usr/bin/qemu-s390x-static");
+        other.name = "qemu-s390x".into();
+        other.flags = Default::default();
+        let entries = vec![
+            (ours.name.clone(), entry(&ours, true)),
+            (theirs.name.clone(), entry(&theirs, true)),
+            (other.name.clone(), entry(&other, true)),
+        ];
+        let s = build(Path::new("/b"), true, Some(true), &entries, |_| {
+            Ok(file(true, "/usr/bin/qemu-aarch64-static"))
+        });
+        let mut text = Vec::new();
+        write_text(&mut text, &s);
+        let text = String::from_utf8(text).unwrap();
+        let table: Vec<&str> = text.lines().skip(1).take(3).collect();
+        assert_eq!(
+            table,
+            [
+                "  ARCH     PLATFORM     RUN BY             OWNER      PINNED  EMULATOR                    VERSION",
+                "  s390x    linux/s390x  qemu-s390x         other      no      /usr/bin/qemu-s390x-static  -",
+                "  aarch64  linux/arm64  qemu-shim-aarch64  qemu-shim  yes     carried qemu-aarch64        7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)  (shadows qemu-aarch64)",
+            ],
+            "{text}"
+        );
     }
 
     #[test]
