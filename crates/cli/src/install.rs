@@ -18,6 +18,7 @@ use qemu_shim_registry::binfmt::{self, Binfmt};
 use qemu_shim_registry::format::{EntryFile, Flags, Kind, RegisterLine};
 
 use crate::analysis;
+use crate::config;
 use crate::emulator::{self, Search};
 use crate::error::{Error, Result};
 use crate::interp::{self, Config};
@@ -91,6 +92,8 @@ pub struct Options {
     pub persist: bool,
     /// Where the binfmt.d file goes.
     pub binfmt_d_dir: PathBuf,
+    /// `--config`; `None`: [`config::DEFAULT_PATH`] if it exists.
+    pub config: Option<PathBuf>,
 }
 
 /// The changes `install` makes to a binfmt_misc table: [`Binfmt`] in real
@@ -159,11 +162,22 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<()> {
         select::foreign(&native)
     };
     let search = Search::new(&opts.emulator_dirs)?;
+    // The administrator's per-arch emulator choice, read now and written
+    // into the table: the interpreter never reads it.
+    let cfg = config::load(opts.config.as_deref(), nix::unistd::geteuid().as_raw())?;
+    let host = qemu_shim_registry::probe::host_arch().map(|a| a.name);
+    // Arches whose emulator takes the plain command line (box64, FEX).
+    let mut plain: Vec<String> = Vec::new();
     let mut found: Vec<(&'static Arch, PathBuf)> = Vec::new();
     let mut missing: Vec<&'static Arch> = Vec::new();
     for a in &chosen {
-        match search.find(a) {
-            Some(p) => found.push((a, p)),
+        match cfg.emulator(a, &search, host)? {
+            Some((p, is_plain)) => {
+                if is_plain {
+                    plain.push(a.name.to_string());
+                }
+                found.push((a, p));
+            }
             None => missing.push(a),
         }
     }
@@ -231,11 +245,27 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<()> {
         if entry.interpreter != dest_str || emulators.iter().any(|(f, _)| std::ptr::eq(*f, a)) {
             continue;
         }
-        let old = old_config
-            .as_ref()
-            .and_then(|c| c.emulator(a.name))
-            .map(Path::to_path_buf)
-            .or_else(|| search.find(a));
+        // The config decides for them too; else they keep what they had.
+        let old = if cfg.choice(a).is_some() {
+            cfg.emulator(a, &search, host)?.map(|(p, is_plain)| {
+                if is_plain {
+                    plain.push(a.name.to_string());
+                }
+                p
+            })
+        } else {
+            if old_config
+                .as_ref()
+                .is_some_and(|c| c.plain.iter().any(|n| n == a.name))
+            {
+                plain.push(a.name.to_string());
+            }
+            old_config
+                .as_ref()
+                .and_then(|c| c.emulator(a.name))
+                .map(Path::to_path_buf)
+                .or_else(|| search.find(a))
+        };
         match old {
             Some(p) => {
                 emulators.push((a, p));
@@ -273,6 +303,7 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<()> {
             .iter()
             .map(|(a, p)| (a.name.to_string(), p.clone()))
             .collect(),
+        plain,
     };
     let built = interp::build(&shim, &config)
         .map_err(|e| e.context(format!("interpreter {}", source.display())))?;

@@ -132,9 +132,22 @@ pub struct Config {
     pub carry: bool,
     /// With carried images: pre-relocate the file for this fixed address.
     pub prelink_base: Option<u64>,
+    /// Arches whose emulator takes the plain command line (box64, FEX:
+    /// `EMULATOR PROGRAM ARGS…`, see `Convention::ExecPlain`); always
+    /// started by path, never carried.
+    pub plain: Vec<String>,
 }
 
 impl Config {
+    /// The convention of `arch`'s emulator when started by path.
+    pub fn convention_by_path(&self, arch: &str) -> Convention {
+        if self.plain.iter().any(|a| a == arch) {
+            Convention::ExecPlain
+        } else {
+            Convention::ExecByPath
+        }
+    }
+
     /// The emulator this interpreter starts for `arch`.
     pub fn emulator(&self, arch: &str) -> Option<&Path> {
         self.emulators
@@ -153,7 +166,7 @@ pub fn configure(image: &mut [u8], config: &Config) -> Result<()> {
         .iter()
         .map(|(arch, path)| Entry {
             arch,
-            convention: Convention::ExecByPath,
+            convention: config.convention_by_path(arch),
             path: path.as_os_str().as_bytes(),
         })
         .collect();
@@ -195,10 +208,27 @@ pub fn build(shim: &[u8], config: &Config) -> Result<Built> {
     let mut by_path_why = Vec::new();
     for ((arch, path), file) in config.emulators.iter().zip(&files) {
         let path = path.as_os_str().as_bytes();
+        let convention = config.convention_by_path(arch);
+        if convention == Convention::ExecPlain {
+            by_path.push(link::ByPath {
+                arch,
+                path,
+                convention,
+            });
+            by_path_why.push((
+                arch.clone(),
+                "not qemu: configured in the config file".into(),
+            ));
+            continue;
+        }
         match link::carry_problem(file) {
             None => carried.push(link::Carry { arch, path, file }),
             Some(why) => {
-                by_path.push(link::ByPath { arch, path });
+                by_path.push(link::ByPath {
+                    arch,
+                    path,
+                    convention,
+                });
                 by_path_why.push((arch.clone(), why));
             }
         }
@@ -220,6 +250,11 @@ pub fn read_config(image: &[u8]) -> Result<Config> {
             .iter()
             .any(|e| matches!(e.convention, Convention::Carried(_))),
         prelink_base: link::prelink_base(image),
+        plain: table
+            .iter()
+            .filter(|e| e.convention == Convention::ExecPlain)
+            .map(|e| e.arch.to_string())
+            .collect(),
         emulators: table
             .iter()
             .map(|e| {
@@ -289,7 +324,9 @@ mod tests {
                     PathBuf::from("/usr/bin/qemu-aarch64-static"),
                 ),
                 ("s390x".into(), PathBuf::from("/opt/q/qemu-s390x")),
+                ("x86_64".into(), PathBuf::from("/usr/local/bin/box64")),
             ],
+            plain: vec!["x86_64".into()],
         }
     }
 

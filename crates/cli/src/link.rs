@@ -57,13 +57,16 @@ pub struct Carry<'a> {
 pub struct ByPath<'a> {
     pub arch: &'a str,
     pub path: &'a [u8],
+    /// Its command line: qemu's (`ExecByPath`) or the plain one of box64
+    /// and FEX (`ExecPlain`).
+    pub convention: Convention,
 }
 
 impl<'a> ByPath<'a> {
     fn entry(&self) -> Entry<'a> {
         Entry {
             arch: self.arch,
-            convention: Convention::ExecByPath,
+            convention: self.convention,
             path: self.path,
         }
     }

@@ -3,6 +3,7 @@
 //! its outcome into the exit code in one place.
 
 mod analysis;
+mod config;
 #[cfg(test)]
 mod deploy_tests;
 mod doctor;
@@ -179,6 +180,18 @@ struct InstallArgs {
     /// Where the binfmt.d file goes
     #[arg(long, value_name = "DIR", default_value = persist::DEFAULT_DIR)]
     binfmt_d_dir: PathBuf,
+
+    /// The per-arch emulator choice to read (default: /etc/qemu-shim/config.toml, if it exists)
+    ///
+    /// qemu is used for every arch the file does not name. Format:
+    ///   [arch.x86_64]                  # any arch or platform name
+    ///   emulator = "box64"             # "qemu", "box64" or "fex"
+    ///   path = "/usr/local/bin/box64"  # optional; else looked up in the emulator dirs
+    /// Read now and written into the interpreter file, never at exec time.
+    /// As root, a file not owned by root or writable by group or others is
+    /// refused.
+    #[arg(long, value_name = "FILE", verbatim_doc_comment)]
+    config: Option<PathBuf>,
 }
 
 /// Remove qemu-shim's entries
@@ -325,6 +338,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 pin: !a.no_pin,
                 prelink: !a.no_prelink,
                 credentials: !a.no_credentials,
+                config: a.config,
                 persist: a.persist,
                 binfmt_d_dir: a.binfmt_d_dir,
             },

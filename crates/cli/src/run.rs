@@ -300,6 +300,7 @@ fn cached_interpreter(
             .iter()
             .map(|(a, p)| (a.name.to_string(), p.clone()))
             .collect(),
+        plain: Vec::new(),
     };
     let built = interp::build(&shim, &config)
         .map_err(|e| e.context(format!("interpreter {}", source.display())))?;

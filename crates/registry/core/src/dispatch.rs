@@ -80,6 +80,12 @@ pub enum Convention {
     /// protections and jumps to it with the kernel's calling convention
     /// for a binfmt_misc interpreter (AT_EXECFD, AT_FLAGS).
     Carried(Carried),
+    /// `execve(path, [path, program, args…], envp)`: the plain command line
+    /// of emulators that take the program as their first argument and have
+    /// no option for argv0 (box64, FEXInterpreter: what their own
+    /// binfmt_misc registrations hand them without `P`). The program is
+    /// re-opened by path; the program's argv0 is not passed on.
+    ExecPlain,
 }
 
 /// Most loadable segments a carried emulator may have.
@@ -311,11 +317,12 @@ impl Convention {
         match self {
             Convention::ExecByPath => 0,
             Convention::Carried(_) => 1,
+            Convention::ExecPlain => 2,
         }
     }
     fn extra_len(self) -> usize {
         match self {
-            Convention::ExecByPath => 0,
+            Convention::ExecByPath | Convention::ExecPlain => 0,
             Convention::Carried(c) => c.encoded_len(),
         }
     }
@@ -474,6 +481,7 @@ impl<'a> RawIter<'a> {
         let path = r.get(name_end..path_end).ok_or(TableError::Corrupt)?;
         let (conv, end) = match conv_byte {
             0 => (Convention::ExecByPath, path_end),
+            2 => (Convention::ExecPlain, path_end),
             1 => {
                 let extra = r.get(path_end..).ok_or(TableError::Corrupt)?;
                 let (c, len) = Carried::decode(extra).ok_or(TableError::Corrupt)?;
@@ -564,11 +572,16 @@ mod tests {
                 convention: Convention::ExecByPath,
                 path: b"/opt/q/qemu-s390x",
             },
+            Entry {
+                arch: "x86_64",
+                convention: Convention::ExecPlain,
+                path: b"/usr/local/bin/box64",
+            },
         ];
         let mut region = [0xaau8; REGION_SIZE];
         let used = encode(&entries, FLAG_ASSUME_P, &mut region).unwrap();
         let t = Table::parse(&region).unwrap();
-        assert_eq!(t.len(), 2);
+        assert_eq!(t.len(), 3);
         assert_eq!(t.flags(), FLAG_ASSUME_P);
         assert_eq!(t.iter().collect::<Vec<_>>(), entries);
         assert_eq!(t.find("s390x").unwrap().path, b"/opt/q/qemu-s390x");

@@ -1,0 +1,566 @@
+//! The administrator's per-arch emulator choice, `/etc/qemu-shim/config.toml`
+//! (or `install --config FILE`): read by `install` and written into the
+//! interpreter file's table; the interpreter never reads it.
+//!
+//! ```toml
+//! # qemu (the default) for every arch not named here.
+//! [arch.x86_64]                  # any arch name install takes: "linux/amd64", amd64, …
+//! emulator = "box64"             # "qemu", "box64" or "fex"
+//! path = "/usr/local/bin/box64"  # optional; default: looked up like qemu's
+//!
+//! [arch."linux/386"]
+//! emulator = "fex"
+//! ```
+//!
+//! Each emulator is started with the command line it takes:
+//! - `qemu`: carried in the interpreter file, or by path with
+//!   `-0 ARGV0 --` (`--no-carry`, or an emulator that cannot be carried);
+//!   `path` names a qemu-user other than the one found in the emulator
+//!   directories.
+//! - `box64`, `fex` (`FEXInterpreter`): by path, `EMULATOR PROGRAM ARGS…`
+//!   (`dispatch::Convention::ExecPlain`), the command line their own
+//!   binfmt_misc registrations hand them without `P` (box64's binfmt.d line
+//!   has no flags). Neither takes an argv0 option, so the program's argv0 is
+//!   not passed on; the entries get neither `O` nor `C`, as for any
+//!   emulator started by path. box64 runs x86_64 programs, FEX x86_64 and
+//!   i386 ones; both on non-x86 hosts only (FEX on arm64 only).
+//!
+//! The file decides what runs as root for every user's foreign programs,
+//! so when `install` runs as root it refuses a file that is not owned by
+//! root or is writable by group or others.
+//!
+//! The syntax is a small subset of TOML (tables `[arch.NAME]`, basic
+//! strings, comments), parsed here without a dependency; anything else is an
+//! error naming its line, as is an unknown key, so a typo is never silently
+//! ignored.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use qemu_shim_registry::arch::{self, Arch};
+
+use crate::emulator::Search;
+use crate::error::{Error, Result};
+
+/// Where `install` reads the config unless `--config` says.
+pub const DEFAULT_PATH: &str = "/etc/qemu-shim/config.toml";
+
+/// An emulator other than qemu, or qemu itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Qemu,
+    Box64,
+    Fex,
+}
+
+impl Kind {
+    fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "qemu" => Some(Kind::Qemu),
+            "box64" => Some(Kind::Box64),
+            "fex" => Some(Kind::Fex),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Qemu => "qemu",
+            Kind::Box64 => "box64",
+            Kind::Fex => "fex",
+        }
+    }
+
+    /// Whether it takes the plain command line (`EMULATOR PROGRAM ARGS…`).
+    pub fn plain(self) -> bool {
+        self != Kind::Qemu
+    }
+
+    /// The program name looked for in the emulator directories (qemu's
+    /// depends on the arch: the caller's search handles it).
+    fn program(self) -> Option<&'static str> {
+        match self {
+            Kind::Qemu => None,
+            Kind::Box64 => Some("box64"),
+            Kind::Fex => Some("FEXInterpreter"),
+        }
+    }
+
+    /// The guest arches it runs, `None`: any.
+    fn guests(self) -> Option<&'static [&'static str]> {
+        match self {
+            Kind::Qemu => None,
+            Kind::Box64 => Some(&["x86_64"]),
+            Kind::Fex => Some(&["x86_64", "i386"]),
+        }
+    }
+
+    /// The hosts it runs on, `None`: any.
+    fn hosts(self) -> Option<&'static [&'static str]> {
+        match self {
+            Kind::Qemu => None,
+            Kind::Box64 => Some(&["aarch64", "riscv64", "loongarch64", "ppc64le"]),
+            Kind::Fex => Some(&["aarch64"]),
+        }
+    }
+}
+
+/// One `[arch.NAME]` table.
+#[derive(Debug, Clone)]
+pub struct Choice {
+    pub arch: &'static Arch,
+    pub kind: Kind,
+    /// `path`, if given.
+    pub path: Option<PathBuf>,
+    /// The line of its table header, for messages.
+    line: usize,
+}
+
+/// The parsed file.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Where it was read from (`None`: no file, every arch uses qemu).
+    pub source: Option<PathBuf>,
+    pub choices: Vec<Choice>,
+}
+
+impl Config {
+    /// The choice for `a`, if the file names it.
+    pub fn choice(&self, a: &Arch) -> Option<&Choice> {
+        self.choices.iter().find(|c| std::ptr::eq(c.arch, a))
+    }
+
+    /// The emulator for `a` and whether it takes the plain command line:
+    /// the file's choice, else qemu as `search` finds it. `Ok(None)`: no
+    /// qemu found for an arch the file does not name. An emulator the file
+    /// names but that is not there is an error: the administrator asked for
+    /// it.
+    pub fn emulator(
+        &self,
+        a: &'static Arch,
+        search: &Search,
+        host: Option<&str>,
+    ) -> Result<Option<(PathBuf, bool)>> {
+        let Some(c) = self.choice(a) else {
+            return Ok(search.find(a).map(|p| (p, false)));
+        };
+        let here = |what: String| {
+            Error::new(format!(
+                "{}:{}: {what}",
+                self.source
+                    .as_deref()
+                    .unwrap_or(Path::new("config"))
+                    .display(),
+                c.line
+            ))
+        };
+        if let Some(guests) = c.kind.guests() {
+            if !guests.contains(&a.name) {
+                return Err(here(format!(
+                    "{} does not run {} programs (it runs {})",
+                    c.kind.name(),
+                    a.name,
+                    guests.join(", ")
+                ))
+                .hint("use emulator = \"qemu\" for it"));
+            }
+        }
+        if let (Some(hosts), Some(host)) = (c.kind.hosts(), host) {
+            if !hosts.contains(&host) {
+                return Err(here(format!(
+                    "{} runs on {} hosts only; this one is {host}",
+                    c.kind.name(),
+                    hosts.join(", ")
+                ))
+                .hint("use emulator = \"qemu\" for it"));
+            }
+        }
+        let path = match (&c.path, c.kind.program()) {
+            (Some(p), _) => {
+                if !crate::emulator::is_executable_file(p) {
+                    return Err(here(format!(
+                        "{} for {} is not an executable file: {}",
+                        c.kind.name(),
+                        a.name,
+                        p.display()
+                    )));
+                }
+                p.clone()
+            }
+            (None, None) => search.find(a).ok_or_else(|| {
+                here(format!(
+                    "no qemu for {}: {}",
+                    a.name,
+                    crate::emulator::looked_for(search, a)
+                ))
+            })?,
+            (None, Some(program)) => search
+                .dirs()
+                .iter()
+                .map(|d| d.join(program))
+                .find(|p| crate::emulator::is_executable_file(p))
+                .ok_or_else(|| {
+                    let dirs: Vec<String> = search
+                        .dirs()
+                        .iter()
+                        .map(|d| d.display().to_string())
+                        .collect();
+                    here(format!(
+                        "{} for {}: no {program} in {}",
+                        c.kind.name(),
+                        a.name,
+                        dirs.join(", ")
+                    ))
+                    .hint("give its path with path = \"…\", or pass --emulator-dir")
+                })?,
+        };
+        Ok(Some((path, c.kind.plain())))
+    }
+}
+
+/// Reads the config: `path` if given (it must exist), else
+/// [`DEFAULT_PATH`] if it exists. `euid` is the caller's effective uid:
+/// root refuses a file others could have written.
+pub fn load(path: Option<&Path>, euid: u32) -> Result<Config> {
+    let (path, required) = match path {
+        Some(p) => (p, true),
+        None => (Path::new(DEFAULT_PATH), false),
+    };
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            return Ok(Config::default())
+        }
+        Err(e) => return Err(Error::io("cannot read the config", path, &e)),
+    };
+    check_owner(path, meta.uid(), meta.mode(), euid)?;
+    let text =
+        fs::read_to_string(path).map_err(|e| Error::io("cannot read the config", path, &e))?;
+    let mut c = parse(&text).map_err(|(line, msg)| {
+        Error::new(format!("{}:{line}: {msg}", path.display()))
+            .hint("see `qemu-shim install --help` for the config file's format")
+    })?;
+    c.source = Some(path.to_path_buf());
+    Ok(c)
+}
+
+/// As root, refuses a file not owned by root or writable by group or
+/// others: whoever can write it chooses what runs every user's foreign
+/// programs.
+fn check_owner(path: &Path, uid: u32, mode: u32, euid: u32) -> Result<()> {
+    if euid != 0 {
+        return Ok(());
+    }
+    if uid != 0 {
+        return Err(Error::new(format!(
+            "{} is owned by uid {uid}, not root: refusing it",
+            path.display()
+        ))
+        .hint(format!("chown root: {}", path.display())));
+    }
+    if mode & 0o022 != 0 {
+        return Err(Error::new(format!(
+            "{} is writable by {}: refusing it",
+            path.display(),
+            if mode & 0o002 != 0 {
+                "everyone"
+            } else {
+                "its group"
+            }
+        ))
+        .hint(format!("chmod go-w {}", path.display())));
+    }
+    Ok(())
+}
+
+/// Parses the file's text; an error is its line number and message.
+pub fn parse(text: &str) -> std::result::Result<Config, (usize, String)> {
+    let mut choices: Vec<Choice> = Vec::new();
+    // The table being filled: its arch, and its keys so far.
+    let mut current: Option<(&'static Arch, usize, Option<Kind>, Option<PathBuf>)> = None;
+    let finish = |cur: Option<(&'static Arch, usize, Option<Kind>, Option<PathBuf>)>,
+                  choices: &mut Vec<Choice>|
+     -> std::result::Result<(), (usize, String)> {
+        if let Some((arch, line, kind, path)) = cur {
+            let kind =
+                kind.ok_or_else(|| (line, format!("[arch.{}] has no emulator = …", arch.name)))?;
+            choices.push(Choice {
+                arch,
+                kind,
+                path,
+                line,
+            });
+        }
+        Ok(())
+    };
+    for (i, raw) in text.lines().enumerate() {
+        let n = i + 1;
+        let line = strip_comment(raw).trim();
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(header) = line.strip_prefix('[') {
+            let header = header
+                .strip_suffix(']')
+                .ok_or_else(|| (n, "a table header must end with ]".to_string()))?
+                .trim();
+            let name = header.strip_prefix("arch.").ok_or_else(|| {
+                (
+                    n,
+                    format!("unknown table [{header}]: only [arch.NAME] tables are known"),
+                )
+            })?;
+            let name = if name.starts_with('"') {
+                let (s, rest) = string(name).map_err(|m| (n, m))?;
+                if !rest.trim().is_empty() {
+                    return Err((n, "text after the quoted arch name".into()));
+                }
+                s
+            } else {
+                name.to_string()
+            };
+            let arch = arch::lookup(&name).ok_or_else(|| (n, format!("unknown arch '{name}'")))?;
+            if choices.iter().any(|c| std::ptr::eq(c.arch, arch))
+                || current.as_ref().is_some_and(|c| std::ptr::eq(c.0, arch))
+            {
+                return Err((n, format!("{} is configured twice", arch.name)));
+            }
+            finish(current.take(), &mut choices)?;
+            current = Some((arch, n, None, None));
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| (n, "expected key = \"value\" or [arch.NAME]".to_string()))?;
+        let key = key.trim();
+        let (value, rest) = string(value.trim()).map_err(|m| (n, m))?;
+        if !rest.trim().is_empty() {
+            return Err((n, "text after the value".into()));
+        }
+        let Some(cur) = current.as_mut() else {
+            return Err((n, format!("{key} outside an [arch.NAME] table")));
+        };
+        match key {
+            "emulator" if cur.2.is_none() => {
+                cur.2 = Some(Kind::parse(&value).ok_or_else(|| {
+                    (
+                        n,
+                        format!("unknown emulator \"{value}\": qemu, box64 or fex"),
+                    )
+                })?);
+            }
+            "path" if cur.3.is_none() => {
+                let p = PathBuf::from(&value);
+                if !p.is_absolute() {
+                    return Err((n, format!("path must be absolute: {value}")));
+                }
+                cur.3 = Some(p);
+            }
+            "emulator" | "path" => return Err((n, format!("{key} given twice"))),
+            _ => return Err((n, format!("unknown key {key}: emulator or path"))),
+        }
+    }
+    finish(current, &mut choices)?;
+    Ok(Config {
+        source: None,
+        choices,
+    })
+}
+
+/// The line without a `#` comment (a `#` inside a string is kept).
+fn strip_comment(line: &str) -> &str {
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, c) in line.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_string => escaped = true,
+            '"' => in_string = !in_string,
+            '#' if !in_string => return &line[..i],
+            _ => {}
+        }
+    }
+    line
+}
+
+/// A TOML basic string at the start of `s` (`\"` and `\\` escapes only),
+/// and what follows it.
+fn string(s: &str) -> std::result::Result<(String, &str), String> {
+    let body = s
+        .strip_prefix('"')
+        .ok_or_else(|| "expected a \"quoted string\"".to_string())?;
+    let mut out = String::new();
+    let mut chars = body.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Ok((out, &body[i + 1..])),
+            '\\' => match chars.next() {
+                Some((_, '"')) => out.push('"'),
+                Some((_, '\\')) => out.push('\\'),
+                _ => return Err("only \\\" and \\\\ escapes are supported".into()),
+            },
+            _ => out.push(c),
+        }
+    }
+    Err("unterminated string".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::TempDir;
+    use std::os::unix::fs::PermissionsExt;
+
+    const EXAMPLE: &str = r#"
+# qemu for everything else
+[arch.x86_64]                  # box64 for x86_64 programs
+emulator = "box64"
+path = "/usr/local/bin/box64"  # its path
+
+[arch."linux/386"]
+emulator = "fex"
+
+[arch.arm64]
+emulator = "qemu"
+path = "/opt/qemu #8/qemu-aarch64"
+"#;
+
+    #[test]
+    fn the_documented_example_parses() {
+        let c = parse(EXAMPLE).unwrap();
+        let got: Vec<(&str, Kind, Option<&Path>)> = c
+            .choices
+            .iter()
+            .map(|c| (c.arch.name, c.kind, c.path.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "x86_64",
+                    Kind::Box64,
+                    Some(Path::new("/usr/local/bin/box64"))
+                ),
+                ("i386", Kind::Fex, None),
+                (
+                    "aarch64",
+                    Kind::Qemu,
+                    Some(Path::new("/opt/qemu #8/qemu-aarch64"))
+                ),
+            ]
+        );
+        assert!(c.choices[0].kind.plain() && !c.choices[2].kind.plain());
+    }
+
+    #[test]
+    fn mistakes_are_refused_with_their_line() {
+        let cases: &[(&str, usize, &str)] = &[
+            ("[arch.vax]\nemulator = \"qemu\"", 1, "unknown arch 'vax'"),
+            (
+                "[arch.x86_64]\nemulater = \"box64\"",
+                2,
+                "unknown key emulater",
+            ),
+            (
+                "[arch.x86_64]\nemulator = \"rosetta\"",
+                2,
+                "unknown emulator",
+            ),
+            ("[arch.x86_64]\nemulator = box64", 2, "quoted string"),
+            ("[arch.x86_64]\nemulator = \"box64", 2, "unterminated"),
+            ("[arch.x86_64]\npath = \"/x\"", 1, "no emulator"),
+            (
+                "[arch.x86_64]\npath = \"box64\"\nemulator = \"box64\"",
+                2,
+                "absolute",
+            ),
+            ("emulator = \"box64\"", 1, "outside an [arch.NAME]"),
+            ("[emulators]\n", 1, "unknown table"),
+            (
+                "[arch.amd64]\nemulator = \"box64\"\n[arch.x86_64]",
+                3,
+                "configured twice",
+            ),
+            (
+                "[arch.x86_64]\nemulator = \"box64\"\nemulator = \"fex\"",
+                3,
+                "given twice",
+            ),
+            ("[arch.x86_64]\nemulator = \"box64\" x", 2, "text after"),
+        ];
+        for (text, line, msg) in cases {
+            let (l, m) = parse(text).unwrap_err();
+            assert_eq!((l, m.contains(msg)), (*line, true), "{text:?}: {l}: {m}");
+        }
+        assert!(parse("# nothing\n\n").unwrap().choices.is_empty());
+    }
+
+    #[test]
+    fn root_refuses_a_file_others_could_write() {
+        let p = Path::new("/etc/qemu-shim/config.toml");
+        assert!(check_owner(p, 0, 0o100644, 0).is_ok());
+        let e = check_owner(p, 1000, 0o100644, 0).unwrap_err();
+        assert!(e.message().contains("owned by uid 1000"), "{e}");
+        let e = check_owner(p, 0, 0o100664, 0).unwrap_err();
+        assert!(e.message().contains("writable by its group"), "{e}");
+        let e = check_owner(p, 0, 0o100646, 0).unwrap_err();
+        assert!(e.message().contains("writable by everyone"), "{e}");
+        // Not root: the file only affects what this user installs.
+        assert!(check_owner(p, 1000, 0o100666, 1000).is_ok());
+    }
+
+    #[test]
+    fn load_reads_a_file_and_a_missing_default_is_no_config() {
+        let d = TempDir::new();
+        let p = d.path().join("config.toml");
+        fs::write(&p, EXAMPLE).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        let c = load(Some(&p), 0).unwrap();
+        assert_eq!(c.choices.len(), 3);
+        assert_eq!(c.source.as_deref(), Some(p.as_path()));
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(load(Some(&p), 0).is_err());
+        let missing = d.path().join("none.toml");
+        assert!(load(Some(&missing), 0).is_err(), "--config must exist");
+        fs::write(&p, "[arch.x86_64]\nemulator = \"box64\"\nbad").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        let e = load(Some(&p), 0).unwrap_err();
+        assert!(
+            e.message()
+                .ends_with("config.toml:3: expected key = \"value\" or [arch.NAME]"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn emulator_choice_checks_guest_host_and_path() {
+        let d = TempDir::new();
+        let box64 = d.path().join("box64");
+        fs::write(&box64, "").unwrap();
+        fs::set_permissions(&box64, fs::Permissions::from_mode(0o755)).unwrap();
+        let search = Search::new(&[d.path().to_path_buf()]).unwrap();
+        let x86_64 = arch::by_name("x86_64").unwrap();
+        let i386 = arch::by_name("i386").unwrap();
+        let c = parse("[arch.x86_64]\nemulator = \"box64\"\n[arch.i386]\nemulator = \"box64\"")
+            .unwrap();
+        // Found in the emulator directories, plain command line.
+        assert_eq!(
+            c.emulator(x86_64, &search, Some("aarch64")).unwrap(),
+            Some((box64.clone(), true))
+        );
+        let e = c.emulator(x86_64, &search, Some("x86_64")).unwrap_err();
+        assert!(e.message().contains("box64 runs on aarch64"), "{e}");
+        let e = c.emulator(i386, &search, Some("aarch64")).unwrap_err();
+        assert!(e.message().contains("box64 does not run i386"), "{e}");
+        let c = parse("[arch.x86_64]\nemulator = \"fex\"").unwrap();
+        let e = c.emulator(x86_64, &search, Some("aarch64")).unwrap_err();
+        assert!(e.message().contains("no FEXInterpreter in"), "{e}");
+        let c = parse("[arch.x86_64]\nemulator = \"fex\"\npath = \"/nonexistent/FEX\"").unwrap();
+        let e = c.emulator(x86_64, &search, Some("aarch64")).unwrap_err();
+        assert!(e.message().contains("not an executable file"), "{e}");
+        // Arches the file does not name: qemu as searched (none here).
+        let a = arch::by_name("s390x").unwrap();
+        assert_eq!(c.emulator(a, &search, Some("aarch64")).unwrap(), None);
+    }
+}
