@@ -2,7 +2,8 @@
 //! uid 65534, no capabilities, HOME a scratch directory): foreign programs
 //! run in a private binfmt_misc instance, the exit status and death by a
 //! signal pass through, the cached interpreter file is reused until an
-//! emulator changes, and the host's table is never touched.
+//! emulator changes, and the host's table is never touched. Also
+//! `install --config`, the per-arch emulator choice of the same issue.
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -10,7 +11,9 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use qemu_shim_suite::{busybox, cli, emulator_dir, give_to_nobody, stderr, stdout, Scratch};
+use qemu_shim_suite::{
+    busybox, cli, emulator_dir, give_to_nobody, sandbox_caps, stderr, stdout, As, Scratch,
+};
 
 /// A scratch dir with `emus/` (copies of the aarch64 and s390x emulators
 /// only: the cached file stays small), `bin/busybox` (arm64, with an
@@ -228,4 +231,56 @@ fn disabled_user_namespaces_are_named_and_exit_125() {
     assert_eq!(err.lines().count(), 1, "{}", show(&o));
     assert!(err.contains("user namespaces are disabled"), "{}", show(&o));
     assert!(err.contains("qemu-shim install"), "{}", show(&o));
+}
+
+#[test]
+fn install_config_names_the_emulator_for_an_arch_and_must_be_roots() {
+    let s = setup("config");
+    // The arm64 qemu under a name the emulator search would never find.
+    fs::create_dir(s.join("alt")).unwrap();
+    fs::copy(
+        emulator_dir().join("qemu-aarch64-static"),
+        s.join("alt/my-aarch64-build"),
+    )
+    .unwrap();
+    let config = format!(
+        "# test config\n[arch.\"linux/arm64\"]\nemulator = \"qemu\"\npath = \"{}\"\n",
+        s.join("alt/my-aarch64-build").display()
+    );
+    fs::write(s.join("config.toml"), &config).unwrap();
+    fs::set_permissions(s.join("config.toml"), fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(s.join("loose.toml"), &config).unwrap();
+    fs::set_permissions(s.join("loose.toml"), fs::Permissions::from_mode(0o666)).unwrap();
+    sandbox_caps(
+        As::Root,
+        &s,
+        r#"
+cap loose "$CLI" install --emulator-dir "$S/emus" --install-dir "$S/inst" --config "$S/loose.toml"
+cap loose-ls ls /proc/sys/fs/binfmt_misc
+cap install "$CLI" install --emulator-dir "$S/emus" --install-dir "$S/inst" --config "$S/config.toml"
+cap which "$CLI" which "$S/bin/busybox"
+cap uname "$S/bin/uname" -m
+cap s390x "$S/bin/bb-s390x/busybox" uname -m
+"#,
+    );
+    let c = s.cap("loose");
+    assert!(
+        c.rc == 1
+            && c.stderr
+                .contains("loose.toml is writable by everyone: refusing it")
+            && c.stderr.lines().count() == 1,
+        "{c}"
+    );
+    assert_eq!(
+        s.cap("loose-ls").stdout,
+        "register\nstatus\n",
+        "nothing registered"
+    );
+    let c = s.cap("install");
+    assert_eq!(c.rc, 0, "{c}");
+    let c = s.cap("which");
+    assert!(c.stdout.contains("alt/my-aarch64-build"), "{c}");
+    assert_eq!(s.cap("uname").stdout, "aarch64\n");
+    // Arches the file does not name keep qemu as searched.
+    assert_eq!(s.cap("s390x").stdout, "s390x\n");
 }
