@@ -237,3 +237,79 @@ cap emulator $D
     );
     line_of(&c, "ok      aarch64: ");
 }
+
+/// `--json` reports what install and uninstall did as data, `--quiet`
+/// prints nothing but errors, and progress shows only on a terminal.
+#[test]
+fn install_and_uninstall_report_as_json_quietly_or_with_progress_on_a_terminal() {
+    let s = Scratch::new("report");
+    sandbox_caps(
+        As::Root,
+        &s,
+        r#"
+I="--emulator-dir $EMUS --install-dir $S/inst"
+cap first "$CLI" install aarch64 --json $I
+cap second "$CLI" install aarch64 --json $I
+cap quiet "$CLI" install aarch64 --quiet $I
+cap quiet-error "$CLI" install vax --quiet $I
+cap uninstall "$CLI" uninstall --json --install-dir "$S/inst"
+cap uninstall-quiet "$CLI" uninstall --quiet --install-dir "$S/inst"
+cap tty script -qec "$CLI install aarch64 $I" /dev/null
+cap tty-quiet script -qec "$CLI uninstall --quiet --install-dir $S/inst" /dev/null
+"#,
+    );
+    let json = |name: &str| -> serde_json::Value {
+        let c = s.cap(name);
+        assert!(c.rc == 0 && c.stderr.is_empty(), "{c}");
+        serde_json::from_str(&c.stdout).unwrap_or_else(|e| panic!("{e}:\n{c}"))
+    };
+    let interp = fs::canonicalize(s.path())
+        .unwrap()
+        .join("inst/qemu-shim-interp");
+    let v = json("first");
+    assert_eq!(v["interpreter"], interp.to_str().unwrap(), "{v}");
+    assert_eq!(v["interpreter_written"], true, "{v}");
+    assert_eq!(v["unchanged"], false, "{v}");
+    assert_eq!(v["entries"][0]["name"], "qemu-shim-aarch64", "{v}");
+    assert_eq!(v["entries"][0]["action"], "registered", "{v}");
+    assert_eq!(v["entries"][0]["flags"], "POCF", "{v}");
+    assert_eq!(v["entries"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["binfmt_d"], serde_json::Value::Null, "{v}");
+    let v = json("second");
+    assert_eq!(v["unchanged"], true, "{v}");
+    assert_eq!(v["interpreter_written"], false, "{v}");
+    assert_eq!(v["entries"][0]["action"], "unchanged", "{v}");
+    assert_runs(&s.cap("quiet"), "");
+    let c = s.cap("quiet-error");
+    assert!(
+        c.rc == 1
+            && c.stdout.is_empty()
+            && c.stderr.starts_with("qemu-shim: error: unknown arch 'vax'")
+            && c.stderr.matches('\n').count() == 1,
+        "{c}"
+    );
+    let v = json("uninstall");
+    assert_eq!(
+        v["removed"],
+        serde_json::json!(["qemu-shim-aarch64"]),
+        "{v}"
+    );
+    assert!(
+        v["files_removed"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(interp.to_str().unwrap())),
+        "{v}"
+    );
+    assert_runs(&s.cap("uninstall-quiet"), "");
+    let c = s.cap("tty");
+    assert!(
+        c.rc == 0
+            && c.stdout
+                .contains("\rqemu-shim: writing the interpreter file: ")
+            && c.stdout.contains("registered qemu-shim-aarch64"),
+        "{c}"
+    );
+    let c = s.cap("tty-quiet");
+    assert!(c.rc == 0 && c.stdout.is_empty(), "{c}");
+}

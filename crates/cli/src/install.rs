@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use qemu_shim_registry::arch::{self, Arch, ARCHES};
 use qemu_shim_registry::binfmt::{self, Binfmt};
 use qemu_shim_registry::format::{EntryFile, Flags, Kind, RegisterLine};
+use serde::Serialize;
 
 use crate::analysis;
 use crate::config;
@@ -24,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::interp::{self, Config};
 use crate::link;
 use crate::persist;
+use crate::progress::Progress;
 use crate::root;
 use crate::select;
 
@@ -94,6 +96,49 @@ pub struct Options {
     pub binfmt_d_dir: PathBuf,
     /// `--config`; `None`: [`config::DEFAULT_PATH`] if it exists.
     pub config: Option<PathBuf>,
+    /// Show progress on stderr if it is a terminal.
+    pub progress: bool,
+}
+
+/// What an install did: `install --json`'s report.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    /// The interpreter file.
+    pub interpreter: String,
+    /// It was written by this run (else it was already as wanted).
+    pub interpreter_written: bool,
+    /// Our entries on that file, in arch-table order.
+    pub entries: Vec<EntrySummary>,
+    /// Arches that would have been registered but have no emulator.
+    pub no_emulator: Vec<&'static str>,
+    /// The binfmt.d file, when there is one to keep (`--persist`).
+    pub binfmt_d: Option<FileSummary>,
+    /// Nothing was changed.
+    pub unchanged: bool,
+    /// The report's `note:` lines, without `note: `.
+    pub notes: Vec<String>,
+}
+
+/// One entry in [`Summary`].
+#[derive(Debug, Serialize)]
+pub struct EntrySummary {
+    pub name: String,
+    pub arch: &'static str,
+    /// `registered`, `unchanged`, `enabled` or `replaced`.
+    pub action: &'static str,
+    /// Why an entry was replaced.
+    pub reason: Option<String>,
+    /// Flag letters registered.
+    pub flags: String,
+    /// Where the emulator was found.
+    pub emulator: String,
+}
+
+/// A file in [`Summary`].
+#[derive(Debug, Serialize)]
+pub struct FileSummary {
+    pub path: String,
+    pub written: bool,
 }
 
 /// The changes `install` makes to a binfmt_misc table: [`Binfmt`] in real
@@ -151,9 +196,11 @@ struct Step {
     carried: bool,
 }
 
-/// Runs `install`, writing the report to `out`.
-pub fn install(opts: &Options, out: &mut dyn Write) -> Result<()> {
+/// Runs `install`, writing the report to `out`; returns it as data too.
+pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
+    let mut progress = Progress::for_terminal(opts.progress);
     // 1. Arches and emulators: decided before anything is touched.
+    progress.say("qemu-shim: probing which arches this machine runs natively");
     let (native, probe_note) = select::native()?;
     let explicit = !opts.arches.is_empty();
     let chosen = if explicit {
@@ -305,6 +352,10 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<()> {
             .collect(),
         plain,
     };
+    progress.say(&format!(
+        "qemu-shim: building the interpreter file ({} emulators)",
+        config.emulators.len()
+    ));
     let built = interp::build(&shim, &config)
         .map_err(|e| e.context(format!("interpreter {}", source.display())))?;
     let image = built.image;
@@ -372,6 +423,7 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<()> {
         && steps.iter().all(|s| s.action == Action::Unchanged);
     if !nothing_to_do {
         let mut j = Journal::new(&bf);
+        j.progress = std::mem::take(&mut progress);
         let done = apply(
             &mut j,
             &dir.missing,
@@ -394,6 +446,7 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<()> {
         }
         j.commit();
     }
+    progress.clear();
     for f in remove_leftovers(&dir.path) {
         let _ = writeln!(
             out,
@@ -443,7 +496,36 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<()> {
     if let Some(n) = probe_note {
         let _ = writeln!(out, "note: native arches: {n}");
     }
-    Ok(())
+    Ok(Summary {
+        interpreter: dest_str,
+        interpreter_written: file_changed,
+        entries: steps
+            .iter()
+            .map(|s| {
+                let (action, reason) = match &s.action {
+                    Action::Register => ("registered", None),
+                    Action::Unchanged => ("unchanged", None),
+                    Action::Enable => ("enabled", None),
+                    Action::Replace(_, why) => ("replaced", Some(why.clone())),
+                };
+                EntrySummary {
+                    name: s.line.name.clone(),
+                    arch: s.arch.name,
+                    action,
+                    reason,
+                    flags: s.line.flags.to_string(),
+                    emulator: s.emulator.display().to_string(),
+                }
+            })
+            .collect(),
+        no_emulator: missing.iter().map(|a| a.name).collect(),
+        binfmt_d: new_persist.as_ref().map(|_| FileSummary {
+            path: persist_path.display().to_string(),
+            written: persist_changed,
+        }),
+        unchanged: nothing_to_do,
+        notes: Vec::new(),
+    })
 }
 
 fn dirs_text(search: &Search) -> String {
@@ -602,7 +684,11 @@ fn apply(
     // entry's removal and its new registration, its programs would find no
     // entry.
     if file_changed {
-        write_file(dest, image)?;
+        let total = image.len() as u64;
+        let p = &mut j.progress;
+        write_file_with(dest, image, 0o755, &mut |done| {
+            p.bytes("qemu-shim: writing the interpreter file", done, total)
+        })?;
         j.file = Some(file_undo());
     }
     let mut stand_ins = Vec::new();
@@ -621,6 +707,10 @@ fn apply(
         stand_ins.push(l.name);
     }
     for s in steps {
+        if s.action != Action::Unchanged {
+            j.progress
+                .say(&format!("qemu-shim: registering {}", s.line.name));
+        }
         match &s.action {
             Action::Unchanged => {}
             Action::Register => {
@@ -671,6 +761,17 @@ pub fn write_file(dest: &Path, bytes: &[u8]) -> Result<()> {
 
 /// [`write_file`] with another mode.
 pub fn write_file_mode(dest: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    write_file_with(dest, bytes, mode, &mut |_| {})
+}
+
+/// [`write_file_mode`], calling `done` with the bytes written so far after
+/// each piece.
+pub fn write_file_with(
+    dest: &Path,
+    bytes: &[u8],
+    mode: u32,
+    done: &mut dyn FnMut(u64),
+) -> Result<()> {
     let dir = dest.parent().unwrap_or(Path::new("/"));
     let name = dest
         .file_name()
@@ -691,8 +792,11 @@ pub fn write_file_mode(dest: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         // emulated process would count megabytes more of the file in its
         // RSS than once the pages come back from disk (measured:
         // docs/self-contained.md).
+        let mut written = 0u64;
         for chunk in bytes.chunks(WRITE_CHUNK) {
             f.write_all(chunk)?;
+            written += chunk.len() as u64;
+            done(written);
         }
         f.sync_all()?;
         // Closed before it takes the path: an entry without F execs the
@@ -925,6 +1029,8 @@ struct Journal<'a> {
     /// The binfmt.d file, written last.
     persist: Option<FileUndo>,
     ops: Vec<Undo>,
+    /// Cleared when the journal ends, before the report or the error.
+    progress: Progress,
 }
 
 impl<'a> Journal<'a> {
@@ -935,6 +1041,7 @@ impl<'a> Journal<'a> {
             file: None,
             persist: None,
             ops: Vec::new(),
+            progress: Progress::off(),
         }
     }
 
@@ -944,7 +1051,8 @@ impl<'a> Journal<'a> {
     /// Undoes what was done, newest first, and returns `err` saying whether
     /// that worked. The file comes back first: an entry re-registered with
     /// `F` pins whatever file is at its path at that moment.
-    fn rollback(self, err: Error) -> Error {
+    fn rollback(mut self, err: Error) -> Error {
+        self.progress.clear();
         let mut failures: Vec<String> = Vec::new();
         for f in [&self.persist, &self.file].into_iter().flatten() {
             if let Err(e) = f.undo() {

@@ -13,6 +13,7 @@ mod install;
 mod interp;
 mod link;
 mod persist;
+mod progress;
 mod root;
 mod run;
 mod select;
@@ -192,6 +193,21 @@ struct InstallArgs {
     /// refused.
     #[arg(long, value_name = "FILE", verbatim_doc_comment)]
     config: Option<PathBuf>,
+
+    #[command(flatten)]
+    report: ReportArgs,
+}
+
+/// How install and uninstall report what they did.
+#[derive(Debug, Args)]
+struct ReportArgs {
+    /// Print nothing but errors (and no progress)
+    #[arg(long, conflicts_with = "json")]
+    quiet: bool,
+
+    /// Print what was done as one JSON object, for scripts (no progress)
+    #[arg(long)]
+    json: bool,
 }
 
 /// Remove qemu-shim's entries
@@ -213,6 +229,9 @@ struct UninstallArgs {
     /// entries removed go; the file goes once empty)
     #[arg(long, value_name = "DIR", default_value = persist::DEFAULT_DIR)]
     binfmt_d_dir: PathBuf,
+
+    #[command(flatten)]
+    report: ReportArgs,
 }
 
 /// Show every binfmt_misc entry and which one runs each architecture
@@ -320,6 +339,14 @@ fn print_error(e: &Error) {
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
+/// Prints `value` as pretty JSON and a newline.
+fn write_json(out: &mut dyn std::io::Write, value: &impl serde::Serialize) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::new(format!("cannot write JSON: {e}")))?;
+    let _ = writeln!(out, "{text}");
+    Ok(())
+}
+
 /// Runs the command; `Ok` carries the exit code of a command that ran to
 /// its end (`which` answers 1 without failing).
 fn run(cli: Cli) -> Result<u8, Error> {
@@ -327,32 +354,53 @@ fn run(cli: Cli) -> Result<u8, Error> {
     let mut out = stdout.lock();
     let binfmt_dir = cli.binfmt_dir;
     match cli.command {
-        Command::Install(a) => install::install(
-            &install::Options {
-                arches: a.arches,
-                emulator_dirs: a.emulator_dir,
-                install_dir: a.install_dir,
-                interpreter: a.interpreter,
-                binfmt_dir,
-                carry: !a.no_carry,
-                pin: !a.no_pin,
-                prelink: !a.no_prelink,
-                credentials: !a.no_credentials,
-                config: a.config,
-                persist: a.persist,
-                binfmt_d_dir: a.binfmt_d_dir,
-            },
-            &mut out,
-        )?,
-        Command::Uninstall(a) => uninstall::uninstall(
-            &uninstall::Options {
-                arches: a.arches,
-                install_dir: a.install_dir,
-                binfmt_dir,
-                binfmt_d_dir: a.binfmt_d_dir,
-            },
-            &mut out,
-        )?,
+        Command::Install(a) => {
+            let mut text = Vec::new();
+            let quiet = a.report.quiet || a.report.json;
+            let mut sum = install::install(
+                &install::Options {
+                    arches: a.arches,
+                    emulator_dirs: a.emulator_dir,
+                    install_dir: a.install_dir,
+                    interpreter: a.interpreter,
+                    binfmt_dir,
+                    carry: !a.no_carry,
+                    pin: !a.no_pin,
+                    prelink: !a.no_prelink,
+                    credentials: !a.no_credentials,
+                    config: a.config,
+                    persist: a.persist,
+                    binfmt_d_dir: a.binfmt_d_dir,
+                    progress: !quiet,
+                },
+                if quiet { &mut text } else { &mut out },
+            )?;
+            if a.report.json {
+                // The notes the text report would have printed.
+                sum.notes = String::from_utf8_lossy(&text)
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("note: "))
+                    .map(str::to_string)
+                    .collect();
+                write_json(&mut out, &sum)?;
+            }
+        }
+        Command::Uninstall(a) => {
+            let mut text = Vec::new();
+            let quiet = a.report.quiet || a.report.json;
+            let sum = uninstall::uninstall(
+                &uninstall::Options {
+                    arches: a.arches,
+                    install_dir: a.install_dir,
+                    binfmt_dir,
+                    binfmt_d_dir: a.binfmt_d_dir,
+                },
+                if quiet { &mut text } else { &mut out },
+            )?;
+            if a.report.json {
+                write_json(&mut out, &sum)?;
+            }
+        }
         Command::Status(a) => {
             let bf = root::open_for_read(binfmt_dir.as_deref());
             if binfmt_dir.is_some() && !bf.root().is_dir() {
@@ -436,6 +484,15 @@ mod tests {
         };
         assert_eq!(a.command, ["./prog", "-v"]);
         assert!(Cli::try_parse_from(["qemu-shim", "run"]).is_err());
+    }
+
+    #[test]
+    fn quiet_and_json_do_not_mix() {
+        for cmd in ["install", "uninstall"] {
+            let e = Cli::try_parse_from(["qemu-shim", cmd, "--quiet", "--json"]).unwrap_err();
+            assert_eq!(e.exit_code(), i32::from(EXIT_USAGE));
+            assert!(Cli::try_parse_from(["qemu-shim", cmd, "--json"]).is_ok());
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use qemu_shim_registry::binfmt;
+use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::interp;
@@ -27,8 +28,25 @@ pub struct Options {
     pub binfmt_d_dir: PathBuf,
 }
 
-/// Runs `uninstall`, writing the report to `out`.
-pub fn uninstall(opts: &Options, out: &mut dyn Write) -> Result<()> {
+/// What an uninstall did: `uninstall --json`'s report.
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    /// Entries removed.
+    pub removed: Vec<String>,
+    /// Entries asked for that were not registered.
+    pub not_registered: Vec<String>,
+    /// Files removed: interpreter files, leftovers of killed runs, the
+    /// install directory, the binfmt.d file.
+    pub files_removed: Vec<String>,
+    /// Interpreter files kept because entries of ours still use them.
+    pub files_kept: Vec<String>,
+    /// The binfmt.d file, when it was rewritten with fewer lines.
+    pub binfmt_d_rewritten: Option<String>,
+}
+
+/// Runs `uninstall`, writing the report to `out`; returns it as data too.
+pub fn uninstall(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
+    let mut sum = Summary::default();
     let named = select::resolve(&opts.arches)?;
     let bf = root::open_for_read(opts.binfmt_dir.as_deref());
     let mounted = bf.is_mounted();
@@ -74,8 +92,12 @@ pub fn uninstall(opts: &Options, out: &mut dyn Write) -> Result<()> {
                 files.insert(PathBuf::from(&e.interpreter));
                 gone.push((name.clone(), e.interpreter.clone()));
                 lines.push(format!("removed        {name}"));
+                sum.removed.push(name.clone());
             }
-            None => lines.push(format!("not registered {name}")),
+            None => {
+                lines.push(format!("not registered {name}"));
+                sum.not_registered.push(name.clone());
+            }
         }
     }
     if !mounted {
@@ -93,6 +115,7 @@ pub fn uninstall(opts: &Options, out: &mut dyn Write) -> Result<()> {
         files.insert(install_dir.join(interp::FILE_NAME));
         // What a killed install left would keep the directory.
         for f in crate::install::remove_leftovers(&install_dir) {
+            sum.files_removed.push(f.display().to_string());
             lines.push(format!(
                 "removed        {} (left by an interrupted run)",
                 f.display()
@@ -106,15 +129,18 @@ pub fn uninstall(opts: &Options, out: &mut dyn Write) -> Result<()> {
             .any(|(n, e)| n.starts_with(binfmt::OWNED_PREFIX) && Path::new(&e.interpreter) == f);
         if in_use {
             lines.push(format!("kept           {} (still used)", f.display()));
+            sum.files_kept.push(f.display().to_string());
             continue;
         }
         if remove_interpreter(f)? {
             lines.push(format!("removed        {}", f.display()));
+            sum.files_removed.push(f.display().to_string());
             if let Some(dir) = f.parent() {
                 // The install directory goes too once empty; any other file
                 // in it keeps it.
                 if dir == install_dir && fs::remove_dir(dir).is_ok() {
                     lines.push(format!("removed        {}", dir.display()));
+                    sum.files_removed.push(dir.display().to_string());
                 }
             }
         }
@@ -144,6 +170,7 @@ pub fn uninstall(opts: &Options, out: &mut dyn Write) -> Result<()> {
             fs::remove_file(&persist_path)
                 .map_err(|e| Error::io("cannot remove", &persist_path, &e))?;
             lines.push(format!("removed        {}", persist_path.display()));
+            sum.files_removed.push(persist_path.display().to_string());
         } else if keep.len() < all.len() {
             crate::install::write_file_mode(
                 &persist_path,
@@ -155,6 +182,7 @@ pub fn uninstall(opts: &Options, out: &mut dyn Write) -> Result<()> {
                 persist_path.display(),
                 keep.len()
             ));
+            sum.binfmt_d_rewritten = Some(persist_path.display().to_string());
         }
     }
     if lines.is_empty() {
@@ -163,7 +191,7 @@ pub fn uninstall(opts: &Options, out: &mut dyn Write) -> Result<()> {
     for l in lines {
         let _ = writeln!(out, "{l}");
     }
-    Ok(())
+    Ok(sum)
 }
 
 /// Deletes `path` if it is an interpreter file qemu-shim installed: named
