@@ -78,7 +78,7 @@ fn in_table_order(mut v: Vec<&'static Arch>) -> Vec<&'static Arch> {
 fn unknown(name: &str) -> Error {
     let all: Vec<&'static Arch> = ARCHES.iter().collect();
     Error::new(format!("unknown arch '{name}'")).hint(format!(
-        "known arches: {} (or a platform name such as linux/arm64)",
+        "known arches: {} (or a platform name such as linux/arm64, arm64 or amd64)",
         names_of(&all)
     ))
 }
