@@ -175,6 +175,9 @@ cap shadowed $D
 echo -1 >"$R/qemu-aarch64"
 printf 'not an emulator' >"$S/emus/qemu-s390x-static"
 cap emulator $D
+"$CLI" install aarch64 --persist --binfmt-d-dir "$S/bd" --emulator-dir "$EMUS" --install-dir "$S/inst" >/dev/null
+echo -1 >"$R/qemu-shim-aarch64"
+cap not-registered $D
 "#
     );
     sandbox_caps(As::Root, &s, &script);
@@ -236,6 +239,18 @@ cap emulator $D
         "{l}"
     );
     line_of(&c, "ok      aarch64: ");
+
+    // Registered at boot by the binfmt.d file, but not now.
+    let c = s.cap("not-registered");
+    assert_eq!(c.rc, 1, "{c}");
+    assert_eq!(
+        line_of(&c, "BROKEN  aarch64: "),
+        format!(
+            "BROKEN  aarch64: qemu-shim-aarch64 is in {} but not registered (fix: qemu-shim install aarch64 --install-dir {})",
+            s.join("bd/zz-qemu-shim.conf").display(),
+            std::fs::canonicalize(&inst).unwrap().display()
+        )
+    );
 }
 
 /// `--json` reports what install and uninstall did as data, `--quiet`

@@ -159,12 +159,15 @@ pub fn doctor(opts: &Options, out: &mut dyn Write) -> Result<u8> {
     for l in &boot {
         if !ours.iter().any(|e| e.name == l.name) {
             let arch = owned_arch(&l.name).map_or(l.name.as_str(), |a| a.name);
+            // The flags as the kernel would print them (C implies O).
+            let flags = l.expected_entry().raw_flags;
             lines.push(line(
                 Verdict::Broken,
                 format!(
-                    "{arch}: {} is in {} but not registered (fix: qemu-shim install {arch})",
+                    "{arch}: {} is in {} but not registered (fix: {})",
                     l.name,
-                    persist::path_in(&opts.binfmt_d_dir).display()
+                    persist::path_in(&opts.binfmt_d_dir).display(),
+                    install_command(arch, &l.interpreter, &flags)
                 ),
             ));
         }
@@ -259,7 +262,7 @@ fn check_entry(
         ));
     };
     let arch = a.name;
-    let fix = install_command(arch, e);
+    let fix = install_command(arch, &e.interpreter, &e.flags);
     let broken = |what: String, fix: &str| {
         Ok(line(
             Verdict::Broken,
@@ -354,18 +357,18 @@ fn shadowed(bf: &Binfmt, s: &Status, arch: &str, winner: &str, fix: &str) -> Lin
 
 /// The install command that registers `e` again as it is: same install
 /// directory and the same choices of carrying and pinning.
-fn install_command(arch: &str, e: &status::EntryStatus) -> String {
+fn install_command(arch: &str, interpreter: &str, flags: &str) -> String {
     let mut cmd = format!("qemu-shim install {arch}");
-    if let Some(dir) = Path::new(&e.interpreter).parent() {
+    if let Some(dir) = Path::new(interpreter).parent() {
         if dir != Path::new(crate::install::DEFAULT_INSTALL_DIR) {
             cmd.push_str(&format!(" --install-dir {}", dir.display()));
         }
     }
     // Carried emulators give the entry O (or C, which implies it).
-    if !e.flags.contains('O') {
+    if !flags.contains('O') {
         cmd.push_str(" --no-carry");
     }
-    if !e.pinned {
+    if !flags.contains('F') {
         cmd.push_str(" --no-pin");
     }
     cmd
