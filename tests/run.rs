@@ -114,6 +114,52 @@ fn foreign_programs_run_as_the_caller_and_the_status_passes_through() {
     assert_eq!(host_table(), before, "the host's table changed");
 }
 
+/// With a populated "host" table (a private instance standing in for the
+/// host's, with an entry of another tool), `run` neither sees nor changes
+/// it, and the program sees only `run`'s own entries.
+#[test]
+fn a_populated_outer_table_is_untouched_and_unseen() {
+    let s = setup("run-outer");
+    let script = format!(
+        r#"mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+printf ':other-tool:M::QSHIMTEST::/bin/true:' >/proc/sys/fs/binfmt_misc/register
+ls /proc/sys/fs/binfmt_misc >"{s}/before"
+{cli} run --emulator-dir "{s}/emus" -- sh -c 'ls /proc/sys/fs/binfmt_misc; bin/uname -m' >"{s}/inside"
+ls /proc/sys/fs/binfmt_misc >"{s}/after"
+cat /proc/sys/fs/binfmt_misc/other-tool >"{s}/other""#,
+        s = s.path().display(),
+        cli = cli().display()
+    );
+    fs::create_dir(s.join("root-home")).unwrap();
+    let o = Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "--",
+            "sh",
+            "-eu",
+            "-c",
+        ])
+        .arg(&script)
+        .env("HOME", s.join("root-home"))
+        .current_dir(s.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn unshare");
+    assert!(o.status.success(), "{}", show(&o));
+    let read = |n: &str| fs::read_to_string(s.join(n)).unwrap();
+    assert_eq!(read("before"), "other-tool\nregister\nstatus\n");
+    assert_eq!(read("after"), read("before"));
+    assert!(read("other").starts_with("enabled\ninterpreter /bin/true\n"));
+    let inside = read("inside");
+    assert!(!inside.contains("other-tool"), "{inside}");
+    assert!(
+        inside.contains("qemu-shim-aarch64\nqemu-shim-s390x\nregister\nstatus\naarch64\n"),
+        "{inside}"
+    );
+}
+
 #[test]
 fn death_by_a_signal_passes_through() {
     let s = setup("run-signal");
