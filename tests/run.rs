@@ -330,3 +330,53 @@ cap s390x "$S/bin/bb-s390x/busybox" uname -m
     // Arches the file does not name keep qemu as searched.
     assert_eq!(s.cap("s390x").stdout, "s390x\n");
 }
+
+#[test]
+fn run_takes_the_per_arch_emulator_choice_too() {
+    let s = setup("run-config");
+    fs::create_dir(s.join("alt")).unwrap();
+    fs::copy(
+        emulator_dir().join("qemu-aarch64-static"),
+        s.join("alt/my-aarch64-build"),
+    )
+    .unwrap();
+    fs::write(
+        s.join("config.toml"),
+        format!(
+            "[arch.arm64]\nemulator = \"qemu\"\npath = \"{}\"\n",
+            s.join("alt/my-aarch64-build").display()
+        ),
+    )
+    .unwrap();
+    let config = s.join("config.toml");
+    let o = run_as_nobody(
+        &s,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            "bin/uname -m; bin/bb-s390x/busybox uname -m",
+        ],
+    );
+    assert_eq!(stdout(&o), "aarch64\ns390x\n", "{}", show(&o));
+    let stamp = fs::read_to_string(s.join("home/.cache/qemu-shim/qemu-shim-interp.stamp")).unwrap();
+    assert!(
+        stamp.contains("emulator aarch64 qemu ") && stamp.contains("alt/my-aarch64-build"),
+        "{stamp}"
+    );
+    // A config that cannot be used stops run before anything starts.
+    fs::write(
+        s.join("config.toml"),
+        "[arch.arm64]\nemulator = \"rosetta\"\n",
+    )
+    .unwrap();
+    let o = run_as_nobody(&s, &["--config", config.to_str().unwrap(), "--", "true"]);
+    assert_eq!(o.status.code(), Some(125), "{}", show(&o));
+    assert!(
+        stderr(&o).contains("config.toml:2: unknown emulator"),
+        "{}",
+        show(&o)
+    );
+}

@@ -290,6 +290,11 @@ struct RunArgs {
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
 
+    /// The per-arch emulator choice to read, as for install (default:
+    /// /etc/qemu-shim/config.toml, if it exists)
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
     /// The program to run, and its arguments
     #[arg(
         value_name = "PROG [ARGS]",
@@ -435,6 +440,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 emulator_dirs: a.emulator_dir,
                 interpreter: a.interpreter,
                 cache_dir: a.cache_dir,
+                config: a.config,
                 command: a.command,
             });
             print_error(&e);

@@ -58,6 +58,7 @@ use nix::sched::{unshare, CloneFlags};
 use qemu_shim_registry::arch::Arch;
 use qemu_shim_registry::binfmt::{Binfmt, DEFAULT_ROOT};
 
+use crate::config;
 use crate::emulator::{self, Search};
 use crate::error::{Error, Result};
 use crate::install;
@@ -89,6 +90,8 @@ pub struct Options {
     /// `--cache-dir`; `None`: `$XDG_CACHE_HOME/qemu-shim` or
     /// `$HOME/.cache/qemu-shim`.
     pub cache_dir: Option<PathBuf>,
+    /// `--config`; `None`: [`config::DEFAULT_PATH`] if it exists.
+    pub config: Option<PathBuf>,
     /// The program and its arguments (at least the program).
     pub command: Vec<OsString>,
 }
@@ -113,10 +116,21 @@ fn prepare_and_exec(opts: &Options) -> std::result::Result<std::convert::Infalli
     // 1. What to register, and the interpreter file for it.
     let (native, _) = select::native().map_err(setup)?;
     let search = Search::new(&opts.emulator_dirs).map_err(setup)?;
-    let found: Vec<(&'static Arch, PathBuf)> = select::foreign(&native)
-        .into_iter()
-        .filter_map(|a| search.find(a).map(|p| (a, p)))
-        .collect();
+    // The administrator's per-arch emulator choice applies here as for
+    // install (the default file is root's; --config names another).
+    let cfg =
+        config::load(opts.config.as_deref(), nix::unistd::geteuid().as_raw()).map_err(setup)?;
+    let host = qemu_shim_registry::probe::host_arch().map(|a| a.name);
+    let mut found: Vec<(&'static Arch, PathBuf)> = Vec::new();
+    let mut plain: Vec<String> = Vec::new();
+    for a in select::foreign(&native) {
+        if let Some((p, is_plain)) = cfg.emulator(a, &search, host).map_err(setup)? {
+            if is_plain {
+                plain.push(a.name.to_string());
+            }
+            found.push((a, p));
+        }
+    }
     if found.is_empty() {
         return Err(setup(
             Error::new(format!(
@@ -139,7 +153,7 @@ fn prepare_and_exec(opts: &Options) -> std::result::Result<std::convert::Infalli
         Some(d) => d.clone(),
         None => default_cache_dir().map_err(setup)?,
     };
-    let cached = cached_interpreter(&dir, &source, &found).map_err(setup)?;
+    let cached = cached_interpreter(&dir, &source, &found, &plain).map_err(setup)?;
 
     // 2. The private namespace and its binfmt_misc instance.
     single_threaded().map_err(setup)?;
@@ -221,7 +235,12 @@ fn default_cache_dir() -> Result<PathBuf> {
 /// change to the interpreter binary, an emulator (replaced by an upgrade,
 /// added, removed), the CLI or the running kernel's table flags gives a
 /// new key and a rebuild.
-fn cache_key(source: &Path, found: &[(&'static Arch, PathBuf)], flags: u16) -> Result<String> {
+fn cache_key(
+    source: &Path,
+    found: &[(&'static Arch, PathBuf)],
+    plain: &[String],
+    flags: u16,
+) -> Result<String> {
     let stat = |p: &Path| -> Result<String> {
         let m = fs::metadata(p).map_err(|e| Error::io("cannot read", p, &e))?;
         Ok(format!(
@@ -238,7 +257,12 @@ fn cache_key(source: &Path, found: &[(&'static Arch, PathBuf)], flags: u16) -> R
         stat(source)?
     );
     for (a, p) in found {
-        key.push_str(&format!("emulator {} {}\n", a.name, stat(p)?));
+        let how = if plain.iter().any(|n| n == a.name) {
+            "plain"
+        } else {
+            "qemu"
+        };
+        key.push_str(&format!("emulator {} {how} {}\n", a.name, stat(p)?));
     }
     Ok(key)
 }
@@ -257,9 +281,10 @@ fn cached_interpreter(
     dir: &Path,
     source: &Path,
     found: &[(&'static Arch, PathBuf)],
+    plain: &[String],
 ) -> Result<Cached> {
     let flags = interp::flags_for_running_kernel();
-    let key = cache_key(source, found, flags).map_err(|e| {
+    let key = cache_key(source, found, plain, flags).map_err(|e| {
         if !source.exists() {
             e.hint("build it with `cargo build --release --workspace`, or pass --interpreter")
         } else {
@@ -300,7 +325,7 @@ fn cached_interpreter(
             .iter()
             .map(|(a, p)| (a.name.to_string(), p.clone()))
             .collect(),
-        plain: Vec::new(),
+        plain: plain.to_vec(),
     };
     let built = interp::build(&shim, &config)
         .map_err(|e| e.context(format!("interpreter {}", source.display())))?;
@@ -575,12 +600,17 @@ mod tests {
         fs::write(&src, b"x").unwrap();
         fs::write(&emu, b"y").unwrap();
         let a = qemu_shim_registry::arch::by_name("aarch64").unwrap();
-        let k1 = cache_key(&src, &[(a, emu.clone())], 0).unwrap();
-        assert_eq!(k1, cache_key(&src, &[(a, emu.clone())], 0).unwrap());
+        let k1 = cache_key(&src, &[(a, emu.clone())], &[], 0).unwrap();
+        assert_eq!(k1, cache_key(&src, &[(a, emu.clone())], &[], 0).unwrap());
         fs::write(&emu, b"yy").unwrap();
-        let k2 = cache_key(&src, &[(a, emu.clone())], 0).unwrap();
+        let k2 = cache_key(&src, &[(a, emu.clone())], &[], 0).unwrap();
         assert_ne!(k1, k2);
-        assert_ne!(k2, cache_key(&src, &[(a, emu)], 1).unwrap());
-        assert_ne!(k2, cache_key(&src, &[], 0).unwrap());
+        assert_ne!(k2, cache_key(&src, &[(a, emu.clone())], &[], 1).unwrap());
+        assert_ne!(k2, cache_key(&src, &[], &[], 0).unwrap());
+        // The same file chosen as box64/FEX instead of qemu: another table.
+        assert_ne!(
+            k2,
+            cache_key(&src, &[(a, emu.clone())], &["aarch64".to_string()], 0).unwrap()
+        );
     }
 }
