@@ -6,12 +6,14 @@
 //! # How
 //!
 //! 1. The interpreter file is built as `install` builds it (same arch
-//!    selection, emulator search and linker: [`interp::build`]) into a
-//!    per-user cache directory, `$XDG_CACHE_HOME/qemu-shim` or
-//!    `~/.cache/qemu-shim`, and reused while neither the interpreter binary
-//!    nor any emulator changed (paths, sizes and modification times, the CLI
-//!    version and the table flags are the key, kept in a stamp file beside
-//!    it).
+//!    selection, emulator search, per-arch choice from the config file and
+//!    linker: [`interp::build`]) into a per-user cache directory,
+//!    `$XDG_CACHE_HOME/qemu-shim` or `~/.cache/qemu-shim`, and reused while
+//!    neither the interpreter binary nor any emulator changed (paths, sizes
+//!    and modification times, each emulator's command line, the CLI version
+//!    and the table flags are the key, kept in a stamp file beside it). The
+//!    emulators are carried, as install's default; pre-relocated for an
+//!    address drawn when the file is first built and kept across rebuilds.
 //! 2. This process unshares a user and a mount namespace, maps the caller's
 //!    uid and gid to root there (the one mapping an unprivileged process may
 //!    write), mounts a fresh binfmt_misc instance on
