@@ -88,6 +88,17 @@ fn header_read(c: &mut Criterion) {
         })
     });
 
+    // The bare reads, nothing checked: is a page dearer than 64 bytes?
+    for n in [64usize, HEAD] {
+        g.bench_function(format!("raw_pread/{n}"), |b| {
+            b.iter(|| {
+                let mut buf = [0u8; HEAD];
+                let want = buf.get_mut(..n).unwrap_or(&mut []);
+                black_box(sys::pread_full(fd, want, 0).unwrap_or(0))
+            })
+        });
+    }
+
     // Two small reads: the ELF header, then exactly the program headers.
     g.bench_function("pread_64_then_phdrs", |b| {
         b.iter(|| {
@@ -378,7 +389,11 @@ fn median_ns(group: &str, id: &str, since: SystemTime) -> Option<f64> {
     let home = std::env::var_os("CRITERION_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| target_dir().join("criterion"));
-    let path = home.join(group).join(id).join("new/estimates.json");
+    // criterion names the directory after the id with `/` made `_`.
+    let path = home
+        .join(group)
+        .join(id.replace('/', "_"))
+        .join("new/estimates.json");
     let fresh = std::fs::metadata(&path).ok()?.modified().ok()? >= since;
     if !fresh {
         return None;
@@ -396,6 +411,12 @@ fn summary(since: SystemTime) {
         return;
     };
     println!("\nheader read, median per call (this run):");
+    if let (Some(small), Some(page)) = (get("raw_pread/64"), get("raw_pread/4096")) {
+        println!(
+            "  raw pread of 64 bytes {small:.0} ns, of 4096 bytes {page:.0} ns ({:.2}x)",
+            page / small
+        );
+    }
     for id in ["pread_64_then_phdrs", "mmap_4096", "mmap_whole_file"] {
         if let Some(t) = get(id) {
             println!(
