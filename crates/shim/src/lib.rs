@@ -309,7 +309,7 @@ fn exec_emulator<'a>(
             let Some(path) = c_path(&mut buf, line.as_bytes()) else {
                 continue;
             };
-            let err = try_exec(path, inv, argv, envp)?;
+            let err = try_exec(path, inv, argv, envp, false)?;
             if err != Errno::ENOENT {
                 return Err(exec_failure(err, shown, arch, inv));
             }
@@ -331,11 +331,12 @@ fn exec_emulator<'a>(
     };
     let shown = [Part::Bytes(entry.path), Part::Text(""), Part::Text("")];
     match entry.convention {
-        Convention::ExecByPath => {
+        Convention::ExecByPath | Convention::ExecPlain => {
             let Some(path) = c_path(&mut buf, entry.path) else {
                 return Err(not_found(shown));
             };
-            let err = try_exec(path, inv, argv, envp)?;
+            let plain = entry.convention == Convention::ExecPlain;
+            let err = try_exec(path, inv, argv, envp, plain)?;
             if err == Errno::ENOENT {
                 return Err(not_found(shown).hint(
                     "the emulator must exist at that path in this mount namespace; reinstall with `qemu-shim install`",
@@ -343,7 +344,8 @@ fn exec_emulator<'a>(
             }
             Err(exec_failure(err, shown, arch, inv))
         }
-        #[allow(unreachable_patterns)]
+        // Carried entries were dispatched by the caller; anything newer
+        // than this interpreter is refused, not guessed at.
         _ => Err(Failure::new(EXIT_CANNOT_RUN, Some(inv.program))
             .text("emulator convention not supported by this interpreter")
             .hint("run `qemu-shim install` again")),
@@ -359,17 +361,22 @@ fn c_path<'b>(buf: &'b mut [u8], path: &[u8]) -> Option<&'b CStr> {
     CStr::from_bytes_with_nul(dst).ok()
 }
 
-/// Builds the emulator's argv and execs it. Returns the exec's error
-/// (ENOENT is left to the caller, which may try another path); fails only
-/// when the argv cannot be built.
+/// Builds the emulator's argv and execs it: qemu's command line
+/// `EMULATOR -0 ARGV0 -- PROGRAM ARGS…`, or with `plain` the one emulators
+/// without an argv0 option take (box64, FEX), `EMULATOR PROGRAM ARGS…`.
+/// Returns the exec's error (ENOENT is left to the caller, which may try
+/// another path); fails only when the argv cannot be built.
 fn try_exec<'a>(
     path: &CStr,
     inv: &Invocation<'a>,
     argv: &CStrArray<'a>,
     envp: &CStrArray<'a>,
+    plain: bool,
 ) -> Result<Errno, Failure<'a>> {
     let rest = argv.len().saturating_sub(inv.rest);
-    let lead: [&CStr; 5] = [path, c"-0", inv.argv0, c"--", inv.program];
+    let qemu: [&CStr; 5] = [path, c"-0", inv.argv0, c"--", inv.program];
+    let plain_lead: [&CStr; 2] = [path, inv.program];
+    let lead: &[&CStr] = if plain { &plain_lead } else { &qemu };
     let slots = sys::map_slots(lead.len() + rest + 1).map_err(|e| {
         Failure::new(EXIT_CANNOT_RUN, Some(inv.program))
             .text("cannot build the emulator's arguments")
