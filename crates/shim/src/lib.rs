@@ -352,6 +352,14 @@ fn exec_emulator<'a>(
     }
 }
 
+/// `./` then `path` then a NUL, in `buf`, as a C string.
+fn dot_slash<'b>(buf: &'b mut [u8], path: &[u8]) -> Option<&'b CStr> {
+    let (head, rest) = buf.split_at_mut_checked(2)?;
+    head.copy_from_slice(b"./");
+    let len = c_path(rest, path)?.to_bytes_with_nul().len();
+    CStr::from_bytes_with_nul(buf.get(..len + 2)?).ok()
+}
+
 /// Copies `path` plus a NUL into `buf` and views it as a C string.
 fn c_path<'b>(buf: &'b mut [u8], path: &[u8]) -> Option<&'b CStr> {
     let dst = buf.get_mut(..path.len().checked_add(1)?)?;
@@ -375,7 +383,21 @@ fn try_exec<'a>(
 ) -> Result<Errno, Failure<'a>> {
     let rest = argv.len().saturating_sub(inv.rest);
     let qemu: [&CStr; 5] = [path, c"-0", inv.argv0, c"--", inv.program];
-    let plain_lead: [&CStr; 2] = [path, inv.program];
+    // Without `--`, a relative path starting with `-` would read as an
+    // option: make every relative path start with `./`.
+    let mut dotted = [0u8; PATH_BUF + 2];
+    let program = match inv.program.to_bytes() {
+        p if !plain || p.starts_with(b"/") => inv.program,
+        p => match dot_slash(&mut dotted, p) {
+            Some(c) => c,
+            None => {
+                return Err(
+                    Failure::new(EXIT_CANNOT_RUN, Some(inv.program)).text("program path too long")
+                )
+            }
+        },
+    };
+    let plain_lead: [&CStr; 2] = [path, program];
     let lead: &[&CStr] = if plain { &plain_lead } else { &qemu };
     let slots = sys::map_slots(lead.len() + rest + 1).map_err(|e| {
         Failure::new(EXIT_CANNOT_RUN, Some(inv.program))
@@ -453,6 +475,13 @@ mod tests {
         let line = f.render();
         assert!(line.as_bytes().starts_with(b"qemu-shim: usage: "));
         assert!(line.as_bytes().ends_with(b")\n"));
+    }
+
+    #[test]
+    fn dot_slash_prefixes_and_refuses_what_does_not_fit() {
+        let mut buf = [0u8; 8];
+        assert_eq!(dot_slash(&mut buf, b"-prog").unwrap(), c"./-prog");
+        assert!(dot_slash(&mut buf, b"-progr").is_none());
     }
 
     #[test]
