@@ -222,13 +222,29 @@ fn try_run<'a>(p: &Process<'a>) -> Result<Never, Failure<'a>> {
 }
 
 /// Whether an environment entry must not reach an emulator that runs with
-/// credentials the caller does not have (AT_SECURE). qemu reads its
-/// options from `QEMU_*` variables (QEMU_LD_PREFIX, QEMU_SET_ENV,
-/// QEMU_STRACE, QEMU_GDB, …): honoured in a setuid program, they would let
-/// the user who started it choose the privileged process's libraries,
-/// environment, or a debugger port.
+/// credentials the caller does not have (AT_SECURE):
+/// - `QEMU_*`: qemu reads its options from them (QEMU_LD_PREFIX,
+///   QEMU_SET_ENV, QEMU_STRACE, QEMU_GDB, QEMU_LOG_FILENAME,
+///   QEMU_RAND_SEED, …): honoured in a setuid program, they would let the
+///   user who started it choose the privileged process's libraries,
+///   environment, log files, randomness or a debugger port.
+/// - `GLIBC_TUNABLES`: the emulator's own C library parses it before it
+///   filters it (CVE-2023-4911 was in that parser), and this interpreter
+///   cannot know which C library the emulator was built with.
+/// - `G_DEBUG`, `G_SLICE`, `G_MESSAGES_DEBUG`: GLib inside qemu reads them
+///   with no setuid check (abort on warnings, allocator switches, debug
+///   output).
+///
+/// The rest of the C library's unsafe list (LD_*, MALLOC_*, GCONV_PATH, …)
+/// is removed by the emulator's C library itself, which sees AT_SECURE.
 pub fn secure_drops(entry: &[u8]) -> bool {
-    entry.starts_with(b"QEMU_")
+    const NAMES: [&[u8]; 4] = [
+        b"GLIBC_TUNABLES=",
+        b"G_DEBUG=",
+        b"G_SLICE=",
+        b"G_MESSAGES_DEBUG=",
+    ];
+    entry.starts_with(b"QEMU_") || NAMES.iter().any(|n| entry.starts_with(n))
 }
 
 fn keep_all(_: &[u8]) -> bool {
@@ -482,6 +498,29 @@ mod tests {
         let mut buf = [0u8; 8];
         assert_eq!(dot_slash(&mut buf, b"-prog").unwrap(), c"./-prog");
         assert!(dot_slash(&mut buf, b"-progr").is_none());
+    }
+
+    #[test]
+    fn secure_runs_lose_qemu_tunables_and_glib_variables_only() {
+        for v in [
+            &b"QEMU_LD_PREFIX=/tmp"[..],
+            b"QEMU_STRACE=1",
+            b"GLIBC_TUNABLES=x",
+            b"G_DEBUG=fatal-warnings",
+            b"G_SLICE=always-malloc",
+            b"G_MESSAGES_DEBUG=all",
+        ] {
+            assert!(secure_drops(v), "{}", core::str::from_utf8(v).unwrap());
+        }
+        for v in [
+            &b"PATH=/bin"[..],
+            b"HOME=/root",
+            b"G_DEBUGGER=x",
+            b"QEMU=1",
+            b"MY_QEMU_X=1",
+        ] {
+            assert!(!secure_drops(v), "{}", core::str::from_utf8(v).unwrap());
+        }
     }
 
     #[test]
