@@ -54,6 +54,8 @@ cap failing "$CLI" install aarch64 --persist --binfmt-d-dir "$S/afile/binfmt.d" 
 cap after-failing sh -c 'ls "$0"; ls -A "$1"' "$R" "$S"
 cap install "$CLI" install aarch64 --persist --binfmt-d-dir "$S/binfmt.d" --emulator-dir "$EMUS" --install-dir "$S/inst"
 cap again "$CLI" install aarch64 --persist --binfmt-d-dir "$S/binfmt.d" --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap conf-before cat "$S/binfmt.d/zz-qemu-shim.conf"
+cap changed "$CLI" install aarch64 --no-credentials --binfmt-d-dir "$S/binfmt.d" --emulator-dir "$EMUS" --install-dir "$S/inst"
 cap entry cat "$R/qemu-shim-aarch64"
 "#,
     );
@@ -81,7 +83,24 @@ cap entry cat "$R/qemu-shim-aarch64"
         c.rc == 0 && c.stdout.contains("nothing to do: already installed"),
         "{c}"
     );
+    // Without --persist, an install on the same interpreter file keeps the
+    // file in step: here the flags changed (no C).
+    assert!(
+        s.cap("conf-before").stdout.contains(":POCF\n"),
+        "{}",
+        s.cap("conf-before")
+    );
+    let c = s.cap("changed");
+    assert!(
+        c.rc == 0
+            && c.stdout.contains(&format!(
+                "written    {}",
+                d.join("zz-qemu-shim.conf").display()
+            )),
+        "{c}"
+    );
     let conf = fs::read_to_string(d.join("zz-qemu-shim.conf")).unwrap();
+    assert!(conf.contains(":POF\n"), "{conf}");
     assert!(
         conf.starts_with("# Written by `qemu-shim install --persist`"),
         "{conf}"
