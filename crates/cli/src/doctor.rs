@@ -155,6 +155,16 @@ pub fn doctor(opts: &Options, out: &mut dyn Write) -> Result<u8> {
     for e in &ours {
         lines.push(check_entry(&bf, &s, e, table_on, kernel, &mut probes)?);
     }
+    // argv0 and setuid would need probe programs that report them; the
+    // registry has none, so say what was not checked rather than guess.
+    if !ours.is_empty() {
+        let mut not =
+            vec!["argv0 not checked (P is checked; no probe program reports its argv[0])"];
+        if ours.iter().any(|e| e.flags.contains('C')) {
+            not.push("setuid not checked (no probe program reports its credentials)");
+        }
+        lines.push(line(Verdict::Note, not.join("; ")));
+    }
     // Entries the binfmt.d file registers at boot but that are not there.
     for l in &boot {
         if !ours.iter().any(|e| e.name == l.name) {
@@ -314,7 +324,10 @@ fn check_entry(
     }
     // The probe, run through whatever entry the kernel picks.
     let ran = match probe::exit_program_with_status(arch, PROBE_STATUS) {
-        None => "no probe program for this arch: not run".to_string(),
+        None => {
+            verdict = Verdict::Note;
+            "not run: no probe program for this arch".to_string()
+        }
         Some(_) if !table_on => "probe not run: binfmt_misc is disabled".to_string(),
         Some(program) => {
             match bf.winner(&program).ok().flatten() {
@@ -330,12 +343,6 @@ fn check_entry(
         }
     };
     notes.insert(0, ran);
-    // argv0 and setuid would need probes that report them; the registry
-    // has none yet, so say what was not checked rather than guess.
-    notes.push("argv0 not checked".into());
-    if e.flags.contains('C') {
-        notes.push("setuid not checked".into());
-    }
     Ok(line(verdict, format!("{arch}: {}", notes.join("; "))))
 }
 
