@@ -347,3 +347,58 @@ cap tty-quiet script -qec "$CLI uninstall --quiet --install-dir $S/inst" /dev/nu
     let c = s.cap("tty-quiet");
     assert!(c.rc == 0 && c.stdout.is_empty(), "{c}");
 }
+
+/// Uninstalling some arches drops their lines from the binfmt.d file and
+/// keeps the others'; uninstalling the rest removes the file.
+#[test]
+fn uninstall_of_some_arches_rewrites_the_binfmt_d_file() {
+    let s = Scratch::new("persist-partial");
+    sandbox_caps(
+        As::Root,
+        &s,
+        r#"
+I="--emulator-dir $EMUS --install-dir $S/inst --binfmt-d-dir $S/bd"
+cap install "$CLI" install aarch64 s390x --no-carry --persist $I
+cap conf-both cat "$S/bd/zz-qemu-shim.conf"
+cap some "$CLI" uninstall s390x --json --install-dir "$S/inst" --binfmt-d-dir "$S/bd"
+cap conf-one cat "$S/bd/zz-qemu-shim.conf"
+cap rest "$CLI" uninstall --json --install-dir "$S/inst" --binfmt-d-dir "$S/bd"
+cap left ls -A "$S/bd"
+"#,
+    );
+    let c = s.cap("install");
+    assert_eq!(c.rc, 0, "{c}");
+    let names = |text: &str| -> Vec<String> {
+        parse_binfmt_d(text)
+            .into_iter()
+            .map(|l| l.unwrap().name)
+            .collect()
+    };
+    assert_eq!(
+        names(&s.cap("conf-both").stdout),
+        ["qemu-shim-s390x", "qemu-shim-aarch64"]
+    );
+    let conf = s.join("bd/zz-qemu-shim.conf");
+    let c = s.cap("some");
+    let v: serde_json::Value =
+        serde_json::from_str(&c.stdout).unwrap_or_else(|e| panic!("{e}: {c}"));
+    assert_eq!(v["removed"], serde_json::json!(["qemu-shim-s390x"]), "{v}");
+    assert_eq!(v["binfmt_d_rewritten"], conf.to_str().unwrap(), "{v}");
+    assert_eq!(names(&s.cap("conf-one").stdout), ["qemu-shim-aarch64"]);
+    assert!(
+        s.cap("conf-one").stdout.starts_with("# Written by"),
+        "{}",
+        s.cap("conf-one")
+    );
+    let c = s.cap("rest");
+    let v: serde_json::Value =
+        serde_json::from_str(&c.stdout).unwrap_or_else(|e| panic!("{e}: {c}"));
+    assert!(
+        v["files_removed"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(conf.to_str().unwrap())),
+        "{v}"
+    );
+    assert_runs(&s.cap("left"), "");
+}

@@ -178,9 +178,8 @@ pub fn uninstall(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
                 0o644,
             )?;
             lines.push(format!(
-                "rewritten      {} ({} entries left)",
-                persist_path.display(),
-                keep.len()
+                "rewritten      {} (without the lines of the entries removed)",
+                persist_path.display()
             ));
             sum.binfmt_d_rewritten = Some(persist_path.display().to_string());
         }
