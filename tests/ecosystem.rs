@@ -197,6 +197,8 @@ cap emulator $D
 "$CLI" install aarch64 --persist --binfmt-d-dir "$S/bd" --emulator-dir "$EMUS" --install-dir "$S/inst" >/dev/null
 echo -1 >"$R/qemu-shim-aarch64"
 cap not-registered $D
+grep '^:qemu-shim-aarch64:' "$S/bd/zz-qemu-shim.conf" | sed 's/:POCF$/:OCF/' | tr -d '\n' >"$R/register"
+cap no-p $D
 "#
     );
     sandbox_caps(As::Root, &s, &script);
@@ -220,7 +222,9 @@ cap not-registered $D
         l.contains("probe exited 42 through qemu-shim-aarch64"),
         "{l}"
     );
-    line_of(&c, "note    argv0 not checked");
+    line_of(&c, "note    argv0 not checked for s390x ");
+    let l = line_of(&c, "ok      aarch64: ");
+    assert!(l.contains("; argv[0] kept"), "{l}");
     let l = line_of(&c, "ok      s390x: ");
     assert!(l.contains("probe exited 42 through qemu-shim-s390x"), "{l}");
 
@@ -269,6 +273,16 @@ cap not-registered $D
             s.join("bd/zz-qemu-shim.conf").display(),
             std::fs::canonicalize(&inst).unwrap().display()
         )
+    );
+
+    // Our entry registered by hand without P: the argv0 probe sees its
+    // path as argv[0].
+    let c = s.cap("no-p");
+    assert_eq!(c.rc, 1, "{c}");
+    let l = line_of(&c, "BROKEN  aarch64: ");
+    assert!(
+        l.contains("programs lose their argv[0]: the argv0 probe, started as \"Zqemu-shim-argv0\", exited 47, not 90"),
+        "{l}"
     );
 }
 

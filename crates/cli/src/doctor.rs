@@ -155,13 +155,25 @@ pub fn doctor(opts: &Options, out: &mut dyn Write) -> Result<u8> {
     for e in &ours {
         lines.push(check_entry(&bf, &s, e, table_on, kernel, &mut probes)?);
     }
-    // argv0 and setuid would need probe programs that report them; the
-    // registry has none, so say what was not checked rather than guess.
-    if !ours.is_empty() {
-        let mut not =
-            vec!["argv0 not checked (P is checked; no probe program reports its argv[0])"];
-        if ours.iter().any(|e| e.flags.contains('C')) {
-            not.push("setuid not checked (no probe program reports its credentials)");
+    // argv0 and setuid need probe programs that report them; where there
+    // is none, say what was not checked rather than guess.
+    let unchecked: Vec<&str> = ours
+        .iter()
+        .filter_map(|e| owned_arch(&e.name))
+        .filter(|a| argv0_program(a.name).is_none())
+        .map(|a| a.name)
+        .collect();
+    let setuid = ours.iter().any(|e| e.flags.contains('C'));
+    if !unchecked.is_empty() || setuid {
+        let mut not = Vec::new();
+        if !unchecked.is_empty() {
+            not.push(format!(
+                "argv0 not checked for {} (P is checked; no probe program reports its argv[0])",
+                unchecked.join(", ")
+            ));
+        }
+        if setuid {
+            not.push("setuid not checked (no probe program reports its credentials)".into());
         }
         lines.push(line(Verdict::Note, not.join("; ")));
     }
@@ -285,7 +297,9 @@ fn check_entry(
     if let Some(p) = &e.problem {
         return broken(format!("{}: {p}", e.name), &fix);
     }
-    if !e.flags.contains('P') {
+    // Where an argv0 probe exists the probe decides, measured; elsewhere
+    // the flag is all there is to check.
+    if !e.flags.contains('P') && argv0_program(arch).is_none() {
         return broken(
             format!(
                 "{} is registered without P: programs lose their argv[0]",
@@ -336,10 +350,24 @@ fn check_entry(
                 }
                 _ => {}
             }
-            match probes.run(arch, &program)? {
-                Ok(()) => format!("probe exited {PROBE_STATUS} through {}", e.name),
-                Err(why) => return broken(format!("the probe program {why}"), &fix),
+            if let Err(why) = probes.run(arch, &program, None, PROBE_STATUS)? {
+                return broken(format!("the probe program {why}"), &fix);
             }
+            let mut ran = format!("probe exited {PROBE_STATUS} through {}", e.name);
+            if let Some(argv0) = argv0_program(arch) {
+                let name = format!("{arch}-argv0");
+                let want = ARGV0.as_bytes()[0];
+                if let Err(why) = probes.run(&name, &argv0, Some(ARGV0), want)? {
+                    return broken(
+                        format!(
+                            "programs lose their argv[0]: the argv0 probe, started as {ARGV0:?}, {why} (it exits with the first byte of its argv[0]; 47 is '/', the program's path)"
+                        ),
+                        &fix,
+                    );
+                }
+                ran.push_str("; argv[0] kept");
+            }
+            ran
         }
     };
     notes.insert(0, ran);
@@ -381,6 +409,53 @@ fn install_command(arch: &str, interpreter: &str, flags: &str) -> String {
     cmd
 }
 
+/// The argv[0] the argv0 probe is started with; it exits with its first
+/// byte (90). Without P the program would see its path instead ('/', 47).
+const ARGV0: &str = "Zqemu-shim-argv0";
+
+/// A program that exits with the first byte of its argv[0], for the arches
+/// that have one (aarch64: the arch most run through qemu-shim; for the
+/// others doctor says "argv0 not checked"). An ELF64 executable of 136
+/// bytes: the ELF header, one loadable segment, and four instructions.
+pub fn argv0_program(arch: &str) -> Option<Vec<u8>> {
+    if arch != "aarch64" {
+        return None;
+    }
+    const BASE: u64 = 0x40_0000;
+    const HEADERS: u64 = 64 + 56;
+    let code: [u32; 4] = [
+        0xf940_07e0, // ldr x0, [sp, #8]   (argv[0]; argc is at [sp])
+        0x3940_0000, // ldrb w0, [x0]
+        0xd280_0ba8, // mov x8, #93        (exit)
+        0xd400_0001, // svc #0
+    ];
+    let size = HEADERS + 4 * code.len() as u64;
+    let mut b = Vec::with_capacity(size as usize);
+    // ELF header: ELFCLASS64, ELFDATA2LSB, EV_CURRENT, System V ABI.
+    b.extend_from_slice(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0");
+    b.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    b.extend_from_slice(&183u16.to_le_bytes()); // EM_AARCH64
+    b.extend_from_slice(&1u32.to_le_bytes()); // e_version
+    b.extend_from_slice(&(BASE + HEADERS).to_le_bytes()); // e_entry
+    b.extend_from_slice(&64u64.to_le_bytes()); // e_phoff
+    b.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
+    b.extend_from_slice(&0u32.to_le_bytes()); // e_flags
+                                              // e_ehsize, e_phentsize, e_phnum, e_shentsize, e_shnum, e_shstrndx
+    for h in [64u16, 56, 1, 0, 0, 0] {
+        b.extend_from_slice(&h.to_le_bytes());
+    }
+    // One PT_LOAD, read and execute, the whole file at BASE.
+    b.extend_from_slice(&1u32.to_le_bytes());
+    b.extend_from_slice(&5u32.to_le_bytes());
+    for v in [0, BASE, BASE, size, size, 0x1000] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    for i in code {
+        b.extend_from_slice(&i.to_le_bytes());
+    }
+    Some(b)
+}
+
 /// A private directory for probe programs, removed on drop.
 struct Probes {
     dir: Option<PathBuf>,
@@ -401,10 +476,16 @@ impl Probes {
         Ok(d)
     }
 
-    /// Writes `program` and executes it; `Ok(Err(why))` when it did not
-    /// exit with [`PROBE_STATUS`].
-    fn run(&mut self, arch: &str, program: &[u8]) -> Result<std::result::Result<(), String>> {
-        let path = self.dir()?.join(format!("probe-{arch}"));
+    /// Writes `program` and executes it, with `arg0` as its argv[0] if
+    /// given; `Ok(Err(why))` when it did not exit with `want`.
+    fn run(
+        &mut self,
+        name: &str,
+        program: &[u8],
+        arg0: Option<&str>,
+        want: u8,
+    ) -> Result<std::result::Result<(), String>> {
+        let path = self.dir()?.join(format!("probe-{name}"));
         {
             let mut f = fs::OpenOptions::new()
                 .write(true)
@@ -418,7 +499,11 @@ impl Probes {
         }
         let mut tries = 0;
         let mut child = loop {
-            let r = Command::new(&path)
+            let mut cmd = Command::new(&path);
+            if let Some(a) = arg0 {
+                std::os::unix::process::CommandExt::arg0(&mut cmd, a);
+            }
+            let r = cmd
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
@@ -473,8 +558,8 @@ impl Probes {
             .map(|l| format!(": {l}"))
             .unwrap_or_default();
         Ok(match (status.code(), status.signal()) {
-            (Some(c), _) if c == i32::from(PROBE_STATUS) => Ok(()),
-            (Some(c), _) => Err(format!("exited {c}, not {PROBE_STATUS}{said}")),
+            (Some(c), _) if c == i32::from(want) => Ok(()),
+            (Some(c), _) => Err(format!("exited {c}, not {want}{said}")),
             (None, Some(sig)) => Err(format!("was killed by signal {sig}{said}")),
             (None, None) => Err("ended without a status".into()),
         })
@@ -492,6 +577,18 @@ impl Drop for Probes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_argv0_probe_is_an_aarch64_executable_the_arch_table_classifies() {
+        let p = argv0_program("aarch64").unwrap();
+        assert_eq!(p.len(), 136);
+        assert_eq!(
+            qemu_shim_registry::arch::classify(&p).map(|a| a.name),
+            Some("aarch64")
+        );
+        assert!(argv0_program("s390x").is_none());
+        assert_eq!(ARGV0.as_bytes()[0], 90);
+    }
 
     #[test]
     fn kernel_versions_parse_from_uname_release() {
