@@ -369,3 +369,72 @@ pub fn assert_refused(c: &Captured, code: i32, parts: &[&str]) {
         "expected exit {code}, no stdout, one stderr line `qemu-shim: …` containing {parts:?}:\n{c}"
     );
 }
+
+/// Runs `script` like `sandbox_caps(As::Root, …)`, but in a user namespace
+/// that maps host uids and gids 0–65535 to themselves: root-owned setuid
+/// files keep their meaning and the script can switch to uid 65534
+/// (`nobody … CMD`, a shell function). `unshare --map-users` would need
+/// newuidmap; the maps are written here instead, by host root, once the
+/// script says it runs inside the namespace.
+pub fn sandbox_full_map(s: &Scratch, script: &str) {
+    use nix::sys::statvfs::{statvfs, FsFlags};
+    use std::io::{BufRead, BufReader, Write};
+    let st = statvfs(s.path()).expect("statvfs scratch");
+    assert!(
+        !st.flags().contains(FsFlags::ST_NOSUID),
+        "{} is mounted nosuid: the setuid tests need a temporary directory that honours \
+         setuid bits (set TMPDIR)",
+        s.path().display()
+    );
+    let caps = s.join("caps");
+    fs::create_dir_all(&caps).expect("create caps dir");
+    let prologue = r#"echo ready
+read go
+exec >"$S/script.out" 2>"$S/script.err" </dev/null
+mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+nobody() {
+	setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all -- "$@"
+}
+"#;
+    let mut child = Command::new("unshare")
+        .args(["--user", "--mount", "--", "sh", "-euc"])
+        .arg(format!("{prologue}{CAP_SH}{script}"))
+        .arg("full-map")
+        .env("CLI", cli())
+        .env("INTERP", interp())
+        .env("EMUS", emulator_dir())
+        .env("FIX", fixtures_dir())
+        .env("S", s.path())
+        .env("CAPS", &caps)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn unshare (util-linux)");
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().expect("stdout piped"))
+        .read_line(&mut line)
+        .expect("read from the namespace");
+    if line != "ready\n" {
+        let o = child.wait_with_output().expect("wait for unshare");
+        panic!("unshare --user --mount failed:\n{}", stderr(&o));
+    }
+    let pid = child.id();
+    for map in ["uid_map", "gid_map"] {
+        fs::write(format!("/proc/{pid}/{map}"), "0 0 65536\n")
+            .unwrap_or_else(|e| panic!("write /proc/{pid}/{map} (needs root): {e}"));
+    }
+    let mut stdin = child.stdin.take().expect("stdin piped");
+    stdin.write_all(b"go\n").expect("start the script");
+    drop(stdin);
+    let o = child.wait_with_output().expect("wait for unshare");
+    let read = |n: &str| fs::read_to_string(s.join(n)).unwrap_or_default();
+    assert!(
+        o.status.success(),
+        "script failed ({}):\n--- stdout\n{}\n--- stderr\n{}{}",
+        o.status,
+        read("script.out"),
+        read("script.err"),
+        stderr(&o)
+    );
+}

@@ -10,15 +10,13 @@
 //! registered directly.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use qemu_shim_registry::arch;
 use qemu_shim_registry::format::{Kind, RegisterLine};
 use qemu_shim_suite::{
-    assert_refused, assert_runs, busybox, cli, emulator_dir, fixture, fixtures_dir, interp,
-    sandbox_caps, set_mode, As, Captured, Scratch, CAP_SH,
+    assert_refused, assert_runs, busybox, emulator_dir, fixture, fixtures_dir, sandbox_caps,
+    sandbox_full_map, set_mode, As, Captured, Scratch,
 };
 
 /// The Debian arches whose busybox runs in an emulator-free chroot, and what
@@ -527,53 +525,6 @@ cap interp-np chroot "$S/interp-np" /bin/busybox uname -m
     assert_runs(&s.cap("interp-np"), "aarch64\n");
 }
 
-/// Runs `script` (with [`CAP_SH`], `$S`, `$CAPS`, `$CLI`, `$EMUS`, `$FIX`)
-/// in a user namespace that maps host uids and gids 0–65535 to themselves,
-/// with a private binfmt_misc instance, so that root's setuid files keep
-/// their meaning for uid 65534 there. The maps are written by this (root)
-/// process once the namespace exists: `unshare --map-users` would need
-/// newuidmap.
-fn full_map_caps(s: &Scratch, script: &str) {
-    let caps = s.join("caps");
-    fs::create_dir_all(&caps).unwrap();
-    let prologue = "echo ready\nread go\nexec >\"$S/script.out\" 2>&1 </dev/null\n\
-                    mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc\n";
-    let mut child = Command::new("unshare")
-        .args(["--user", "--mount", "--", "sh", "-euc"])
-        .arg(format!("{prologue}{CAP_SH}{script}"))
-        .arg("full-map")
-        .env("CLI", cli())
-        .env("INTERP", interp())
-        .env("EMUS", emulator_dir())
-        .env("FIX", fixtures_dir())
-        .env("S", s.path())
-        .env("CAPS", &caps)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn unshare (util-linux)");
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "ready\n", "unshare --user --mount failed");
-    let pid = child.id();
-    for map in ["uid_map", "gid_map"] {
-        fs::write(format!("/proc/{pid}/{map}"), "0 0 65536\n")
-            .unwrap_or_else(|e| panic!("write /proc/{pid}/{map} (needs root): {e}"));
-    }
-    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let o = child.wait_with_output().unwrap();
-    assert!(
-        o.status.success(),
-        "script failed ({}):\n{}{}",
-        o.status,
-        fs::read_to_string(s.join("script.out")).unwrap_or_default(),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
 #[test]
 fn setuid_program_whose_emulator_runs_by_path_is_refused_with_126() {
     let s = Scratch::new("secure-by-path");
@@ -597,7 +548,7 @@ fn setuid_program_whose_emulator_runs_by_path_is_refused_with_126() {
         interpreter: s.join("inst/qemu-shim-interp").display().to_string(),
         flags: "POCF".parse().unwrap(),
     };
-    full_map_caps(
+    sandbox_full_map(
         &s,
         &format!(
             r#"
