@@ -226,13 +226,42 @@ impl Argv {
     }
 }
 
-/// The interpreter's argv building (`try_exec`, private in crates/shim):
-/// `[path, -0, argv0, --, program, rest…, NULL]` into `slots`.
+/// The interpreter's argv building, `qemu_shim_interp::fill_argv` (what
+/// `try_exec` runs): `[path, -0, argv0, --, program, rest…, NULL]`.
 fn fill<'a>(slots: &mut [*const u8], lead: [&CStr; 5], argv: &CStrArray<'a>, rest: usize) {
-    let args = lead.iter().copied().chain(argv.iter_from(rest));
-    for (slot, s) in slots.iter_mut().zip(args) {
-        *slot = s.as_ptr().cast();
-    }
+    qemu_shim_interp::fill_argv(slots, &lead, argv, rest);
+}
+
+/// The auxv edits a carried emulator's start makes
+/// (`sys::AuxEdits::apply` over the kernel's auxv, as `sys::launch` runs
+/// it), over a typical x86_64 auxv of 22 entries.
+fn auxv_building(c: &mut Criterion) {
+    let mut g = c.benchmark_group("auxv");
+    configure(&mut g);
+    let kernel: Vec<(usize, usize)> = [
+        33, 51, 16, 6, 17, 3, 4, 5, 7, 8, 9, 11, 12, 13, 14, 23, 25, 26, 31, 15, 27, 28, 2,
+    ]
+    .iter()
+    .map(|&k| (k, 0x1000 * k))
+    .collect();
+    let edits = sys::AuxEdits {
+        phdr: 0x7f00_0000_0040,
+        phnum: 12,
+        entry: 0x7f00_0022_9ab0,
+        flags: 1,
+        execfd: 3,
+    };
+    let mut out = vec![0usize; kernel.len() * 2];
+    g.bench_function("edit_in_place/23_entries", |b| {
+        b.iter(|| {
+            for (i, &(k, v)) in black_box(&kernel).iter().enumerate() {
+                out[2 * i] = k;
+                out[2 * i + 1] = edits.apply(k, v);
+            }
+            black_box(&out);
+        })
+    });
+    g.finish();
 }
 
 fn argv_building(c: &mut Criterion) {
@@ -433,6 +462,7 @@ fn main() {
     header_read(&mut c);
     classification(&mut c);
     argv_building(&mut c);
+    auxv_building(&mut c);
     table(&mut c);
     c.final_summary();
     summary(started);

@@ -420,12 +420,19 @@ fn try_exec<'a>(
             .text("cannot build the emulator's arguments")
             .errno(e)
     })?;
-    let args = lead.iter().copied().chain(argv.iter_from(inv.rest));
+    fill_argv(slots, lead, argv, inv.rest);
+    // The last slot stays null: the mapping is zero-filled.
+    Ok(sys::execve(path, slots, envp))
+}
+
+/// Fills `slots` with the emulator's argv: `lead`, then the kernel's argv
+/// from index `rest`. Slots beyond stay as they are (the caller's are
+/// zero-filled, so the array ends with a null).
+pub fn fill_argv(slots: &mut [*const u8], lead: &[&CStr], argv: &CStrArray<'_>, rest: usize) {
+    let args = lead.iter().copied().chain(argv.iter_from(rest));
     for (slot, s) in slots.iter_mut().zip(args) {
         *slot = s.as_ptr().cast();
     }
-    // The last slot stays null: the mapping is zero-filled.
-    Ok(sys::execve(path, slots, envp))
 }
 
 fn exec_failure<'a>(

@@ -482,6 +482,38 @@ pub struct Launch<'a> {
     pub randomize: bool,
 }
 
+/// The auxv values a carried emulator gets instead of the interpreter's:
+/// what the kernel would have given it, had it started the emulator as a
+/// binfmt_misc interpreter.
+#[derive(Debug, Clone, Copy)]
+pub struct AuxEdits {
+    /// The emulator's program headers in memory.
+    pub phdr: usize,
+    pub phnum: usize,
+    /// Its entry point.
+    pub entry: usize,
+    /// AT_FLAGS: the preserve-argv0 bit when argv has the P layout.
+    pub flags: usize,
+    /// The program's descriptor.
+    pub execfd: usize,
+}
+
+impl AuxEdits {
+    /// The value auxv entry `key` gets (`value`: the kernel's).
+    pub fn apply(&self, key: usize, value: usize) -> usize {
+        match key {
+            AT_PHDR => self.phdr,
+            AT_PHENT => core::mem::size_of::<[u64; 7]>(),
+            AT_PHNUM => self.phnum,
+            AT_BASE => 0,
+            AT_ENTRY => self.entry,
+            AT_FLAGS => self.flags,
+            AT_EXECFD => self.execfd,
+            _ => value,
+        }
+    }
+}
+
 /// The string inserted before the program's path so an emulator never
 /// reads a path starting with `-` as an option.
 static END_OF_OPTIONS: &CStr = c"--";
@@ -611,7 +643,13 @@ pub fn launch(p: &Process<'_>, l: &Launch<'_>) -> Errno {
     // Keep the stack pointer 16-byte aligned, as the ABI requires at entry.
     let shift = (inserted + 1) & !1;
     let entry = image + c.entry as usize;
-    let phdr = image + c.phdr as usize;
+    let edits = AuxEdits {
+        phdr: image + c.phdr as usize,
+        phnum: usize::from(c.phnum),
+        entry,
+        flags: usize::from(l.preserve_argv0),
+        execfd: l.execfd as usize,
+    };
     // --- Point of no return: from here on the stack block is rewritten and
     // the emulator runs.
     //
@@ -666,16 +704,7 @@ pub fn launch(p: &Process<'_>, l: &Launch<'_>) -> Errno {
             if key == AT_NULL {
                 break;
             }
-            let value = match key {
-                AT_PHDR => phdr,
-                AT_PHENT => core::mem::size_of::<[u64; 7]>(),
-                AT_PHNUM => usize::from(l.carried.phnum),
-                AT_BASE => 0,
-                AT_ENTRY => entry,
-                AT_FLAGS => usize::from(l.preserve_argv0),
-                AT_EXECFD => l.execfd as usize,
-                _ => value,
-            };
+            let value = edits.apply(key, value);
             new.add(w).write(key);
             new.add(w + 1).write(value);
             w += 2;
