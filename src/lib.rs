@@ -171,6 +171,22 @@ pub fn set_mode(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
+/// `setpriv` set up to run what follows as host uid/gid 65534 (nobody),
+/// with no groups and no capabilities: append the program and its
+/// arguments.
+pub fn as_nobody() -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--",
+    ]);
+    c
+}
+
 /// Who runs a sandboxed script.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum As {
@@ -193,16 +209,8 @@ pub fn sandbox(who: As, script: &str, env: &[(&str, &OsStr)]) -> Output {
     let mut cmd = match who {
         As::Root => Command::new("unshare"),
         As::Nobody => {
-            let mut c = Command::new("setpriv");
-            c.args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "--inh-caps=-all",
-                "--bounding-set=-all",
-                "--",
-                "unshare",
-            ]);
+            let mut c = as_nobody();
+            c.arg("unshare");
             c
         }
     };

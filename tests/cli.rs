@@ -3,10 +3,9 @@
 //! alone, `status --json`, `which`, and install's errors.
 
 use std::fs;
-use std::process::Command;
 
 use qemu_shim_suite::{
-    assert_runs, busybox, cli, emulator_dir, sandbox_caps, As, Captured, Scratch,
+    as_nobody, assert_runs, busybox, cli, emulator_dir, sandbox_caps, As, Captured, Scratch,
 };
 
 /// Asserts a captured CLI run failed with exit `code` and one line
@@ -329,15 +328,7 @@ fn install_as_non_root_fails_cleanly() {
     std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
 
     let as_nobody = |tag: &str, args: &[&str]| {
-        let o = Command::new("setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "--inh-caps=-all",
-                "--bounding-set=-all",
-                "--",
-            ])
+        let o = as_nobody()
             .arg(cli())
             .args(args)
             .output()

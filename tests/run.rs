@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use qemu_shim_suite::{
-    busybox, cli, emulator_dir, give_to_nobody, sandbox_caps, stderr, stdout, As, Scratch,
+    as_nobody, busybox, cli, emulator_dir, give_to_nobody, sandbox_caps, stderr, stdout, As,
+    Scratch,
 };
 
 /// A scratch dir with `emus/` (copies of the aarch64 and s390x emulators
@@ -37,15 +38,7 @@ fn setup(tag: &str) -> Scratch {
 /// `qemu-shim run --emulator-dir emus ARGS…` as host uid 65534 without any
 /// capability, with HOME the scratch home, in the scratch dir.
 fn run_as_nobody(s: &Scratch, args: &[&str]) -> Output {
-    Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            "--bounding-set=-all",
-            "--",
-        ])
+    as_nobody()
         .arg(cli())
         .arg("run")
         .arg("--emulator-dir")
@@ -178,18 +171,8 @@ fn death_by_a_signal_passes_through() {
 
 /// `sh -c LINE` as nobody, as [`run_as_nobody`] does for the CLI.
 fn run_as_nobody_sh(s: &Scratch, line: &str) -> Output {
-    Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            "--bounding-set=-all",
-            "--",
-            "sh",
-            "-c",
-            line,
-        ])
+    as_nobody()
+        .args(["sh", "-c", line])
         .current_dir(s.path())
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
