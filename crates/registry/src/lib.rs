@@ -14,3 +14,4 @@ pub use qemu_shim_registry_core::{arch, dispatch, elf};
 pub mod binfmt;
 pub mod format;
 pub mod probe;
+pub mod programs;

@@ -55,378 +55,14 @@ use std::time::Duration;
 
 use crate::arch::{self, Arch, ARCHES};
 use crate::binfmt::{Binfmt, DEFAULT_ROOT};
+use crate::programs::{self, le32, Header, Kind};
 
 // ---------------------------------------------------------------------------
 // Tiny programs
 
-/// Where the programs are loaded: the usual base of a non-PIE executable,
-/// mapped on every arch here and above any `mmap_min_addr`.
-const BASE: u64 = 0x40_0000;
-/// Segment alignment: the largest page size of the arches here (64 KiB),
-/// so the kernel and qemu map the segment on any page size.
-const ALIGN: u64 = 0x1_0000;
-
-/// Instructions that exit with the given status.
-type ExitCode = fn(status: u8) -> Vec<u8>;
-
-/// How one arch's program is laid out.
-struct Recipe {
-    elf64: bool,
-    big_endian: bool,
-    machine: u16,
-    flags: u32,
-    /// ppc64 ELFv1: the entry point is a function descriptor, not code.
-    descriptor: bool,
-    code: ExitCode,
-}
-
-/// 32-bit instruction words, little-endian.
-fn le32(words: &[u32]) -> Vec<u8> {
-    words.iter().flat_map(|w| w.to_le_bytes()).collect()
-}
-
-/// 32-bit instruction words, big-endian.
-fn be32(words: &[u32]) -> Vec<u8> {
-    words.iter().flat_map(|w| w.to_be_bytes()).collect()
-}
-
-// Each arch's exit sequence: status into the first argument register, the
-// `exit` system call number into the number register, trap. Encodings were
-// checked against Debian's cross binutils where bookworm has them, and every
-// program is run under qemu by the tests, which check its exit status.
-
-fn x86_64_exit(s: u8) -> Vec<u8> {
-    // mov edi, s; mov eax, 60 (exit); syscall
-    vec![0xbf, s, 0, 0, 0, 0xb8, 60, 0, 0, 0, 0x0f, 0x05]
-}
-
-fn i386_exit(s: u8) -> Vec<u8> {
-    // mov ebx, s; mov eax, 1 (exit); int 0x80
-    vec![0xbb, s, 0, 0, 0, 0xb8, 1, 0, 0, 0, 0xcd, 0x80]
-}
-
-fn aarch64_exit(s: u8) -> Vec<u8> {
-    // mov x0, #s; mov x8, #93 (exit); svc #0. A64 code is little-endian
-    // also in big-endian programs.
-    le32(&[0xd280_0000 | u32::from(s) << 5, 0xd280_0ba8, 0xd400_0001])
-}
-
-fn arm_exit(s: u8) -> Vec<u8> {
-    // mov r0, #s; mov r7, #1 (exit, EABI); svc #0. Little-endian code also
-    // for armeb, which is BE8 (data big-endian, code little-endian).
-    le32(&[0xe3a0_0000 | u32::from(s), 0xe3a0_7001, 0xef00_0000])
-}
-
-fn riscv_exit(s: u8) -> Vec<u8> {
-    // li a0, s; li a7, 93 (exit); ecall
-    le32(&[u32::from(s) << 20 | 0x513, 0x05d0_0893, 0x0000_0073])
-}
-
-fn loongarch64_exit(s: u8) -> Vec<u8> {
-    // addi.w $a0, $zero, s; addi.w $a7, $zero, 93 (exit); syscall 0
-    le32(&[0x0280_0004 | u32::from(s) << 10, 0x0281_740b, 0x002b_0000])
-}
-
-fn ppc_words(s: u8) -> [u32; 3] {
-    // li r3, s; li r0, 1 (exit); sc
-    [0x3860_0000 | u32::from(s), 0x3800_0001, 0x4400_0002]
-}
-
-fn ppc_be_exit(s: u8) -> Vec<u8> {
-    be32(&ppc_words(s))
-}
-
-fn ppc_le_exit(s: u8) -> Vec<u8> {
-    le32(&ppc_words(s))
-}
-
-fn s390x_exit(s: u8) -> Vec<u8> {
-    // lghi %r2, s; svc 1 (exit)
-    vec![0xa7, 0x29, 0, s, 0x0a, 0x01]
-}
-
-/// li $a0, s; li $v0, `nr`; syscall. `nr` is `exit` for the ABI: 4001
-/// (o32), 6058 (n32) or 5058 (n64).
-fn mips_words(s: u8, nr: u16) -> [u32; 3] {
-    [
-        0x2404_0000 | u32::from(s),
-        0x2402_0000 | u32::from(nr),
-        0x0000_000c,
-    ]
-}
-
-fn mips_o32_be(s: u8) -> Vec<u8> {
-    be32(&mips_words(s, 4001))
-}
-fn mips_o32_le(s: u8) -> Vec<u8> {
-    le32(&mips_words(s, 4001))
-}
-fn mips_n32_be(s: u8) -> Vec<u8> {
-    be32(&mips_words(s, 6058))
-}
-fn mips_n32_le(s: u8) -> Vec<u8> {
-    le32(&mips_words(s, 6058))
-}
-fn mips_n64_be(s: u8) -> Vec<u8> {
-    be32(&mips_words(s, 5058))
-}
-fn mips_n64_le(s: u8) -> Vec<u8> {
-    le32(&mips_words(s, 5058))
-}
-
-fn sparc32_exit(s: u8) -> Vec<u8> {
-    // mov s, %o0; mov 1, %g1 (exit); ta 0x10 (32-bit system call trap)
-    be32(&[0x9010_2000 | u32::from(s), 0x8210_2001, 0x91d0_2010])
-}
-
-fn sparc64_exit(s: u8) -> Vec<u8> {
-    // mov s, %o0; mov 1, %g1 (exit); ta 0x6d (64-bit system call trap)
-    be32(&[0x9010_2000 | u32::from(s), 0x8210_2001, 0x91d0_206d])
-}
-
-fn m68k_exit(s: u8) -> Vec<u8> {
-    // moveq #1, %d0 (exit); moveq #s, %d1; trap #0. moveq sign-extends
-    // its byte; exit keeps only the low 8 bits of the status, so any s works.
-    vec![0x70, 0x01, 0x72, s, 0x4e, 0x40]
-}
-
-/// mov #1, r3 (exit); mov #s, r4; trapa #0x11 (a system call with one
-/// argument), as 16-bit words; `mov #imm` sign-extends like m68k's moveq.
-fn sh_words(s: u8) -> [u16; 3] {
-    [0xe301, 0xe400 | u16::from(s), 0xc311]
-}
-
-fn sh_le_exit(s: u8) -> Vec<u8> {
-    sh_words(s).iter().flat_map(|w| w.to_le_bytes()).collect()
-}
-
-fn sh_be_exit(s: u8) -> Vec<u8> {
-    sh_words(s).iter().flat_map(|w| w.to_be_bytes()).collect()
-}
-
-fn alpha_exit(s: u8) -> Vec<u8> {
-    // lda $16, s($31); lda $0, 1($31) (exit); call_pal callsys
-    le32(&[0x221f_0000 | u32::from(s), 0x201f_0001, 0x0000_0083])
-}
-
-fn hppa_exit(s: u8) -> Vec<u8> {
-    // ldi s, %r26; ble 0x100(%sr2, %r0) (the gateway page); ldi 1, %r20
-    // (exit, in the branch's delay slot). ldi's 14-bit immediate keeps its
-    // sign in the low bit, so a small positive value is shifted left once.
-    be32(&[0x341a_0000 | u32::from(s) << 1, 0xe400_8200, 0x3414_0002])
-}
-
-fn or1k_exit(s: u8) -> Vec<u8> {
-    // l.addi r3, r0, s; l.addi r11, r0, 93 (exit); l.sys 1
-    be32(&[0x9c60_0000 | u32::from(s), 0x9d60_005d, 0x2000_0001])
-}
-
-/// addik r5, r0, s; addik r12, r0, 1 (exit); brki r14, 0x8 (system call).
-fn microblaze_words(s: u8) -> [u32; 3] {
-    [0x30a0_0000 | u32::from(s), 0x3180_0001, 0xb9cc_0008]
-}
-
-fn microblaze_be_exit(s: u8) -> Vec<u8> {
-    be32(&microblaze_words(s))
-}
-
-fn microblaze_le_exit(s: u8) -> Vec<u8> {
-    le32(&microblaze_words(s))
-}
-
-/// The recipe for the row named `name`, if there is a program for it.
-/// xtensa, xtensaeb and hexagon have none (no toolchain here to check an
-/// encoding against).
-fn recipe(name: &str) -> Option<Recipe> {
-    // (elf64, big_endian, e_machine, e_flags, code)
-    let (elf64, big_endian, machine, flags, code): (bool, bool, u16, u32, ExitCode) = match name {
-        "x86_64" => (true, false, 62, 0, x86_64_exit),
-        "i386" => (false, false, 3, 0, i386_exit),
-        // EM_486: obsolete, same code; Linux's i386 loader accepts it.
-        "i486" => (false, false, 6, 0, i386_exit),
-        "aarch64" => (true, false, 183, 0, aarch64_exit),
-        "aarch64_be" => (true, true, 183, 0, aarch64_exit),
-        // EABI version 5: arm64 kernels run only EABI programs.
-        "arm" => (false, false, 40, 0x0500_0000, arm_exit),
-        // EABI 5 and EF_ARM_BE8.
-        "armeb" => (false, true, 40, 0x0580_0000, arm_exit),
-        "riscv64" => (true, false, 243, 0, riscv_exit),
-        "riscv32" => (false, false, 243, 0, riscv_exit),
-        // Double-float ABI, object ABI v1: what toolchains write.
-        "loongarch64" => (true, false, 258, 0x43, loongarch64_exit),
-        "ppc" => (false, true, 20, 0, ppc_be_exit),
-        "ppc64" => {
-            // ELFv1 (e_flags 1): the entry is a function descriptor.
-            return Some(Recipe {
-                elf64: true,
-                big_endian: true,
-                machine: 21,
-                flags: 1,
-                descriptor: true,
-                code: ppc_be_exit,
-            });
-        }
-        // ELFv2.
-        "ppc64le" => (true, false, 21, 2, ppc_le_exit),
-        "s390x" => (true, true, 22, 0, s390x_exit),
-        // o32 (EF_MIPS_ABI_O32), MIPS I.
-        "mips" => (false, true, 8, 0x1000, mips_o32_be),
-        "mipsel" => (false, false, 8, 0x1000, mips_o32_le),
-        // n32 (EF_MIPS_ABI2), MIPS III.
-        "mipsn32" => (false, true, 8, 0x2000_0020, mips_n32_be),
-        "mipsn32el" => (false, false, 8, 0x2000_0020, mips_n32_le),
-        // n64, MIPS III.
-        "mips64" => (true, true, 8, 0x2000_0000, mips_n64_be),
-        "mips64el" => (true, false, 8, 0x2000_0000, mips_n64_le),
-        "sparc" => (false, true, 2, 0, sparc32_exit),
-        // EF_SPARC_32PLUS.
-        "sparc32plus" => (false, true, 18, 0x100, sparc32_exit),
-        "sparc64" => (true, true, 43, 0, sparc64_exit),
-        "m68k" => (false, true, 4, 0, m68k_exit),
-        "sh4" => (false, false, 42, 0, sh_le_exit),
-        "sh4eb" => (false, true, 42, 0, sh_be_exit),
-        "alpha" => (true, false, 0x9026, 0, alpha_exit),
-        // PA-RISC 1.1.
-        "hppa" => (false, true, 15, 0x210, hppa_exit),
-        "or1k" => (false, true, 92, 0, or1k_exit),
-        "microblaze" => (false, true, 189, 0, microblaze_be_exit),
-        "microblazeel" => (false, false, 189, 0, microblaze_le_exit),
-        _ => return None,
-    };
-    Some(Recipe {
-        elf64,
-        big_endian,
-        machine,
-        flags,
-        descriptor: false,
-        code,
-    })
-}
-
-/// Writes integers in the file's byte order.
-struct Writer {
-    big_endian: bool,
-    out: Vec<u8>,
-}
-
-impl Writer {
-    fn u16(&mut self, v: u16) {
-        let b = if self.big_endian {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        };
-        self.out.extend_from_slice(&b);
-    }
-    fn u32(&mut self, v: u32) {
-        let b = if self.big_endian {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        };
-        self.out.extend_from_slice(&b);
-    }
-    fn u64(&mut self, v: u64) {
-        let b = if self.big_endian {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        };
-        self.out.extend_from_slice(&b);
-    }
-    /// An address or offset: 8 bytes in ELF64, 4 in ELF32 (all values here
-    /// are far below 4 GiB).
-    fn word(&mut self, elf64: bool, v: u64) {
-        if elf64 {
-            self.u64(v);
-        } else {
-            self.u32(v as u32);
-        }
-    }
-}
-
-/// An executable of one `PT_LOAD` segment (read + execute) holding the
-/// whole file: the ELF header, the program header, then `body`, whose
-/// byte `entry` is the entry point.
-fn image(r: &Recipe, body: &[u8], entry: usize) -> Vec<u8> {
-    let (ehsize, phentsize) = if r.elf64 { (64u16, 56u16) } else { (52, 32) };
-    let headers = u64::from(ehsize) + u64::from(phentsize);
-    let size = headers + body.len() as u64;
-    let mut w = Writer {
-        big_endian: r.big_endian,
-        out: Vec::with_capacity(size as usize),
-    };
-    // e_ident: magic, class, data, version 1, OS ABI 0 (System V), padding.
-    w.out.extend_from_slice(b"\x7fELF");
-    w.out.push(if r.elf64 { 2 } else { 1 });
-    w.out.push(if r.big_endian { 2 } else { 1 });
-    w.out.push(1);
-    w.out.extend_from_slice(&[0; 9]);
-    w.u16(2); // e_type: ET_EXEC
-    w.u16(r.machine);
-    w.u32(1); // e_version
-    w.word(r.elf64, BASE + headers + entry as u64); // e_entry
-    w.word(r.elf64, u64::from(ehsize)); // e_phoff
-    w.word(r.elf64, 0); // e_shoff: no sections
-    w.u32(r.flags);
-    w.u16(ehsize);
-    w.u16(phentsize);
-    w.u16(1); // e_phnum
-    w.u16(0); // e_shentsize
-    w.u16(0); // e_shnum
-    w.u16(0); // e_shstrndx
-              // The program header; its fields are ordered differently in ELF64.
-    const PT_LOAD: u32 = 1;
-    const PF_R_X: u32 = 4 | 1;
-    w.u32(PT_LOAD);
-    if r.elf64 {
-        w.u32(PF_R_X);
-        w.u64(0); // p_offset
-        w.u64(BASE); // p_vaddr
-        w.u64(BASE); // p_paddr
-        w.u64(size); // p_filesz
-        w.u64(size); // p_memsz
-        w.u64(ALIGN);
-    } else {
-        w.u32(0); // p_offset
-        w.u32(BASE as u32); // p_vaddr
-        w.u32(BASE as u32); // p_paddr
-        w.u32(size as u32); // p_filesz
-        w.u32(size as u32); // p_memsz
-        w.u32(PF_R_X);
-        w.u32(ALIGN as u32);
-    }
-    w.out.extend_from_slice(body);
-    w.out
-}
-
-fn program(r: &Recipe, status: u8) -> Vec<u8> {
-    let code = (r.code)(status);
-    if !r.descriptor {
-        return image(r, &code, 0);
-    }
-    // ELFv1 function descriptor: code address, TOC pointer, environment.
-    // The code needs no TOC. The headers end 8-aligned (64 + 56 = 120).
-    let headers = 64 + 56;
-    let mut w = Writer {
-        big_endian: r.big_endian,
-        out: Vec::new(),
-    };
-    w.u64(BASE + headers + 24);
-    w.u64(0);
-    w.u64(0);
-    w.out.extend_from_slice(&code);
-    image(r, &w.out, 0)
-}
-
 /// A tiny static program for the arch table row named `arch` that exits
-/// with status 0, or `None` if there is no program for that row (xtensa,
-/// xtensaeb and hexagon, or a name not in the table).
-///
-/// Each program is one ELF executable of a few dozen bytes: the ELF header,
-/// one loadable segment, and three instructions calling `exit(0)`. It
-/// passes [`crate::elf::validate`], [`crate::arch::classify`] gives its own
-/// row, and it runs under qemu as well as on a CPU of that arch.
+/// with status 0, or `None` if there is none (a name not in the table, or
+/// a row without programs). See [`crate::programs`].
 pub fn exit_program(arch: &str) -> Option<Vec<u8>> {
     exit_program_with_status(arch, 0)
 }
@@ -434,8 +70,7 @@ pub fn exit_program(arch: &str) -> Option<Vec<u8>> {
 /// Like [`exit_program`], exiting with `status` instead of 0 (for checks
 /// that the program really ran, not just something that exits 0).
 pub fn exit_program_with_status(arch: &str, status: u8) -> Option<Vec<u8>> {
-    arch::by_name(arch)?;
-    Some(program(&recipe(arch)?, status))
+    programs::program(arch, Kind::Exit(status))
 }
 
 /// Launcher exit status bits saying which step failed; the low six bits
@@ -453,9 +88,9 @@ const ERRNO_BITS: i32 = 0x3f;
 /// `FAILED_*` and the errno (see above). The two variants are one code
 /// blob entered at different points.
 fn launcher(host: &str, private: bool) -> Option<Vec<u8>> {
-    let (recipe, code, exec_at): (Recipe, Vec<u8>, usize) = match host {
+    let (header, code, exec_at): (Header, Vec<u8>, usize) = match host {
         "x86_64" => (
-            recipe("x86_64")?,
+            programs::header("x86_64")?,
             vec![
                 0xbf, 0x00, 0x00, 0x02, 0x10, // mov edi, CLONE_NEWUSER | CLONE_NEWNS
                 0xb8, 0x10, 0x01, 0x00, 0x00, // mov eax, 272 (unshare)
@@ -493,7 +128,7 @@ fn launcher(host: &str, private: bool) -> Option<Vec<u8>> {
             0x36,
         ),
         "aarch64" | "aarch64_be" => (
-            recipe(host)?,
+            programs::header(host)?,
             le32(&[
                 0xd2a2_0040, // mov x0, #(CLONE_NEWUSER | CLONE_NEWNS)
                 0xd280_0c28, // mov x8, #97 (unshare)
@@ -537,7 +172,11 @@ fn launcher(host: &str, private: bool) -> Option<Vec<u8>> {
     body.extend_from_slice(b"binfmt_misc\0");
     body.extend_from_slice(DEFAULT_ROOT.as_bytes());
     body.push(0);
-    Some(image(&recipe, &body, if private { 0 } else { exec_at }))
+    Some(programs::image(
+        &header,
+        &body,
+        if private { 0 } else { exec_at },
+    ))
 }
 
 // ---------------------------------------------------------------------------
