@@ -14,6 +14,19 @@ pub(super) fn code(_arch: &str, kind: Kind) -> Option<Vec<u8>> {
             0x9d60_005d,
             0x2000_0001,
         ])),
-        _ => None,
+        Kind::Argv0 => Some(be32(&[
+            0x8461_0004, // l.lwz r3, 4(r1)  (argv[0]; r1 points at argc)
+            0x8c63_0000, // l.lbz r3, 0(r3)
+            0x9d60_005d, // l.addi r11, r0, 93  (exit)
+            0x2000_0001, // l.sys 1
+        ])),
+        // The generic system call table: geteuid is 175, 32-bit uids.
+        Kind::Euid => Some(be32(&[
+            0x9d60_00af, // l.addi r11, r0, 175  (geteuid)
+            0x2000_0001, // l.sys 1  (result in r11)
+            0xe06b_0004, // l.or r3, r11, r0
+            0x9d60_005d, // l.addi r11, r0, 93  (exit)
+            0x2000_0001, // l.sys 1
+        ])),
     }
 }
