@@ -222,11 +222,16 @@ cap no-p $D
         l.contains("probe exited 42 through qemu-shim-aarch64"),
         "{l}"
     );
-    line_of(&c, "note    argv0 not checked for s390x ");
     let l = line_of(&c, "ok      aarch64: ");
     assert!(l.contains("; argv[0] kept"), "{l}");
     let l = line_of(&c, "ok      s390x: ");
-    assert!(l.contains("probe exited 42 through qemu-shim-s390x"), "{l}");
+    assert!(
+        l.contains("probe exited 42 through qemu-shim-s390x; argv[0] kept"),
+        "{l}"
+    );
+    // This namespace maps one uid: no file can be given to another user.
+    let l = line_of(&c, "note    setuid not checked: ");
+    assert!(l.contains("cannot give files to uid 65534 here"), "{l}");
 
     let c = s.cap("disabled");
     assert_eq!(c.rc, 1, "{c}");
@@ -282,6 +287,64 @@ cap no-p $D
     let l = line_of(&c, "BROKEN  aarch64: ");
     assert!(
         l.contains("programs lose their argv[0]: the argv0 probe, started as \"Zqemu-shim-argv0\", exited 47, not 90"),
+        "{l}"
+    );
+}
+
+/// Where an entry has C, `doctor` runs a setuid probe (owned by uid 42,
+/// started as nobody) through it: with every arch installed it passes for
+/// each; an entry given C by hand over a by-path install, whose
+/// interpreter refuses setuid programs, is named with the fix. Needs a
+/// namespace that maps nobody and uid 42.
+#[test]
+fn doctor_checks_setuid_programs_on_every_arch_where_c_is_on() {
+    let s = Scratch::new("doctor-setuid");
+    qemu_shim_suite::sandbox_full_map(
+        &s,
+        r#"
+R=/proc/sys/fs/binfmt_misc
+"$CLI" install --quiet --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap all "$CLI" doctor --binfmt-d-dir "$S/bd"
+cap nobody nobody "$CLI" doctor --binfmt-d-dir "$S/bd"
+"$CLI" uninstall --quiet --install-dir "$S/inst"
+"$CLI" install s390x --no-carry --quiet --persist --binfmt-d-dir "$S/bd" --emulator-dir "$EMUS" --install-dir "$S/inst2"
+echo -1 >"$R/qemu-shim-s390x"
+grep '^:qemu-shim-s390x:' "$S/bd/zz-qemu-shim.conf" | sed 's/:PF$/:PCF/' | tr -d '
+' >"$R/register"
+cap by-path-c "$CLI" doctor --binfmt-d-dir "$S/bd"
+"#,
+    );
+    let c = s.cap("all");
+    assert!(c.rc == 0 && c.stderr.is_empty(), "{c}");
+    assert!(
+        !c.stdout.contains("BROKEN") && !c.stdout.contains("not checked"),
+        "{c}"
+    );
+    let arches: Vec<&str> = c
+        .stdout
+        .lines()
+        .filter(|l| l.contains(" through qemu-shim-"))
+        .collect();
+    // Every row but the host's own arch (and those it runs natively).
+    assert!(arches.len() >= 30, "{c}");
+    for l in &arches {
+        assert!(
+            l.starts_with("ok ") && l.ends_with("; argv[0] kept; setuid runs as the file's owner"),
+            "{l}"
+        );
+    }
+
+    // Not root: nothing is given away, and doctor says so.
+    let c = s.cap("nobody");
+    let l = line_of(&c, "note    setuid not checked: ");
+    assert!(l.contains("doctor runs as uid 65534"), "{l}");
+
+    let c = s.cap("by-path-c");
+    assert_eq!(c.rc, 1, "{c}");
+    let l = line_of(&c, "BROKEN  s390x: ");
+    assert!(
+        l.contains("setuid programs do not get their file's credentials: the euid probe, setuid to uid 42 and started as uid 65534, exited 126, not 42: qemu-shim:")
+            && l.contains("(fix: qemu-shim install s390x --install-dir "),
         "{l}"
     );
 }

@@ -4,10 +4,18 @@
 //! It reads the table as `status` does (mounted, enabled, our entries,
 //! others' entries that take our programs first), checks the kernel's
 //! version for the features our flags need, and then runs, for every arch
-//! we register that has one, the registry's tiny probe program (an
-//! `exit(N)` for that arch) through the kernel: the program is executed by
-//! path like any other, so it goes through whatever entry the kernel picks,
-//! our interpreter and the emulator. Exit status N means the arch works.
+//! we register, the registry's tiny probe programs ([`programs`]) through
+//! the kernel: each is executed by path like any other program, so it goes
+//! through whatever entry the kernel picks, our interpreter and the
+//! emulator, and reports through its exit status:
+//! - `exit(42)`: the arch runs at all;
+//! - the first byte of its argv[0], started as `Zqemu-shim-argv0`: the
+//!   entry's P and the interpreter keep argv[0] (without them the program
+//!   sees its path, '/');
+//! - where the entry has C, its effective uid, made setuid to uid 42 and
+//!   started as nobody (65534): setuid programs get the file's credentials.
+//!   This needs root and a probe directory that honours setuid bits; where
+//!   that is missing doctor says the check was not made, and why.
 
 use std::fs;
 use std::io::{self, Write};
@@ -18,7 +26,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use qemu_shim_registry::binfmt::{self, Binfmt};
-use qemu_shim_registry::probe;
+use qemu_shim_registry::programs::{self, Kind};
 
 use crate::error::{Error, Result};
 use crate::install::{owned_arch, STAND_IN_SUFFIX};
@@ -151,31 +159,29 @@ pub fn doctor(opts: &Options, out: &mut dyn Write) -> Result<u8> {
         ));
         return finish(out, &lines);
     }
-    let mut probes = Probes { dir: None };
+    let mut probes = Probes::default();
     for e in &ours {
         lines.push(check_entry(&bf, &s, e, table_on, kernel, &mut probes)?);
     }
-    // argv0 and setuid need probe programs that report them; where there
-    // is none, say what was not checked rather than guess.
+    // Arches without a probe program of some kind: say what was not
+    // checked rather than guess.
     let unchecked: Vec<&str> = ours
         .iter()
         .filter_map(|e| owned_arch(&e.name))
-        .filter(|a| argv0_program(a.name).is_none())
+        .filter(|a| programs::program(a.name, Kind::Argv0).is_none())
         .map(|a| a.name)
         .collect();
-    let setuid = ours.iter().any(|e| e.flags.contains('C'));
-    if !unchecked.is_empty() || setuid {
-        let mut not = Vec::new();
-        if !unchecked.is_empty() {
-            not.push(format!(
+    if !unchecked.is_empty() {
+        lines.push(line(
+            Verdict::Note,
+            format!(
                 "argv0 not checked for {} (P is checked; no probe program reports its argv[0])",
                 unchecked.join(", ")
-            ));
-        }
-        if setuid {
-            not.push("setuid not checked (no probe program reports its credentials)".into());
-        }
-        lines.push(line(Verdict::Note, not.join("; ")));
+            ),
+        ));
+    }
+    if let Some(why) = &probes.setuid_skipped {
+        lines.push(line(Verdict::Note, format!("setuid not checked: {why}")));
     }
     // Entries the binfmt.d file registers at boot but that are not there.
     for l in &boot {
@@ -299,7 +305,7 @@ fn check_entry(
     }
     // Where an argv0 probe exists the probe decides, measured; elsewhere
     // the flag is all there is to check.
-    if !e.flags.contains('P') && argv0_program(arch).is_none() {
+    if !e.flags.contains('P') && programs::program(arch, Kind::Argv0).is_none() {
         return broken(
             format!(
                 "{} is registered without P: programs lose their argv[0]",
@@ -336,8 +342,8 @@ fn check_entry(
         verdict = Verdict::Note;
         notes.push(format!("{} takes some {arch} programs first", w.winner));
     }
-    // The probe, run through whatever entry the kernel picks.
-    let ran = match probe::exit_program_with_status(arch, PROBE_STATUS) {
+    // The probes, run through whatever entry the kernel picks.
+    let ran = match programs::program(arch, Kind::Exit(PROBE_STATUS)) {
         None => {
             verdict = Verdict::Note;
             "not run: no probe program for this arch".to_string()
@@ -350,14 +356,15 @@ fn check_entry(
                 }
                 _ => {}
             }
-            if let Err(why) = probes.run(arch, &program, None, PROBE_STATUS)? {
+            let path = probes.write(arch, &program)?;
+            if let Err(why) = probes.exec(&path, None, None, PROBE_STATUS)? {
                 return broken(format!("the probe program {why}"), &fix);
             }
             let mut ran = format!("probe exited {PROBE_STATUS} through {}", e.name);
-            if let Some(argv0) = argv0_program(arch) {
-                let name = format!("{arch}-argv0");
+            if let Some(argv0) = programs::program(arch, Kind::Argv0) {
                 let want = ARGV0.as_bytes()[0];
-                if let Err(why) = probes.run(&name, &argv0, Some(ARGV0), want)? {
+                let path = probes.write(&format!("{arch}-argv0"), &argv0)?;
+                if let Err(why) = probes.exec(&path, Some(ARGV0), None, want)? {
                     return broken(
                         format!(
                             "programs lose their argv[0]: the argv0 probe, started as {ARGV0:?}, {why} (it exits with the first byte of its argv[0]; 47 is '/', the program's path)"
@@ -366,6 +373,23 @@ fn check_entry(
                     );
                 }
                 ran.push_str("; argv[0] kept");
+            }
+            if e.flags.contains('C') {
+                if let Some(euid) = programs::program(arch, Kind::Euid) {
+                    if let Some(path) = probes.write_setuid(arch, &euid)? {
+                        let want = (PROBE_OWNER & 0xff) as u8;
+                        if let Err(why) = probes.exec(&path, None, Some(NOBODY), want)? {
+                            return broken(
+                                format!(
+                                    "setuid programs do not get their file's credentials: the euid probe, setuid to uid {PROBE_OWNER} and started as uid {NOBODY}, {why} ({} would be the caller's uid)",
+                                    NOBODY & 0xff
+                                ),
+                                &fix,
+                            );
+                        }
+                        ran.push_str("; setuid runs as the file's owner");
+                    }
+                }
             }
             ran
         }
@@ -413,52 +437,22 @@ fn install_command(arch: &str, interpreter: &str, flags: &str) -> String {
 /// byte (90). Without P the program would see its path instead ('/', 47).
 const ARGV0: &str = "Zqemu-shim-argv0";
 
-/// A program that exits with the first byte of its argv[0], for the arches
-/// that have one (aarch64: the arch most run through qemu-shim; for the
-/// others doctor says "argv0 not checked"). An ELF64 executable of 136
-/// bytes: the ELF header, one loadable segment, and four instructions.
-pub fn argv0_program(arch: &str) -> Option<Vec<u8>> {
-    if arch != "aarch64" {
-        return None;
-    }
-    const BASE: u64 = 0x40_0000;
-    const HEADERS: u64 = 64 + 56;
-    let code: [u32; 4] = [
-        0xf940_07e0, // ldr x0, [sp, #8]   (argv[0]; argc is at [sp])
-        0x3940_0000, // ldrb w0, [x0]
-        0xd280_0ba8, // mov x8, #93        (exit)
-        0xd400_0001, // svc #0
-    ];
-    let size = HEADERS + 4 * code.len() as u64;
-    let mut b = Vec::with_capacity(size as usize);
-    // ELF header: ELFCLASS64, ELFDATA2LSB, EV_CURRENT, System V ABI.
-    b.extend_from_slice(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0");
-    b.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
-    b.extend_from_slice(&183u16.to_le_bytes()); // EM_AARCH64
-    b.extend_from_slice(&1u32.to_le_bytes()); // e_version
-    b.extend_from_slice(&(BASE + HEADERS).to_le_bytes()); // e_entry
-    b.extend_from_slice(&64u64.to_le_bytes()); // e_phoff
-    b.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
-    b.extend_from_slice(&0u32.to_le_bytes()); // e_flags
-                                              // e_ehsize, e_phentsize, e_phnum, e_shentsize, e_shnum, e_shstrndx
-    for h in [64u16, 56, 1, 0, 0, 0] {
-        b.extend_from_slice(&h.to_le_bytes());
-    }
-    // One PT_LOAD, read and execute, the whole file at BASE.
-    b.extend_from_slice(&1u32.to_le_bytes());
-    b.extend_from_slice(&5u32.to_le_bytes());
-    for v in [0, BASE, BASE, size, size, 0x1000] {
-        b.extend_from_slice(&v.to_le_bytes());
-    }
-    for i in code {
-        b.extend_from_slice(&i.to_le_bytes());
-    }
-    Some(b)
-}
+/// The owner the setuid probe is given: not root (whose uid 0 a broken
+/// program might exit with by chance), not the caller's, and unused by
+/// Debian's static system users. Only the setuid bit is set, not setgid.
+const PROBE_OWNER: u32 = 42;
+
+/// Who starts the setuid probe: nobody.
+const NOBODY: u32 = 65534;
 
 /// A private directory for probe programs, removed on drop.
+#[derive(Default)]
 struct Probes {
     dir: Option<PathBuf>,
+    /// The directory for the setuid probes, once made; owned by nobody.
+    setuid_dir: Option<PathBuf>,
+    /// Why the setuid probes cannot run here, once known.
+    setuid_skipped: Option<String>,
 }
 
 impl Probes {
@@ -476,32 +470,120 @@ impl Probes {
         Ok(d)
     }
 
-    /// Writes `program` and executes it, with `arg0` as its argv[0] if
-    /// given; `Ok(Err(why))` when it did not exit with `want`.
-    fn run(
+    /// Writes `program` as `probe-NAME` in `dir` (or the private
+    /// directory), mode 0755.
+    fn write_in(dir: &Path, name: &str, program: &[u8]) -> Result<PathBuf> {
+        let path = dir.join(format!("probe-{name}"));
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o755)
+            .open(&path)
+            .map_err(|e| Error::io("cannot write", &path, &e))?;
+        f.write_all(program)
+            .map_err(|e| Error::io("cannot write", &path, &e))?;
+        Ok(path)
+    }
+
+    fn write(&mut self, name: &str, program: &[u8]) -> Result<PathBuf> {
+        let d = self.dir()?;
+        Probes::write_in(&d, name, program)
+    }
+
+    /// Writes `program` setuid to [`PROBE_OWNER`] where nobody can run it,
+    /// or `None` (with `setuid_skipped` saying why) where that cannot be
+    /// done: not root, a directory mounted nosuid, or a user namespace that
+    /// does not map the uids.
+    fn write_setuid(&mut self, arch: &str, program: &[u8]) -> Result<Option<PathBuf>> {
+        if self.setuid_skipped.is_some() {
+            return Ok(None);
+        }
+        match self.setuid_path(arch, program)? {
+            Ok(p) => Ok(Some(p)),
+            Err(why) => {
+                self.setuid_skipped = Some(why);
+                Ok(None)
+            }
+        }
+    }
+
+    fn setuid_path(
         &mut self,
-        name: &str,
+        arch: &str,
         program: &[u8],
+    ) -> Result<std::result::Result<PathBuf, String>> {
+        use nix::sys::statvfs::{statvfs, FsFlags};
+        use nix::unistd::{chown, Gid, Uid};
+        let me = nix::unistd::geteuid();
+        if !me.is_root() {
+            return Ok(Err(format!(
+                "doctor runs as uid {me}; as root it gives a probe to another user"
+            )));
+        }
+        let d = self.dir()?;
+        if statvfs(&d).is_ok_and(|st| st.flags().contains(FsFlags::ST_NOSUID)) {
+            return Ok(Err(format!(
+                "{} is mounted nosuid (set TMPDIR to a directory that honours setuid bits)",
+                d.parent().unwrap_or(&d).display()
+            )));
+        }
+        let sd = match &self.setuid_dir {
+            Some(sd) => sd.clone(),
+            None => {
+                // Nobody must reach the probe: the private directory lets
+                // others pass (not list), the inner one lets only nobody in.
+                let sd = d.join("setuid");
+                fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&sd)
+                    .map_err(|e| Error::io("cannot create", &sd, &e))?;
+                if let Err(e) = chown(
+                    &sd,
+                    Some(Uid::from_raw(NOBODY)),
+                    Some(Gid::from_raw(NOBODY)),
+                ) {
+                    let _ = fs::remove_dir(&sd);
+                    return Ok(Err(format!(
+                        "cannot give files to uid {NOBODY} here ({e}; a user namespace that does not map it?)"
+                    )));
+                }
+                set_mode(&d, 0o711)?;
+                self.setuid_dir = Some(sd.clone());
+                sd
+            }
+        };
+        let path = Probes::write_in(&sd, &format!("{arch}-setuid"), program)?;
+        if let Err(e) = chown(&path, Some(Uid::from_raw(PROBE_OWNER)), None) {
+            return Ok(Err(format!(
+                "cannot give files to uid {PROBE_OWNER} here ({e}; a user namespace that does not map it?)"
+            )));
+        }
+        // After chown, which clears the setuid bit.
+        set_mode(&path, 0o4755)?;
+        Ok(Ok(path))
+    }
+
+    /// Executes the probe at `path`, with `arg0` as its argv[0] and as
+    /// `uid` (and its group, no others) if given; `Ok(Err(why))` when it
+    /// did not exit with `want`.
+    fn exec(
+        &mut self,
+        path: &Path,
         arg0: Option<&str>,
+        uid: Option<u32>,
         want: u8,
     ) -> Result<std::result::Result<(), String>> {
-        let path = self.dir()?.join(format!("probe-{name}"));
-        {
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o755)
-                .open(&path)
-                .map_err(|e| Error::io("cannot write", &path, &e))?;
-            f.write_all(program)
-                .map_err(|e| Error::io("cannot write", &path, &e))?;
-        }
+        use std::os::unix::process::CommandExt;
         let mut tries = 0;
         let mut child = loop {
-            let mut cmd = Command::new(&path);
+            let mut cmd = Command::new(path);
             if let Some(a) = arg0 {
-                std::os::unix::process::CommandExt::arg0(&mut cmd, a);
+                cmd.arg0(a);
+            }
+            if let Some(u) = uid {
+                // std drops the supplementary groups when root sets a uid.
+                cmd.uid(u).gid(u);
             }
             let r = cmd
                 .stdin(Stdio::null())
@@ -518,8 +600,8 @@ impl Probes {
                 Err(e) if e.raw_os_error() == Some(nix::libc::ENOEXEC) => {
                     return Ok(Err("is not run: no enabled entry matches it".into()))
                 }
-                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                    return Err(Error::io("cannot run probe", &path, &e)
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied && uid.is_none() => {
+                    return Err(Error::io("cannot run probe", path, &e)
                         .hint("set TMPDIR to a directory that allows exec"))
                 }
                 Err(e) => {
@@ -544,7 +626,7 @@ impl Probes {
                     )));
                 }
                 Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-                Err(e) => return Err(Error::io("cannot wait for probe", &path, &e)),
+                Err(e) => return Err(Error::io("cannot wait for probe", path, &e)),
             }
         };
         let mut err = String::new();
@@ -566,6 +648,12 @@ impl Probes {
     }
 }
 
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io("cannot change the mode of", path, &e))
+}
+
 impl Drop for Probes {
     fn drop(&mut self) {
         if let Some(d) = &self.dir {
@@ -579,15 +667,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_argv0_probe_is_an_aarch64_executable_the_arch_table_classifies() {
-        let p = argv0_program("aarch64").unwrap();
-        assert_eq!(p.len(), 136);
-        assert_eq!(
-            qemu_shim_registry::arch::classify(&p).map(|a| a.name),
-            Some("aarch64")
-        );
-        assert!(argv0_program("s390x").is_none());
+    fn the_probe_statuses_differ_from_failures_and_from_each_other() {
+        // 'Z' (90) is not '/' (47), the first byte of a path.
         assert_eq!(ARGV0.as_bytes()[0], 90);
+        let owner = (PROBE_OWNER & 0xff) as u8;
+        let caller = (NOBODY & 0xff) as u8;
+        for s in [PROBE_STATUS, owner, caller, 90] {
+            assert!(![0, 1, 47, 126, 127].contains(&s), "{s}");
+        }
+        assert_ne!(owner, caller);
     }
 
     #[test]
