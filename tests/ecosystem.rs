@@ -14,28 +14,14 @@ use qemu_shim_suite::{assert_runs, busybox, sandbox_caps, As, Scratch};
 /// (here run by /bin/false, so a program it runs exits 1 and prints nothing).
 const DISTRO_AARCH64: &str = ":qemu-aarch64:M::\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x02\\x00\\xb7\\x00:\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xfe\\xff\\xff\\xff:/bin/false:F";
 
-/// What systemd-binfmt registers at start, in order: the lines of every
-/// `*.conf` in `dir`, the files in order of their names.
-fn boot_lines(dir: &Path) -> Vec<String> {
-    let mut files: Vec<_> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "conf"))
-        .collect();
-    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
-    let mut lines = Vec::new();
-    for f in files {
-        for l in parse_binfmt_d(&fs::read_to_string(&f).unwrap()) {
-            let l = l.unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-            lines.push(l.to_string());
-        }
-    }
-    lines
-}
+/// Where systemd-binfmt looks for its files (systemd 252 and later).
+const SYSTEMD_BINFMT: &str = "/lib/systemd/systemd-binfmt";
 
-/// `install --persist` writes a binfmt.d file that, applied as
-/// systemd-binfmt does at boot after a distro's file, brings our entries
-/// back and makes them win; uninstall removes it and leaves the distro's.
+/// `install --persist` writes a binfmt.d file that, applied by the real
+/// systemd-binfmt at "the next boot" (in a private instance, its config
+/// directories replaced by bind mounts) after a distro's file, brings our
+/// entries back and makes them win; uninstall removes it and leaves the
+/// distro's.
 #[test]
 fn persisted_entries_survive_a_systemd_binfmt_start_and_win() {
     let s = Scratch::new("persist");
@@ -115,29 +101,43 @@ cap entry cat "$R/qemu-shim-aarch64"
     let entry = EntryFile::parse(&s.cap("entry").stdout).unwrap();
     assert_eq!(ours[0].expected_entry(), entry, "{conf}");
 
-    // Phase 2, "the next boot": a table with someone's entry, then what
-    // systemd-binfmt does.
-    let lines = boot_lines(&d);
-    assert_eq!(lines.len(), 2, "{lines:?}");
-    assert!(lines[0].starts_with(":qemu-aarch64:"), "{lines:?}");
-    fs::write(s.join("boot.lines"), lines.join("\n") + "\n").unwrap();
+    // Phase 2, "the next boot": a table with someone's stale entry, then
+    // systemd-binfmt's start, which empties the table and registers every
+    // file of its directories in name order. Here its only directory with
+    // files is ours (bind-mounted over /etc/binfmt.d): the distro's file
+    // and the one install wrote.
+    assert!(
+        Path::new(SYSTEMD_BINFMT).is_file(),
+        "{SYSTEMD_BINFMT} is missing: install systemd (scripts/test does)"
+    );
+    fs::create_dir(s.join("empty")).unwrap();
     sandbox_caps(
         As::Root,
         &s,
-        r#"
+        &format!(
+            r#"
 R=/proc/sys/fs/binfmt_misc
-printf '%s' ':stale:M::\x7fELF\x02\x01\x01:\xff\xff\xff\xff\xff\xff\xff:/bin/true:' >"$R/register"
-echo -1 >"$R/status"
-cap emptied ls "$R"
-while IFS= read -r line; do printf '%s' "$line" >"$R/register"; done <"$S/boot.lines"
+printf '%s' ':stale:M::STALE::/bin/true:' >"$R/register"
+for d in /etc/binfmt.d /run/binfmt.d /usr/local/lib/binfmt.d /usr/lib/binfmt.d; do
+	if [ -d "$d" ]; then mount --bind "$S/empty" "$d"; fi
+done
+mount --bind "$S/binfmt.d" /etc/binfmt.d
+cap boot {SYSTEMD_BINFMT}
 cap order ls -U "$R"
 cap run "$FIX/busybox/arm64/busybox" uname -m
 cap json "$CLI" status --json
 cap uninstall "$CLI" uninstall --install-dir "$S/inst" --binfmt-d-dir "$S/binfmt.d"
 cap left ls "$S/binfmt.d"
-"#,
+"#
+        ),
     );
-    assert_runs(&s.cap("emptied"), "register\nstatus\n");
+    let c = s.cap("boot");
+    assert!(c.rc == 0 && c.stderr.is_empty(), "{c}");
+    // Newest first: ours, registered after the distro's, is tried first.
+    assert_runs(
+        &s.cap("order"),
+        "qemu-shim-aarch64\nqemu-aarch64\nregister\nstatus\n",
+    );
     assert_runs(&s.cap("run"), "aarch64\n");
     let json: serde_json::Value = serde_json::from_str(&s.cap("json").stdout).unwrap();
     let arches = json["arches"].as_array().unwrap();
