@@ -214,16 +214,21 @@ const fn mips32_mask(data: u8) -> [u8; MIPS32_LEN] {
 ///   mipsn32el, mips64, sh4, sh4eb, aarch64_be, hppa, riscv32 and riscv64
 ///   (and, besides the real ones, i386, x86_64, arm, aarch64, mipsel,
 ///   mips64el, ppc64le, s390x); for MIPS also MIPS32r6/MIPS64r6 and
-///   non-PIC executables calling a shared library through a PLT.
+///   non-PIC executables calling a shared library through a PLT. Also or1k
+///   (a static ET_EXEC only) and xtensa, with Debian's bare-metal
+///   `binutils-or1k-elf` and `binutils-xtensa-lx106`: their header fields
+///   are the ones binfmt_misc compares in Linux programs too.
 /// - [`Checked::CrossLlvm`]: hexagon and loongarch64, which bookworm has no
 ///   binutils for: a no_core crate compiled by rustc's LLVM backend, linked
 ///   by rust-lld (same script).
 /// - [`Checked::ByHand`], no toolchain here: i486 (`EM_486` is obsolete; no
 ///   current toolchain writes it, but Linux's i386 loader still accepts it),
-///   xtensa, xtensaeb, microblaze, microblazeel and or1k. Their `e_machine`
-///   values are the ones binutils' `include/elf/common.h` defines and its
-///   back ends write (`EM_XTENSA` 94, `EM_MICROBLAZE` 189, `EM_OPENRISC` 92),
-///   and they are built by the same [`magic`]/[`mask`] as the checked rows.
+///   xtensaeb, microblaze and microblazeel. Their `e_machine` values are the
+///   ones binutils' `include/elf/common.h` defines and its back ends write
+///   (`EM_XTENSA` 94, `EM_MICROBLAZE` 189), and they are built by the same
+///   [`magic`]/[`mask`] as the checked rows. Every row, these included, also
+///   classifies the probe programs of `qemu_shim_registry::programs`, which
+///   the tests run under that row's qemu.
 ///
 /// # Where this differs from qemu's rows
 ///
@@ -496,7 +501,7 @@ pub static ARCHES: &[Arch] = &[
         offset: 0,
         magic: &magic(ELFCLASS32, LE, EM_XTENSA),
         mask: &mask(LE, ANY_OSABI),
-        checked: Checked::ByHand,
+        checked: Checked::CrossBinutils,
     },
     Arch {
         name: "xtensaeb",
@@ -532,7 +537,7 @@ pub static ARCHES: &[Arch] = &[
         offset: 0,
         magic: &magic(ELFCLASS32, BE, EM_OPENRISC),
         mask: &mask(BE, ANY_OSABI),
-        checked: Checked::ByHand,
+        checked: Checked::CrossBinutils,
     },
     Arch {
         name: "x86_64",
