@@ -460,7 +460,9 @@ impl Probes {
         if let Some(d) = &self.dir {
             return Ok(d.clone());
         }
-        let d = std::env::temp_dir().join(format!("qemu-shim-doctor.{}", std::process::id()));
+        let tmp = std::env::temp_dir();
+        qemu_shim_registry::probe::remove_stale_dirs(&tmp, "qemu-shim-doctor.");
+        let d = tmp.join(format!("qemu-shim-doctor.{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         fs::DirBuilder::new()
             .mode(0o700)

@@ -320,16 +320,67 @@ pub fn probe_in(dir: &Path) -> Result<Report, Error> {
     run(dir, host_arch(), true, &Binfmt::new(DEFAULT_ROOT))
 }
 
+/// Removes what a killed earlier run left in `parent`: directories named
+/// `PREFIX<pid>…` (the pid in decimal, then anything not a digit) owned by
+/// this user, unchanged for [`STALE_AFTER`], whose pid no longer exists. A
+/// pid reused by a live process keeps its directory until that process is
+/// gone too; the age spares a live run whose pid means another process here
+/// (one in another pid namespace sharing the directory). Errors are
+/// ignored: this is tidying, not a step anything depends on.
+pub fn remove_stale_dirs(parent: &Path, prefix: &str) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
+            continue;
+        };
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let Ok(pid) = rest[..digits].parse::<i32>() else {
+            continue;
+        };
+        // Not a symlink, ours: never follow or remove what another user made.
+        let path = e.path();
+        match fs::symlink_metadata(&path) {
+            Ok(m)
+                if m.is_dir()
+                    && m.uid() == me
+                    && m.modified()
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age >= STALE_AFTER) => {}
+            _ => continue,
+        }
+        let gone = pid > 0
+            && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                == Err(nix::errno::Errno::ESRCH);
+        if gone {
+            let _ = fs::remove_dir_all(&path);
+        }
+    }
+}
+
+/// How long a work directory must have been left alone before it may be
+/// taken for a killed run's: far longer than any probe takes.
+pub const STALE_AFTER: Duration = Duration::from_secs(600);
+
+/// The name prefix of the probe's work directories.
+const WORK_PREFIX: &str = "qemu-shim-probe-";
+
 /// A directory for the probe files, removed with its contents when dropped.
 struct WorkDir(PathBuf);
 
 impl WorkDir {
     fn new(parent: &Path) -> Result<WorkDir, Error> {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        remove_stale_dirs(parent, WORK_PREFIX);
         let mut last = None;
         for _ in 0..16 {
             let path = parent.join(format!(
-                "qemu-shim-probe-{}-{}",
+                "{WORK_PREFIX}{}-{}",
                 std::process::id(),
                 COUNTER.fetch_add(1, Ordering::Relaxed)
             ));
@@ -611,6 +662,47 @@ mod tests {
             assert!(!differing.is_empty() && differing.iter().all(|&i| (24..32).contains(&i)));
         }
         assert_eq!(launcher("riscv64", true), None);
+    }
+
+    #[test]
+    fn stale_dirs_of_dead_processes_are_removed_and_no_others() {
+        let parent = WorkDir::new(&std::env::temp_dir()).unwrap();
+        let dead = {
+            let mut c = Command::new("true").spawn().unwrap();
+            c.wait().unwrap();
+            c.id()
+        };
+        let me = std::process::id();
+        let old = std::time::SystemTime::now() - STALE_AFTER - Duration::from_secs(60);
+        let made = |name: &str, aged: bool| {
+            let p = parent.0.join(name);
+            fs::create_dir(&p).unwrap();
+            fs::write(p.join("probe"), b"x").unwrap();
+            if aged {
+                fs::File::open(&p).unwrap().set_modified(old).unwrap();
+            }
+        };
+        made(&format!("t-{dead}-0"), true);
+        made(&format!("t-{dead}-1"), false);
+        made(&format!("t-{me}-0"), true);
+        made("t-x", true);
+        made(&format!("other-{dead}"), true);
+        fs::write(parent.0.join(format!("t-{dead}.file")), b"").unwrap();
+        remove_stale_dirs(&parent.0, "t-");
+        let mut left: Vec<String> = fs::read_dir(&parent.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        let mut want = vec![
+            format!("other-{dead}"),
+            format!("t-{dead}.file"),
+            format!("t-{dead}-1"),
+            format!("t-{me}-0"),
+            "t-x".to_string(),
+        ];
+        want.sort();
+        assert_eq!(left, want);
     }
 
     #[test]
