@@ -13,6 +13,8 @@ mod install;
 mod interp;
 mod link;
 mod persist;
+#[cfg(test)]
+mod plain_tests;
 mod progress;
 mod root;
 mod run;
