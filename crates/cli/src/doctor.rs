@@ -449,7 +449,7 @@ const NOBODY: u32 = 65534;
 #[derive(Default)]
 struct Probes {
     dir: Option<PathBuf>,
-    /// The directory for the setuid probes, once made; owned by nobody.
+    /// The directory for the setuid probes, once made.
     setuid_dir: Option<PathBuf>,
     /// Why the setuid probes cannot run here, once known.
     setuid_skipped: Option<String>,
@@ -516,7 +516,7 @@ impl Probes {
         program: &[u8],
     ) -> Result<std::result::Result<PathBuf, String>> {
         use nix::sys::statvfs::{statvfs, FsFlags};
-        use nix::unistd::{chown, Gid, Uid};
+        use nix::unistd::{chown, Uid};
         let me = nix::unistd::geteuid();
         if !me.is_root() {
             return Ok(Err(format!(
@@ -530,26 +530,24 @@ impl Probes {
                 d.parent().unwrap_or(&d).display()
             )));
         }
+        for uid in [PROBE_OWNER, NOBODY] {
+            if !uid_mapped(uid) {
+                return Ok(Err(format!(
+                    "uid {uid} is not mapped in this user namespace"
+                )));
+            }
+        }
         let sd = match &self.setuid_dir {
             Some(sd) => sd.clone(),
             None => {
-                // Nobody must reach the probe: the private directory lets
-                // others pass (not list), the inner one lets only nobody in.
+                // Nobody must reach the probe but not change it: root's
+                // directories that others may pass, not list or write.
                 let sd = d.join("setuid");
                 fs::DirBuilder::new()
-                    .mode(0o700)
+                    .mode(0o711)
                     .create(&sd)
                     .map_err(|e| Error::io("cannot create", &sd, &e))?;
-                if let Err(e) = chown(
-                    &sd,
-                    Some(Uid::from_raw(NOBODY)),
-                    Some(Gid::from_raw(NOBODY)),
-                ) {
-                    let _ = fs::remove_dir(&sd);
-                    return Ok(Err(format!(
-                        "cannot give files to uid {NOBODY} here ({e}; a user namespace that does not map it?)"
-                    )));
-                }
+                set_mode(&sd, 0o711)?;
                 set_mode(&d, 0o711)?;
                 self.setuid_dir = Some(sd.clone());
                 sd
@@ -648,6 +646,21 @@ impl Probes {
             (None, None) => Err("ended without a status".into()),
         })
     }
+}
+
+/// Whether `uid` means a user here: in the initial user namespace every uid
+/// does; in another, only those its uid_map maps.
+fn uid_mapped(uid: u32) -> bool {
+    let Ok(map) = fs::read_to_string("/proc/self/uid_map") else {
+        return true;
+    };
+    map.lines().any(|l| {
+        let f: Vec<u64> = l
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        matches!(f[..], [inside, _, count] if (inside..inside + count).contains(&u64::from(uid)))
+    })
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<()> {
