@@ -1,0 +1,109 @@
+//! Writes an interpreter file for an aarch64 host with the CLI's own linker,
+//! without registering anything: `install` cannot do it off an aarch64
+//! machine (its native probe finds x86_64 native under qemu-aarch64 on an
+//! x86_64 kernel and refuses an x86_64 entry; see ../README.md).
+//!
+//! Usage: mkinterp SHIM OUT [--no-carry] [--no-prelink] [--assume-p] ARCH=EMULATOR...
+//!
+//! SHIM is the built aarch64 qemu-shim-interp; each ARCH=EMULATOR names an
+//! emulator (a static-pie aarch64 qemu) for a row of the arch table. The
+//! defaults are install's: carried, pre-relocated at a random address.
+//! `--assume-p` sets the table flag that makes the interpreter read the P
+//! argv layout (`[interp, prog, argv0, args…]`) without AT_FLAGS.
+
+// The CLI's modules, unchanged: only what building the file needs.
+#[allow(dead_code)]
+#[path = "../../../../crates/cli/src/error.rs"]
+mod error;
+#[allow(dead_code)]
+#[path = "../../../../crates/cli/src/interp.rs"]
+mod interp;
+#[allow(dead_code)]
+#[path = "../../../../crates/cli/src/link.rs"]
+mod link;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use qemu_shim_registry::arch;
+use qemu_shim_registry::dispatch::FLAG_ASSUME_P;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mkinterp: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (mut carry, mut prelink, mut assume_p) = (true, true, false);
+    let mut paths = Vec::new();
+    let mut emulators = Vec::new();
+    for a in args {
+        match a.as_str() {
+            "--no-carry" => carry = false,
+            "--no-prelink" => prelink = false,
+            "--assume-p" => assume_p = true,
+            _ => match a.split_once('=') {
+                Some((name, path)) => {
+                    let row = arch::by_name(name).ok_or(format!("unknown arch {name}"))?;
+                    emulators.push((row.name.to_string(), PathBuf::from(path)));
+                }
+                None => paths.push(PathBuf::from(a)),
+            },
+        }
+    }
+    let [shim, out] = <[PathBuf; 2]>::try_from(paths).map_err(|_| {
+        "usage: mkinterp SHIM OUT [--no-carry] [--no-prelink] [--assume-p] ARCH=EMULATOR..."
+    })?;
+    if emulators.is_empty() {
+        return Err("no ARCH=EMULATOR given".into());
+    }
+    if link::host_machine() != goblin::elf::header::EM_AARCH64 {
+        return Err(
+            "built for the wrong host: build with --target aarch64-unknown-linux-gnu".into(),
+        );
+    }
+    let image = std::fs::read(&shim).map_err(|e| format!("cannot read {}: {e}", shim.display()))?;
+    let prelink_base = if carry && prelink {
+        Some(link::random_base().map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+    let mut flags = interp::flags_for_running_kernel();
+    if assume_p {
+        flags |= FLAG_ASSUME_P;
+    }
+    let config = interp::Config {
+        flags,
+        emulators,
+        carry,
+        prelink_base,
+        plain: Vec::new(),
+    };
+    let built = interp::build(&image, &config).map_err(|e| e.to_string())?;
+    for (arch, why) in &built.by_path {
+        if carry {
+            return Err(format!("{arch} was not carried: {why}"));
+        }
+    }
+    std::fs::write(&out, &built.image)
+        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .map_err(|e| format!("cannot chmod {}: {e}", out.display()))?;
+    let back = interp::read_config(&built.image).map_err(|e| e.to_string())?;
+    println!(
+        "{}: {} bytes, carry={}, prelink_base={}, flags={:#x}",
+        out.display(),
+        built.image.len(),
+        back.carry,
+        back.prelink_base
+            .map_or("none".into(), |b| format!("{b:#x}")),
+        back.flags
+    );
+    Ok(())
+}
