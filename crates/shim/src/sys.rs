@@ -730,12 +730,14 @@ unsafe fn jump(sp: *mut usize, entry: usize) -> ! {
     #[cfg(target_arch = "x86_64")]
     unsafe {
         core::arch::asm!(
-            "mov rsp, {sp}",
+            "mov rsp, rcx",
             "xor ebp, ebp",
             "xor edx, edx",
-            "jmp {entry}",
-            sp = in(reg) sp,
-            entry = in(reg) entry,
+            "jmp rax",
+            // Fixed registers the code does not clear: with `in(reg)` the
+            // compiler could pick rdx for `entry` and the jump would go to 0.
+            in("rcx") sp,
+            in("rax") entry,
             options(noreturn),
         );
     }
@@ -743,13 +745,14 @@ unsafe fn jump(sp: *mut usize, entry: usize) -> ! {
     #[cfg(target_arch = "aarch64")]
     unsafe {
         core::arch::asm!(
-            "mov sp, {sp}",
+            "mov sp, x17",
             "mov x29, #0",
             "mov x30, #0",
             "mov x0, #0",
-            "br {entry}",
-            sp = in(reg) sp,
-            entry = in(reg) entry,
+            "br x16",
+            // As above: not x0 or x30, which the code clears.
+            in("x17") sp,
+            in("x16") entry,
             options(noreturn),
         );
     }
