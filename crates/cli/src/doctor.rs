@@ -147,11 +147,21 @@ pub fn doctor(opts: &Options, out: &mut dyn Write) -> Result<u8> {
         )
     });
     let boot = persisted(&opts.binfmt_d_dir);
-    let ours: Vec<&status::EntryStatus> = s
+    let mut ours: Vec<&status::EntryStatus> = s
         .entries
         .iter()
         .filter(|e| e.owned && !e.name.ends_with(STAND_IN_SUFFIX))
         .collect();
+    // In the arch table's order, as `status` lists arches (the table's own
+    // order is the kernel's match order, newest first).
+    ours.sort_by_key(|e| {
+        owned_arch(&e.name).map_or(usize::MAX, |a| {
+            qemu_shim_registry::arch::ARCHES
+                .iter()
+                .position(|r| std::ptr::eq(r, a))
+                .unwrap_or(usize::MAX)
+        })
+    });
     if ours.is_empty() && boot.is_empty() {
         lines.push(line(
             Verdict::Broken,
