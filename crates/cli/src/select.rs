@@ -15,10 +15,14 @@ use crate::error::{Error, Result};
 /// and the probe's note when it had to fall back to a weaker method.
 pub fn native() -> Result<(Vec<&'static Arch>, Option<String>)> {
     let report = probe::probe().map_err(|e| {
-        Error::new(format!(
+        let err = Error::new(format!(
             "cannot tell which arches this machine runs natively: {e}"
-        ))
-        .hint("set TMPDIR to a directory that allows exec")
+        ));
+        if e.host_not_native() {
+            err.hint("use the qemu-shim built for this machine's arch")
+        } else {
+            err.hint("set TMPDIR to a directory that allows exec")
+        }
     })?;
     Ok((report.native(), report.note.clone()))
 }

@@ -281,11 +281,23 @@ impl Report {
 pub struct Error {
     message: String,
     source: io::Error,
+    host_not_native: bool,
 }
 
 impl Error {
     fn new(message: String, source: io::Error) -> Error {
-        Error { message, source }
+        Error {
+            message,
+            source,
+            host_not_native: false,
+        }
+    }
+
+    /// Whether probing stopped because the kernel does not run this
+    /// program's own arch natively: it runs under an emulator, and the
+    /// build for the machine's arch is needed.
+    pub fn host_not_native(&self) -> bool {
+        self.host_not_native
     }
 }
 
@@ -550,7 +562,17 @@ fn run(
     let work = WorkDir::new(dir)?;
     let private = work.write("launch-private", &private)?;
     let direct = work.write("launch-direct", &direct)?;
+    // The host's own arch goes first, as a control: the kernel must run
+    // it natively. It does not when this program itself runs under an
+    // emulator (an arm64 build under qemu on an x86_64 machine), and then
+    // every other answer means nothing: the real host arch would come out
+    // foreign, and registering it would send every native program to an
+    // emulator.
     let mut candidates = Vec::new();
+    if let Some(program) = exit_program(host_row.name) {
+        let path = work.write("exit-host", &program)?;
+        candidates.push((host_row, path, program));
+    }
     for row in ARCHES.iter().filter(|a| a.name != host_row.name) {
         if let Some(program) = exit_program(row.name) {
             // No dot in the name: binfmt_misc's extension entries match
@@ -589,6 +611,23 @@ fn run(
             Err(e) => Outcome::Unknown(format!("cannot check the host's binfmt_misc table: {e}")),
         };
         probes.push((*row, outcome));
+    }
+    if let Some(pos) = probes.iter().position(|(r, _)| r.name == host_row.name) {
+        let (_, control) = probes.remove(pos);
+        if control != Outcome::Native {
+            let why = match control {
+                Outcome::Unknown(why) => why,
+                _ => "the kernel refused it (exec format error)".into(),
+            };
+            return Err(Error {
+                message: format!(
+                    "this qemu-shim is built for {0}, but this kernel does not run {0} programs natively ({why}): is it running under an emulator?",
+                    host_row.name
+                ),
+                source: io::Error::from_raw_os_error(nix::libc::ENOEXEC),
+                host_not_native: true,
+            });
+        }
     }
     Ok(Report {
         host,
