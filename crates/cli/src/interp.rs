@@ -187,6 +187,12 @@ pub struct Built {
 /// images (read from their paths now). An emulator that cannot be carried
 /// (dynamically linked, not position-independent) is started by path
 /// instead: the convention is recorded per emulator in the table.
+///
+/// Each carried emulator is read twice, never all at once: first to plan
+/// it (and drop its bytes), then to copy it into the file (see
+/// [`link::build`]). One that is replaced or written between the two reads
+/// is refused with one error, not copied into a layout made for its old
+/// bytes.
 pub fn build(shim: &[u8], config: &Config) -> Result<Built> {
     if !config.carry {
         let mut image = shim.to_vec();
@@ -198,16 +204,21 @@ pub fn build(shim: &[u8], config: &Config) -> Result<Built> {
             .collect();
         return Ok(Built { image, by_path });
     }
-    let files = config
-        .emulators
-        .iter()
-        .map(|(_, p)| std::fs::read(p).map_err(|e| Error::io("cannot read the emulator", p, &e)))
-        .collect::<Result<Vec<_>>>()?;
+    // Each emulator is read, planned and dropped in turn. All are read
+    // before anything is built, as when they were all held at once: one
+    // that cannot be read fails the build first.
+    let mut seen = Vec::new();
+    for (_, p) in &config.emulators {
+        let file = read_emulator(p)?;
+        let plan = link::plan(&file.bytes);
+        seen.push((file.stamp, plan));
+    }
     let mut carried = Vec::new();
+    let mut carried_from = Vec::new();
     let mut by_path = Vec::new();
     let mut by_path_why = Vec::new();
-    for ((arch, path), file) in config.emulators.iter().zip(&files) {
-        let path = path.as_os_str().as_bytes();
+    for ((arch, file_path), (stamp, plan)) in config.emulators.iter().zip(seen) {
+        let path = file_path.as_os_str().as_bytes();
         let convention = config.convention_by_path(arch);
         if convention == Convention::ExecPlain {
             by_path.push(link::ByPath {
@@ -221,9 +232,12 @@ pub fn build(shim: &[u8], config: &Config) -> Result<Built> {
             ));
             continue;
         }
-        match link::carry_problem(file) {
-            None => carried.push(link::Carry { arch, path, file }),
-            Some(why) => {
+        match plan {
+            Ok(plan) => {
+                carried.push(link::Carry { arch, path, plan });
+                carried_from.push((file_path, stamp));
+            }
+            Err(why) => {
                 by_path.push(link::ByPath {
                     arch,
                     path,
@@ -233,11 +247,73 @@ pub fn build(shim: &[u8], config: &Config) -> Result<Built> {
             }
         }
     }
-    let image = link::build(shim, &carried, &by_path, config.flags, config.prelink_base)?;
+    let mut read_again = |i: usize| -> Result<Vec<u8>> {
+        let (path, stamp) = carried_from[i];
+        let file = read_emulator(path)?;
+        if file.stamp != stamp {
+            return Err(link::changed(path.as_os_str().as_bytes()));
+        }
+        Ok(file.bytes)
+    };
+    let image = link::build(
+        shim,
+        &carried,
+        &by_path,
+        config.flags,
+        config.prelink_base,
+        &mut read_again,
+    )?;
     Ok(Built {
         image,
         by_path: by_path_why,
     })
+}
+
+/// An emulator file's bytes, and what identifies that version of it.
+struct EmulatorFile {
+    bytes: Vec<u8>,
+    stamp: Stamp,
+}
+
+/// Which file and which version of it: device, inode, size, and change
+/// and modification times (nanoseconds). Taken from the open descriptor the
+/// bytes are read from, so a file renamed over the path between the two
+/// reads shows as another inode. A write keeping all of them (within one
+/// timestamp tick) can still slip by: [`link::build`] then also compares
+/// the layout it plans from the bytes, so the file written is at worst
+/// the one those bytes make, never a mix of two layouts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+fn read_emulator(path: &Path) -> Result<EmulatorFile> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let err = |e: std::io::Error| Error::io("cannot read the emulator", path, &e);
+    let mut f = std::fs::File::open(path).map_err(err)?;
+    let stat = |f: &std::fs::File| -> std::io::Result<Stamp> {
+        let m = f.metadata()?;
+        Ok(Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
+    };
+    let stamp = stat(&f).map_err(err)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(stamp.len).unwrap_or(0));
+    f.read_to_end(&mut bytes).map_err(err)?;
+    // Written while being read: the bytes may mix two versions.
+    if stat(&f).map_err(err)? != stamp || bytes.len() as u64 != stamp.len {
+        return Err(link::changed(path.as_os_str().as_bytes()));
+    }
+    Ok(EmulatorFile { bytes, stamp })
 }
 
 /// Reads the table of an interpreter image.
@@ -304,7 +380,7 @@ pub fn flags_for_running_kernel() -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::elf_with_section;
+    use crate::testutil::{elf_with_section, TempDir};
     use goblin::elf::section_header::SHT_PROGBITS;
 
     fn empty_region(size: usize) -> Vec<u8> {
@@ -414,6 +490,37 @@ mod tests {
         ] {
             assert!(region(image).is_err());
         }
+    }
+
+    #[test]
+    fn an_emulator_replaced_between_reads_is_told_apart() {
+        let dir = TempDir::new();
+        let path = dir.path().join("qemu-aarch64-static");
+        std::fs::write(&path, b"the same bytes").unwrap();
+        // Kept linked so the replacement cannot reuse its inode number.
+        std::fs::hard_link(&path, dir.path().join("old")).unwrap();
+        let first = read_emulator(&path).unwrap();
+        assert!(read_emulator(&path).unwrap().stamp == first.stamp);
+        let new = dir.path().join("new");
+        std::fs::write(&new, b"the same bytes").unwrap();
+        std::fs::rename(&new, &path).unwrap();
+        let second = read_emulator(&path).unwrap();
+        assert_eq!(second.bytes, first.bytes);
+        assert!(second.stamp != first.stamp);
+    }
+
+    #[test]
+    fn an_emulator_that_cannot_be_read_is_named() {
+        let dir = TempDir::new();
+        let path = dir.path().join("qemu-arm-static");
+        let config = Config {
+            carry: true,
+            emulators: vec![("arm".into(), path.clone())],
+            ..Config::default()
+        };
+        let e = build(&[], &config).err().unwrap();
+        assert!(e.message().contains("cannot read the emulator"), "{e}");
+        assert!(e.message().contains(&*path.to_string_lossy()), "{e}");
     }
 
     #[test]

@@ -49,8 +49,10 @@ pub struct Carry<'a> {
     pub arch: &'a str,
     /// Where it was found (recorded for `status`).
     pub path: &'a [u8],
-    /// The emulator file's bytes.
-    pub file: &'a [u8],
+    /// Its image, planned from its file by [`plan`]. The bytes themselves
+    /// are not held here: [`build`] reads each file again when it copies
+    /// it, so only one emulator is in memory at a time.
+    pub plan: ImagePlan,
 }
 
 /// An emulator the interpreter will exec by path.
@@ -119,20 +121,11 @@ pub fn random_base() -> Result<u64> {
     Ok((lo + r % len) & !0x1f_ffff)
 }
 
-/// How one emulator will sit in the interpreter file.
-struct Plan<'a> {
-    carry: &'a Carry<'a>,
-    image: ImagePlan,
-}
-
-/// Why an emulator cannot be carried, if it cannot: it must be a static PIE
-/// for this host whose image fits the dispatch table.
-pub fn carry_problem(file: &[u8]) -> Option<String> {
-    plan_image(file).err()
-}
-
-/// An emulator's image, planned.
-struct ImagePlan {
+/// An emulator's image, planned. Compared whole when the file is read
+/// again: equal plans mean the layout chosen from the first read fits the
+/// bytes copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImagePlan {
     /// The copies to make: file offset, offset in the image, length.
     copies: Vec<(u64, u64, u64)>,
     /// Size in memory, ALIGN-aligned.
@@ -147,7 +140,7 @@ struct ImagePlan {
 
 /// The relative relocations of a static PIE, found through its dynamic
 /// section (addresses in the emulator's own numbering).
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Relocs {
     /// Start of the RELA table, and its entry size.
     rela: u64,
@@ -217,10 +210,12 @@ fn find_relocs(elf: &Elf<'_>, file: &[u8]) -> Option<Relocs> {
     })
 }
 
-/// Reads an emulator's loadable segments. An emulator can be carried if it
-/// is a static PIE for this host whose image fits the dispatch table: (copies, span, file span,
-/// description with image offset 0).
-fn plan_image(file: &[u8]) -> std::result::Result<ImagePlan, String> {
+/// Plans how an emulator file would sit in the interpreter file, from its
+/// loadable segments, or says why it cannot be carried: it must be a static
+/// PIE for this host whose image fits the dispatch table. The plan is all
+/// [`build`] needs of the file but its bytes, so the caller can drop them
+/// until then.
+pub fn plan(file: &[u8]) -> std::result::Result<ImagePlan, String> {
     let elf = Elf::parse(file).map_err(|e| format!("not a readable ELF file ({e})"))?;
     if !elf.is_64 || !elf.little_endian || elf.header.e_machine != host_machine() {
         return Err("not an executable for this host".into());
@@ -332,6 +327,14 @@ fn le_u64(b: &[u8], at: usize) -> Result<u64> {
 /// dispatch table naming `carried` and `by_path` emulators, and the images
 /// of `carried`.
 ///
+/// `read(i)` gives the bytes of `carried[i]`'s file again. Each is read,
+/// copied into the file and dropped before the next, so memory holds the
+/// file being built and one emulator, not every emulator (about 340 MB for
+/// all of qemu's, too much next to the file for a 1 GB board). A file
+/// whose plan no longer matches the one in `carried` changed since it was
+/// planned, and is refused rather than copied into a layout made for
+/// other bytes.
+///
 /// With `base`, the file is pre-relocated: a fixed-address executable at
 /// `base` whose carried images already hold the pointers for where they
 /// will sit (their relative relocations applied and taken out of their
@@ -342,19 +345,9 @@ pub fn build(
     by_path: &[ByPath<'_>],
     flags: u16,
     base: Option<u64>,
+    read: &mut dyn FnMut(usize) -> Result<Vec<u8>>,
 ) -> Result<Vec<u8>> {
     let region = interp::region(shim)?;
-    let mut plans = Vec::new();
-    for c in carried {
-        let image = plan_image(c.file).map_err(|why| {
-            Error::new(format!(
-                "cannot carry {}: {why}",
-                String::from_utf8_lossy(c.path)
-            ))
-            .hint("use --no-carry to run it by path")
-        })?;
-        plans.push(Plan { carry: c, image });
-    }
 
     // The built interpreter's headers: ELF64, little-endian, this host.
     let phoff = le_u64(shim, 32)? as usize;
@@ -384,7 +377,7 @@ pub fn build(
 
     let mut entries: Vec<Entry<'_>> = Vec::new();
     let mut new_shim = shim.to_vec();
-    if plans.is_empty() {
+    if carried.is_empty() {
         entries.extend(by_path.iter().map(ByPath::entry));
         write_region(&mut new_shim, region, &entries, flags)?;
         return Ok(new_shim);
@@ -398,9 +391,9 @@ pub fn build(
     let table_size = ((headers.len() + 1) * PHENT) as u64;
     let mut cursor = table_size.div_ceil(ALIGN) * ALIGN;
     let mut placed = Vec::new();
-    for p in &plans {
+    for c in carried {
         placed.push(cursor);
-        cursor += p.image.span;
+        cursor += c.plan.span;
     }
     // Every image whole in the file, bss included: the segment has no
     // memory beyond its file part, so any image can be moved as one
@@ -450,12 +443,6 @@ pub fn build(
         }
     }
 
-    let mut descs = Vec::new();
-    for (p, at) in plans.iter().zip(&placed) {
-        let mut d = p.image.carried;
-        d.image = seg_vaddr + at;
-        descs.push(d);
-    }
     let total = seg_offset + file_size_in_seg;
     let mut file = vec![0u8; total as usize];
     file[..new_shim.len()].copy_from_slice(&new_shim);
@@ -463,33 +450,42 @@ pub fn build(
         file[at as usize..at as usize + bytes.len()].copy_from_slice(bytes);
     };
     put(&mut file, seg_offset, &headers.concat());
-    for (p, at) in plans.iter().zip(&placed) {
-        for &(off, v, len) in &p.image.copies {
+    let mut descs = Vec::new();
+    for (i, (c, at)) in carried.iter().zip(&placed).enumerate() {
+        let p = &c.plan;
+        let bytes = read(i)?;
+        // The layout above was made from the first read: the bytes copied
+        // must be planned the same way, or the table and the image would
+        // disagree. Planning them again is cheap next to reading them.
+        if plan(&bytes).as_ref() != Ok(p) {
+            return Err(changed(c.path));
+        }
+        for &(off, v, len) in &p.copies {
             put(
                 &mut file,
                 seg_offset + at + v,
-                &p.carry.file[off as usize..(off + len) as usize],
+                &bytes[off as usize..(off + len) as usize],
             );
         }
-    }
-    if let Some(base) = base {
-        for ((p, at), d) in plans.iter().zip(&placed).zip(descs.iter_mut()) {
-            let Some(r) = p.image.relocs else { continue };
+        drop(bytes);
+        let mut d = p.carried;
+        d.image = seg_vaddr + at;
+        if let (Some(base), Some(r)) = (base, p.relocs) {
             let start = (seg_offset + at) as usize;
-            let len = p.image.span as usize;
-            let bias = base + seg_vaddr + at - p.image.min_vaddr;
-            if let Some(fixes) = prelink(&mut file[start..start + len], p.image.min_vaddr, bias, &r)
-            {
-                *d = d.prelinked(p.image.span, &fixes).unwrap_or(*d);
+            let len = p.span as usize;
+            let bias = base + seg_vaddr + at - p.min_vaddr;
+            if let Some(fixes) = prelink(&mut file[start..start + len], p.min_vaddr, bias, &r) {
+                d = d.prelinked(p.span, &fixes).unwrap_or(d);
             }
         }
+        descs.push(d);
     }
     // The table last: it records which images were pre-relocated.
-    for (p, d) in plans.iter().zip(&descs) {
+    for (c, d) in carried.iter().zip(&descs) {
         entries.push(Entry {
-            arch: p.carry.arch,
+            arch: c.arch,
             convention: Convention::Carried(*d),
-            path: p.carry.path,
+            path: c.path,
         });
     }
     entries.extend(by_path.iter().map(ByPath::entry));
@@ -497,6 +493,15 @@ pub fn build(
     write_region(&mut head, region, &entries, flags)?;
     file[..head.len()].copy_from_slice(&head);
     Ok(file)
+}
+
+/// The error for an emulator file that changed between its two reads.
+pub fn changed(path: &[u8]) -> Error {
+    Error::new(format!(
+        "the emulator {} changed while the interpreter file was being built",
+        String::from_utf8_lossy(path)
+    ))
+    .hint("run the command again once it is no longer being replaced")
 }
 
 /// Applies the relative relocations of one image (`image`: its bytes as in
@@ -560,4 +565,107 @@ fn write_region(
     dispatch::encode(entries, flags, dst)
         .map_err(|e| Error::new(format!("cannot write the dispatch table: {e}")))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::elf_with_section;
+    use goblin::elf::section_header::SHT_PROGBITS;
+
+    /// A little-endian ELF64 program header.
+    fn phdr(p_type: u32, flags: u32, offset: u64, vaddr: u64, filesz: u64, memsz: u64) -> Vec<u8> {
+        let mut h = Vec::with_capacity(PHENT);
+        h.extend(p_type.to_le_bytes());
+        h.extend(flags.to_le_bytes());
+        for v in [offset, vaddr, vaddr, filesz, memsz, 0x1000] {
+            h.extend(v.to_le_bytes());
+        }
+        h
+    }
+
+    /// A stand-in for a built interpreter: a dispatch-table section and
+    /// one loadable segment over the whole file.
+    fn shim() -> Vec<u8> {
+        let mut region = vec![0u8; dispatch::REGION_SIZE];
+        region[..16].copy_from_slice(&dispatch::EMPTY_REGION_HEADER);
+        let mut f = elf_with_section(dispatch::SECTION, &region, SHT_PROGBITS);
+        let phoff = f.len() as u64;
+        let len = phoff + PHENT as u64;
+        f.extend(phdr(PT_LOAD, PF_R | PF_X, 0, 0, len, len));
+        f[18..20].copy_from_slice(&host_machine().to_le_bytes());
+        f[32..40].copy_from_slice(&phoff.to_le_bytes());
+        f[56..58].copy_from_slice(&1u16.to_le_bytes());
+        f
+    }
+
+    /// A stand-in for a static-pie emulator: one executable loadable
+    /// segment holding its headers and `memsz - 0x200` bytes of bss.
+    fn emulator(memsz: u64) -> Vec<u8> {
+        let mut f = vec![0u8; 0x200];
+        f[..4].copy_from_slice(b"\x7fELF");
+        f[4] = 2;
+        f[5] = 1;
+        f[6] = 1;
+        f[16..18].copy_from_slice(&ET_DYN.to_le_bytes());
+        f[18..20].copy_from_slice(&host_machine().to_le_bytes());
+        f[20..24].copy_from_slice(&1u32.to_le_bytes());
+        f[24..32].copy_from_slice(&0x100u64.to_le_bytes()); // e_entry
+        f[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+        f[52..54].copy_from_slice(&64u16.to_le_bytes());
+        f[54..56].copy_from_slice(&(PHENT as u16).to_le_bytes());
+        f[56..58].copy_from_slice(&1u16.to_le_bytes());
+        f[64..64 + PHENT].copy_from_slice(&phdr(PT_LOAD, PF_R | PF_X, 0, 0, 0x200, memsz));
+        f[0x100..0x110].copy_from_slice(b"emulator's code.");
+        f
+    }
+
+    fn carry(file: &[u8]) -> Carry<'static> {
+        Carry {
+            arch: "aarch64",
+            path: b"/q/qemu-aarch64-static",
+            plan: plan(file).unwrap(),
+        }
+    }
+
+    #[test]
+    fn an_emulator_read_again_unchanged_is_copied_as_planned() {
+        let emu = emulator(0x300);
+        let carried = [carry(&emu)];
+        let mut reads = Vec::new();
+        let file = build(&shim(), &carried, &[], 0, None, &mut |i| {
+            reads.push(i);
+            Ok(emu.clone())
+        })
+        .unwrap();
+        assert_eq!(reads, [0], "read once, when copied");
+        let seg = (shim().len() as u64).div_ceil(ALIGN) * ALIGN + ALIGN;
+        assert_eq!(&file[seg as usize..][..emu.len()], &emu[..]);
+        let table = interp::read_config(&file).unwrap();
+        assert!(table.carry);
+    }
+
+    #[test]
+    fn an_emulator_whose_layout_changed_since_planned_is_refused() {
+        let carried = [carry(&emulator(0x300))];
+        for (now, what) in [
+            (emulator(0x20000), "bigger in memory"),
+            (b"#!/bin/sh\n".to_vec(), "not ELF"),
+        ] {
+            let e = build(&shim(), &carried, &[], 0, None, &mut |_| Ok(now.clone())).unwrap_err();
+            assert!(
+                e.message().contains("/q/qemu-aarch64-static changed while"),
+                "{what}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_emulator_that_cannot_be_read_again_fails_the_build() {
+        let carried = [carry(&emulator(0x300))];
+        let r = build(&shim(), &carried, &[], 0, None, &mut |_| {
+            Err(Error::new("cannot read the emulator: gone"))
+        });
+        assert!(r.unwrap_err().message().contains("gone"));
+    }
 }
