@@ -274,14 +274,11 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
             ))
         })?
         .to_owned();
-    let old_image = match fs::read(&dest) {
-        Ok(b) => Some(b),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(Error::io("cannot read", &dest, &e)),
-    };
-    let old_config = old_image
-        .as_deref()
-        .and_then(|b| interp::read_config(b).ok());
+    // The installed file is never read whole (hundreds of MB with carried
+    // emulators, on top of the new image): its table comes from its
+    // headers, and it is compared with the new image piece by piece.
+    let old_file = open_installed(&dest)?;
+    let old_config = old_file.as_ref().and_then(installed_config);
 
     // 5. Our entries on the same file that were not asked for stay, so the
     //    new table must still name their emulators.
@@ -359,7 +356,13 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     let built = interp::build(&shim, &config)
         .map_err(|e| e.context(format!("interpreter {}", source.display())))?;
     let image = built.image;
-    let file_changed = old_image.as_deref() != Some(&image[..]);
+    let file_changed = match &old_file {
+        Some(f) => !same_contents(f, &image).map_err(|e| Error::io("cannot read", &dest, &e))?,
+        None => true,
+    };
+    // Undoing needs no copy of the old file either: `apply` keeps it under
+    // a second name (see `keep_old_file`).
+    drop(old_file);
 
     // 6. One step per entry.
     let mut steps = Vec::new();
@@ -429,7 +432,6 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
             &dir.missing,
             &dest,
             &image,
-            old_image.as_deref(),
             file_changed,
             &steps,
             &strays,
@@ -654,7 +656,6 @@ fn apply(
     missing_dirs: &[PathBuf],
     dest: &Path,
     image: &[u8],
-    old_image: Option<&[u8]>,
     file_changed: bool,
     steps: &[Step],
     strays: &[(String, EntryFile)],
@@ -663,10 +664,6 @@ fn apply(
         fs::create_dir(d).map_err(|e| Error::io("cannot create", d, &e))?;
         j.created_dirs.push(d.clone());
     }
-    let file_undo = || match old_image {
-        Some(old) => FileUndo::Restore(dest.to_path_buf(), old.to_vec(), 0o755),
-        None => FileUndo::Remove(dest.to_path_buf()),
-    };
     // Entries being replaced keep running programs while the file changes:
     // the new file takes the final path whole (written beside it, then
     // renamed), then stand-in entries (newest, so tried first) naming that
@@ -684,12 +681,19 @@ fn apply(
     // entry's removal and its new registration, its programs would find no
     // entry.
     if file_changed {
+        // Taken before the new file is renamed over the old one.
+        let undo = keep_old_file(dest)?;
         let total = image.len() as u64;
         let p = &mut j.progress;
-        write_file_with(dest, image, 0o755, &mut |done| {
+        let written = write_file_with(dest, image, 0o755, &mut |done| {
             p.bytes("qemu-shim: writing the interpreter file", done, total)
-        })?;
-        j.file = Some(file_undo());
+        });
+        if let Err(e) = written {
+            // The path still holds the old file: nothing to undo.
+            undo.release();
+            return Err(e);
+        }
+        j.file = Some(undo);
     }
     let mut stand_ins = Vec::new();
     for s in &replacing {
@@ -772,12 +776,7 @@ pub fn write_file_with(
     mode: u32,
     done: &mut dyn FnMut(u64),
 ) -> Result<()> {
-    let dir = dest.parent().unwrap_or(Path::new("/"));
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let tmp = beside(dest, "tmp");
     let written = (|| -> io::Result<()> {
         let mut f = fs::OpenOptions::new()
             .write(true)
@@ -810,6 +809,23 @@ pub fn write_file_with(
         Error::io("cannot write", dest, &e)
     })
 }
+
+/// A name for this run's own file beside `dest`, in `dest`'s directory (so
+/// a rename or a hard link between the two never crosses file systems):
+/// `.NAME.PID.KIND`, hidden, and never a name any other command reads.
+/// [`remove_leftovers`] knows each kind.
+fn beside(dest: &Path, kind: &str) -> PathBuf {
+    let dir = dest.parent().unwrap_or(Path::new("/"));
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dir.join(format!(".{name}.{}.{kind}", std::process::id()))
+}
+
+/// What [`beside`] calls the old interpreter file kept while a run that
+/// replaces it could still be undone (see [`keep_old_file`]).
+const BACKUP_KIND: &str = "old.tmp";
 
 /// An exclusive `flock` on a binfmt_misc table's directory, held for one
 /// run of `install` or `uninstall`: two runs racing would each plan from
@@ -846,9 +862,13 @@ pub fn lock_table(bf: &Binfmt, out: &mut dyn Write) -> Result<TableLock> {
     }
 }
 
-/// Removes the temporary files that runs killed while writing the
-/// interpreter left in `dir` (`.qemu-shim-interp.PID.tmp`, see
-/// [`write_file`]), and returns them. Called with the table's lock held;
+/// Removes the files that runs killed while changing the interpreter file
+/// left in `dir` (see [`beside`]): the new file being written
+/// (`.qemu-shim-interp.PID.tmp`, see [`write_file`]) and the old one kept
+/// for undoing (`.qemu-shim-interp.PID.old.tmp`, see [`keep_old_file`]),
+/// and returns them. The run that left them is gone and cannot undo
+/// anything any more: the next one installs afresh. Called with the
+/// table's lock held;
 /// a file whose writer is still alive (a run on another binfmt_misc
 /// instance sharing the directory) is kept. Without /proc nothing can be
 /// told of the writers, and nothing is removed.
@@ -866,7 +886,10 @@ pub fn remove_leftovers(dir: &Path) -> Vec<PathBuf> {
         let Some(pid) = name
             .to_str()
             .and_then(|n| n.strip_prefix(&prefix))
-            .and_then(|n| n.strip_suffix(".tmp"))
+            .and_then(|n| {
+                n.strip_suffix(&format!(".{BACKUP_KIND}"))
+                    .or_else(|| n.strip_suffix(".tmp"))
+            })
             .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
         else {
             continue;
@@ -982,6 +1005,9 @@ enum FileUndo {
     Remove(PathBuf),
     /// The old contents, and the mode to write them with.
     Restore(PathBuf, Vec<u8>, u32),
+    /// The path, and the second name the old file was hard-linked to
+    /// before the new file took the path.
+    Relink(PathBuf, PathBuf),
 }
 
 impl FileUndo {
@@ -994,8 +1020,132 @@ impl FileUndo {
             FileUndo::Remove(path) => {
                 fs::remove_file(path).map_err(|e| Error::io("cannot remove", path, &e).to_string())
             }
+            FileUndo::Relink(path, backup) => {
+                // One rename: the path holds the new file or the old one,
+                // never neither, as when the new one came.
+                fs::rename(backup, path)
+                    .map_err(|e| Error::io("cannot restore", path, &e).to_string())?;
+                // Renaming a file over another name of the same file
+                // changes nothing (POSIX): if the path somehow held the old
+                // file still, its second name must go all the same.
+                let _ = fs::remove_file(backup);
+                Ok(())
+            }
         }
     }
+
+    /// The change stays: what undoing it needed goes. A second name left
+    /// behind (this fails) is removed by the next run (see
+    /// [`remove_leftovers`]).
+    fn release(&self) {
+        if let FileUndo::Relink(_, backup) = self {
+            let _ = fs::remove_file(backup);
+        }
+    }
+}
+
+/// What undoes writing a new file to `path`, taken before the new file is
+/// renamed over the old one: the old file hard-linked to a second name
+/// beside it, so undoing is one rename back (the same inode: its bytes,
+/// mode and owner, nothing copied; entries registered with `F` pin that
+/// inode anyway, and are not affected). Where the file system refuses the
+/// link (`EPERM`, `ENOTSUP`, `EMLINK`, or `EEXIST`: the name is taken, say
+/// by a run in another pid namespace sharing the directory), the old
+/// bytes are held in memory instead, which costs the file's size. Without
+/// an old file, undoing removes the new one.
+fn keep_old_file(path: &Path) -> Result<FileUndo> {
+    let backup = beside(path, BACKUP_KIND);
+    match fs::hard_link(path, &backup) {
+        Ok(()) => return Ok(FileUndo::Relink(path.to_path_buf(), backup)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(FileUndo::Remove(path.to_path_buf()))
+        }
+        Err(_) => {}
+    }
+    let read = fs::read(path).and_then(|b| Ok((b, fs::metadata(path)?.permissions().mode())));
+    match read {
+        Ok((bytes, mode)) => Ok(FileUndo::Restore(path.to_path_buf(), bytes, mode & 0o7777)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(FileUndo::Remove(path.to_path_buf())),
+        Err(e) => Err(Error::io("cannot read", path, &e)),
+    }
+}
+
+/// The installed interpreter file at `path`, open for reading; `None` if
+/// there is none. A directory there is refused as reading it would be.
+fn open_installed(path: &Path) -> Result<Option<fs::File>> {
+    let f = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("cannot read", path, &e)),
+    };
+    let meta = f
+        .metadata()
+        .map_err(|e| Error::io("cannot read", path, &e))?;
+    if meta.is_dir() {
+        let e = io::Error::from(nix::errno::Errno::EISDIR);
+        return Err(Error::io("cannot read", path, &e));
+    }
+    Ok(Some(f))
+}
+
+/// The table an installed interpreter file was configured with, read from
+/// the start of the file up to the end of its header tables (the
+/// interpreter's own part, tens of KB: its table and section names lie
+/// there), not from the carried emulators after it. `None` if it is not
+/// an interpreter file we can read, as for a whole file that fails.
+fn installed_config(f: &fs::File) -> Option<Config> {
+    use std::os::unix::fs::FileExt;
+    let size = f.metadata().ok()?.len();
+    let mut ehdr = [0u8; 64];
+    f.read_exact_at(&mut ehdr, 0).ok()?;
+    let head = usize::try_from(head_len(&ehdr)?.min(size)).ok()?;
+    let mut bytes = vec![0u8; head];
+    f.read_exact_at(&mut bytes, 0).ok()?;
+    interp::read_config(&bytes).ok()
+}
+
+/// How many bytes from the start of an ELF64 little-endian file hold its
+/// program and section header tables, from its 64-byte header; `None` if
+/// it is not one. (The section names and the table section precede the
+/// section headers in the files we write.)
+fn head_len(ehdr: &[u8; 64]) -> Option<u64> {
+    if ehdr[..4] != *b"\x7fELF" || ehdr[4] != 2 || ehdr[5] != 1 {
+        return None;
+    }
+    let u64_at = |at: usize| u64::from_le_bytes(ehdr[at..at + 8].try_into().unwrap());
+    let u16_at = |at: usize| u64::from(u16::from_le_bytes([ehdr[at], ehdr[at + 1]]));
+    let (phoff, shoff) = (u64_at(32), u64_at(40));
+    let phend = phoff.saturating_add(u16_at(54) * u16_at(56));
+    let shend = shoff.saturating_add(u16_at(58) * u16_at(60));
+    Some(phend.max(shend).max(64))
+}
+
+/// Bytes per piece when comparing the installed file with the new image.
+const COMPARE_CHUNK: usize = 1 << 20;
+
+/// Whether the file holds exactly `image`: the sizes first, then piece by
+/// piece, holding one piece of the file at a time.
+fn same_contents(f: &fs::File, image: &[u8]) -> io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    if f.metadata()?.len() != image.len() as u64 {
+        return Ok(false);
+    }
+    let mut buf = vec![0u8; COMPARE_CHUNK.min(image.len())];
+    let mut at = 0u64;
+    for want in image.chunks(COMPARE_CHUNK) {
+        let got = &mut buf[..want.len()];
+        match f.read_exact_at(got, at) {
+            Ok(()) => {}
+            // Shorter than it said: not the same.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        if got != want {
+            return Ok(false);
+        }
+        at += want.len() as u64;
+    }
+    Ok(true)
 }
 
 /// Writes the binfmt.d file (mode 0644), creating its directory if it is
@@ -1045,8 +1195,12 @@ impl<'a> Journal<'a> {
         }
     }
 
-    /// Keeps the changes.
-    fn commit(self) {}
+    /// Keeps the changes; what only undoing needed goes.
+    fn commit(self) {
+        if let Some(f) = &self.file {
+            f.release();
+        }
+    }
 
     /// Undoes what was done, newest first, and returns `err` saying whether
     /// that worked. The file comes back first: an entry re-registered with
@@ -1304,8 +1458,7 @@ mod tests {
             let (fake, steps) = scenario(dest.to_str().unwrap(), fail_at);
             let before = fake.sorted();
             let mut j = Journal::new(&fake);
-            let err =
-                apply(&mut j, &[], &dest, b"new", Some(b"old"), true, &steps, &[]).unwrap_err();
+            let err = apply(&mut j, &[], &dest, b"new", true, &steps, &[]).unwrap_err();
             assert_eq!(err.message(), "injected failure");
             let err = j.rollback(err);
             assert_eq!(
@@ -1315,7 +1468,181 @@ mod tests {
             );
             assert_eq!(fake.sorted(), before, "fail_at {fail_at}");
             assert_eq!(std::fs::read(&dest).unwrap(), b"old", "fail_at {fail_at}");
+            assert_eq!(
+                files_in(t.path()),
+                ["qemu-shim-interp"],
+                "fail_at {fail_at}"
+            );
         }
+    }
+
+    /// The names in `dir`, sorted.
+    fn files_in(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn inode(p: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(p).unwrap().ino()
+    }
+
+    #[test]
+    fn a_replaced_file_is_kept_under_a_second_name_until_the_run_ends() {
+        use std::os::unix::fs::MetadataExt;
+        for fail in [true, false] {
+            let t = TempDir::new();
+            let dest = t.path().join("qemu-shim-interp");
+            std::fs::write(&dest, b"old").unwrap();
+            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o750)).unwrap();
+            let old_inode = inode(&dest);
+            // Fails registering b, after the file was replaced.
+            let (fake, steps) = scenario(dest.to_str().unwrap(), if fail { 3 } else { 0 });
+            let mut j = Journal::new(&fake);
+            let done = apply(&mut j, &[], &dest, b"new", true, &steps, &[]);
+            assert_eq!(std::fs::read(&dest).unwrap(), b"new");
+            // Not a copy: a second name of the old file, beside it.
+            let backup = beside(&dest, BACKUP_KIND);
+            assert_eq!(inode(&backup), old_inode);
+            assert_eq!(std::fs::metadata(&backup).unwrap().nlink(), 1);
+            assert!(matches!(j.file, Some(FileUndo::Relink(..))));
+            if fail {
+                j.rollback(done.unwrap_err());
+                // The old file itself is back: bytes, mode, inode.
+                assert_eq!(inode(&dest), old_inode);
+                assert_eq!(std::fs::read(&dest).unwrap(), b"old");
+                let mode = std::fs::metadata(&dest).unwrap().permissions().mode();
+                assert_eq!(mode & 0o777, 0o750);
+            } else {
+                done.unwrap();
+                j.commit();
+                assert_eq!(std::fs::read(&dest).unwrap(), b"new");
+            }
+            assert_eq!(files_in(t.path()), ["qemu-shim-interp"], "fail {fail}");
+        }
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_written_leaves_no_second_name() {
+        let t = TempDir::new();
+        let dest = t.path().join("qemu-shim-interp");
+        std::fs::write(&dest, b"old").unwrap();
+        let old_inode = inode(&dest);
+        // The temporary file's name is taken: writing fails before the
+        // rename.
+        let tmp = beside(&dest, "tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        let (fake, steps) = scenario(dest.to_str().unwrap(), 0);
+        let mut j = Journal::new(&fake);
+        let err = apply(&mut j, &[], &dest, b"new", true, &steps, &[]).unwrap_err();
+        assert!(err.message().starts_with("cannot write"), "{err}");
+        assert!(j.file.is_none());
+        assert_eq!(fake.calls.get(), 0);
+        j.rollback(err);
+        assert_eq!(inode(&dest), old_inode);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"old");
+        std::fs::remove_dir(&tmp).unwrap();
+        assert_eq!(files_in(t.path()), ["qemu-shim-interp"]);
+    }
+
+    #[test]
+    fn without_a_second_name_the_old_bytes_are_kept_in_memory() {
+        for fail in [true, false] {
+            let t = TempDir::new();
+            let dest = t.path().join("qemu-shim-interp");
+            std::fs::write(&dest, b"old").unwrap();
+            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o750)).unwrap();
+            // The name is taken (EEXIST), as a file system without hard
+            // links would refuse (EPERM): not ours, left alone.
+            let taken = beside(&dest, BACKUP_KIND);
+            std::fs::write(&taken, b"not ours").unwrap();
+            let (fake, steps) = scenario(dest.to_str().unwrap(), if fail { 3 } else { 0 });
+            let mut j = Journal::new(&fake);
+            let done = apply(&mut j, &[], &dest, b"new", true, &steps, &[]);
+            assert!(matches!(&j.file, Some(FileUndo::Restore(_, b, 0o750)) if b == b"old"));
+            if fail {
+                j.rollback(done.unwrap_err());
+                assert_eq!(std::fs::read(&dest).unwrap(), b"old");
+                let mode = std::fs::metadata(&dest).unwrap().permissions().mode();
+                assert_eq!(mode & 0o777, 0o750);
+            } else {
+                done.unwrap();
+                j.commit();
+                assert_eq!(std::fs::read(&dest).unwrap(), b"new");
+            }
+            assert_eq!(std::fs::read(&taken).unwrap(), b"not ours");
+            assert_eq!(files_in(t.path()).len(), 2);
+        }
+    }
+
+    #[test]
+    fn the_installed_file_is_compared_piece_by_piece() {
+        let t = TempDir::new();
+        let path = t.path().join("f");
+        let image: Vec<u8> = (0..3 * COMPARE_CHUNK + 5)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        std::fs::write(&path, &image).unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        assert!(same_contents(&f, &image).unwrap());
+        // The last byte of the last piece, the first of a middle one.
+        for at in [image.len() - 1, COMPARE_CHUNK] {
+            let mut other = image.clone();
+            other[at] ^= 1;
+            assert!(!same_contents(&f, &other).unwrap(), "byte {at}");
+        }
+        assert!(!same_contents(&f, &image[..image.len() - 1]).unwrap());
+        assert!(!same_contents(&f, &[]).unwrap());
+        std::fs::write(&path, b"").unwrap();
+        assert!(same_contents(&std::fs::File::open(&path).unwrap(), &[]).unwrap());
+    }
+
+    #[test]
+    fn the_installed_table_is_read_from_the_head_of_the_file() {
+        use crate::testutil::elf_with_section;
+        use qemu_shim_registry::dispatch;
+        let mut region = vec![0u8; dispatch::REGION_SIZE];
+        region[..16].copy_from_slice(&dispatch::EMPTY_REGION_HEADER);
+        let mut image = elf_with_section(
+            dispatch::SECTION,
+            &region,
+            goblin::elf::section_header::SHT_PROGBITS,
+        );
+        let config = Config {
+            emulators: vec![("s390x".into(), PathBuf::from("/opt/q/qemu-s390x"))],
+            ..Config::default()
+        };
+        interp::configure(&mut image, &config).unwrap();
+        let head = head_len(image[..64].try_into().unwrap()).unwrap();
+        assert_eq!(
+            head,
+            image.len() as u64,
+            "the test file ends with its section headers"
+        );
+        // What follows (carried emulators) is not read.
+        image.resize(image.len() + 4 * COMPARE_CHUNK, 0xee);
+        let t = TempDir::new();
+        let path = t.path().join("qemu-shim-interp");
+        std::fs::write(&path, &image).unwrap();
+        let f = open_installed(&path).unwrap().unwrap();
+        assert_eq!(installed_config(&f), Some(config));
+        // Not an interpreter file, too short, none, a directory.
+        for bytes in [&b"#!/bin/sh\n"[..], &image[..100]] {
+            std::fs::write(&path, bytes).unwrap();
+            assert_eq!(
+                installed_config(&open_installed(&path).unwrap().unwrap()),
+                None
+            );
+        }
+        std::fs::remove_file(&path).unwrap();
+        assert!(open_installed(&path).unwrap().is_none());
+        std::fs::create_dir(&path).unwrap();
+        let e = open_installed(&path).unwrap_err();
+        assert!(e.message().starts_with("cannot read"), "{e}");
     }
 
     #[test]
@@ -1324,7 +1651,7 @@ mod tests {
         let dest = t.path().join("qemu-shim-interp");
         let (fake, steps) = scenario(dest.to_str().unwrap(), 0);
         let mut j = Journal::new(&fake);
-        apply(&mut j, &[], &dest, b"new", None, true, &steps, &[]).unwrap();
+        apply(&mut j, &[], &dest, b"new", true, &steps, &[]).unwrap();
         j.commit();
         // Four changes plus the stand-in for a, registered and removed.
         assert_eq!(fake.calls.get(), 6);
@@ -1355,7 +1682,7 @@ mod tests {
         let dest = dir.path.join("qemu-shim-interp");
         let (fake, steps) = scenario(dest.to_str().unwrap(), 2);
         let mut j = Journal::new(&fake);
-        let err = apply(&mut j, &dir.missing, &dest, b"new", None, true, &steps, &[]).unwrap_err();
+        let err = apply(&mut j, &dir.missing, &dest, b"new", true, &steps, &[]).unwrap_err();
         assert!(dest.exists());
         j.rollback(err);
         assert!(!t.path().join("a").exists());
@@ -1424,8 +1751,12 @@ mod tests {
         // pid_max is at most 2^22: 999999999 never runs.
         let names = [
             ".qemu-shim-interp.999999999.tmp".to_string(),
+            ".qemu-shim-interp.999999998.old.tmp".to_string(),
             format!(".qemu-shim-interp.{me}.tmp"),
+            format!(".qemu-shim-interp.{me}.old.tmp"),
             ".qemu-shim-interp.x1.tmp".to_string(),
+            ".qemu-shim-interp.x1.old.tmp".to_string(),
+            ".qemu-shim-interp.old.tmp".to_string(),
             ".qemu-shim-interp..tmp".to_string(),
             "qemu-shim-interp".to_string(),
             ".other.999999999.tmp".to_string(),
@@ -1434,8 +1765,11 @@ mod tests {
             std::fs::write(t.path().join(n), b"x").unwrap();
         }
         let removed = remove_leftovers(t.path());
-        assert_eq!(removed, vec![t.path().join(&names[0])]);
-        for n in &names[1..] {
+        assert_eq!(
+            removed,
+            vec![t.path().join(&names[1]), t.path().join(&names[0])]
+        );
+        for n in &names[2..] {
             assert!(t.path().join(n).exists(), "{n} removed");
         }
         assert!(remove_leftovers(&t.path().join("missing")).is_empty());
