@@ -1094,30 +1094,7 @@ fn open_installed(path: &Path) -> Result<Option<fs::File>> {
 /// there), not from the carried emulators after it. `None` if it is not
 /// an interpreter file we can read, as for a whole file that fails.
 fn installed_config(f: &fs::File) -> Option<Config> {
-    use std::os::unix::fs::FileExt;
-    let size = f.metadata().ok()?.len();
-    let mut ehdr = [0u8; 64];
-    f.read_exact_at(&mut ehdr, 0).ok()?;
-    let head = usize::try_from(head_len(&ehdr)?.min(size)).ok()?;
-    let mut bytes = vec![0u8; head];
-    f.read_exact_at(&mut bytes, 0).ok()?;
-    interp::read_config(&bytes).ok()
-}
-
-/// How many bytes from the start of an ELF64 little-endian file hold its
-/// program and section header tables, from its 64-byte header; `None` if
-/// it is not one. (The section names and the table section precede the
-/// section headers in the files we write.)
-fn head_len(ehdr: &[u8; 64]) -> Option<u64> {
-    if ehdr[..4] != *b"\x7fELF" || ehdr[4] != 2 || ehdr[5] != 1 {
-        return None;
-    }
-    let u64_at = |at: usize| u64::from_le_bytes(ehdr[at..at + 8].try_into().unwrap());
-    let u16_at = |at: usize| u64::from(u16::from_le_bytes([ehdr[at], ehdr[at + 1]]));
-    let (phoff, shoff) = (u64_at(32), u64_at(40));
-    let phend = phoff.saturating_add(u16_at(54) * u16_at(56));
-    let shend = shoff.saturating_add(u16_at(58) * u16_at(60));
-    Some(phend.max(shend).max(64))
+    interp::read_config(&interp::read_head(f).ok()??).ok()
 }
 
 /// Bytes per piece when comparing the installed file with the new image.
@@ -1617,16 +1594,17 @@ mod tests {
             ..Config::default()
         };
         interp::configure(&mut image, &config).unwrap();
-        let head = head_len(image[..64].try_into().unwrap()).unwrap();
+        let t = TempDir::new();
+        let path = t.path().join("qemu-shim-interp");
+        std::fs::write(&path, &image).unwrap();
+        let head = interp::read_head(&std::fs::File::open(&path).unwrap()).unwrap();
         assert_eq!(
-            head,
-            image.len() as u64,
+            head.map(|h| h.len()),
+            Some(image.len()),
             "the test file ends with its section headers"
         );
         // What follows (carried emulators) is not read.
         image.resize(image.len() + 4 * COMPARE_CHUNK, 0xee);
-        let t = TempDir::new();
-        let path = t.path().join("qemu-shim-interp");
         std::fs::write(&path, &image).unwrap();
         let f = open_installed(&path).unwrap().unwrap();
         assert_eq!(installed_config(&f), Some(config));

@@ -343,10 +343,44 @@ pub fn read_config(image: &[u8]) -> Result<Config> {
     })
 }
 
-/// Reads the table of the interpreter file at `path`.
+/// Reads the table of the interpreter file at `path` (its head only, see
+/// [`read_head`]).
 pub fn read_config_file(path: &Path) -> Result<Config> {
-    let image = std::fs::read(path).map_err(|e| Error::io("cannot read", path, &e))?;
-    read_config(&image).map_err(|e| e.context(path.display()))
+    let read = |path: &Path| -> std::io::Result<Option<Vec<u8>>> {
+        read_head(&std::fs::File::open(path)?)
+    };
+    let head = read(path)
+        .map_err(|e| Error::io("cannot read", path, &e))?
+        .ok_or_else(|| Error::new(format!("{}: not a 64-bit ELF file", path.display())))?;
+    read_config(&head).map_err(|e| e.context(path.display()))
+}
+
+/// The start of an interpreter file: everything up to the end of both of
+/// its header tables — the interpreter's own part, its table region, and
+/// (in a file with carried emulators) the program header table at the start
+/// of their segment — without the emulators' images (hundreds of MB).
+/// Enough for [`read_config`] and [`region`]. `Ok(None)` if the file is not
+/// a 64-bit ELF file.
+pub fn read_head(file: &std::fs::File) -> std::io::Result<Option<Vec<u8>>> {
+    use std::os::unix::fs::FileExt;
+    const EHDR: u64 = 64;
+    let size = file.metadata()?.len();
+    if size < EHDR {
+        return Ok(None);
+    }
+    let mut ehdr = [0u8; EHDR as usize];
+    file.read_exact_at(&mut ehdr, 0)?;
+    if ehdr[..4] != *b"\x7fELF" || ehdr[EI_CLASS] != ELFCLASS64 {
+        return Ok(None);
+    }
+    let u64_at = |at: usize| u64::from_le_bytes(ehdr[at..at + 8].try_into().unwrap_or([0; 8]));
+    let u16_at = |at: usize| u64::from(u16::from_le_bytes([ehdr[at], ehdr[at + 1]]));
+    let phend = u64_at(32).saturating_add(u16_at(54) * u16_at(56));
+    let shend = u64_at(40).saturating_add(u16_at(58) * u16_at(60));
+    let len = phend.max(shend).max(EHDR).min(size);
+    let mut head = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)];
+    file.read_exact_at(&mut head, 0)?;
+    Ok(Some(head))
 }
 
 /// Whether the interpreter must assume the `P` argv layout without the

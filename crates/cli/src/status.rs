@@ -265,10 +265,8 @@ pub fn build(
     }
 }
 
-/// Bytes of an ELF64 header, program header and section header.
-const EHDR: usize = 64;
+/// Bytes of an ELF64 program header.
 const PHENT: usize = 56;
-const SHENT: usize = 64;
 /// Longest version text kept.
 const MAX_VERSION: usize = 200;
 /// Largest emulator file read for the version of one started by path.
@@ -308,22 +306,11 @@ pub fn read_interpreter(path: &Path) -> Result<InterpreterFile> {
         .map_err(|e| Error::io("cannot read", path, &e))?
         .len();
     let not_elf = || Error::new(format!("{}: not a 64-bit ELF file", path.display()));
-    let ehdr = read_at(&file, path, 0, EHDR.min(size as usize))?;
-    if ehdr.get(..4) != Some(&b"\x7fELF"[..]) || ehdr.get(4) != Some(&2) {
-        return Err(not_elf());
-    }
-    let phoff = le_u64(&ehdr, 32).ok_or_else(not_elf)?;
-    let shoff = le_u64(&ehdr, 40).ok_or_else(not_elf)?;
-    let phnum = u64::from(le_u16(&ehdr, 56).ok_or_else(not_elf)?);
-    let shnum = u64::from(le_u16(&ehdr, 60).ok_or_else(not_elf)?);
-    // Everything up to the end of both header tables: the interpreter's own
-    // part, its table region, and (in a file with carried emulators) the
-    // program header table at the start of their segment.
-    let head_len = phoff
-        .saturating_add(phnum * PHENT as u64)
-        .max(shoff.saturating_add(shnum * SHENT as u64))
-        .min(size);
-    let head = read_at(&file, path, 0, head_len as usize)?;
+    let head = interp::read_head(&file)
+        .map_err(|e| Error::io("cannot read", path, &e))?
+        .ok_or_else(not_elf)?;
+    let phoff = le_u64(&head, 32).ok_or_else(not_elf)?;
+    let phnum = u64::from(le_u16(&head, 56).ok_or_else(not_elf)?);
     let config = interp::read_config(&head).map_err(|e| e.context(path.display()))?;
     let region = interp::region(&head).map_err(|e| e.context(path.display()))?;
     let table = Table::parse(&head[region]).map_err(|e| {
