@@ -15,3 +15,5 @@ pub mod binfmt;
 pub mod format;
 pub mod probe;
 pub mod programs;
+#[cfg(test)]
+mod test_support;

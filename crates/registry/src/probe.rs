@@ -650,23 +650,7 @@ fn host_answers(table: &Binfmt, program: &[u8]) -> Result<Option<String>, crate:
 mod tests {
     use super::*;
     use crate::elf;
-
-    /// Where `scripts/fetch-fixtures` puts third-party binaries.
-    fn fixtures() -> PathBuf {
-        std::env::var_os("QEMU_SHIM_FIXTURES")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/fixtures"))
-    }
-
-    fn qemu(emulator: &str) -> PathBuf {
-        let path = fixtures().join("qemu").join(format!("{emulator}-static"));
-        assert!(
-            path.is_file(),
-            "missing fixture {}: run scripts/fetch-fixtures",
-            path.display()
-        );
-        path
-    }
+    use crate::test_support::qemu;
 
     /// Runs `command`, retrying while a file it execs is busy: a file
     /// written by this test may still be open in a process another test

@@ -263,25 +263,12 @@ mod tests {
     use super::*;
     use crate::arch::ARCHES;
     use crate::elf;
+    use crate::test_support::qemu;
     use std::fs;
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
     use std::process::{Command, Stdio};
     use std::time::Duration;
-
-    /// Where `scripts/fetch-fixtures` puts third-party binaries.
-    fn qemu(emulator: &str) -> PathBuf {
-        let fixtures = std::env::var_os("QEMU_SHIM_FIXTURES")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/fixtures"));
-        let path = fixtures.join("qemu").join(format!("{emulator}-static"));
-        assert!(
-            path.is_file(),
-            "missing fixture {}: run scripts/fetch-fixtures",
-            path.display()
-        );
-        path
-    }
 
     /// A directory other users can read (the euid probes run as them),
     /// removed on drop.
