@@ -870,16 +870,13 @@ pub fn lock_table(bf: &Binfmt, out: &mut dyn Write) -> Result<TableLock> {
 /// anything any more: the next one installs afresh. Called with the
 /// table's lock held;
 /// a file whose writer is still alive (a run on another binfmt_misc
-/// instance sharing the directory) is kept. Without /proc nothing can be
-/// told of the writers, and nothing is removed.
+/// instance sharing the directory) is kept
+/// ([`qemu_shim_registry::probe::pid_gone`]).
 pub fn remove_leftovers(dir: &Path) -> Vec<PathBuf> {
     let prefix = format!(".{}.", interp::FILE_NAME);
     let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();
     };
-    if !Path::new("/proc/self").exists() {
-        return Vec::new();
-    }
     let mut removed = Vec::new();
     for e in entries.flatten() {
         let name = e.file_name();
@@ -890,11 +887,12 @@ pub fn remove_leftovers(dir: &Path) -> Vec<PathBuf> {
                 n.strip_suffix(&format!(".{BACKUP_KIND}"))
                     .or_else(|| n.strip_suffix(".tmp"))
             })
-            .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|p| p.parse::<i32>().ok())
         else {
             continue;
         };
-        if Path::new("/proc").join(pid).exists() {
+        if !qemu_shim_registry::probe::pid_gone(pid) {
             continue;
         }
         let path = e.path();

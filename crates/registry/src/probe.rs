@@ -366,13 +366,19 @@ pub fn remove_stale_dirs(parent: &Path, prefix: &str) {
                         .is_some_and(|age| age >= STALE_AFTER) => {}
             _ => continue,
         }
-        let gone = pid > 0
-            && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
-                == Err(nix::errno::Errno::ESRCH);
-        if gone {
+        if pid_gone(pid) {
             let _ = fs::remove_dir_all(&path);
         }
     }
+}
+
+/// Whether no process of this pid namespace has pid `pid`: the test before
+/// removing what a run left under its pid. A process of another user, or a
+/// zombie, still counts as there.
+pub fn pid_gone(pid: i32) -> bool {
+    pid > 0
+        && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+            == Err(nix::errno::Errno::ESRCH)
 }
 
 /// How long a work directory must have been left alone before it may be
