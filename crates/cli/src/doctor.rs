@@ -173,23 +173,6 @@ pub fn doctor(opts: &Options, out: &mut dyn Write) -> Result<u8> {
     for e in &ours {
         lines.push(check_entry(&bf, &s, e, table_on, kernel, &mut probes)?);
     }
-    // Arches without a probe program of some kind: say what was not
-    // checked rather than guess.
-    let unchecked: Vec<&str> = ours
-        .iter()
-        .filter_map(|e| owned_arch(&e.name))
-        .filter(|a| programs::program(a.name, Kind::Argv0).is_none())
-        .map(|a| a.name)
-        .collect();
-    if !unchecked.is_empty() {
-        lines.push(line(
-            Verdict::Note,
-            format!(
-                "argv0 not checked for {} (P is checked; no probe program reports its argv[0])",
-                unchecked.join(", ")
-            ),
-        ));
-    }
     if let Some(why) = &probes.setuid_skipped {
         lines.push(line(Verdict::Note, format!("setuid not checked: {why}")));
     }
@@ -312,17 +295,6 @@ fn check_entry(
     }
     if let Some(p) = &e.problem {
         return broken(format!("{}: {p}", e.name), &fix);
-    }
-    // Where an argv0 probe exists the probe decides, measured; elsewhere
-    // the flag is all there is to check.
-    if !e.flags.contains('P') && programs::program(arch, Kind::Argv0).is_none() {
-        return broken(
-            format!(
-                "{} is registered without P: programs lose their argv[0]",
-                e.name
-            ),
-            &fix,
-        );
     }
     if let Some(w) = s
         .arches
