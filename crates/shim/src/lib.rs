@@ -183,10 +183,19 @@ fn try_run<'a>(p: &Process<'a>) -> Result<Never, Failure<'a>> {
     let p_layout = aux.flags & AT_FLAGS_PRESERVE_ARGV0 != 0 || table.flags() & FLAG_ASSUME_P != 0;
     let inv = invocation(&p.argv, p_layout)?;
 
+    if aux.secure && aux.execfd.is_none() {
+        // Credentials changed but the kernel gave no descriptor (an entry
+        // without O or C): the program could only be opened by a path the
+        // user may swap, with credentials the user does not have. Refuse
+        // before opening anything.
+        return Err(Failure::new(EXIT_CANNOT_RUN, Some(inv.program))
+            .text("setuid/setgid program without the kernel's descriptor")
+            .hint("register with the C flag (`qemu-shim install`)"));
+    }
     let source = match aux.execfd {
-        Some(fd) => Source::KernelFd(fd),
+        Some(fd) => Source::KernelFd(off_stdio(fd, false, aux.secure, inv.program)?),
         None => match sys::open_read(inv.program) {
-            Ok(fd) => Source::Opened(fd),
+            Ok(fd) => Source::Opened(off_stdio(fd, true, false, inv.program)?),
             Err(e) => {
                 return Err(Failure::new(EXIT_CANNOT_RUN, Some(inv.program))
                     .text("cannot open")
@@ -221,6 +230,43 @@ fn try_run<'a>(p: &Process<'a>) -> Result<Never, Failure<'a>> {
     exec_emulator(&table, target.arch, &inv, &p.argv, &p.envp)
 }
 
+/// Keeps the program's descriptor off standard input, output and error.
+///
+/// The kernel opens the program (flags O and C) on the lowest free
+/// descriptor: 0 when the caller closed stdin. qemu reads `AT_EXECFD == 0`
+/// as "no descriptor" and opens the program by path instead — with the
+/// setuid program's credentials, a path the user can swap after the kernel
+/// chose them (a local root), and for an execute-only program, a failure.
+/// At 1 or 2 the program would find its own file where the caller left
+/// stdout or stderr closed. So a descriptor below 3 is moved to the lowest
+/// free one >= 3 and the original closed: the program sees fds 0-2 exactly
+/// as the caller left them. `cloexec`: keep the close-on-exec flag of a
+/// descriptor this interpreter opened (the kernel's has none).
+///
+/// If it cannot be moved (no free descriptor), a setuid/setgid exec
+/// (`secure`) is refused; any other runs as registering qemu directly would
+/// run it (qemu re-opens it by path with the caller's own credentials).
+fn off_stdio<'a>(
+    fd: Fd,
+    cloexec: bool,
+    secure: bool,
+    program: &'a CStr,
+) -> Result<Fd, Failure<'a>> {
+    if fd >= sys::FIRST_NON_STDIO {
+        return Ok(fd);
+    }
+    match sys::move_off_stdio(fd, cloexec) {
+        Ok(moved) => Ok(moved),
+        Err(_) if !secure => Ok(fd),
+        Err(e) => {
+            sys::close(fd);
+            Err(Failure::new(EXIT_CANNOT_RUN, Some(program))
+                .text("setuid/setgid program: cannot move its descriptor off stdin/stdout/stderr")
+                .errno(e))
+        }
+    }
+}
+
 /// Whether an environment entry must not reach an emulator that runs with
 /// credentials the caller does not have (AT_SECURE):
 /// - `QEMU_*`: qemu reads its options from them (QEMU_LD_PREFIX,
@@ -235,14 +281,24 @@ fn try_run<'a>(p: &Process<'a>) -> Result<Never, Failure<'a>> {
 ///   with no setuid check (abort on warnings, allocator switches, debug
 ///   output).
 ///
-/// The rest of the C library's unsafe list (LD_*, MALLOC_*, GCONV_PATH, …)
-/// is removed by the emulator's C library itself, which sees AT_SECURE.
+/// - `LD_LIBRARY_PATH`, `LD_BIND_NOW`, `LD_BIND_NOT`, `LD_PROFILE_OUTPUT`:
+///   a static glibc (2.36, Debian 12's qemu-user-static) reads them in
+///   `_dl_non_dynamic_init` *before* its own secure-mode unsetenv (fixed
+///   upstream in 2.39). Inert in qemu today; cheap to close.
+///
+/// The rest of the C library's unsafe list (LD_PRELOAD, MALLOC_*,
+/// GCONV_PATH, …) is removed by the emulator's C library itself, which sees
+/// AT_SECURE.
 pub fn secure_drops(entry: &[u8]) -> bool {
-    const NAMES: [&[u8]; 4] = [
+    const NAMES: [&[u8]; 8] = [
         b"GLIBC_TUNABLES=",
         b"G_DEBUG=",
         b"G_SLICE=",
         b"G_MESSAGES_DEBUG=",
+        b"LD_LIBRARY_PATH=",
+        b"LD_BIND_NOW=",
+        b"LD_BIND_NOT=",
+        b"LD_PROFILE_OUTPUT=",
     ];
     entry.starts_with(b"QEMU_") || NAMES.iter().any(|n| entry.starts_with(n))
 }
@@ -261,8 +317,9 @@ fn start_carried<'a>(
 ) -> Result<Never, Failure<'a>> {
     let secure = p.aux.secure;
     if secure && !matches!(source, Source::KernelFd(_)) {
-        // Credentials changed but the kernel gave no descriptor (the entry
-        // lacks O/C?): the program could only be re-opened by path.
+        // Unreachable: `try_run` refuses a secure exec without the kernel's
+        // descriptor before opening anything. Kept so this function never
+        // hands a path-opened descriptor to a privileged emulator.
         sys::close(source.fd());
         return Err(Failure::new(EXIT_CANNOT_RUN, Some(inv.program))
             .text("setuid/setgid program without the kernel's descriptor")
@@ -508,7 +565,7 @@ mod tests {
     }
 
     #[test]
-    fn secure_runs_lose_qemu_tunables_and_glib_variables_only() {
+    fn secure_runs_lose_qemu_tunables_glib_and_early_ld_variables_only() {
         for v in [
             &b"QEMU_LD_PREFIX=/tmp"[..],
             b"QEMU_STRACE=1",
@@ -516,6 +573,10 @@ mod tests {
             b"G_DEBUG=fatal-warnings",
             b"G_SLICE=always-malloc",
             b"G_MESSAGES_DEBUG=all",
+            b"LD_LIBRARY_PATH=/tmp/evil",
+            b"LD_BIND_NOW=1",
+            b"LD_BIND_NOT=1",
+            b"LD_PROFILE_OUTPUT=/etc",
         ] {
             assert!(secure_drops(v), "{}", core::str::from_utf8(v).unwrap());
         }
@@ -525,6 +586,8 @@ mod tests {
             b"G_DEBUGGER=x",
             b"QEMU=1",
             b"MY_QEMU_X=1",
+            b"LD_LIBRARY_PATHX=1",
+            b"XLD_BIND_NOW=1",
         ] {
             assert!(!secure_drops(v), "{}", core::str::from_utf8(v).unwrap());
         }

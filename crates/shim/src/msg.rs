@@ -218,6 +218,7 @@ fn errno_text(e: Errno) -> Option<&'static str> {
         Errno::ENOTDIR => "not a directory",
         Errno::EISDIR => "is a directory",
         Errno::ETXTBSY => "text file busy",
+        Errno::EMFILE => "too many open files",
         Errno::ENAMETOOLONG => "file name too long",
         Errno::ELOOP => "too many levels of symbolic links",
         _ => return None,

@@ -38,6 +38,7 @@ impl Errno {
     pub const ENOTDIR: Errno = Errno(20);
     pub const EISDIR: Errno = Errno(21);
     pub const ETXTBSY: Errno = Errno(26);
+    pub const EMFILE: Errno = Errno(24);
     pub const ENAMETOOLONG: Errno = Errno(36);
     pub const ELOOP: Errno = Errno(40);
 }
@@ -63,6 +64,7 @@ mod nr {
     pub const EXIT_GROUP: usize = 231;
     pub const MPROTECT: usize = 10;
     pub const MREMAP: usize = 25;
+    pub const FCNTL: usize = 72;
     pub const OPENAT: usize = 257;
 }
 
@@ -78,6 +80,7 @@ mod nr {
     pub const MMAP: usize = 222;
     pub const MPROTECT: usize = 226;
     pub const MREMAP: usize = 216;
+    pub const FCNTL: usize = 25;
 }
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
@@ -188,6 +191,30 @@ pub fn close(fd: Fd) {
     unsafe {
         syscall6(nr::CLOSE, [fd as usize, 0, 0, 0, 0, 0]);
     }
+}
+
+/// The lowest descriptor that is not standard input, output or error.
+pub const FIRST_NON_STDIO: Fd = 3;
+
+/// Moves `fd` to the lowest free descriptor >= [`FIRST_NON_STDIO`]
+/// (`fcntl(F_DUPFD)`, or `F_DUPFD_CLOEXEC` with `cloexec`) and closes the
+/// original, so that a standard descriptor the caller left closed stays
+/// closed. Returns the new descriptor; on failure `fd` is left as it was.
+pub fn move_off_stdio(fd: Fd, cloexec: bool) -> Result<Fd, Errno> {
+    const F_DUPFD: usize = 0;
+    const F_DUPFD_CLOEXEC: usize = 1030;
+    let cmd = if cloexec { F_DUPFD_CLOEXEC } else { F_DUPFD };
+    // SAFETY: fcntl with F_DUPFD(_CLOEXEC) takes integers and touches no
+    // memory of ours.
+    let r = unsafe {
+        syscall6(
+            nr::FCNTL,
+            [fd as usize, cmd, FIRST_NON_STDIO as usize, 0, 0, 0],
+        )
+    };
+    let moved = check(r)? as Fd;
+    close(fd);
+    Ok(moved)
 }
 
 /// Reads up to `buf.len()` bytes at `offset` without moving the file offset
