@@ -103,6 +103,17 @@ impl From<qemu_shim_registry::binfmt::Error> for Error {
     }
 }
 
+/// The interpreter-file library's errors read the same way.
+impl From<qemu_shim_interpfile::Error> for Error {
+    fn from(e: qemu_shim_interpfile::Error) -> Error {
+        let out = Error::new(e.message());
+        match e.hint_text() {
+            Some(h) => out.hint(h),
+            None => out,
+        }
+    }
+}
+
 /// Result with the CLI's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -22,8 +22,7 @@ use crate::analysis;
 use crate::config;
 use crate::emulator::{self, Search};
 use crate::error::{Error, Result};
-use crate::interp::{self, Config};
-use crate::link;
+use crate::interp::{self, Spec};
 use crate::persist;
 use crate::progress::Progress;
 use crate::root;
@@ -334,12 +333,13 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     let prelink_base = if opts.carry && opts.prelink {
         match old_config.as_ref().and_then(|c| c.prelink_base) {
             Some(b) => Some(b),
-            None => Some(link::random_base()?),
+            None => Some(interp::random_base()?),
         }
     } else {
         None
     };
-    let config = Config {
+    let config = Spec {
+        target: interp::target(),
         flags: interp::flags_for_running_kernel(),
         carry: opts.carry,
         prelink_base,
@@ -753,7 +753,7 @@ fn apply(
 }
 
 /// Bytes per write of the interpreter file: the kernel's fault-around
-/// window (and `link::ALIGN`).
+/// window (and `qemu_shim_interpfile::ALIGN`).
 const WRITE_CHUNK: usize = 64 * 1024;
 
 /// Writes `bytes` to `dest` through a temporary file in the same directory
@@ -1091,8 +1091,8 @@ fn open_installed(path: &Path) -> Result<Option<fs::File>> {
 /// interpreter's own part, tens of KB: its table and section names lie
 /// there), not from the carried emulators after it. `None` if it is not
 /// an interpreter file we can read, as for a whole file that fails.
-fn installed_config(f: &fs::File) -> Option<Config> {
-    interp::read_config(&interp::read_head(f).ok()??).ok()
+fn installed_config(f: &fs::File) -> Option<Spec> {
+    interp::read_spec(&interp::read_head(f).ok()??).ok()
 }
 
 /// Bytes per piece when comparing the installed file with the new image.
@@ -1578,7 +1578,7 @@ mod tests {
 
     #[test]
     fn the_installed_table_is_read_from_the_head_of_the_file() {
-        use crate::testutil::elf_with_section;
+        use qemu_shim_interpfile::test_support::elf_with_section;
         use qemu_shim_registry::dispatch;
         let mut region = vec![0u8; dispatch::REGION_SIZE];
         region[..16].copy_from_slice(&dispatch::EMPTY_REGION_HEADER);
@@ -1587,11 +1587,11 @@ mod tests {
             &region,
             goblin::elf::section_header::SHT_PROGBITS,
         );
-        let config = Config {
+        let config = Spec {
             emulators: vec![("s390x".into(), PathBuf::from("/opt/q/qemu-s390x"))],
-            ..Config::default()
+            ..Spec::default()
         };
-        interp::configure(&mut image, &config).unwrap();
+        qemu_shim_interpfile::configure(&mut image, &config).unwrap();
         let t = TempDir::new();
         let path = t.path().join("qemu-shim-interp");
         std::fs::write(&path, &image).unwrap();

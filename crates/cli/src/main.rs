@@ -9,11 +9,8 @@ mod deploy_tests;
 mod doctor;
 mod emulator;
 mod error;
-#[cfg(test)]
-mod golden_tests;
 mod install;
 mod interp;
-mod link;
 mod persist;
 #[cfg(test)]
 mod plain_tests;

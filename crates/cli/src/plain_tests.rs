@@ -23,7 +23,7 @@ use qemu_shim_registry::arch::{self, Arch};
 use qemu_shim_registry::format::RegisterLine;
 
 use crate::install;
-use crate::interp::{self, Config};
+use crate::interp::{self, Spec};
 use crate::testutil::TempDir;
 
 const FETCH_SCRIPT: &str = "scripts/fetch-fixtures";
@@ -75,14 +75,14 @@ fn aarch64() -> &'static Arch {
 /// Builds the interpreter file `dir/qemu-shim-interp` as `install` does
 /// for `config`, and returns its path. Checks that aarch64 went into the
 /// table as a plain emulator started by path, whatever `config.carry`.
-fn write_interp(dir: &Path, config: &Config) -> PathBuf {
+fn write_interp(dir: &Path, config: &Spec) -> PathBuf {
     let built = interp::build(&release_interp(), config).unwrap_or_else(|e| panic!("{e}"));
     assert!(
         built.by_path.iter().any(|(a, _)| a == "aarch64"),
         "aarch64 not started by path: {:?}",
         built.by_path
     );
-    let read = interp::read_config(&built.image).unwrap();
+    let read = interp::read_spec(&built.image).unwrap();
     assert_eq!(read.plain, ["aarch64"]);
     let path = dir.join(interp::FILE_NAME);
     install::write_file(&path, &built.image).unwrap();
@@ -241,7 +241,8 @@ fn plain_emulator_runs_programs_through_the_kernel() {
     let t = TempDir::new();
     let interp = write_interp(
         t.path(),
-        &Config {
+        &Spec {
+            target: interp::target(),
             flags: interp::flags_for_running_kernel(),
             carry: false,
             prelink_base: None,
@@ -268,7 +269,8 @@ fn plain_emulator_beside_carried_ones() {
     let t = TempDir::new();
     let interp = write_interp(
         t.path(),
-        &Config {
+        &Spec {
+            target: interp::target(),
             flags: interp::flags_for_running_kernel(),
             carry: true,
             prelink_base: None,
@@ -276,7 +278,7 @@ fn plain_emulator_beside_carried_ones() {
             plain: vec!["aarch64".into()],
         },
     );
-    let read = interp::read_config_file(&interp).unwrap();
+    let read = interp::read_spec_file(&interp).unwrap();
     assert!(read.carry, "s390x is not carried");
     let lines = [
         line(aarch64(), &interp, false),
@@ -303,7 +305,8 @@ fn plain_emulator_missing_is_127_and_one_line_naming_it() {
     let missing = t.path().join("no-such-dir/box64");
     let interp = write_interp(
         t.path(),
-        &Config {
+        &Spec {
+            target: interp::target(),
             flags: interp::flags_for_running_kernel(),
             carry: false,
             prelink_base: None,

@@ -64,8 +64,7 @@ use crate::config;
 use crate::emulator::{self, Search};
 use crate::error::{Error, Result};
 use crate::install;
-use crate::interp::{self, Config};
-use crate::link;
+use crate::interp::{self, Spec};
 use crate::select;
 
 /// Exit code of `run` when qemu-shim itself fails before the program
@@ -309,17 +308,18 @@ fn cached_interpreter(
     }
     // Rebuild. A pre-relocated file keeps its address across rebuilds, as
     // with `install`.
-    let prelink_base = match interp::read_config_file(&path)
+    let prelink_base = match interp::read_spec_file(&path)
         .ok()
         .and_then(|c| c.prelink_base)
     {
         Some(b) => b,
-        None => link::random_base()?,
+        None => interp::random_base()?,
     };
     let shim =
         fs::read(source).map_err(|e| Error::io("cannot read the interpreter", source, &e))?;
     interp::region(&shim).map_err(|e| e.context(format!("interpreter {}", source.display())))?;
-    let config = Config {
+    let config = Spec {
+        target: interp::target(),
         flags,
         carry: true,
         prelink_base: Some(prelink_base),

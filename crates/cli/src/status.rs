@@ -20,7 +20,7 @@ use crate::analysis::{self, EntryView};
 use crate::emulator;
 use crate::error::{Error, Result};
 use crate::install::{owned_arch, pattern, STAND_IN_SUFFIX};
-use crate::interp::{self, Config};
+use crate::interp::{self, Spec};
 
 /// The whole report; its JSON form is `status --json`'s output.
 #[derive(Debug, Serialize)]
@@ -67,7 +67,7 @@ pub struct EmulatorStatus {
 /// What `status` reads from an interpreter file.
 #[derive(Debug, Clone)]
 pub struct InterpreterFile {
-    pub config: Config,
+    pub config: Spec,
     pub size: u64,
     pub emulators: Vec<EmulatorStatus>,
 }
@@ -311,7 +311,7 @@ pub fn read_interpreter(path: &Path) -> Result<InterpreterFile> {
         .ok_or_else(not_elf)?;
     let phoff = le_u64(&head, 32).ok_or_else(not_elf)?;
     let phnum = u64::from(le_u16(&head, 56).ok_or_else(not_elf)?);
-    let config = interp::read_config(&head).map_err(|e| e.context(path.display()))?;
+    let config = interp::read_spec(&head).map_err(|e| e.context(path.display()))?;
     let region = interp::region(&head).map_err(|e| e.context(path.display()))?;
     let table = Table::parse(&head[region]).map_err(|e| {
         Error::new(format!("{}: {e}", path.display())).hint("run `qemu-shim install` again")
@@ -748,10 +748,10 @@ mod tests {
     /// An interpreter file of 1234 bytes with one aarch64 emulator.
     fn file(carried: bool, emulator: &str) -> InterpreterFile {
         InterpreterFile {
-            config: Config {
+            config: Spec {
                 carry: carried,
                 emulators: vec![("aarch64".into(), PathBuf::from(emulator))],
-                ..Config::default()
+                ..Spec::default()
             },
             size: 1234,
             emulators: vec![EmulatorStatus {

@@ -163,7 +163,7 @@ pub fn which(file: &Path, binfmt_dir: Option<&Path>, out: &mut dyn Write) -> Res
     if owned {
         let emulator = match &kind {
             FileKind::Elf(Some(a), Ok(())) => {
-                match interp::read_config_file(Path::new(&e.interpreter)) {
+                match interp::read_spec_file(Path::new(&e.interpreter)) {
                     Ok(cfg) => match cfg.emulator(a.name) {
                         Some(p) => p.display().to_string(),
                         None => format!("none: the interpreter's table has no {} emulator", a.name),

@@ -9,7 +9,7 @@
 //! fixture cache sits in a different directory in every checkout); every
 //! other byte counts.
 //!
-//! `golden/interpreter-files.txt` records the SHA-256 of each input and
+//! `tests/golden/interpreter-files.txt` records the SHA-256 of each input and
 //! output. When an input differs (the interpreter was rebuilt from changed
 //! sources, or the fixtures changed), the recorded outputs say nothing
 //! about this build and the test fails saying so: re-record with
@@ -19,18 +19,21 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use qemu_shim_registry::arch::ARCHES;
-use qemu_shim_registry::dispatch::{self, Entry, Table, FLAG_ASSUME_P};
+use qemu_shim_registry_core::arch::ARCHES;
+use qemu_shim_registry_core::dispatch::{self, Entry, Table, FLAG_ASSUME_P};
 use sha2::{Digest, Sha256};
 
-use crate::interp::{self, Config};
+use qemu_shim_interpfile::{build, region, Spec, Target};
 
 /// The recorded hashes, relative to this crate.
-const GOLDEN: &str = "golden/interpreter-files.txt";
+const GOLDEN: &str = "tests/golden/interpreter-files.txt";
 
-/// A pre-relocation base inside `link::random_base`'s range for an x86_64
-/// host, 2 MiB aligned. (The hashes are an x86_64 host's: the linker's
-/// target is the host it is built for.)
+/// The built interpreter's file name.
+const INTERP: &str = "qemu-shim-interp";
+
+/// A pre-relocation base inside [`Target::prelink_range`] of an x86_64
+/// host, 2 MiB aligned. The files are an x86_64 host's (the interpreter
+/// built here is), whatever this test runs on.
 const BASE: u64 = 0x2345_6780_0000;
 
 fn repo_root() -> PathBuf {
@@ -114,11 +117,12 @@ fn only(dir: &Path, names: &[&str]) -> Vec<(String, PathBuf)> {
 /// (install's default), one arch, `--no-prelink`, `--no-carry` on a kernel
 /// before 5.12 (the assume-P flag), and a config file naming a plain
 /// emulator (box64/FEX; qemu-aarch64 stands in) beside carried ones.
-fn configs(dir: &Path) -> Vec<(&'static str, Config)> {
+fn configs(dir: &Path) -> Vec<(&'static str, Spec)> {
     vec![
         (
             "all-carried-prelinked",
-            Config {
+            Spec {
+                target: Target::X86_64,
                 flags: 0,
                 emulators: all_foreign(dir),
                 carry: true,
@@ -128,7 +132,8 @@ fn configs(dir: &Path) -> Vec<(&'static str, Config)> {
         ),
         (
             "aarch64-carried-prelinked",
-            Config {
+            Spec {
+                target: Target::X86_64,
                 flags: 0,
                 emulators: only(dir, &["aarch64"]),
                 carry: true,
@@ -138,7 +143,8 @@ fn configs(dir: &Path) -> Vec<(&'static str, Config)> {
         ),
         (
             "all-carried-no-prelink",
-            Config {
+            Spec {
+                target: Target::X86_64,
                 flags: 0,
                 emulators: all_foreign(dir),
                 carry: true,
@@ -148,7 +154,8 @@ fn configs(dir: &Path) -> Vec<(&'static str, Config)> {
         ),
         (
             "all-by-path-assume-p",
-            Config {
+            Spec {
+                target: Target::X86_64,
                 flags: FLAG_ASSUME_P,
                 emulators: all_foreign(dir),
                 carry: false,
@@ -158,7 +165,8 @@ fn configs(dir: &Path) -> Vec<(&'static str, Config)> {
         ),
         (
             "plain-aarch64-with-carried",
-            Config {
+            Spec {
+                target: Target::X86_64,
                 flags: 0,
                 emulators: only(dir, &["aarch64", "riscv64", "s390x"]),
                 carry: true,
@@ -172,7 +180,7 @@ fn configs(dir: &Path) -> Vec<(&'static str, Config)> {
 /// `image` with each emulator path in its table replaced by
 /// `/golden/FILE-NAME`, the rest of the table region as `encode` leaves it.
 fn normalised(mut image: Vec<u8>) -> Vec<u8> {
-    let range = interp::region(&image).unwrap();
+    let range = region(&image).unwrap();
     let region = image[range.clone()].to_vec();
     let table = Table::parse(&region).unwrap();
     let paths: Vec<Vec<u8>> = table
@@ -199,23 +207,23 @@ fn normalised(mut image: Vec<u8>) -> Vec<u8> {
 
 /// The inputs' and outputs' hashes, one `KIND NAME SHA256` line each.
 fn record() -> String {
-    let shim_path = target_dir().join("release").join(interp::FILE_NAME);
+    let shim_path = target_dir().join("release").join(INTERP);
     let shim = fs::read(&shim_path).unwrap_or_else(|e| {
         panic!(
             "cannot read {}: {e}: run `cargo build --release --workspace` first",
             shim_path.display()
         )
     });
-    let links = crate::testutil::TempDir::new();
+    let links = tempfile::tempdir().unwrap();
     link_emulators(links.path());
     let mut out = String::new();
-    let _ = writeln!(out, "input {} {}", interp::FILE_NAME, sha256(&shim));
+    let _ = writeln!(out, "input {} {}", INTERP, sha256(&shim));
     for (_, p) in all_foreign(links.path()) {
         let name = p.file_name().unwrap().to_str().unwrap().to_owned();
         let _ = writeln!(out, "input {name} {}", sha256(&fs::read(&p).unwrap()));
     }
     for (name, config) in configs(links.path()) {
-        let built = interp::build(&shim, &config).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let built = build(&shim, &config).unwrap_or_else(|e| panic!("{name}: {e}"));
         let _ = writeln!(out, "output {name} {}", sha256(&normalised(built.image)));
     }
     out
@@ -232,8 +240,8 @@ fn interpreter_files_match_their_golden_hashes() {
     let got = record();
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(GOLDEN);
     if std::env::var_os("QEMU_SHIM_GOLDEN").is_some_and(|v| v == "update") {
-        let header = "# Golden hashes of interpreter files (crates/cli/src/golden_tests.rs).\n\
-                      # Re-record: QEMU_SHIM_GOLDEN=update cargo test -p qemu-shim-cli golden\n";
+        let header = "# Golden hashes of interpreter files (crates/interpfile/tests/golden.rs).\n\
+                      # Re-record: QEMU_SHIM_GOLDEN=update cargo test -p qemu-shim-interpfile --test golden\n";
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(&path, format!("{header}{got}")).unwrap();
         return;
@@ -258,23 +266,24 @@ fn interpreter_files_match_their_golden_hashes() {
 fn the_normalisation_only_touches_the_table_paths() {
     // Two builds that differ only in where the emulator is read from
     // normalise to the same bytes; a different base does not.
-    let shim = fs::read(target_dir().join("release").join(interp::FILE_NAME)).unwrap();
+    let shim = fs::read(target_dir().join("release").join(INTERP)).unwrap();
     let emu = all_foreign(&fixture_qemu_dir())
         .into_iter()
         .find(|(a, _)| a == "riscv64")
         .unwrap();
-    let tmp = crate::testutil::TempDir::new();
+    let tmp = tempfile::tempdir().unwrap();
     let copy = tmp.path().join("elsewhere-qemu-riscv64-static");
     fs::copy(&emu.1, &copy).unwrap();
     let build = |path: &Path, base: u64| {
-        let config = Config {
+        let config = Spec {
+            target: Target::X86_64,
             flags: 0,
             emulators: vec![("riscv64".into(), path.to_path_buf())],
             carry: true,
             prelink_base: Some(base),
             plain: vec![],
         };
-        interp::build(&shim, &config).unwrap().image
+        build(&shim, &config).unwrap().image
     };
     let a = build(&emu.1, BASE);
     let renamed = tmp.path().join("qemu-riscv64-static");

@@ -1,6 +1,6 @@
-//! The CLI's very small linker: writes the interpreter file, which holds the
-//! built interpreter, its dispatch table, and the memory images of the
-//! emulators it carries.
+//! The interpreter file's very small linker: writes the built interpreter,
+//! its dispatch table, and the memory images of the emulators it carries,
+//! for a [`Target`] host.
 //!
 //! The kernel maps the whole file with every exec (the entries are pinned
 //! with F), so a carried emulator needs nothing from the namespace the
@@ -20,28 +20,34 @@
 //! One segment for all images (not one per emulator): the kernel maps it
 //! with a single mapping, so an emulated process carries one extra memory
 //! area, not one per carried emulator, and the program header count stays
-//! far below the kernel's limit of one page of headers. Images are laid out
-//! with their bss, as zeros in the file, but for the last, whose bss is
-//! memory beyond the file's part of the segment. The interpreter sets each carried
-//! segment's protection before jumping in (`crates/shim`, `sys::launch`).
+//! far below the kernel's limit of one page of headers. Every image is laid
+//! out whole, its bss as zeros in the file, and the segment's memory size
+//! equals its file size: any image can then be moved as one mapping (a
+//! setuid exec moves a pre-relocated image). The interpreter sets each
+//! carried segment's protection before jumping in (`crates/shim`,
+//! `sys::launch`).
 
-use goblin::elf::header::{EM_AARCH64, EM_X86_64, ET_DYN, ET_EXEC};
-use goblin::elf::program_header::{PF_R, PF_W, PF_X, PT_INTERP, PT_LOAD, PT_PHDR};
+use goblin::elf::dynamic::{DT_NULL, DT_RELA, DT_RELACOUNT, DT_RELAENT, DT_RELASZ};
+use goblin::elf::header::{ET_DYN, ET_EXEC};
+use goblin::elf::program_header::{PF_R, PF_W, PF_X, PT_DYNAMIC, PT_INTERP, PT_LOAD, PT_PHDR};
 use goblin::elf::Elf;
-use qemu_shim_registry::dispatch::{
+use goblin::elf64::dynamic::Dyn;
+use goblin::elf64::header::{Header, SIZEOF_EHDR};
+use goblin::elf64::program_header::{ProgramHeader, SIZEOF_PHDR};
+use goblin::elf64::reloc::{Rela, SIZEOF_RELA};
+use qemu_shim_registry_core::dispatch::{
     self, Carried, Convention, Entry, Fix, Segment, MAX_SEGMENTS, PROT_EXEC, PROT_READ, PROT_WRITE,
 };
+use scroll::{Pread, Pwrite, LE};
 
 use crate::error::{Error, Result};
-use crate::interp;
+use crate::region;
+use crate::target::Target;
 
 /// Alignment of the carried segment and of each image in it: 64 KiB, the
 /// largest page size of the hosts qemu-shim supports (aarch64 kernels may
 /// use 4, 16 or 64 KiB pages), so the same layout maps on all of them.
 pub const ALIGN: u64 = 0x10000;
-
-/// Bytes of one ELF64 program header.
-const PHENT: usize = 56;
 
 /// An emulator to carry.
 pub struct Carry<'a> {
@@ -74,51 +80,38 @@ impl<'a> ByPath<'a> {
     }
 }
 
-/// The ELF machine of the host this CLI was built for, which is the
-/// interpreter's too.
-pub fn host_machine() -> u16 {
-    if cfg!(target_arch = "aarch64") {
-        EM_AARCH64
-    } else {
-        EM_X86_64
-    }
+/// The ELF header of `file`, if it is a little-endian ELF64 file.
+fn header64(file: &[u8]) -> Option<Header> {
+    let h: Header = file.pread_with(0, LE).ok()?;
+    let ident_ok = h.e_ident[..4] == *b"\x7fELF"
+        && h.e_ident[goblin::elf::header::EI_CLASS] == goblin::elf::header::ELFCLASS64
+        && h.e_ident[goblin::elf::header::EI_DATA] == goblin::elf::header::ELFDATA2LSB;
+    ident_ok.then_some(h)
+}
+
+/// The `count` program headers at `offset` of `file`.
+fn program_headers(file: &[u8], offset: u64, count: u16) -> Option<Vec<ProgramHeader>> {
+    (0..usize::from(count))
+        .map(|i| {
+            let at = usize::try_from(offset).ok()?.checked_add(i * SIZEOF_PHDR)?;
+            file.pread_with(at, LE).ok()
+        })
+        .collect()
 }
 
 /// The fixed address of a pre-relocated interpreter file: the address of
 /// its first loadable segment if it is a fixed-address executable.
 pub fn prelink_base(file: &[u8]) -> Option<u64> {
-    // The header and program headers only: see `interp::sections` for why
+    // The header and program headers only: see `region::sections` for why
     // not goblin's whole parse.
-    let header = Elf::parse_header(file).ok()?;
-    if header.e_type != ET_EXEC || header.e_phentsize as usize != PHENT {
+    let header = header64(file)?;
+    if header.e_type != ET_EXEC || usize::from(header.e_phentsize) != SIZEOF_PHDR {
         return None;
     }
-    let phoff = header.e_phoff as usize;
-    let table = file.get(phoff..phoff + usize::from(header.e_phnum) * PHENT)?;
-    table
-        .chunks_exact(PHENT)
-        .find(|h| u32::from_le_bytes([h[0], h[1], h[2], h[3]]) == PT_LOAD)
-        .and_then(|h| h.get(16..24)?.try_into().ok().map(u64::from_le_bytes))
-}
-
-/// A fresh fixed address for a pre-relocated interpreter file, drawn at
-/// random in a range clear of where the kernel places stacks, mmap areas,
-/// the vdso and position-independent programs, and of where guest programs
-/// load: x86_64 [32 TiB, 64 TiB) of its 128 TiB; aarch64 (whose kernels
-/// may give user space only 39 bits, 512 GiB) [256 GiB, 384 GiB). 2 MiB
-/// aligned.
-pub fn random_base() -> Result<u64> {
-    let mut b = [0u8; 8];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
-        .map_err(|e| Error::new(format!("cannot read /dev/urandom: {e}")))?;
-    let r = u64::from_le_bytes(b);
-    let (lo, len) = if cfg!(target_arch = "aarch64") {
-        (0x40_0000_0000u64, 0x20_0000_0000u64)
-    } else {
-        (0x2000_0000_0000u64, 0x2000_0000_0000u64)
-    };
-    Ok((lo + r % len) & !0x1f_ffff)
+    program_headers(file, header.e_phoff, header.e_phnum)?
+        .iter()
+        .find(|h| h.p_type == PT_LOAD)
+        .map(|h| h.p_vaddr)
 }
 
 /// An emulator's image, planned. Compared whole when the file is read
@@ -154,50 +147,39 @@ struct Relocs {
     count_at: (u64, u64),
 }
 
-const DT_NULL: u64 = 0;
-const DT_RELA: u64 = 7;
-const DT_RELASZ: u64 = 8;
-const DT_RELAENT: u64 = 9;
+/// `DT_RELR` (packed relative relocations; goblin 0.10 does not name it).
 const DT_RELR: u64 = 36;
-const DT_RELACOUNT: u64 = 0x6fff_fff9;
-
-/// The host's relative relocation type.
-fn r_relative() -> u32 {
-    if cfg!(target_arch = "aarch64") {
-        1027
-    } else {
-        8
-    }
-}
 
 /// Finds what pre-relocation needs: a dynamic section with DT_RELA,
 /// DT_RELASZ and DT_RELACOUNT, and no DT_RELR (packed relocations are not
 /// handled; such an image is relocated at run time as usual).
 fn find_relocs(elf: &Elf<'_>, file: &[u8]) -> Option<Relocs> {
-    use goblin::elf::program_header::PT_DYNAMIC;
+    const DYN: u64 = 16;
     let dynamic = elf
         .program_headers
         .iter()
         .find(|p| p.p_type == PT_DYNAMIC)?;
-    let bytes =
-        file.get(dynamic.p_offset as usize..(dynamic.p_offset + dynamic.p_filesz) as usize)?;
-    let (mut rela, mut relasz, mut relaent, mut count) = (None, None, 24, None);
-    for (i, d) in bytes.chunks_exact(16).enumerate() {
-        let tag = u64::from_le_bytes(d[..8].try_into().ok()?);
-        let val = u64::from_le_bytes(d[8..].try_into().ok()?);
-        let at = (dynamic.p_vaddr + i as u64 * 16 + 8, val);
-        match tag {
+    let bytes = file.get(
+        usize::try_from(dynamic.p_offset).ok()?
+            ..usize::try_from(dynamic.p_offset.checked_add(dynamic.p_filesz)?).ok()?,
+    )?;
+    let (mut rela, mut relasz, mut relaent, mut count) = (None, None, SIZEOF_RELA as u64, None);
+    for i in 0..bytes.len() / DYN as usize {
+        let d: Dyn = bytes.pread_with(i * DYN as usize, LE).ok()?;
+        // Where the value sits in memory, and the value.
+        let at = (dynamic.p_vaddr + i as u64 * DYN + 8, d.d_val);
+        match d.d_tag {
             DT_NULL => break,
             DT_RELA => rela = Some(at),
             DT_RELASZ => relasz = Some(at),
-            DT_RELAENT => relaent = val,
+            DT_RELAENT => relaent = d.d_val,
             DT_RELACOUNT => count = Some(at),
             DT_RELR => return None,
             _ => {}
         }
     }
     let (rela_at, relasz_at, count_at) = (rela?, relasz?, count?);
-    if relaent != 24 || count_at.1.checked_mul(relaent)? > relasz_at.1 {
+    if relaent != SIZEOF_RELA as u64 || count_at.1.checked_mul(relaent)? > relasz_at.1 {
         return None;
     }
     Some(Relocs {
@@ -210,14 +192,14 @@ fn find_relocs(elf: &Elf<'_>, file: &[u8]) -> Option<Relocs> {
     })
 }
 
-/// Plans how an emulator file would sit in the interpreter file, from its
-/// loadable segments, or says why it cannot be carried: it must be a static
-/// PIE for this host whose image fits the dispatch table. The plan is all
-/// [`build`] needs of the file but its bytes, so the caller can drop them
-/// until then.
-pub fn plan(file: &[u8]) -> std::result::Result<ImagePlan, String> {
+/// Plans how an emulator file would sit in the interpreter file for
+/// `target`, from its loadable segments, or says why it cannot be carried:
+/// it must be a static PIE for that host whose image fits the dispatch
+/// table. The plan is all [`build`] needs of the file but its bytes, so the
+/// caller can drop them until then.
+pub fn plan(file: &[u8], target: Target) -> std::result::Result<ImagePlan, String> {
     let elf = Elf::parse(file).map_err(|e| format!("not a readable ELF file ({e})"))?;
-    if !elf.is_64 || !elf.little_endian || elf.header.e_machine != host_machine() {
+    if !elf.is_64 || !elf.little_endian || elf.header.e_machine != target.machine() {
         return Err("not an executable for this host".into());
     }
     if elf.header.e_type != ET_DYN {
@@ -285,7 +267,8 @@ pub fn plan(file: &[u8]) -> std::result::Result<ImagePlan, String> {
         .iter()
         .find(|p| {
             p.p_offset <= phoff
-                && phoff + (elf.header.e_phnum as u64 * PHENT as u64) <= p.p_offset + p.p_filesz
+                && phoff + (elf.header.e_phnum as u64 * SIZEOF_PHDR as u64)
+                    <= p.p_offset + p.p_filesz
         })
         .map(|p| phoff - p.p_offset + p.p_vaddr - min_vaddr)
         .ok_or("its program headers are not in a loadable segment")?;
@@ -311,21 +294,9 @@ pub fn plan(file: &[u8]) -> std::result::Result<ImagePlan, String> {
     })
 }
 
-fn le_u16(b: &[u8], at: usize) -> Result<u16> {
-    b.get(at..at + 2)
-        .map(|s| u16::from_le_bytes([s[0], s[1]]))
-        .ok_or_else(|| Error::new("truncated interpreter ELF header"))
-}
-
-fn le_u64(b: &[u8], at: usize) -> Result<u64> {
-    b.get(at..at + 8)
-        .map(|s| u64::from_le_bytes(s.try_into().unwrap_or([0; 8])))
-        .ok_or_else(|| Error::new("truncated interpreter ELF header"))
-}
-
-/// Builds the interpreter file: `shim` (the built interpreter) with a
-/// dispatch table naming `carried` and `by_path` emulators, and the images
-/// of `carried`.
+/// Builds the interpreter file for `target`: `shim` (the interpreter built
+/// for that host) with a dispatch table naming `carried` and `by_path`
+/// emulators, and the images of `carried`.
 ///
 /// `read(i)` gives the bytes of `carried[i]`'s file again. Each is read,
 /// copied into the file and dropped before the next, so memory holds the
@@ -341,46 +312,42 @@ fn le_u64(b: &[u8], at: usize) -> Result<u64> {
 /// dynamic sections), so no emulated process writes them again.
 pub fn build(
     shim: &[u8],
+    target: Target,
     carried: &[Carry<'_>],
     by_path: &[ByPath<'_>],
     flags: u16,
     base: Option<u64>,
     read: &mut dyn FnMut(usize) -> Result<Vec<u8>>,
 ) -> Result<Vec<u8>> {
-    let region = interp::region(shim)?;
+    let region = region::region(shim)?;
 
-    // The built interpreter's headers: ELF64, little-endian, this host.
-    let phoff = le_u64(shim, 32)? as usize;
-    let phentsize = le_u16(shim, 54)? as usize;
-    let phnum = le_u16(shim, 56)? as usize;
-    if phentsize != PHENT || shim.get(4) != Some(&2) || shim.get(5) != Some(&1) {
-        return Err(Error::new(
-            "the interpreter is not a 64-bit little-endian ELF file",
-        ));
+    // The built interpreter's headers: ELF64, little-endian, for `target`.
+    let mut header = header64(shim)
+        .filter(|h| usize::from(h.e_phentsize) == SIZEOF_PHDR)
+        .ok_or_else(|| Error::new("the interpreter is not a 64-bit little-endian ELF file"))?;
+    if header.e_machine != target.machine() {
+        return Err(Error::new(format!(
+            "the interpreter is built for ELF machine {}, not for {}",
+            header.e_machine,
+            target.name()
+        ))
+        .hint("pass the qemu-shim-interp built for this host"));
     }
-    let phdrs = shim
-        .get(phoff..phoff + phnum * PHENT)
+    let mut headers = program_headers(shim, header.e_phoff, header.e_phnum)
         .ok_or_else(|| Error::new("the interpreter's program headers lie outside it"))?;
-    let mut headers: Vec<[u8; PHENT]> = phdrs
-        .chunks_exact(PHENT)
-        .map(|c| c.try_into().unwrap_or([0; PHENT]))
-        .collect();
-    let p_type = |h: &[u8; PHENT]| u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
-    let field =
-        |h: &[u8; PHENT], at: usize| u64::from_le_bytes(h[at..at + 8].try_into().unwrap_or([0; 8]));
     let mem_end = headers
         .iter()
-        .filter(|h| p_type(h) == PT_LOAD)
-        .map(|h| field(h, 16) + field(h, 40))
+        .filter(|h| h.p_type == PT_LOAD)
+        .map(|h| h.p_vaddr + h.p_memsz)
         .max()
         .ok_or_else(|| Error::new("the interpreter has no loadable segment"))?;
 
     let mut entries: Vec<Entry<'_>> = Vec::new();
-    let mut new_shim = shim.to_vec();
     if carried.is_empty() {
+        let mut file = shim.to_vec();
         entries.extend(by_path.iter().map(ByPath::entry));
-        write_region(&mut new_shim, region, &entries, flags)?;
-        return Ok(new_shim);
+        write_region(&mut file, region, &entries, flags)?;
+        return Ok(file);
     }
 
     // Where the carried segment goes: past the interpreter in memory and in
@@ -388,7 +355,7 @@ pub fn build(
     // page size.
     let seg_vaddr = mem_end.div_ceil(ALIGN) * ALIGN;
     let seg_offset = (shim.len() as u64).div_ceil(ALIGN) * ALIGN;
-    let table_size = ((headers.len() + 1) * PHENT) as u64;
+    let table_size = ((headers.len() + 1) * SIZEOF_PHDR) as u64;
     let mut cursor = table_size.div_ceil(ALIGN) * ALIGN;
     let mut placed = Vec::new();
     for c in carried {
@@ -400,56 +367,54 @@ pub fn build(
     // mapping (a setuid exec moves a pre-relocated image), and kernels
     // before 6.7, which zero the tail of a segment's last file page and
     // fail when it is read-only, have nothing to zero.
-    let file_size_in_seg = cursor;
-    let mem_size_in_seg = cursor;
+    let seg_size = cursor;
 
     // The new program header table: the old one plus the carried segment,
     // inserted after the last PT_LOAD (loadable segments stay sorted).
-    let mut seg = [0u8; PHENT];
-    seg[0..4].copy_from_slice(&PT_LOAD.to_le_bytes());
-    seg[4..8].copy_from_slice(&PF_R.to_le_bytes());
-    seg[8..16].copy_from_slice(&seg_offset.to_le_bytes());
-    seg[16..24].copy_from_slice(&seg_vaddr.to_le_bytes());
-    seg[24..32].copy_from_slice(&seg_vaddr.to_le_bytes());
-    seg[32..40].copy_from_slice(&file_size_in_seg.to_le_bytes());
-    seg[40..48].copy_from_slice(&mem_size_in_seg.to_le_bytes());
-    seg[48..56].copy_from_slice(&ALIGN.to_le_bytes());
+    let seg = ProgramHeader {
+        p_type: PT_LOAD,
+        p_flags: PF_R,
+        p_offset: seg_offset,
+        p_vaddr: seg_vaddr,
+        p_paddr: seg_vaddr,
+        p_filesz: seg_size,
+        p_memsz: seg_size,
+        p_align: ALIGN,
+    };
     let last_load = headers
         .iter()
-        .rposition(|h| p_type(h) == PT_LOAD)
+        .rposition(|h| h.p_type == PT_LOAD)
         .unwrap_or(headers.len() - 1);
     headers.insert(last_load + 1, seg);
-    for h in headers.iter_mut().filter(|h| p_type(h) == PT_PHDR) {
-        h[8..16].copy_from_slice(&seg_offset.to_le_bytes());
-        h[16..24].copy_from_slice(&seg_vaddr.to_le_bytes());
-        h[24..32].copy_from_slice(&seg_vaddr.to_le_bytes());
-        h[32..40].copy_from_slice(&table_size.to_le_bytes());
-        h[40..48].copy_from_slice(&table_size.to_le_bytes());
+    for h in headers.iter_mut().filter(|h| h.p_type == PT_PHDR) {
+        h.p_offset = seg_offset;
+        h.p_vaddr = seg_vaddr;
+        h.p_paddr = seg_vaddr;
+        h.p_filesz = table_size;
+        h.p_memsz = table_size;
     }
-    new_shim[32..40].copy_from_slice(&seg_offset.to_le_bytes());
-    new_shim[56..58].copy_from_slice(&(headers.len() as u16).to_le_bytes());
+    header.e_phoff = seg_offset;
+    header.e_phnum = u16::try_from(headers.len())
+        .map_err(|_| Error::new("the interpreter has too many program headers"))?;
     if let Some(base) = base {
         // A fixed-address executable: every address moves up by `base`.
         // The interpreter still relocates its own few pointers at start
         // (it finds its base from its ELF header), so nothing else changes.
-        new_shim[16..18].copy_from_slice(&ET_EXEC.to_le_bytes());
-        let entry = le_u64(&new_shim, 24)? + base;
-        new_shim[24..32].copy_from_slice(&entry.to_le_bytes());
+        header.e_type = ET_EXEC;
+        header.e_entry += base;
         for h in headers.iter_mut() {
-            for at in [16, 24] {
-                let v = field(h, at) + base;
-                h[at..at + 8].copy_from_slice(&v.to_le_bytes());
-            }
+            h.p_vaddr += base;
+            h.p_paddr += base;
         }
     }
 
-    let total = seg_offset + file_size_in_seg;
+    let total = seg_offset + seg_size;
     let mut file = vec![0u8; total as usize];
-    file[..new_shim.len()].copy_from_slice(&new_shim);
+    file[..shim.len()].copy_from_slice(shim);
+    write_elf(&mut file, header, seg_offset as usize, &headers)?;
     let put = |file: &mut Vec<u8>, at: u64, bytes: &[u8]| {
         file[at as usize..at as usize + bytes.len()].copy_from_slice(bytes);
     };
-    put(&mut file, seg_offset, &headers.concat());
     let mut descs = Vec::new();
     for (i, (c, at)) in carried.iter().zip(&placed).enumerate() {
         let p = &c.plan;
@@ -457,7 +422,7 @@ pub fn build(
         // The layout above was made from the first read: the bytes copied
         // must be planned the same way, or the table and the image would
         // disagree. Planning them again is cheap next to reading them.
-        if plan(&bytes).as_ref() != Ok(p) {
+        if plan(&bytes, target).as_ref() != Ok(p) {
             return Err(changed(c.path));
         }
         for &(off, v, len) in &p.copies {
@@ -474,7 +439,8 @@ pub fn build(
             let start = (seg_offset + at) as usize;
             let len = p.span as usize;
             let bias = base + seg_vaddr + at - p.min_vaddr;
-            if let Some(fixes) = prelink(&mut file[start..start + len], p.min_vaddr, bias, &r) {
+            let image = &mut file[start..start + len];
+            if let Some(fixes) = prelink(image, p.min_vaddr, bias, &r, target) {
                 d = d.prelinked(p.span, &fixes).unwrap_or(d);
             }
         }
@@ -489,10 +455,27 @@ pub fn build(
         });
     }
     entries.extend(by_path.iter().map(ByPath::entry));
-    let mut head = file[..new_shim.len()].to_vec();
-    write_region(&mut head, region, &entries, flags)?;
-    file[..head.len()].copy_from_slice(&head);
+    write_region(&mut file, region, &entries, flags)?;
     Ok(file)
+}
+
+/// Writes the ELF header and, at `phoff`, the program header table.
+fn write_elf(
+    file: &mut [u8],
+    header: Header,
+    phoff: usize,
+    headers: &[ProgramHeader],
+) -> Result<()> {
+    fn short(e: impl std::fmt::Display) -> Error {
+        Error::new(format!("cannot write the ELF headers: {e}"))
+    }
+    file.pwrite_with(header, 0, LE).map_err(short)?;
+    debug_assert_eq!(SIZEOF_EHDR, 64);
+    for (i, h) in headers.iter().enumerate() {
+        file.pwrite_with(*h, phoff + i * SIZEOF_PHDR, LE)
+            .map_err(short)?;
+    }
+    Ok(())
 }
 
 /// The error for an emulator file that changed between its two reads.
@@ -509,26 +492,27 @@ pub fn changed(path: &[u8]) -> Error {
 /// dynamic section so its C library does not apply them again. Returns the
 /// words that undo that (see [`Fix`]); `None` if the table is not what
 /// [`find_relocs`] promised, leaving the image as it was.
-fn prelink(image: &mut [u8], min_vaddr: u64, bias: u64, r: &Relocs) -> Option<Vec<Fix>> {
+fn prelink(
+    image: &mut [u8],
+    min_vaddr: u64,
+    bias: u64,
+    r: &Relocs,
+    target: Target,
+) -> Option<Vec<Fix>> {
     let at = |v: u64| -> Option<usize> { usize::try_from(v.checked_sub(min_vaddr)?).ok() };
-    let word = |image: &[u8], v: u64| -> Option<u64> {
-        let i = at(v)?;
-        Some(u64::from_le_bytes(image.get(i..i + 8)?.try_into().ok()?))
-    };
     // Check every entry first: nothing is written unless all are relative.
     let mut places = Vec::with_capacity(r.count as usize);
     for i in 0..r.count {
-        let e = r.rela + i * r.relaent;
-        let (offset, info, addend) = (word(image, e)?, word(image, e + 8)?, word(image, e + 16)?);
-        if info as u32 != r_relative() {
+        let rela: Rela = image.pread_with(at(r.rela + i * r.relaent)?, LE).ok()?;
+        if rela.r_info as u32 != target.r_relative() {
             return None;
         }
-        let place = at(offset)?;
+        let place = at(rela.r_offset)?;
         image.get(place..place + 8)?;
-        places.push((place, bias.wrapping_add(addend)));
+        places.push((place, bias.wrapping_add(rela.r_addend as u64)));
     }
     for (place, value) in places {
-        image[place..place + 8].copy_from_slice(&value.to_le_bytes());
+        image.pwrite_with(value, place, LE).ok()?;
     }
     let taken = r.count * r.relaent;
     let fixes = vec![
@@ -549,8 +533,9 @@ fn prelink(image: &mut [u8], min_vaddr: u64, bias: u64, r: &Relocs) -> Option<Ve
         .iter()
         .zip([r.rela_at.1 + taken, r.relasz_at.1 - taken, 0])
     {
-        let i = f.offset as usize;
-        image.get_mut(i..i + 8)?.copy_from_slice(&new.to_le_bytes());
+        image
+            .pwrite_with(new, usize::try_from(f.offset).ok()?, LE)
+            .ok()?;
     }
     Some(fixes)
 }
@@ -561,8 +546,7 @@ fn write_region(
     entries: &[Entry<'_>],
     flags: u16,
 ) -> Result<()> {
-    let dst = &mut image[region];
-    dispatch::encode(entries, flags, dst)
+    dispatch::encode(entries, flags, &mut image[region])
         .map_err(|e| Error::new(format!("cannot write the dispatch table: {e}")))?;
     Ok(())
 }
@@ -570,12 +554,14 @@ fn write_region(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::elf_with_section;
+    use crate::test_support::elf_with_section;
     use goblin::elf::section_header::SHT_PROGBITS;
+
+    const T: Target = Target::X86_64;
 
     /// A little-endian ELF64 program header.
     fn phdr(p_type: u32, flags: u32, offset: u64, vaddr: u64, filesz: u64, memsz: u64) -> Vec<u8> {
-        let mut h = Vec::with_capacity(PHENT);
+        let mut h = Vec::with_capacity(SIZEOF_PHDR);
         h.extend(p_type.to_le_bytes());
         h.extend(flags.to_le_bytes());
         for v in [offset, vaddr, vaddr, filesz, memsz, 0x1000] {
@@ -591,9 +577,9 @@ mod tests {
         region[..16].copy_from_slice(&dispatch::EMPTY_REGION_HEADER);
         let mut f = elf_with_section(dispatch::SECTION, &region, SHT_PROGBITS);
         let phoff = f.len() as u64;
-        let len = phoff + PHENT as u64;
+        let len = phoff + SIZEOF_PHDR as u64;
         f.extend(phdr(PT_LOAD, PF_R | PF_X, 0, 0, len, len));
-        f[18..20].copy_from_slice(&host_machine().to_le_bytes());
+        f[18..20].copy_from_slice(&T.machine().to_le_bytes());
         f[32..40].copy_from_slice(&phoff.to_le_bytes());
         f[56..58].copy_from_slice(&1u16.to_le_bytes());
         f
@@ -608,14 +594,14 @@ mod tests {
         f[5] = 1;
         f[6] = 1;
         f[16..18].copy_from_slice(&ET_DYN.to_le_bytes());
-        f[18..20].copy_from_slice(&host_machine().to_le_bytes());
+        f[18..20].copy_from_slice(&T.machine().to_le_bytes());
         f[20..24].copy_from_slice(&1u32.to_le_bytes());
         f[24..32].copy_from_slice(&0x100u64.to_le_bytes()); // e_entry
         f[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
         f[52..54].copy_from_slice(&64u16.to_le_bytes());
-        f[54..56].copy_from_slice(&(PHENT as u16).to_le_bytes());
+        f[54..56].copy_from_slice(&(SIZEOF_PHDR as u16).to_le_bytes());
         f[56..58].copy_from_slice(&1u16.to_le_bytes());
-        f[64..64 + PHENT].copy_from_slice(&phdr(PT_LOAD, PF_R | PF_X, 0, 0, 0x200, memsz));
+        f[64..64 + SIZEOF_PHDR].copy_from_slice(&phdr(PT_LOAD, PF_R | PF_X, 0, 0, 0x200, memsz));
         f[0x100..0x110].copy_from_slice(b"emulator's code.");
         f
     }
@@ -624,7 +610,7 @@ mod tests {
         Carry {
             arch: "aarch64",
             path: b"/q/qemu-aarch64-static",
-            plan: plan(file).unwrap(),
+            plan: plan(file, T).unwrap(),
         }
     }
 
@@ -633,7 +619,7 @@ mod tests {
         let emu = emulator(0x300);
         let carried = [carry(&emu)];
         let mut reads = Vec::new();
-        let file = build(&shim(), &carried, &[], 0, None, &mut |i| {
+        let file = build(&shim(), T, &carried, &[], 0, None, &mut |i| {
             reads.push(i);
             Ok(emu.clone())
         })
@@ -641,7 +627,7 @@ mod tests {
         assert_eq!(reads, [0], "read once, when copied");
         let seg = (shim().len() as u64).div_ceil(ALIGN) * ALIGN + ALIGN;
         assert_eq!(&file[seg as usize..][..emu.len()], &emu[..]);
-        let table = interp::read_config(&file).unwrap();
+        let table = crate::read_spec(&file).unwrap();
         assert!(table.carry);
     }
 
@@ -652,7 +638,8 @@ mod tests {
             (emulator(0x20000), "bigger in memory"),
             (b"#!/bin/sh\n".to_vec(), "not ELF"),
         ] {
-            let e = build(&shim(), &carried, &[], 0, None, &mut |_| Ok(now.clone())).unwrap_err();
+            let e =
+                build(&shim(), T, &carried, &[], 0, None, &mut |_| Ok(now.clone())).unwrap_err();
             assert!(
                 e.message().contains("/q/qemu-aarch64-static changed while"),
                 "{what}: {e}"
@@ -663,7 +650,7 @@ mod tests {
     #[test]
     fn an_emulator_that_cannot_be_read_again_fails_the_build() {
         let carried = [carry(&emulator(0x300))];
-        let r = build(&shim(), &carried, &[], 0, None, &mut |_| {
+        let r = build(&shim(), T, &carried, &[], 0, None, &mut |_| {
             Err(Error::new("cannot read the emulator: gone"))
         });
         assert!(r.unwrap_err().message().contains("gone"));

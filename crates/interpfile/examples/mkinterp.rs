@@ -1,7 +1,8 @@
-//! Writes an interpreter file for an aarch64 host with the CLI's own linker,
-//! without registering anything: `install` cannot do it off an aarch64
-//! machine (its native probe finds x86_64 native under qemu-aarch64 on an
-//! x86_64 kernel and refuses an x86_64 entry; see ../README.md).
+//! Writes an interpreter file for an aarch64 host, without registering
+//! anything: the aarch64-host checks (scripts/aarch64-host/run) run it on
+//! this x86_64 machine. The target arch is the library's parameter, so this
+//! is a native program; `install` cannot do it (it builds for the host it
+//! runs on, and registers).
 //!
 //! Usage: mkinterp SHIM OUT [--no-carry] [--no-prelink] [--assume-p] ARCH=EMULATOR...
 //!
@@ -9,24 +10,15 @@
 //! emulator (a static-pie aarch64 qemu) for a row of the arch table. The
 //! defaults are install's: carried, pre-relocated at a random address.
 //! `--assume-p` sets the table flag that makes the interpreter read the P
-//! argv layout (`[interp, prog, argv0, args…]`) without AT_FLAGS.
-
-// The CLI's modules, unchanged: only what building the file needs.
-#[allow(dead_code)]
-#[path = "../../../../crates/cli/src/error.rs"]
-mod error;
-#[allow(dead_code)]
-#[path = "../../../../crates/cli/src/interp.rs"]
-mod interp;
-#[allow(dead_code)]
-#[path = "../../../../crates/cli/src/link.rs"]
-mod link;
+//! argv layout (`[interp, prog, argv0, args…]`) without AT_FLAGS (install
+//! sets it on kernels before 5.12; the checks run on ≥ 6.7).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use qemu_shim_registry::arch;
-use qemu_shim_registry::dispatch::FLAG_ASSUME_P;
+use qemu_shim_interpfile::{build, read_spec, Spec, Target};
+use qemu_shim_registry_core::arch;
+use qemu_shim_registry_core::dispatch::FLAG_ASSUME_P;
 
 fn main() -> ExitCode {
     match run() {
@@ -39,6 +31,7 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), String> {
+    let target = Target::Aarch64;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (mut carry, mut prelink, mut assume_p) = (true, true, false);
     let mut paths = Vec::new();
@@ -63,29 +56,21 @@ fn run() -> Result<(), String> {
     if emulators.is_empty() {
         return Err("no ARCH=EMULATOR given".into());
     }
-    if link::host_machine() != goblin::elf::header::EM_AARCH64 {
-        return Err(
-            "built for the wrong host: build with --target aarch64-unknown-linux-gnu".into(),
-        );
-    }
     let image = std::fs::read(&shim).map_err(|e| format!("cannot read {}: {e}", shim.display()))?;
     let prelink_base = if carry && prelink {
-        Some(link::random_base().map_err(|e| e.to_string())?)
+        Some(target.random_base().map_err(|e| e.to_string())?)
     } else {
         None
     };
-    let mut flags = interp::flags_for_running_kernel();
-    if assume_p {
-        flags |= FLAG_ASSUME_P;
-    }
-    let config = interp::Config {
-        flags,
+    let spec = Spec {
+        target,
+        flags: if assume_p { FLAG_ASSUME_P } else { 0 },
         emulators,
         carry,
         prelink_base,
         plain: Vec::new(),
     };
-    let built = interp::build(&image, &config).map_err(|e| e.to_string())?;
+    let built = build(&image, &spec).map_err(|e| e.to_string())?;
     for (arch, why) in &built.by_path {
         if carry {
             return Err(format!("{arch} was not carried: {why}"));
@@ -95,7 +80,7 @@ fn run() -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o755))
         .map_err(|e| format!("cannot chmod {}: {e}", out.display()))?;
-    let back = interp::read_config(&built.image).map_err(|e| e.to_string())?;
+    let back = read_spec(&built.image).map_err(|e| e.to_string())?;
     println!(
         "{}: {} bytes, carry={}, prelink_base={}, flags={:#x}",
         out.display(),
