@@ -170,7 +170,8 @@ cap loose-file I --install-dir "$S/sticky/inst"
 /// Item 4: an emulator or interpreter that someone other than root could
 /// change (its owner, its mode, its directory, a link to it, the config's
 /// `path =`) would run as root for every user's programs, carried or by
-/// path: refused unless `--allow-untrusted-emulators`.
+/// path: refused unless `--allow-untrusted-emulators`. Item 5: a config
+/// reached through a symbolic link is refused.
 #[test]
 fn untrusted_emulators_and_interpreters_are_refused_unless_allowed() {
     let s = Scratch::new("trust-emus");
@@ -202,6 +203,10 @@ fn untrusted_emulators_and_interpreters_are_refused_unless_allowed() {
     )
     .unwrap();
     set_mode(&config, 0o644);
+    let good = s.join("good.toml");
+    fs::write(&good, "# nothing to choose\n").unwrap();
+    set_mode(&good, 0o644);
+    symlink(&good, s.join("link.toml")).unwrap();
     sandbox_caps(
         As::Root,
         &s,
@@ -214,6 +219,7 @@ cap ww-dir I --emulator-dir "$S/emu-ww"
 cap link I --emulator-dir "$S/emu-link"
 cap config I --emulator-dir "$EMUS" --config "$S/config.toml"
 cap interp I --emulator-dir "$EMUS" --interpreter "$S/interp/qemu-shim-interp"
+cap config-link I --emulator-dir "$EMUS" --config "$S/link.toml"
 cap table ls /proc/sys/fs/binfmt_misc
 cap allowed I --emulator-dir "$S/emu-nobody" --interpreter "$S/interp/qemu-shim-interp" --allow-untrusted-emulators
 cap allowed-by-path I --no-carry --emulator-dir "$S/emu-0777" --allow-untrusted-emulators
@@ -253,6 +259,15 @@ cap allowed-by-path I --no-carry --emulator-dir "$S/emu-0777" --allow-untrusted-
     refused(
         "interp",
         &["interpreter", &nobody_interp, "owned by uid 65534", flag],
+    );
+    assert_refused(
+        &s.cap("config-link"),
+        1,
+        &[
+            "qemu-shim: error: ",
+            &s.join("link.toml").display().to_string(),
+            "symbolic link",
+        ],
     );
     assert_eq!(s.cap("table").stdout, "register\nstatus\n");
     assert_ok(&s.cap("allowed"));
