@@ -222,10 +222,10 @@ struct InstallArgs {
     /// directory on its path or a symbolic link on the way is not owned by
     /// root or is writable by group or others: whoever can change it
     /// chooses what runs as root whenever root or a setuid program runs a
-    /// foreign program. This lets them through; only for files you trust
-    /// whoever can change them with. The install directory, the binfmt.d
-    /// directory and the config are checked the same way, with no
-    /// override.
+    /// foreign program. This lets them through: use it only when everyone
+    /// who can change those files may run code as root. The install
+    /// directory, the binfmt.d directory and the config are checked the
+    /// same way, with no override.
     #[arg(long)]
     allow_untrusted_emulators: bool,
 
