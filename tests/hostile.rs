@@ -1722,7 +1722,8 @@ fail_at() {{
         r#"
 reset
 mkdir "$S/inst"
-mount -t tmpfs -o size=40m tmpfs "$S/inst"
+# mode=0755: a fresh tmpfs is 1777, which install refuses as its directory.
+mount -t tmpfs -o size=40m,mode=0755 tmpfs "$S/inst"
 inst aarch64 >/dev/null
 snap >"$CAPS/full.before"
 cap full inst {all}

@@ -27,7 +27,8 @@
 //!
 //! The file decides what runs as root for every user's foreign programs,
 //! so when `install` runs as root it refuses a file that is not owned by
-//! root or is writable by group or others.
+//! root or is writable by group or others, a symbolic link, and a file in a
+//! directory others could change (see [`crate::trust`]).
 //!
 //! The syntax is a small subset of TOML (tables `[arch.NAME]`, basic
 //! strings, comments), parsed here without a dependency; anything else is an
@@ -42,6 +43,7 @@ use qemu_shim_registry::arch::{self, Arch};
 
 use crate::emulator::Search;
 use crate::error::{Error, Result};
+use crate::trust;
 
 /// Where `install` reads the config unless `--config` says.
 pub const DEFAULT_PATH: &str = "/etc/qemu-shim/config.toml";
@@ -221,28 +223,80 @@ impl Config {
 
 /// Reads the config: `path` if given (it must exist), else
 /// [`DEFAULT_PATH`] if it exists. `euid` is the caller's effective uid:
-/// root refuses a file others could have written.
+/// root refuses a file others could have written, or could swap (see
+/// [`open_checked`]).
 pub fn load(path: Option<&Path>, euid: u32) -> Result<Config> {
     let (path, required) = match path {
         Some(p) => (p, true),
         None => (Path::new(DEFAULT_PATH), false),
     };
-    let meta = match fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
-            return Ok(Config::default())
-        }
-        Err(e) => return Err(Error::io("cannot read the config", path, &e)),
+    let Some(text) = open_checked(path, required, euid)? else {
+        return Ok(Config::default());
     };
-    check_owner(path, meta.uid(), meta.mode(), euid)?;
-    let text =
-        fs::read_to_string(path).map_err(|e| Error::io("cannot read the config", path, &e))?;
     let mut c = parse(&text).map_err(|(line, msg)| {
         Error::new(format!("{}:{line}: {msg}", path.display()))
             .hint("see `qemu-shim install --help` for the config file's format")
     })?;
     c.source = Some(path.to_path_buf());
     Ok(c)
+}
+
+/// The config's text; `None` if there is no file and none is `required`.
+/// As root, the file is opened once, without following a symbolic link at
+/// its end (`O_NOFOLLOW`; `O_NONBLOCK` so a FIFO there cannot stall
+/// install), its owner and mode are taken from that descriptor (the file
+/// judged is the file read, whatever happens to the path meanwhile), then
+/// every directory above it is checked ([`trust::check`]). Checking those by path after the
+/// open is sound: a directory on the way that others could change is on
+/// the way at both moments, as every directory before it is one they
+/// cannot change. Not root: read as it is, the file only affects what this
+/// user installs.
+fn open_checked(path: &Path, required: bool, euid: u32) -> Result<Option<String>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let cannot = |e: &std::io::Error| Error::io("cannot read the config", path, e);
+    let mut opts = fs::OpenOptions::new();
+    opts.read(true);
+    if euid == 0 {
+        opts.custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK);
+    }
+    let mut f = match opts.open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(None),
+        Err(e) if euid == 0 && e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return Err(Error::new(format!(
+                "the config {} is a symbolic link: refusing it",
+                path.display()
+            ))
+            .hint("give the path of the file itself"))
+        }
+        Err(e) => return Err(cannot(&e)),
+    };
+    if euid == 0 {
+        let meta = f.metadata().map_err(|e| cannot(&e))?;
+        if !meta.is_file() {
+            return Err(Error::new(format!(
+                "the config {} is not a regular file",
+                path.display()
+            )));
+        }
+        check_owner(path, meta.uid(), meta.mode(), euid)?;
+        let owners = trust::Owners::system().and(euid);
+        let abs = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            std::env::current_dir().map_err(|e| cannot(&e))?.join(path)
+        };
+        if let Some(dir) = abs.parent() {
+            // The directory holds a file root owns: a sticky one (others
+            // cannot rename or remove that file) passes, as on the way.
+            trust::check(dir, &owners, trust::Role::Parent)
+                .map_err(|u| u.error("the config", path))?;
+        }
+    }
+    let mut text = String::new();
+    f.read_to_string(&mut text).map_err(|e| cannot(&e))?;
+    Ok(Some(text))
 }
 
 /// As root, refuses a file not owned by root or writable by group or
@@ -252,26 +306,8 @@ fn check_owner(path: &Path, uid: u32, mode: u32, euid: u32) -> Result<()> {
     if euid != 0 {
         return Ok(());
     }
-    if uid != 0 {
-        return Err(Error::new(format!(
-            "{} is owned by uid {uid}, not root: refusing it",
-            path.display()
-        ))
-        .hint(format!("chown root: {}", path.display())));
-    }
-    if mode & 0o022 != 0 {
-        return Err(Error::new(format!(
-            "{} is writable by {}: refusing it",
-            path.display(),
-            if mode & 0o002 != 0 {
-                "everyone"
-            } else {
-                "its group"
-            }
-        ))
-        .hint(format!("chmod go-w {}", path.display())));
-    }
-    Ok(())
+    trust::judge(path, uid, mode, &trust::Owners::system(), true)
+        .map_err(|u| u.error("the config", path))
 }
 
 /// Parses the file's text; an error is its line number and message.
@@ -529,6 +565,44 @@ path = "/opt/qemu #8/qemu-aarch64"
         assert!(
             e.message()
                 .ends_with("config.toml:3: expected key = \"value\" or [arch.NAME]"),
+            "{e}"
+        );
+    }
+
+    /// Issue 10, item 5: the config was checked by path, then read by path
+    /// again, and a symbolic link (or a directory others could change) led
+    /// root to whatever the link's owner chose.
+    #[test]
+    fn root_refuses_a_linked_config_and_one_in_a_directory_others_can_change() {
+        let d = TempDir::new();
+        fs::set_permissions(d.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let good = d.path().join("good.toml");
+        fs::write(&good, EXAMPLE).unwrap();
+        fs::set_permissions(&good, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(load(Some(&good), 0).is_ok());
+        let link = d.path().join("link.toml");
+        std::os::unix::fs::symlink(&good, &link).unwrap();
+        let e = load(Some(&link), 0).unwrap_err();
+        assert!(
+            e.message().contains(&format!(
+                "{} is a symbolic link: refusing it",
+                link.display()
+            )),
+            "{e}"
+        );
+        // Not root: a user's own link to their own file is theirs to use.
+        assert!(load(Some(&link), 1000).is_ok());
+        // The same file in a directory anyone can write.
+        let open = d.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        let inside = open.join("config.toml");
+        fs::copy(&good, &inside).unwrap();
+        fs::set_permissions(&inside, fs::Permissions::from_mode(0o644)).unwrap();
+        let e = load(Some(&inside), 0).unwrap_err();
+        assert!(
+            e.message()
+                .contains(&format!("{} is writable by everyone", open.display())),
             "{e}"
         );
     }

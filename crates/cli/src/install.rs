@@ -27,6 +27,7 @@ use crate::persist;
 use crate::progress::Progress;
 use crate::root;
 use crate::select;
+use crate::trust::{self, Role};
 
 /// Where the interpreter file is installed unless `--install-dir` says.
 pub const DEFAULT_INSTALL_DIR: &str = "/usr/local/lib/qemu-shim";
@@ -95,6 +96,9 @@ pub struct Options {
     pub binfmt_d_dir: PathBuf,
     /// `--config`; `None`: [`config::DEFAULT_PATH`] if it exists.
     pub config: Option<PathBuf>,
+    /// `--allow-untrusted-emulators`: take emulators and the interpreter
+    /// that others could change (see [`check_source`]).
+    pub allow_untrusted: bool,
     /// Show progress on stderr if it is a terminal.
     pub progress: bool,
 }
@@ -210,7 +214,11 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     let search = Search::new(&opts.emulator_dirs)?;
     // The administrator's per-arch emulator choice, read now and written
     // into the table: the interpreter never reads it.
-    let cfg = config::load(opts.config.as_deref(), nix::unistd::geteuid().as_raw())?;
+    let euid = nix::unistd::geteuid().as_raw();
+    let cfg = config::load(opts.config.as_deref(), euid)?;
+    // Whose files and directories this run trusts (see `trust`): root's,
+    // and the caller's own (the same, as root).
+    let owners = trust::Owners::system().and(euid);
     let host = qemu_shim_registry::probe::host_arch().map(|a| a.name);
     // Arches whose emulator takes the plain command line (box64, FEX).
     let mut plain: Vec<String> = Vec::new();
@@ -229,6 +237,9 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     }
     if explicit && !missing.is_empty() {
         return Err(no_emulator(&search, &missing));
+    }
+    for (a, p) in &found {
+        check_source(opts, &owners, &format!("the emulator for {}", a.name), p)?;
     }
     if found.is_empty() {
         return Err(Error::new(format!(
@@ -252,6 +263,7 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
         }
     })?;
     interp::region(&shim).map_err(|e| e.context(format!("interpreter {}", source.display())))?;
+    check_source(opts, &owners, "the interpreter to install", &source)?;
 
     // 3. The binfmt_misc table.
     let bf = root::open_for_change(opts.binfmt_dir.as_deref())?;
@@ -264,6 +276,7 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     let dir = plan_install_dir(&opts.install_dir)?;
     preflight(&bf, &dir)?;
     let dest = dir.path.join(interp::FILE_NAME);
+    check_install_dir(&dir, &dest, &owners)?;
     let dest_str = dest
         .to_str()
         .ok_or_else(|| {
@@ -311,6 +324,7 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
         };
         match old {
             Some(p) => {
+                check_source(opts, &owners, &format!("the emulator for {}", a.name), &p)?;
                 emulators.push((a, p));
                 carried.push(a);
             }
@@ -417,6 +431,9 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
         .is_some_and(|t| persist::names_interpreter(t, &dest_str));
     let lines: Vec<RegisterLine> = steps.iter().map(|s| s.line.clone()).collect();
     let new_persist = (opts.persist || keep_in_step).then(|| persist::render(&lines));
+    if new_persist.is_some() {
+        check_binfmt_d(&opts.binfmt_d_dir, &persist_path, &owners)?;
+    }
     let persist_changed = new_persist.is_some() && new_persist != old_persist;
 
     // 7. Do it.
@@ -528,6 +545,25 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
         unchanged: nothing_to_do,
         notes: Vec::new(),
     })
+}
+
+/// Refuses, unless `--allow-untrusted-emulators`, an emulator or the
+/// interpreter to install that someone other than root could change (the
+/// file, a directory on its path, a link on the way: [`trust::check`]):
+/// it runs as root whenever root, or a setuid program, runs a foreign
+/// program, carried in the interpreter file or started by path (issue 10).
+fn check_source(opts: &Options, owners: &trust::Owners, what: &str, path: &Path) -> Result<()> {
+    if opts.allow_untrusted {
+        return Ok(());
+    }
+    trust::check(path, owners, Role::Target)
+        .map(|_| ())
+        .map_err(|u| {
+            u.error(what, path).hint(format!(
+                "{}, or pass --allow-untrusted-emulators (dangerous: see --help)",
+                u.hint()
+            ))
+        })
 }
 
 fn dirs_text(search: &Search) -> String {
@@ -661,7 +697,8 @@ fn apply(
     strays: &[(String, EntryFile)],
 ) -> Result<()> {
     for d in missing_dirs {
-        fs::create_dir(d).map_err(|e| Error::io("cannot create", d, &e))?;
+        // 0755 whatever the umask: see `trust::create_dir`.
+        trust::create_dir(d, 0o755).map_err(|e| Error::io("cannot create", d, &e))?;
         j.created_dirs.push(d.clone());
     }
     // Entries being replaced keep running programs while the file changes:
@@ -913,6 +950,9 @@ struct InstallDir {
     missing: Vec<PathBuf>,
     /// The deepest directory that exists: where the file system is checked.
     existing: PathBuf,
+    /// The directory as asked, made absolute (links not resolved): what
+    /// [`check_install_dir`] walks and names.
+    asked: PathBuf,
 }
 
 fn plan_install_dir(dir: &Path) -> Result<InstallDir> {
@@ -956,7 +996,58 @@ fn plan_install_dir(dir: &Path) -> Result<InstallDir> {
         path,
         missing,
         existing,
+        asked: abs,
     })
+}
+
+/// Refuses an install directory, or an interpreter file already in it,
+/// that someone other than root could change: they could rename a file of
+/// theirs over the interpreter, which every entry serves to every foreign
+/// program, setuid ones included (issue 10). Every directory on the way is
+/// checked as asked, links followed ([`trust::check`]); the install
+/// directory itself may not be sticky. When it does not exist yet, the
+/// directories above it are checked (a sticky one, as /tmp, passes: this
+/// run creates the rest, 0755, and nobody else can rename or remove them).
+fn check_install_dir(dir: &InstallDir, dest: &Path, owners: &trust::Owners) -> Result<()> {
+    let role = if dir.missing.is_empty() {
+        Role::Target
+    } else {
+        Role::Parent
+    };
+    match trust::check(&dir.asked, owners, role) {
+        Ok(_) => {}
+        // Not there yet: everything above it passed.
+        Err(u) if u.is_missing() && !dir.missing.is_empty() => {}
+        Err(u) => return Err(u.error("install directory", &dir.asked)),
+    }
+    match trust::check(dest, owners, Role::Target) {
+        Ok(_) => Ok(()),
+        Err(u) if u.is_missing() => Ok(()),
+        Err(u) => Err(u
+            .error("the installed interpreter file", dest)
+            .hint(format!(
+                "someone else could have changed it: remove {} and install again",
+                u.path.display()
+            ))),
+    }
+}
+
+/// Refuses, when this run writes the binfmt.d file, a binfmt.d directory
+/// (or file there) that someone other than root could change: systemd
+/// applies every file in it at boot, and an entry dropped there with `C`
+/// runs whatever it names as the owner of every setuid program it matches
+/// (issue 10). A directory that does not exist yet is checked up to the
+/// part that exists (this run creates the last one, 0755; a parent that is
+/// missing too makes the write fail, and the run is undone).
+fn check_binfmt_d(dir: &Path, file: &Path, owners: &trust::Owners) -> Result<()> {
+    for (what, path) in [("binfmt.d directory", dir), ("binfmt.d file", file)] {
+        match trust::check(path, owners, Role::Target) {
+            Ok(_) => {}
+            Err(u) if u.is_missing() => return Ok(()),
+            Err(u) => return Err(u.error(what, path)),
+        }
+    }
+    Ok(())
 }
 
 /// Refuses, before anything is changed, what would fail halfway: a table
@@ -1128,7 +1219,7 @@ fn same_contents(f: &fs::File, image: &[u8]) -> io::Result<bool> {
 fn write_persist(j: &mut Journal<'_>, path: &Path, text: &str, old: Option<&str>) -> Result<()> {
     if let Some(dir) = path.parent() {
         if !dir.exists() {
-            fs::create_dir(dir).map_err(|e| Error::io("cannot create", dir, &e))?;
+            trust::create_dir(dir, 0o755).map_err(|e| Error::io("cannot create", dir, &e))?;
             j.created_dirs.push(dir.to_path_buf());
         }
     }

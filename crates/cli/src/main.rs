@@ -21,6 +21,7 @@ mod select;
 mod status;
 #[cfg(test)]
 mod testutil;
+mod trust;
 mod uninstall;
 mod which;
 
@@ -108,6 +109,11 @@ enum Command {
 /// QEMU_* variables and the others listed in the README, so the user who
 /// starts such a program cannot steer it). Running it again changes nothing
 /// unless something changed. If a step fails, what this run did is undone.
+///
+/// Everything that decides what runs for every user — the install
+/// directory, the binfmt.d directory, the emulators, the interpreter to
+/// install, the config — is refused unless it and every directory above
+/// it are owned by root and not writable by group or others.
 #[derive(Debug, Args)]
 #[command(after_long_help = EXAMPLES)]
 struct InstallArgs {
@@ -123,10 +129,18 @@ struct InstallArgs {
     emulator_dir: Vec<PathBuf>,
 
     /// Where the interpreter file goes
+    ///
+    /// Refused when it, or a directory above it, is not owned by root or is
+    /// writable by group or others (a root-owned sticky directory such as
+    /// /tmp may lie above it, not be it). Directories it creates are 0755,
+    /// whatever the umask.
     #[arg(long, value_name = "DIR", default_value = install::DEFAULT_INSTALL_DIR)]
     install_dir: PathBuf,
 
     /// The built qemu-shim-interp to install (default: the one next to this program)
+    ///
+    /// It, and every directory above it, must be owned by root and not
+    /// writable by group or others (see --allow-untrusted-emulators).
     #[arg(long, value_name = "FILE")]
     interpreter: Option<PathBuf>,
 
@@ -180,6 +194,9 @@ struct InstallArgs {
     persist: bool,
 
     /// Where the binfmt.d file goes
+    ///
+    /// Checked as the install directory is: systemd applies every file in
+    /// it at boot.
     #[arg(long, value_name = "DIR", default_value = persist::DEFAULT_DIR)]
     binfmt_d_dir: PathBuf,
 
@@ -190,10 +207,26 @@ struct InstallArgs {
     ///   emulator = "box64"             # "qemu", "box64" or "fex"
     ///   path = "/usr/local/bin/box64"  # optional; else looked up in the emulator dirs
     /// Read now and written into the interpreter file, never at exec time.
-    /// As root, a file not owned by root or writable by group or others is
+    /// As root, a file not owned by root or writable by group or others, a
+    /// symbolic link, or a file in a directory others could change is
     /// refused.
     #[arg(long, value_name = "FILE", verbatim_doc_comment)]
     config: Option<PathBuf>,
+
+    /// Take emulators and an interpreter that others could change (DANGEROUS)
+    ///
+    /// Install refuses an emulator (found in the emulator directories or
+    /// named by the config's path) or the interpreter to install
+    /// (--interpreter, or the one next to this program) when the file, a
+    /// directory on its path or a symbolic link on the way is not owned by
+    /// root or is writable by group or others: whoever can change it
+    /// chooses what runs as root whenever root or a setuid program runs a
+    /// foreign program. This lets them through: use it only when everyone
+    /// who can change those files may run code as root. The install
+    /// directory, the binfmt.d directory and the config are checked the
+    /// same way, with no override.
+    #[arg(long)]
+    allow_untrusted_emulators: bool,
 
     #[command(flatten)]
     report: ReportArgs,
@@ -375,6 +408,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                     prelink: !a.no_prelink,
                     credentials: !a.no_credentials,
                     config: a.config,
+                    allow_untrusted: a.allow_untrusted_emulators,
                     persist: a.persist,
                     binfmt_d_dir: a.binfmt_d_dir,
                     progress: !quiet,
