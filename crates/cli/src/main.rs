@@ -23,6 +23,7 @@ mod status;
 #[cfg(test)]
 mod testutil;
 mod uninstall;
+mod userdir;
 mod which;
 
 use std::ffi::OsString;
