@@ -289,7 +289,9 @@ struct RunArgs {
     interpreter: Option<PathBuf>,
 
     /// Where the interpreter file is cached (default: $XDG_CACHE_HOME/qemu-shim
-    /// or ~/.cache/qemu-shim; must allow exec)
+    /// or ~/.cache/qemu-shim; must allow exec). It must be yours and every
+    /// directory above it yours or root's, none writable by others (but a
+    /// sticky one of root's, like /tmp): else run refuses, exit 125
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
 
