@@ -363,3 +363,171 @@ fn run_takes_the_per_arch_emulator_choice_too() {
         show(&o)
     );
 }
+
+/// One line on stderr, `qemu-shim: error: cache directory …`, holding each
+/// of `parts`, exit 125, and nothing on stdout: how `run` refuses a cache
+/// directory.
+#[track_caller]
+fn assert_cache_refused(o: &Output, parts: &[&str]) {
+    let err = stderr(o);
+    assert!(
+        o.status.code() == Some(125)
+            && stdout(o).is_empty()
+            && err.lines().count() == 1
+            && err.starts_with("qemu-shim: error: cache directory ")
+            && parts.iter().all(|p| err.contains(p)),
+        "expected exit 125 and one line `qemu-shim: error: cache directory …` with {parts:?}:\n{}",
+        show(o)
+    );
+}
+
+/// Issue 10, item 2: root running with another user's HOME (what `sudo -E`
+/// does) must not take that user's cache. Here nobody builds a cache, then
+/// swaps their cached interpreter file for a program of their own; root's
+/// run with nobody's HOME would otherwise find a matching stamp and
+/// register the planted file, which then runs every foreign program as
+/// root.
+#[test]
+fn another_users_cache_is_refused_not_run_as_root() {
+    let s = setup("run-foreign-cache");
+    let o = run_as_nobody(&s, &["--", "bin/uname", "-m"]);
+    assert_eq!(stdout(&o), "aarch64\n", "{}", show(&o));
+    // nobody's planted "interpreter": records who ran it.
+    let planted = cached(&s);
+    fs::remove_file(&planted).unwrap();
+    let src = s.join("planted.c");
+    fs::write(
+        &src,
+        format!(
+            "#include <stdio.h>\n#include <unistd.h>\n\
+             int main(void) {{ FILE *f = fopen(\"{}/ran-as\", \"w\"); \
+             if (f) fprintf(f, \"%u\\n\", (unsigned)getuid()); return 0; }}\n",
+            s.path().display()
+        ),
+    )
+    .unwrap();
+    let cc = Command::new("cc")
+        .arg("-o")
+        .arg(&planted)
+        .arg(&src)
+        .output()
+        .expect("cc (apt-get install gcc)");
+    assert!(cc.status.success(), "{}", show(&cc));
+    fs::set_permissions(&planted, fs::Permissions::from_mode(0o755)).unwrap();
+    // Open to all, as an attacker leaves it: root in run's namespace (which
+    // maps only root) may then reach the file, as on a host with sudo -E.
+    for d in ["home", "home/.cache", "home/.cache/qemu-shim"] {
+        fs::set_permissions(s.join(d), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    give_to_nobody(&s.join("home"));
+
+    let o = Command::new(cli())
+        .args(["run", "--emulator-dir"])
+        .arg(s.join("emus"))
+        .args(["--", "bin/uname", "-m"])
+        .current_dir(s.path())
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", s.join("home"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn qemu-shim");
+    assert!(
+        !s.join("ran-as").exists(),
+        "the planted program ran, as uid {}",
+        fs::read_to_string(s.join("ran-as")).unwrap_or_default()
+    );
+    assert_cache_refused(&o, &["is owned by uid 65534", "refusing it"]);
+    // --cache-dir naming it is refused the same way.
+    let o = Command::new(cli())
+        .args(["run", "--emulator-dir"])
+        .arg(s.join("emus"))
+        .arg("--cache-dir")
+        .arg(s.join("home/.cache/qemu-shim"))
+        .args(["--", "bin/uname", "-m"])
+        .current_dir(s.path())
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", s.join("root-home-unused"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn qemu-shim");
+    assert!(!s.join("ran-as").exists(), "the planted program ran");
+    assert_cache_refused(&o, &["is owned by uid 65534"]);
+}
+
+/// Issue 10, item 2: a cache directory, or a directory above it, that
+/// others may write is refused (they could swap the cached file), with the
+/// fix in the hint.
+#[test]
+fn a_cache_dir_others_can_write_is_refused() {
+    let s = setup("run-loose-cache");
+    let o = run_as_nobody(&s, &["--", "bin/uname", "-m"]);
+    assert_eq!(stdout(&o), "aarch64\n", "{}", show(&o));
+    let cache = s.join("home/.cache/qemu-shim");
+    let dot_cache = s.join("home/.cache");
+
+    fs::set_permissions(&cache, fs::Permissions::from_mode(0o770)).unwrap();
+    let o = run_as_nobody(&s, &["--", "bin/uname", "-m"]);
+    let chmod = format!("chmod go-w {}", cache.display());
+    assert_cache_refused(&o, &["is writable by its group: refusing it", &chmod]);
+    fs::set_permissions(&cache, fs::Permissions::from_mode(0o700)).unwrap();
+
+    fs::set_permissions(&dot_cache, fs::Permissions::from_mode(0o777)).unwrap();
+    let o = run_as_nobody(&s, &["--", "bin/uname", "-m"]);
+    let what = format!("{} is writable by everyone", dot_cache.display());
+    assert_cache_refused(&o, &[&what]);
+    fs::set_permissions(&dot_cache, fs::Permissions::from_mode(0o700)).unwrap();
+
+    // A directory above, owned by another (non-root) user, is refused even
+    // where it is not writable: its owner could rename what is below it.
+    let theirs = s.join("theirs");
+    fs::create_dir_all(theirs.join("mine")).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(4242), Some(4242)).unwrap();
+    std::os::unix::fs::chown(theirs.join("mine"), Some(65534), Some(65534)).unwrap();
+    let dir = theirs.join("mine/cache");
+    let o = run_as_nobody(
+        &s,
+        &[
+            "--cache-dir",
+            dir.to_str().unwrap(),
+            "--",
+            "bin/uname",
+            "-m",
+        ],
+    );
+    let what = format!("{} is owned by uid 4242", theirs.display());
+    assert_cache_refused(&o, &[&what]);
+    assert!(!dir.exists(), "created below a refused directory");
+
+    // The same again as it should be: accepted.
+    let o = run_as_nobody(&s, &["--", "bin/uname", "-m"]);
+    assert_eq!(stdout(&o), "aarch64\n", "{}", show(&o));
+}
+
+/// The directories `run` makes for its cache are 0700 whatever the umask
+/// (set explicitly, not left to it).
+#[test]
+fn cache_directories_are_made_0700_whatever_the_umask() {
+    let s = setup("run-umask");
+    for (umask, sub) in [("0000", "a"), ("0077", "b")] {
+        let dir = s.join(&format!("home/{sub}/cache"));
+        let line = format!(
+            "umask {umask} && exec {} run --emulator-dir {} --cache-dir {} -- bin/uname -m",
+            cli().display(),
+            s.join("emus").display(),
+            dir.display()
+        );
+        let o = run_as_nobody_sh(&s, &line);
+        assert_eq!(stdout(&o), "aarch64\n", "umask {umask}: {}", show(&o));
+        for d in [s.join(&format!("home/{sub}")), dir] {
+            let m = fs::metadata(&d).unwrap();
+            assert_eq!(
+                (m.uid(), m.mode() & 0o7777),
+                (65534, 0o700),
+                "umask {umask}: {}",
+                d.display()
+            );
+        }
+    }
+}

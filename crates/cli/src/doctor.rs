@@ -442,14 +442,7 @@ impl Probes {
         if let Some(d) = &self.dir {
             return Ok(d.clone());
         }
-        let tmp = std::env::temp_dir();
-        qemu_shim_registry::probe::remove_stale_dirs(&tmp, "qemu-shim-doctor.");
-        let d = tmp.join(format!("qemu-shim-doctor.{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&d)
-            .map_err(|e| Error::io("cannot create", &d, &e))?;
+        let d = private_dir(&std::env::temp_dir())?;
         self.dir = Some(d.clone());
         Ok(d)
     }
@@ -651,6 +644,26 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
         .map_err(|e| Error::io("cannot change the mode of", path, &e))
 }
 
+/// Name prefix of doctor's probe directories; the pid follows, so
+/// [`qemu_shim_registry::probe::remove_stale_dirs`] can tell a killed
+/// run's leftover (it removes only the caller's own).
+const DIR_PREFIX: &str = "qemu-shim-doctor.";
+
+/// A new directory for probe programs in `parent`, mode 0700:
+/// `qemu-shim-doctor.PID.XXXXXX`, made by mkdtemp. Its name cannot be
+/// guessed, so no other user can have put anything there first, and a
+/// name already taken is skipped, never removed (issue 10, item 5: a
+/// predictable name was removed whoever owned it).
+fn private_dir(parent: &Path) -> Result<PathBuf> {
+    qemu_shim_registry::probe::remove_stale_dirs(parent, DIR_PREFIX);
+    let template = parent.join(format!("{DIR_PREFIX}{}.XXXXXX", std::process::id()));
+    let d = nix::unistd::mkdtemp(&template)
+        .map_err(|e| Error::io("cannot create a directory in", parent, &io::Error::from(e)))?;
+    // mkdtemp asks for 0700, which the umask may have cut.
+    set_mode(&d, 0o700)?;
+    Ok(d)
+}
+
 impl Drop for Probes {
     fn drop(&mut self) {
         if let Some(d) = &self.dir {
@@ -662,6 +675,36 @@ impl Drop for Probes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 10, item 5: the probe directory's name cannot be guessed, and
+    /// what another user left at a name doctor once used is not removed.
+    #[test]
+    fn the_probe_directory_is_new_and_private_and_spares_others() {
+        use std::os::unix::fs::MetadataExt;
+        let parent = crate::testutil::TempDir::new();
+        let planted = parent
+            .path()
+            .join(format!("qemu-shim-doctor.{}", std::process::id()));
+        fs::create_dir(&planted).unwrap();
+        fs::write(planted.join("theirs"), b"").unwrap();
+        let me = nix::unistd::geteuid().as_raw();
+        if me == 0 {
+            for p in [planted.clone(), planted.join("theirs")] {
+                std::os::unix::fs::chown(&p, Some(65534), Some(65534)).unwrap();
+            }
+        }
+        let d = private_dir(parent.path()).unwrap();
+        assert!(
+            planted.join("theirs").exists(),
+            "another user's directory was removed"
+        );
+        assert_ne!(d, planted);
+        let m = fs::symlink_metadata(&d).unwrap();
+        assert!(m.is_dir());
+        assert_eq!((m.uid(), m.mode() & 0o7777), (me, 0o700));
+        let again = private_dir(parent.path()).unwrap();
+        assert_ne!(again, d, "two probe directories share a name");
+    }
 
     #[test]
     fn the_probe_statuses_differ_from_failures_and_from_each_other() {

@@ -23,6 +23,7 @@ mod status;
 mod testutil;
 mod trust;
 mod uninstall;
+mod userdir;
 mod which;
 
 use std::ffi::OsString;
@@ -320,7 +321,9 @@ struct RunArgs {
     interpreter: Option<PathBuf>,
 
     /// Where the interpreter file is cached (default: $XDG_CACHE_HOME/qemu-shim
-    /// or ~/.cache/qemu-shim; must allow exec)
+    /// or ~/.cache/qemu-shim; must allow exec). It must be yours and every
+    /// directory above it yours or root's, none writable by others (but a
+    /// sticky one of root's, like /tmp): else run refuses, exit 125
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
 

@@ -14,6 +14,12 @@
 //!    and the table flags are the key, kept in a stamp file beside it). The
 //!    emulators are carried, as install's default; pre-relocated for an
 //!    address drawn when the file is first built and kept across rebuilds.
+//!    The cache directory and every directory above it must be safe from
+//!    other users ([`userdir`]: the caller's, or root's above it, and not
+//!    writable by others), the caller's uid is part of the key, and the
+//!    stamp's temporary file is created, never opened through a planted
+//!    link: root given a user's HOME (`sudo -E`) must not run a file that
+//!    user put there (issue 10, item 2).
 //! 2. This process unshares a user and a mount namespace, maps the caller's
 //!    uid and gid to root there (the one mapping an unprivileged process may
 //!    write), mounts a fresh binfmt_misc instance on
@@ -52,7 +58,7 @@ use std::ffi::{CString, OsString};
 use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -66,6 +72,7 @@ use crate::error::{Error, Result};
 use crate::install;
 use crate::interp::{self, Spec};
 use crate::select;
+use crate::userdir;
 
 /// Exit code of `run` when qemu-shim itself fails before the program
 /// starts (as `env`, `chroot` and `timeout` use 125), so it is not taken
@@ -79,7 +86,7 @@ pub const EXIT_NOT_FOUND: u8 = 127;
 /// Name of the stamp file beside the cached interpreter file.
 const STAMP: &str = "qemu-shim-interp.stamp";
 /// First line of the stamp: bump when its meaning changes.
-const STAMP_VERSION: &str = "qemu-shim run cache 1";
+const STAMP_VERSION: &str = "qemu-shim run cache 2";
 
 /// What `run` was asked to do.
 #[derive(Debug, Clone)]
@@ -235,8 +242,11 @@ fn default_cache_dir() -> Result<PathBuf> {
 /// What the cached interpreter file was built from: the stamp's key. Any
 /// change to the interpreter binary, an emulator (replaced by an upgrade,
 /// added, removed), the CLI or the running kernel's table flags gives a
-/// new key and a rebuild.
+/// new key and a rebuild. So does another caller (`uid`): a cache is only
+/// ever its own user's, even where the directory checks would let another
+/// uid's stamp through.
 fn cache_key(
+    uid: u32,
     source: &Path,
     found: &[(&'static Arch, PathBuf)],
     plain: &[String],
@@ -253,7 +263,7 @@ fn cache_key(
         ))
     };
     let mut key = format!(
-        "{STAMP_VERSION}\ncli {}\nflags {flags}\ninterpreter {}\n",
+        "{STAMP_VERSION}\nuid {uid}\ncli {}\nflags {flags}\ninterpreter {}\n",
         env!("CARGO_PKG_VERSION"),
         stat(source)?
     );
@@ -284,19 +294,18 @@ fn cached_interpreter(
     found: &[(&'static Arch, PathBuf)],
     plain: &[String],
 ) -> Result<Cached> {
+    let uid = nix::unistd::geteuid().as_raw();
     let flags = interp::flags_for_running_kernel();
-    let key = cache_key(source, found, plain, flags).map_err(|e| {
+    let key = cache_key(uid, source, found, plain, flags).map_err(|e| {
         if !source.exists() {
             e.hint("build it with `cargo build --release --workspace`, or pass --interpreter")
         } else {
             e
         }
     })?;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| Error::io("cannot create the cache directory", dir, &e))?;
+    // Checked (made if missing) before anything in it is read; from here
+    // on the resolved path, which no other user can change.
+    let dir = &cache_dir_checked(dir, uid)?;
     let path = dir.join(interp::FILE_NAME);
     let stamp_path = dir.join(STAMP);
     if let Ok(stamp) = fs::read_to_string(&stamp_path) {
@@ -355,14 +364,47 @@ fn stamp_matches(stamp: &str, key: &str) -> Option<Vec<String>> {
         .collect()
 }
 
+/// [`userdir::private_dir`] for the cache, its refusal naming the cache
+/// directory and the way out.
+fn cache_dir_checked(dir: &Path, uid: u32) -> Result<PathBuf> {
+    userdir::private_dir(dir, uid).map_err(|e| {
+        let e = e.context(format!("cache directory {}", dir.display()));
+        if e.hint_text().is_some() {
+            e
+        } else {
+            e.hint(
+                "pass --cache-dir DIR naming a directory of your own; sudo -E hands root the caller's HOME, sudo -H does not",
+            )
+        }
+    })
+}
+
+/// Writes the stamp beside its final name, then renames it over. The
+/// temporary file is created anew in the checked cache directory, never
+/// opened through whatever is at its name: run may be root's.
 fn write_stamp(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
     let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
-    fs::write(&tmp, text)
-        .and_then(|()| fs::rename(&tmp, path))
-        .map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            Error::io("cannot write", path, &e)
-        })
+    let create = || userdir::create_new(&tmp, 0o644);
+    let written = (|| -> io::Result<()> {
+        let mut f = match create() {
+            // Only the caller can have left something at the name (the
+            // directory is theirs alone): a killed run of the same pid.
+            // Unlinked, not followed, and made again.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                fs::remove_file(&tmp)?;
+                create()?
+            }
+            r => r?,
+        };
+        f.write_all(text.as_bytes())?;
+        drop(f);
+        fs::rename(&tmp, path)
+    })();
+    written.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        Error::io("cannot write", path, &e)
+    })
 }
 
 /// Errors out unless this process has exactly one thread (see the module
@@ -594,6 +636,40 @@ mod tests {
         assert_eq!(stamp_matches(&format!("{key}--\ngarbage\n"), key), None);
     }
 
+    /// Issue 10, item 2: the stamp's temporary file is created, never
+    /// opened through what is already at its name (root writing a user's
+    /// cache would otherwise write wherever a planted symlink points).
+    #[test]
+    fn the_stamp_is_not_written_through_a_symlink() {
+        let d = crate::testutil::TempDir::new();
+        let victim = d.path().join("victim");
+        fs::write(&victim, "root's own\n").unwrap();
+        let stamp = d.path().join(STAMP);
+        let tmp = stamp.with_extension(format!("{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        write_stamp(&stamp, "the stamp\n").unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "root's own\n");
+        assert_eq!(fs::read_to_string(&stamp).unwrap(), "the stamp\n");
+        assert!(fs::symlink_metadata(&tmp).is_err(), "temporary file left");
+    }
+
+    /// The cached interpreter file is written by install's writer: its
+    /// temporary name must not be written through a planted link either
+    /// (`O_CREAT|O_EXCL` refuses a link at the name).
+    #[test]
+    fn the_cached_file_is_not_written_through_a_symlink() {
+        let d = crate::testutil::TempDir::new();
+        let victim = d.path().join("victim");
+        fs::write(&victim, "root's own\n").unwrap();
+        let dest = d.path().join(interp::FILE_NAME);
+        let tmp = d
+            .path()
+            .join(format!(".{}.{}.tmp", interp::FILE_NAME, std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        let _ = install::write_file(&dest, b"image");
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "root's own\n");
+    }
+
     #[test]
     fn cache_key_changes_with_an_emulator() {
         let d = crate::testutil::TempDir::new();
@@ -602,17 +678,22 @@ mod tests {
         fs::write(&src, b"x").unwrap();
         fs::write(&emu, b"y").unwrap();
         let a = qemu_shim_registry::arch::by_name("aarch64").unwrap();
-        let k1 = cache_key(&src, &[(a, emu.clone())], &[], 0).unwrap();
-        assert_eq!(k1, cache_key(&src, &[(a, emu.clone())], &[], 0).unwrap());
+        let k1 = cache_key(0, &src, &[(a, emu.clone())], &[], 0).unwrap();
+        assert_eq!(k1, cache_key(0, &src, &[(a, emu.clone())], &[], 0).unwrap());
         fs::write(&emu, b"yy").unwrap();
-        let k2 = cache_key(&src, &[(a, emu.clone())], &[], 0).unwrap();
+        let k2 = cache_key(0, &src, &[(a, emu.clone())], &[], 0).unwrap();
         assert_ne!(k1, k2);
-        assert_ne!(k2, cache_key(&src, &[(a, emu.clone())], &[], 1).unwrap());
-        assert_ne!(k2, cache_key(&src, &[], &[], 0).unwrap());
+        assert_ne!(k2, cache_key(0, &src, &[(a, emu.clone())], &[], 1).unwrap());
+        assert_ne!(k2, cache_key(0, &src, &[], &[], 0).unwrap());
+        // Another user: another key (issue 10, item 2).
+        assert_ne!(
+            k2,
+            cache_key(65534, &src, &[(a, emu.clone())], &[], 0).unwrap()
+        );
         // The same file chosen as box64/FEX instead of qemu: another table.
         assert_ne!(
             k2,
-            cache_key(&src, &[(a, emu.clone())], &["aarch64".to_string()], 0).unwrap()
+            cache_key(0, &src, &[(a, emu.clone())], &["aarch64".to_string()], 0).unwrap()
         );
     }
 }

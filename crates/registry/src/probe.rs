@@ -717,6 +717,14 @@ mod tests {
         made("t-x", true);
         made(&format!("other-{dead}"), true);
         fs::write(parent.0.join(format!("t-{dead}.file")), b"").unwrap();
+        // Another user's, otherwise stale (issue 10, item 5: never remove
+        // what another user made). Only root can give it away.
+        let theirs = format!("t-{dead}-theirs");
+        made(&theirs, true);
+        let root = nix::unistd::geteuid().is_root();
+        if root {
+            std::os::unix::fs::chown(parent.0.join(&theirs), Some(65534), Some(65534)).unwrap();
+        }
         remove_stale_dirs(&parent.0, "t-");
         let mut left: Vec<String> = fs::read_dir(&parent.0)
             .unwrap()
@@ -730,6 +738,9 @@ mod tests {
             format!("t-{me}-0"),
             "t-x".to_string(),
         ];
+        if root {
+            want.push(theirs);
+        }
         want.sort();
         assert_eq!(left, want);
     }
