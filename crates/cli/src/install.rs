@@ -815,10 +815,13 @@ pub fn write_file_with(
 ) -> Result<()> {
     let tmp = beside(dest, "tmp");
     let written = (|| -> io::Result<()> {
+        // O_EXCL already refuses a link at the name; O_NOFOLLOW says so in
+        // the call too, and O_CLOEXEC keeps it from any child.
         let mut f = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(mode)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
             .open(&tmp)?;
         // The umask may have cleared bits of the mode asked for.
         f.set_permissions(fs::Permissions::from_mode(mode))?;
