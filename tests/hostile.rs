@@ -527,6 +527,27 @@ fn parse_outcome(s: &str) -> Outcome {
 // ---------------------------------------------------------------------------
 // setuid programs
 
+/// The register line of Debian's qemu-aarch64-static registered directly
+/// (no qemu-shim) with `flags`, for comparisons.
+fn direct_qemu_aarch64(flags: &str) -> String {
+    use qemu_shim_registry::format::{Kind, RegisterLine};
+    let a = qemu_shim_registry::arch::by_name("aarch64").unwrap();
+    RegisterLine {
+        name: "direct-qemu-aarch64".into(),
+        kind: Kind::Magic {
+            offset: a.offset,
+            magic: a.magic.to_vec(),
+            mask: Some(a.mask.to_vec()),
+        },
+        interpreter: emulator_dir()
+            .join("qemu-aarch64-static")
+            .display()
+            .to_string(),
+        flags: flags.parse().unwrap(),
+    }
+    .to_string()
+}
+
 /// Environment a user sets to steer a program it starts: qemu's own
 /// variables and the C library's.
 const STEERING_ENV: &str = "env -i PATH=/usr/bin:/bin KEEP=kept QEMU_STRACE=1 \
@@ -549,24 +570,7 @@ fn setuid_programs_run_with_their_credentials_and_ignore_the_callers_qemu_variab
         fs::write(&f, &p).unwrap();
         set_mode(&f, mode);
     }
-    let direct = {
-        use qemu_shim_registry::format::{Kind, RegisterLine};
-        let a = qemu_shim_registry::arch::by_name("aarch64").unwrap();
-        RegisterLine {
-            name: "direct-qemu-aarch64".into(),
-            kind: Kind::Magic {
-                offset: a.offset,
-                magic: a.magic.to_vec(),
-                mask: Some(a.mask.to_vec()),
-            },
-            interpreter: emulator_dir()
-                .join("qemu-aarch64-static")
-                .display()
-                .to_string(),
-            flags: "OCF".parse().unwrap(),
-        }
-        .to_string()
-    };
+    let direct = direct_qemu_aarch64("OCF");
     sandbox_full_map(
         &s,
         &format!(
@@ -820,24 +824,7 @@ fn a_closed_stdin_never_lets_qemu_reopen_the_program_by_path_issue_10() {
             })
             .collect()
     };
-    let direct = {
-        use qemu_shim_registry::format::{Kind, RegisterLine};
-        let a = qemu_shim_registry::arch::by_name("aarch64").unwrap();
-        RegisterLine {
-            name: "direct-qemu-aarch64".into(),
-            kind: Kind::Magic {
-                offset: a.offset,
-                magic: a.magic.to_vec(),
-                mask: Some(a.mask.to_vec()),
-            },
-            interpreter: emulator_dir()
-                .join("qemu-aarch64-static")
-                .display()
-                .to_string(),
-            flags: "POCF".parse().unwrap(),
-        }
-        .to_string()
-    };
+    let direct = direct_qemu_aarch64("POCF");
     sandbox_full_map(
         &s,
         &format!(

@@ -54,35 +54,14 @@ impl Error {
     }
 
     /// An I/O error on `path` while doing `what` (`"cannot read"`), with a
-    /// hint for the errors a user can fix.
+    /// hint for the errors a user can fix (the library's wording, shared).
     pub fn io(what: &str, path: &Path, err: &io::Error) -> Error {
-        let e = Error::new(format!("{what} {}: {}", path.display(), io_reason(err)));
-        match err.kind() {
-            io::ErrorKind::PermissionDenied => e.hint("run as root"),
-            io::ErrorKind::ReadOnlyFilesystem => {
-                e.hint("the file system is read-only; choose another directory")
-            }
-            _ => e,
-        }
+        qemu_shim_interpfile::Error::io(what, path, err).into()
     }
 }
 
 /// An I/O error's reason without Rust's ` (os error N)` suffix.
-pub fn io_reason(err: &io::Error) -> String {
-    let s = err.to_string();
-    match s.find(" (os error ") {
-        Some(i) => {
-            let mut s = s[..i].to_string();
-            // "Permission denied" -> "permission denied", to read as one sentence.
-            if let Some(first) = s.get(..1) {
-                let lower = first.to_lowercase();
-                s.replace_range(..1, &lower);
-            }
-            s
-        }
-        None => s,
-    }
-}
+pub use qemu_shim_interpfile::io_reason;
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
