@@ -390,3 +390,112 @@ fn install_as_non_root_fails_cleanly() {
         home.display()
     );
 }
+
+/// Runs `script` with `sh -euc` as `who` in new namespaces made by
+/// `unshare ARGS`, where /proc/sys/fs/binfmt_misc is covered with an empty
+/// tmpfs: the default root reads as not mounted whatever the host's state,
+/// and nothing the script does reaches the host's mounts.
+fn unmounted_default_root(tag: &str, nobody: bool, unshare: &[&str], script: &str) -> Captured {
+    use std::process::{Command, Stdio};
+    let s = Scratch::new(tag);
+    if nobody {
+        std::os::unix::fs::chown(s.path(), Some(65534), Some(65534)).expect("chown scratch");
+    }
+    let mut cmd = if nobody {
+        let mut c = as_nobody();
+        c.arg("unshare");
+        c
+    } else {
+        Command::new("unshare")
+    };
+    let o = cmd
+        .args(unshare)
+        .args(["--", "sh", "-euc"])
+        .arg(format!(
+            "mount -t tmpfs -o mode=0755 tmpfs /proc/sys/fs/binfmt_misc\n{script}"
+        ))
+        .arg(tag)
+        .env("CLI", cli())
+        .env("EMUS", emulator_dir())
+        .env("S", s.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn unshare");
+    Captured {
+        name: tag.to_owned(),
+        rc: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn install_in_a_user_namespace_of_its_own_is_refused_not_registered_privately() {
+    // A rootless container: root of its own user namespace, binfmt_misc not
+    // mounted. Mounting it would make a private instance that vanishes.
+    let c = unmounted_default_root(
+        "rootless-install",
+        true,
+        &["--user", "--map-root-user", "--mount"],
+        r#"
+rc=0
+"$CLI" install aarch64 --emulator-dir "$EMUS" --install-dir "$S/inst" 2>"$S/err" || rc=$?
+echo "install $rc"
+cat "$S/err"
+test ! -e "$S/inst" && echo "nothing written"
+test ! -e /proc/sys/fs/binfmt_misc/register && echo "nothing mounted"
+"$CLI" status
+"#,
+    );
+    assert_eq!(c.rc, 0, "{c}");
+    let lines: Vec<&str> = c.stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&"install 1"), "{c}");
+    assert!(
+        lines
+            .get(1)
+            .is_some_and(|l| l.starts_with("qemu-shim: error: ")
+                && l.contains("user namespace of its own")
+                && l.contains("private instance")),
+        "{c}"
+    );
+    assert_eq!(
+        lines.get(2..4),
+        Some(&["nothing written", "nothing mounted"][..]),
+        "{c}"
+    );
+    assert!(
+        c.stdout.contains("is not mounted; no entries can be read (this process runs in a user namespace of its own"),
+        "{c}"
+    );
+}
+
+#[test]
+fn status_reads_an_unmounted_host_table_without_mounting_it() {
+    // Root in the host's user namespace with binfmt_misc not mounted (these
+    // VMs boot so, a fresh privileged container starts so): status mounts
+    // it in a mount namespace of its own, reads the host's table (read
+    // only) and leaves the caller's mounts as they were.
+    let c = unmounted_default_root(
+        "unmounted-status",
+        false,
+        &["--mount"],
+        r#"
+before=$(cat /proc/self/mountinfo)
+"$CLI" status
+"$CLI" status --json | grep '"mounted": true'
+test "$before" = "$(cat /proc/self/mountinfo)" && echo "mounts unchanged"
+test ! -e /proc/sys/fs/binfmt_misc/register && echo "still not mounted here"
+"#,
+    );
+    assert_eq!(c.rc, 0, "{c}");
+    assert!(
+        c.stdout
+            .starts_with("binfmt_misc: /proc/sys/fs/binfmt_misc (mounted, "),
+        "{c}"
+    );
+    assert!(
+        c.stdout
+            .ends_with("mounts unchanged\nstill not mounted here\n"),
+        "{c}"
+    );
+}

@@ -122,8 +122,9 @@ pub fn doctor(opts: &Options, out: &mut dyn Write) -> Result<u8> {
         lines.push(line(
             Verdict::Broken,
             format!(
-                "binfmt_misc is not mounted at {} (fix: `qemu-shim install` mounts it, or mount -t binfmt_misc binfmt_misc {})",
+                "binfmt_misc is not mounted at {}: {} (fix: `qemu-shim install` mounts it, or mount -t binfmt_misc binfmt_misc {})",
                 bf.root().display(),
+                crate::root::unmounted_why(),
                 bf.root().display()
             ),
         ));

@@ -445,13 +445,29 @@ pub fn collect(bf: &Binfmt) -> Result<Status> {
     }
     let enabled = bf.status_enabled()?;
     let entries = bf.list()?;
-    Ok(build(
-        bf.root(),
-        true,
-        Some(enabled),
-        &entries,
-        read_interpreter,
+    Ok(build(bf.root(), true, Some(enabled), &entries, |path| {
+        read_interpreter(path).map_err(|e| match path.try_exists() {
+            Ok(false) => unreachable_file(path),
+            _ => e,
+        })
+    }))
+}
+
+/// What to say of an entry whose interpreter file is not at its path here:
+/// the kernel opened it at registration (F) and still runs it, but nothing
+/// can read it by path — typically an install from a container whose layer
+/// held the file (the container is gone), or from another mount namespace.
+fn unreachable_file(path: &Path) -> Error {
+    Error::new(format!(
+        "the interpreter file {} is not reachable by path here: the kernel keeps the file it \
+         pinned (F) and the entry still runs, but it cannot be read, checked or updated \
+         (installed from a container, or another mount namespace, or removed since)",
+        path.display()
     ))
+    .hint(
+        "install again from the host, or from the installer image with the install directory \
+         bind-mounted: -v /var/lib/qemu-shim:/usr/local/lib/qemu-shim",
+    )
 }
 
 /// Writes the report as JSON.
@@ -466,7 +482,16 @@ pub fn write_json(out: &mut dyn Write, s: &Status) -> Result<()> {
 pub fn write_text(out: &mut dyn Write, s: &Status) {
     let r = &s.binfmt_misc;
     if !r.mounted {
-        let _ = writeln!(out, "binfmt_misc: {} is not mounted; no entries", r.root);
+        let why = if Path::new(&r.root) == Path::new(binfmt::DEFAULT_ROOT) {
+            format!(" ({})", crate::root::unmounted_why())
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "binfmt_misc: {} is not mounted; no entries can be read{why}",
+            r.root
+        );
         return;
     }
     let state = match r.enabled {

@@ -102,8 +102,9 @@ pub fn uninstall(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     }
     if !mounted {
         lines.push(format!(
-            "binfmt_misc is not mounted at {}: no entries",
-            bf.root().display()
+            "binfmt_misc is not mounted at {}: no entries removed ({})",
+            bf.root().display(),
+            crate::root::unmounted_why()
         ));
     }
 
