@@ -1,7 +1,8 @@
-//! Checks of the fleet deployment files under `deploy/`, which cannot run
-//! here (no container engine, no cluster): the DaemonSet parses as YAML and
-//! every qemu-shim command in it and in the Containerfile is one this CLI's
-//! own command-line definition accepts.
+//! Checks of the fleet deployment files under `deploy/`: the DaemonSet
+//! parses as YAML and every qemu-shim command in it and in the Containerfile
+//! is one this CLI's own command-line definition accepts. (scripts/test also
+//! validates the DaemonSet against Kubernetes' schemas, offline; no cluster
+//! runs it.)
 
 use clap::Parser;
 use serde_yaml::Value;
