@@ -1,6 +1,6 @@
 //! Links the interpreter as a libc-free static PIE.
 //!
-//! - `-nostartfiles -nostdlib`: no C runtime; `_start` is ours (src/sys.rs).
+//! - `-nostartfiles -nostdlib`: no C runtime; `_start` is ours (src/rt.rs, the binary's runtime).
 //! - `-static-pie`: one self-contained file the kernel loads at a random
 //!   address, with no program interpreter. Not a fixed-address executable:
 //!   carried emulators and guest programs want the low addresses.

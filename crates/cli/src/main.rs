@@ -2,6 +2,8 @@
 //! registration. `main` parses the command line, calls [`run`], and turns
 //! its outcome into the exit code in one place.
 
+#![forbid(unsafe_code)]
+
 mod analysis;
 mod config;
 #[cfg(test)]

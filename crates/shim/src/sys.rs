@@ -1,7 +1,7 @@
-//! Everything in the interpreter that needs `unsafe`: raw Linux syscalls, the
-//! process's initial stack, the program's own relocation, and (for the
-//! binary only, feature `rt`) the entry point and the memory functions a
-//! libc-free Rust program must provide.
+//! Everything in the interpreter library that needs `unsafe`: raw Linux
+//! syscalls, the process's initial stack and its rewrite for a carried
+//! emulator. (The binary's entry point, its own relocation and the memory
+//! functions a libc-free Rust program must provide are in `src/rt.rs`.)
 //!
 //! # Safety
 //!
