@@ -198,14 +198,56 @@ pub enum As {
     Nobody,
 }
 
+/// The shell lines that mount a new binfmt_misc instance and prove it
+/// private before a script writes to it (tests/private-binfmt.sh says how).
+/// They need the variables [`userns_env`] sets.
+pub const PRIVATE_BINFMT_SH: &str = include_str!("../tests/private-binfmt.sh");
+
+/// `DEV:INODE` of the user namespace of process `pid` (`self` or a
+/// number), as `stat -Lc %d:%i /proc/PID/ns/user` prints it; `None` where
+/// it cannot be read (some machines' PID 1 refuses even root).
+pub fn userns_id(pid: &str) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(format!("/proc/{pid}/ns/user")).ok()?;
+    Some(format!("{}:{}", m.dev(), m.ino()))
+}
+
+/// The environment [`PRIVATE_BINFMT_SH`] checks against: this process's
+/// user namespace and PID 1's (empty if unreadable), read here, before the
+/// unshare (from inside, PID 1's cannot be read).
+pub fn userns_env() -> [(&'static str, String); 2] {
+    [
+        (
+            "QEMU_SHIM_OUTER_USERNS",
+            userns_id("self").expect("read /proc/self/ns/user"),
+        ),
+        ("QEMU_SHIM_INIT_USERNS", userns_id("1").unwrap_or_default()),
+    ]
+}
+
+/// What every sandbox script runs first, in its new user and mount
+/// namespace: [`PRIVATE_BINFMT_SH`], then the host's qemu-shim config
+/// directory hidden behind an empty tmpfs, so that an install that names
+/// no `--config` reads none, whatever the host has in
+/// /etc/qemu-shim/config.toml.
+fn sandbox_prologue() -> String {
+    format!(
+        "{PRIVATE_BINFMT_SH}\
+if [ -e /etc/qemu-shim ]; then mount -t tmpfs -o mode=0755 qemu-shim-test /etc/qemu-shim; fi
+[ ! -e /etc/qemu-shim/config.toml ]
+"
+    )
+}
+
 /// Runs `script` with `sh -eu` in a new user and mount namespace with a
-/// private, empty binfmt_misc instance mounted at /proc/sys/fs/binfmt_misc
-/// (kernel >= 6.7). The host's table is never touched. `env` is added to
-/// the environment; `$CLI`, `$INTERP`, `$EMUS` and `$FIX` name the release
-/// CLI, the release interpreter, the emulator directory and the fixture
-/// cache.
+/// new, empty binfmt_misc instance mounted at /proc/sys/fs/binfmt_misc
+/// (kernel >= 6.7), proven private before the script runs
+/// ([`PRIVATE_BINFMT_SH`]); the host's /etc/qemu-shim is hidden. The
+/// host's table is never touched. `env` is added to the environment;
+/// `$CLI`, `$INTERP`, `$EMUS` and `$FIX` name the release CLI, the release
+/// interpreter, the emulator directory and the fixture cache.
 pub fn sandbox(who: As, script: &str, env: &[(&str, &OsStr)]) -> Output {
-    let prologue = "mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc\n";
+    let prologue = sandbox_prologue();
     let mut cmd = match who {
         As::Root => Command::new("unshare"),
         As::Nobody => {
@@ -221,6 +263,7 @@ pub fn sandbox(who: As, script: &str, env: &[(&str, &OsStr)]) -> Output {
         .env("INTERP", interp())
         .env("EMUS", emulator_dir())
         .env("FIX", fixtures_dir())
+        .envs(userns_env())
         .stdin(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
@@ -396,14 +439,16 @@ pub fn sandbox_full_map(s: &Scratch, script: &str) {
     );
     let caps = s.join("caps");
     fs::create_dir_all(&caps).expect("create caps dir");
-    let prologue = r#"echo ready
+    let prologue = format!(
+        r#"echo ready
 read go
 exec >"$S/script.out" 2>"$S/script.err" </dev/null
-mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
-nobody() {
+{}nobody() {{
 	setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all -- "$@"
-}
-"#;
+}}
+"#,
+        sandbox_prologue()
+    );
     let mut child = Command::new("unshare")
         .args(["--user", "--mount", "--", "sh", "-euc"])
         .arg(format!("{prologue}{CAP_SH}{script}"))
@@ -414,6 +459,7 @@ nobody() {
         .env("FIX", fixtures_dir())
         .env("S", s.path())
         .env("CAPS", &caps)
+        .envs(userns_env())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -445,4 +491,90 @@ nobody() {
         read("script.err"),
         stderr(&o)
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `before`, then [`PRIVATE_BINFMT_SH`], with `sh -euc` after the
+    /// command `wrapper` (none: directly), with only `env` of the
+    /// prologue's variables set; prints `proven NS` if the proof held.
+    fn prologue(wrapper: &[&str], before: &str, env: &[(&str, String)]) -> Output {
+        let script =
+            format!("{before}{PRIVATE_BINFMT_SH}echo proven \"$QEMU_SHIM_PRIVATE_BINFMT\"\n");
+        let argv: Vec<&str> = wrapper.iter().copied().chain(["sh", "-euc"]).collect();
+        Command::new(argv[0])
+            .args(&argv[1..])
+            .arg(script)
+            .env_remove("QEMU_SHIM_INIT_USERNS")
+            .env_remove("QEMU_SHIM_OUTER_USERNS")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .output()
+            .expect("spawn sh")
+    }
+
+    #[track_caller]
+    fn assert_refused(o: &Output, why: &str) {
+        assert!(
+            o.status.code() == Some(90) && stdout(o).is_empty() && stderr(o).contains(why),
+            "expected exit 90 and {why:?}:\n--- stdout\n{}--- stderr\n{}",
+            stdout(o),
+            stderr(o)
+        );
+    }
+
+    const NEW_NS: &[&str] = &["unshare", "--user", "--map-root-user", "--mount", "--"];
+
+    #[test]
+    fn the_prologue_proves_a_new_instance_and_names_its_namespace() {
+        let o = prologue(NEW_NS, "", &userns_env());
+        assert!(o.status.success(), "{}", stderr(&o));
+        let proven = stdout(&o);
+        let ns = proven.trim().strip_prefix("proven ").unwrap_or_default();
+        assert!(ns.contains(':'), "{proven}");
+        assert!(userns_env().iter().all(|(_, v)| v != ns), "{proven}");
+    }
+
+    /// Each check on its own: the namespace the prologue runs in is made to
+    /// look like the one each check refuses. Every refusal comes before
+    /// the mount: these never reach a table.
+    #[test]
+    fn the_prologue_refuses_any_namespace_but_a_new_one() {
+        let [outer, init] = userns_env();
+        let here = "$(stat -Lc %d:%i /proc/self/ns/user)";
+        // This process's own namespace (the initial one, in CI).
+        let o = prologue(&[], "", &[outer.clone(), init.clone()]);
+        let why = if userns_id("self").is_some_and(|s| s.ends_with(":4026531837")) {
+            "initial user namespace"
+        } else {
+            "caller's user namespace"
+        };
+        assert_refused(&o, why);
+        // A new namespace, passed off as PID 1's or as the caller's.
+        let before = format!("QEMU_SHIM_INIT_USERNS={here}\nexport QEMU_SHIM_INIT_USERNS\n");
+        let o = prologue(NEW_NS, &before, std::slice::from_ref(&outer));
+        assert_refused(&o, "PID 1's user namespace");
+        let before = format!("QEMU_SHIM_OUTER_USERNS={here}\n");
+        let o = prologue(NEW_NS, &before, &[outer, init]);
+        assert_refused(&o, "caller's user namespace");
+        // Nothing to compare with.
+        assert_refused(&prologue(NEW_NS, "", &[]), "must be DEV:INODE");
+    }
+
+    /// The mount succeeds but shows an instance that holds an entry (here
+    /// this namespace's own, mounted and filled after a first proof, then
+    /// covered with a tmpfs: the kernel refuses to mount an instance right
+    /// on top of itself): the emptiness check must refuse it.
+    #[test]
+    fn the_prologue_refuses_an_instance_that_is_not_empty() {
+        let fill = format!(
+            "{PRIVATE_BINFMT_SH}printf '%s' ':qemu-shim-test-held:M::QSHIMHELD::/bin/true:' \
+             >/proc/sys/fs/binfmt_misc/register\n\
+             mount -t tmpfs qemu-shim-test /proc/sys/fs/binfmt_misc\n"
+        );
+        let o = prologue(NEW_NS, &fill, &userns_env());
+        assert_refused(&o, "not empty (qemu-shim-test-held register status )");
+    }
 }

@@ -327,10 +327,16 @@ fn install_as_non_root_fails_cleanly() {
     fs::create_dir(&home).unwrap();
     std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
 
+    // An empty config named on every command line: the host's
+    // /etc/qemu-shim/config.toml must not decide what this test sees.
+    let no_config = s.join("no-config.toml");
+    fs::write(&no_config, "").unwrap();
     let as_nobody = |tag: &str, args: &[&str]| {
         let o = as_nobody()
             .arg(cli())
             .args(args)
+            .arg("--config")
+            .arg(&no_config)
             .output()
             .expect("spawn setpriv");
         Captured {

@@ -12,14 +12,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use qemu_shim_suite::{
-    as_nobody, busybox, cli, emulator_dir, give_to_nobody, sandbox_caps, stderr, stdout, As,
-    Scratch,
+    as_nobody, busybox, cli, emulator_dir, give_to_nobody, sandbox_caps, stderr, stdout,
+    userns_env, As, Scratch, PRIVATE_BINFMT_SH,
 };
 
 /// A scratch dir with `emus/` (copies of the aarch64 and s390x emulators
 /// only: the cached file stays small), `bin/busybox` (arm64, with an
 /// `uname` link: busybox picks its applet by argv0), `bin/bb-s390x/busybox`
-/// and `home/` owned by nobody.
+/// `home/` owned by nobody, and `no-config.toml`, empty: every `run` here
+/// names it (or another) with `--config`, so no test reads the host's
+/// /etc/qemu-shim/config.toml.
 fn setup(tag: &str) -> Scratch {
     let s = Scratch::new(tag);
     fs::create_dir(s.join("emus")).unwrap();
@@ -32,17 +34,29 @@ fn setup(tag: &str) -> Scratch {
     std::os::unix::fs::symlink("busybox", s.join("bin/uname")).unwrap();
     fs::create_dir(s.join("home")).unwrap();
     give_to_nobody(&s.join("home"));
+    fs::write(s.join("no-config.toml"), "").unwrap();
     s
 }
 
-/// `qemu-shim run --emulator-dir emus ARGS…` as host uid 65534 without any
-/// capability, with HOME the scratch home, in the scratch dir.
+/// `qemu-shim run --emulator-dir emus [--config no-config.toml] ARGS…` as
+/// host uid 65534 without any capability, with HOME the scratch home, in
+/// the scratch dir. The empty config goes in unless ARGS name one.
 fn run_as_nobody(s: &Scratch, args: &[&str]) -> Output {
+    let own_config = args
+        .iter()
+        .take_while(|a| **a != "--")
+        .any(|a| *a == "--config");
     as_nobody()
         .arg(cli())
         .arg("run")
         .arg("--emulator-dir")
         .arg(s.join("emus"))
+        .args(
+            (!own_config)
+                .then(|| ["--config".into(), s.join("no-config.toml")])
+                .into_iter()
+                .flatten(),
+        )
         .args(args)
         .current_dir(s.path())
         .env_clear()
@@ -114,10 +128,10 @@ fn foreign_programs_run_as_the_caller_and_the_status_passes_through() {
 fn a_populated_outer_table_is_untouched_and_unseen() {
     let s = setup("run-outer");
     let script = format!(
-        r#"mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+        r#"{PRIVATE_BINFMT_SH}
 printf ':other-tool:M::QSHIMTEST::/bin/true:' >/proc/sys/fs/binfmt_misc/register
 ls /proc/sys/fs/binfmt_misc >"{s}/before"
-{cli} run --emulator-dir "{s}/emus" -- sh -c 'ls /proc/sys/fs/binfmt_misc; bin/uname -m' >"{s}/inside"
+{cli} run --emulator-dir "{s}/emus" --config "{s}/no-config.toml" -- sh -c 'ls /proc/sys/fs/binfmt_misc; bin/uname -m' >"{s}/inside"
 ls /proc/sys/fs/binfmt_misc >"{s}/after"
 cat /proc/sys/fs/binfmt_misc/other-tool >"{s}/other""#,
         s = s.path().display(),
@@ -135,6 +149,7 @@ cat /proc/sys/fs/binfmt_misc/other-tool >"{s}/other""#,
             "-c",
         ])
         .arg(&script)
+        .envs(userns_env())
         .env("HOME", s.join("root-home"))
         .current_dir(s.path())
         .stdin(Stdio::null())
@@ -161,7 +176,7 @@ fn death_by_a_signal_passes_through() {
     assert_eq!(o.status.signal(), Some(15), "{}", show(&o));
     // And a shell reports it as 128+N.
     let line = format!(
-        "{} run --emulator-dir {} -- bin/busybox sh -c 'kill -KILL $$'; echo \"status $?\"",
+        "{} run --emulator-dir {} --config no-config.toml -- bin/busybox sh -c 'kill -KILL $$'; echo \"status $?\"",
         cli().display(),
         s.join("emus").display()
     );
@@ -243,7 +258,7 @@ fn disabled_user_namespaces_are_named_and_exit_125() {
     // user.max_user_namespaces is per user namespace: set to 0 in a
     // throwaway one, it disables them for what runs inside only.
     let line = format!(
-        "echo 0 > /proc/sys/user/max_user_namespaces && exec {} run --emulator-dir {} -- true",
+        "echo 0 > /proc/sys/user/max_user_namespaces && exec {} run --emulator-dir {} --config no-config.toml -- true",
         cli().display(),
         s.join("emus").display()
     );

@@ -118,9 +118,25 @@ const CAP_SH: &str = r#"cap() {
 }
 "#;
 
+/// The suite's shell lines that mount a new binfmt_misc instance and prove
+/// it private before anything is registered (see the file).
+const PRIVATE_BINFMT_SH: &str = include_str!("../../../tests/private-binfmt.sh");
+
+/// `DEV:INODE` of process `pid`'s user namespace (`self` or a number),
+/// or empty where it cannot be read (some machines' PID 1 refuses even
+/// root: tests/private-binfmt.sh then relies on the kernel's fixed inode
+/// for the initial namespace).
+fn userns_id(pid: &str) -> String {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/ns/user"))
+        .map(|m| format!("{}:{}", m.dev(), m.ino()))
+        .unwrap_or_default()
+}
+
 /// Runs `script` (`sh -eu`, with [`CAP_SH`]) in a new user and mount
-/// namespace whose private, empty binfmt_misc instance holds `lines`, with
-/// `$S` set to `scratch`. Returns the script's captures.
+/// namespace whose new binfmt_misc instance, proven private and empty
+/// ([`PRIVATE_BINFMT_SH`]), holds `lines`, with `$S` set to `scratch`.
+/// Returns the script's captures.
 fn sandbox(scratch: &Path, lines: &[RegisterLine], script: &str) -> Caps {
     let caps = scratch.join("caps");
     fs::create_dir_all(&caps).unwrap();
@@ -133,10 +149,10 @@ fn sandbox(scratch: &Path, lines: &[RegisterLine], script: &str) -> Caps {
     }
     let o = Command::new("unshare")
         .args(["--user", "--map-root-user", "--mount", "--", "sh", "-euc"])
-        .arg(format!(
-            "mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc\n{register}{CAP_SH}{script}"
-        ))
+        .arg(format!("{PRIVATE_BINFMT_SH}{register}{CAP_SH}{script}"))
         .arg("sandbox")
+        .env("QEMU_SHIM_INIT_USERNS", userns_id("1"))
+        .env("QEMU_SHIM_OUTER_USERNS", userns_id("self"))
         .env("S", scratch)
         .env("CAPS", &caps)
         .stdin(Stdio::null())

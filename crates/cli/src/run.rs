@@ -478,6 +478,13 @@ fn namespace_error(step: Step, errno: Errno, s: &Sysctls) -> Error {
 
 /// Unshares a user and a mount namespace, maps the caller to its root and
 /// mounts a fresh binfmt_misc instance on the default path.
+///
+/// Never the inherited one: the new mount namespace starts with the
+/// caller's mounts, so where the host has binfmt_misc mounted the default
+/// path shows the host's instance until this mounts over it. The mount is
+/// unconditional (a failed one is an error, not a reason to use what is
+/// there), and the instance must then be empty: instances are per user
+/// namespace, and this one was created by the unshare above.
 fn enter_private_instance() -> Result<()> {
     let uid = nix::unistd::getuid();
     let gid = nix::unistd::getgid();
@@ -493,7 +500,22 @@ fn enter_private_instance() -> Result<()> {
         None::<&str>,
     )
     .map_err(|e| fail(Step::Mount, e))?;
-    Ok(())
+    require_empty(&Binfmt::new(DEFAULT_ROOT))
+}
+
+/// Errors out unless `table`, the instance just mounted, holds no entry:
+/// one that does is not this namespace's new instance.
+fn require_empty(table: &Binfmt) -> Result<()> {
+    let held = table
+        .list()
+        .map_err(|e| Error::new(format!("cannot read the private binfmt_misc: {e}")))?;
+    match held.first() {
+        None => Ok(()),
+        Some((name, _)) => Err(Error::new(format!(
+            "the binfmt_misc instance just mounted at {} holds {name:?}: it is not a new, private one; refusing to register in it",
+            table.root().display()
+        ))),
+    }
 }
 
 /// Writes this process's uid and gid maps (setgroups denied first, which
@@ -620,6 +642,23 @@ mod tests {
         };
         let e = namespace_error(Step::Unshare, Errno::EPERM, &s);
         assert!(e.message().contains("unprivileged_userns_clone=0"), "{e}");
+    }
+
+    #[test]
+    fn an_instance_holding_entries_is_not_taken_for_the_private_one() {
+        let d = crate::testutil::TempDir::new();
+        fs::write(d.path().join("register"), "").unwrap();
+        fs::write(d.path().join("status"), "enabled\n").unwrap();
+        let table = Binfmt::new(d.path());
+        require_empty(&table).unwrap();
+        fs::write(
+            d.path().join("qemu-aarch64"),
+            "enabled\ninterpreter /usr/bin/qemu-aarch64-static\nflags: OCF\noffset 0\nmagic 7f454c46\nmask ffffffff\n",
+        )
+        .unwrap();
+        let e = require_empty(&table).unwrap_err();
+        assert!(e.message().contains("\"qemu-aarch64\""), "{e}");
+        assert!(e.message().contains("not a new, private one"), "{e}");
     }
 
     #[test]

@@ -80,6 +80,11 @@ impl Binfmt {
     /// Mounts binfmt_misc at [`DEFAULT_ROOT`] as systemd does
     /// (`mount -t binfmt_misc -o nosuid,nodev,noexec binfmt_misc
     /// /proc/sys/fs/binfmt_misc`). Does nothing if it is mounted already.
+    ///
+    /// For the host's table only: in a new user and mount namespace the
+    /// path still shows the instance mounted outside it, so "already
+    /// mounted" may well be the host's. Whatever needs a private instance
+    /// mounts one unconditionally and checks it is empty.
     pub fn mount_default() -> Result<(), Error> {
         use nix::mount::{mount, MsFlags};
         let root = Path::new(DEFAULT_ROOT);

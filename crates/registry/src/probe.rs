@@ -656,7 +656,7 @@ fn host_answers(table: &Binfmt, program: &[u8]) -> Result<Option<String>, crate:
 mod tests {
     use super::*;
     use crate::elf;
-    use crate::test_support::qemu;
+    use crate::test_support::{assert_in_private_instance, qemu, run_in_private_instance};
 
     /// Runs `command`, retrying while a file it execs is busy: a file
     /// written by this test may still be open in a process another test
@@ -857,8 +857,24 @@ mod tests {
             Binfmt::new(dir)
         }
 
+        // The fallback tests hand `run` a fake host table to check, but the
+        // probes they run directly are still looked up by the kernel in the
+        // binfmt_misc table of this process: on the host, its entries (say
+        // qemu-shim's own aarch64 one) would answer for the CPU. So they run
+        // in a private, empty instance, where only the CPU answers.
+
         #[test]
         fn fallback_skips_what_a_host_entry_answers() {
+            run_in_private_instance(concat!(
+                module_path!(),
+                "::inside_fallback_skips_what_a_host_entry_answers"
+            ));
+        }
+
+        #[test]
+        #[ignore = "runs in a private binfmt_misc instance via fallback_skips_what_a_host_entry_answers"]
+        fn inside_fallback_skips_what_a_host_entry_answers() {
+            assert_in_private_instance();
             let work = WorkDir::new(&std::env::temp_dir()).unwrap();
             let table = fake_table(&work.0.join("table"), "enabled\n");
             let report = run(&work.0, host_arch(), false, &table).unwrap();
@@ -878,6 +894,16 @@ mod tests {
 
         #[test]
         fn fallback_runs_everything_when_the_host_table_is_off() {
+            run_in_private_instance(concat!(
+                module_path!(),
+                "::inside_fallback_runs_everything_when_the_host_table_is_off"
+            ));
+        }
+
+        #[test]
+        #[ignore = "runs in a private binfmt_misc instance via fallback_runs_everything_when_the_host_table_is_off"]
+        fn inside_fallback_runs_everything_when_the_host_table_is_off() {
+            assert_in_private_instance();
             let work = WorkDir::new(&std::env::temp_dir()).unwrap();
             for table in [
                 fake_table(&work.0.join("disabled"), "disabled\n"),

@@ -1,6 +1,9 @@
-//! What the crate's unit tests share: the third-party fixtures.
+//! What the crate's tests share: the third-party fixtures, and running a
+//! test in a private binfmt_misc instance. The unit tests use it as a
+//! module; tests/binfmt_io.rs includes this file too (`#[path]`).
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// Debian's `qemu-<emulator>-static` (e.g. `qemu("qemu-aarch64")`), where
 /// `scripts/fetch-fixtures` puts it; a missing one fails the test.
@@ -15,4 +18,64 @@ pub fn qemu(emulator: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The suite's shell lines that mount a new binfmt_misc instance and prove
+/// it private (see the file for the proof).
+const PRIVATE_BINFMT_SH: &str = include_str!("../../../tests/private-binfmt.sh");
+
+/// `DEV:INODE` of process `pid`'s user namespace (`self` or a number),
+/// or empty where it cannot be read (some machines' PID 1 refuses even
+/// root: tests/private-binfmt.sh then relies on the kernel's fixed inode
+/// for the initial namespace).
+fn userns_id(pid: &str) -> String {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/ns/user"))
+        .map(|m| format!("{}:{}", m.dev(), m.ino()))
+        .unwrap_or_default()
+}
+
+/// Runs the ignored test `path` (`module_path!()` and the test's name) of
+/// this test binary in a new user and mount namespace, once
+/// [`PRIVATE_BINFMT_SH`] has mounted a new binfmt_misc instance there and
+/// proven it private; fails with the output unless exactly that test ran
+/// and passed. The test must call [`assert_in_private_instance`] first.
+/// (The test harness is multithreaded and cannot unshare a user namespace
+/// itself.)
+pub fn run_in_private_instance(path: &str) {
+    // The harness names tests without the crate's name.
+    let name = path.split_once("::").map_or(path, |(_, rest)| rest);
+    let exe = std::env::current_exe().expect("path of this test binary");
+    let out = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "--", "sh", "-euc"])
+        .arg(format!("{PRIVATE_BINFMT_SH}exec \"$@\""))
+        .arg("private-binfmt")
+        .arg(&exe)
+        .args(["--exact", name, "--ignored", "--test-threads=1"])
+        .env("QEMU_SHIM_INIT_USERNS", userns_id("1"))
+        .env("QEMU_SHIM_OUTER_USERNS", userns_id("self"))
+        .output()
+        .expect("spawn unshare (util-linux)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // A filter that matches nothing also exits 0: insist the test ran.
+    assert!(
+        out.status.success() && stdout.contains("test result: ok. 1 passed"),
+        "{name} in a private binfmt_misc instance failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+}
+
+/// Panics unless [`PRIVATE_BINFMT_SH`] proved the binfmt_misc instance at
+/// the default root private in this very user namespace (it exports the
+/// namespace it checked): the test was started by
+/// [`run_in_private_instance`], not by hand on the host.
+pub fn assert_in_private_instance() {
+    let here = userns_id("self");
+    assert_eq!(
+        std::env::var("QEMU_SHIM_PRIVATE_BINFMT").as_deref(),
+        Ok(here.as_str()),
+        "this test runs only through run_in_private_instance: it writes to or execs through \
+         the binfmt_misc table, which must be a private one"
+    );
 }

@@ -2,11 +2,13 @@
 //!
 //! Each `#[test]` here spawns this same test binary inside a new user and
 //! mount namespace (`unshare --user --map-root-user --mount`, Linux >= 6.7)
-//! to run one `#[ignore]`d `inside_*` test there: that test mounts a fresh,
-//! empty binfmt_misc instance, so the host's table is never read or
-//! changed and the tests can run in parallel. (The test harness is
-//! multithreaded and cannot unshare a user namespace itself.) The `inside_*`
-//! tests refuse to run anywhere but in such a namespace.
+//! to run one `#[ignore]`d `inside_*` test there, once a new binfmt_misc
+//! instance is mounted there and proven private and empty
+//! (tests/private-binfmt.sh): the host's table is never read or changed,
+//! whether or not the host has binfmt_misc mounted, and the tests can run
+//! in parallel. (The test harness is multithreaded and cannot unshare a
+//! user namespace itself.) The `inside_*` tests refuse to run anywhere but
+//! in such an instance.
 
 use std::fs;
 use std::io::Write;
@@ -17,8 +19,10 @@ use std::process::Command;
 use qemu_shim_registry::binfmt::{Binfmt, ErrorKind, DEFAULT_ROOT};
 use qemu_shim_registry::format::{Flags, Kind, ParseErrorKind, RegisterLine};
 
-/// Set for the `inside_*` tests by [`run_inside`].
-const INSIDE: &str = "QEMU_SHIM_REGISTRY_TEST_INSIDE";
+#[path = "../src/test_support.rs"]
+#[allow(dead_code)] // qemu() is for the unit tests
+mod test_support;
+use test_support::{assert_in_private_instance, run_in_private_instance};
 
 /// Runs the ignored test `name` of this binary under `wrapper` (a command
 /// and its arguments), with `env` set, and fails with its output unless
@@ -42,42 +46,32 @@ fn run_wrapped(wrapper: &[&str], name: &str, env: &[(&str, &str)]) {
     );
 }
 
-/// Runs the ignored test `name` inside a new user and mount namespace.
+/// Runs the ignored test `name` of this binary in a private binfmt_misc
+/// instance ([`run_in_private_instance`]).
 fn run_inside(name: &str) {
-    run_wrapped(
-        &["unshare", "--user", "--map-root-user", "--mount"],
-        name,
-        &[(INSIDE, "namespace")],
-    );
+    run_in_private_instance(&format!("{}::{name}", module_path!()));
 }
 
-/// Panics unless this process runs in a user namespace of its own
-/// (`run_inside`): the tests below register entries, which must never
-/// reach the host's table.
-fn assert_in_private_namespace() {
-    assert_eq!(
-        std::env::var(INSIDE).as_deref(),
-        Ok("namespace"),
-        "this test runs only through run_inside (it would change the host's binfmt_misc)"
-    );
-    let map = fs::read_to_string("/proc/self/uid_map").expect("read /proc/self/uid_map");
-    assert!(
-        !map.split_whitespace().any(|f| f == "4294967295"),
-        "not in a new user namespace (uid_map {map:?}); refusing to touch binfmt_misc"
-    );
-}
-
-/// A fresh, empty binfmt_misc instance at the default root.
+/// The private binfmt_misc instance this test was started in, at the
+/// default root, still empty. Panics anywhere else: the tests below
+/// register entries, which must never reach the host's table.
 fn private_table() -> Binfmt {
-    assert_in_private_namespace();
+    assert_in_private_instance();
     let table = Binfmt::new(DEFAULT_ROOT);
-    Binfmt::mount_default().expect("mount binfmt_misc in the private namespace");
-    assert!(table.is_mounted());
     assert!(
         table.list().unwrap().is_empty(),
         "the private binfmt_misc instance is not empty"
     );
     table
+}
+
+/// How many mounts sit on the default root in this mount namespace.
+fn mounts_on_default_root() -> usize {
+    fs::read_to_string("/proc/self/mountinfo")
+        .expect("read /proc/self/mountinfo")
+        .lines()
+        .filter(|l| l.split(' ').nth(4) == Some(DEFAULT_ROOT))
+        .count()
 }
 
 /// Writes `line` to `register` in one `write()`, returning the errno on failure.
@@ -220,14 +214,23 @@ fn io_errors_have_the_right_kind() {
 #[test]
 #[ignore = "runs inside a private namespace via io_errors_have_the_right_kind"]
 fn inside_io_errors() {
-    assert_in_private_namespace();
-    let table = Binfmt::new(DEFAULT_ROOT);
-    // A new namespace sees no instance until it mounts one.
-    assert!(!table.is_mounted());
-    assert_eq!(table.list().unwrap_err().kind(), ErrorKind::NotMounted);
-    Binfmt::mount_default().unwrap();
-    Binfmt::mount_default().expect("mounting twice is a no-op");
+    let table = private_table();
+    // A directory with no binfmt_misc on it. (Not the default root of a
+    // new namespace: that shows the host's instance where the host has one
+    // mounted.)
+    let bare = Binfmt::new(scratch("not-mounted"));
+    assert!(!bare.is_mounted());
+    assert_eq!(bare.list().unwrap_err().kind(), ErrorKind::NotMounted);
     assert!(table.status_enabled().unwrap());
+    // On a mounted root, mount_default does nothing: no second mount.
+    let mounts = mounts_on_default_root();
+    assert!(mounts >= 1);
+    Binfmt::mount_default().expect("mounting a mounted root is a no-op");
+    assert_eq!(
+        mounts_on_default_root(),
+        mounts,
+        "mount_default mounted again"
+    );
 
     let line = magic_line("dup", b"\x7fQQ", "/bin/true");
     table.register(&line).unwrap();
