@@ -6,6 +6,8 @@
 //! Everything here panics with a message that says what to run: a test whose
 //! binaries or fixtures are missing fails, it does not skip.
 
+pub mod host_table;
+
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};

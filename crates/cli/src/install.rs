@@ -515,6 +515,9 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     if let Some(n) = probe_note {
         let _ = writeln!(out, "note: native arches: {n}");
     }
+    if let Some(n) = root::mount_lifetime_note() {
+        let _ = writeln!(out, "note: {n}");
+    }
     Ok(Summary {
         interpreter: dest_str,
         interpreter_written: file_changed,

@@ -58,6 +58,7 @@ pub fn open_for_change(dir: Option<&Path>) -> Result<Binfmt> {
             if in_initial_user_namespace() == Some(false) {
                 return Err(private_instance());
             }
+            mounted_here().store(true, std::sync::atomic::Ordering::Relaxed);
             Binfmt::mount_default().map_err(|e| match e.kind() {
                 binfmt::ErrorKind::PermissionDenied => Error::new(format!(
                     "cannot mount binfmt_misc at {}: operation not permitted",
@@ -69,6 +70,34 @@ pub fn open_for_change(dir: Option<&Path>) -> Result<Binfmt> {
             Ok(bf)
         }
     }
+}
+
+/// Set when [`open_for_change`] mounted the default root itself.
+fn mounted_here() -> &'static std::sync::atomic::AtomicBool {
+    static MOUNTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    &MOUNTED
+}
+
+/// The note for an install that mounted binfmt_misc itself inside a
+/// container (podman's /run/.containerenv, docker's /.dockerenv), or
+/// `None`. On Linux >= 6.7 the kernel drops the host's entries when the
+/// last mount of binfmt_misc goes, and the container's mount goes with the
+/// container: the entries outlive it only where the host keeps its own
+/// mount, as systemd does at boot. From inside, the two cannot be told
+/// apart (the container's /proc never shows the host's mount), so it is
+/// said, not refused.
+pub fn mount_lifetime_note() -> Option<String> {
+    let in_container =
+        Path::new("/run/.containerenv").exists() || Path::new("/.dockerenv").exists();
+    (in_container && mounted_here().load(std::sync::atomic::Ordering::Relaxed)).then(|| {
+        format!(
+            "binfmt_misc was not mounted in this container, so install mounted it: the entries \
+             outlive the container only if the host keeps binfmt_misc mounted (systemd does at \
+             boot; Linux >= 6.7 drops them with its last mount) (hint: on a host without \
+             systemd, first run there: mount -t binfmt_misc binfmt_misc {})",
+            binfmt::DEFAULT_ROOT
+        )
+    })
 }
 
 /// What mounting binfmt_misc takes.
