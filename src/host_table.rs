@@ -31,9 +31,12 @@ use qemu_shim_registry::format::EntryFile;
 const LOCK: &str = "/run/lock/qemu-shim-host-table.lock";
 
 /// A shell prologue that makes /proc/sys/fs/binfmt_misc the host's table
-/// in a private mount namespace.
-const MOUNT: &str =
-    "mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc\ncd /proc/sys/fs/binfmt_misc\n";
+/// in a private mount namespace of the host's user namespace: the mount
+/// inherited from the host if it has one (the kernel refuses, EBUSY, to
+/// mount the instance again on top of itself), else a new mount of it.
+const MOUNT: &str = "cd /proc/sys/fs/binfmt_misc\n\
+    [ -e register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc\n\
+    cd /proc/sys/fs/binfmt_misc\n";
 
 /// The table's state: its switch, and each entry's name and contents in the
 /// order the kernel lists them.
@@ -121,7 +124,7 @@ impl HostTable {
         let before = TableState::read();
         let mut holder = Command::new("unshare")
             .args(["--mount", "--", "sh", "-euc"])
-            .arg("mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc\necho ready\nexec sleep 86400")
+            .arg(format!("{MOUNT}echo ready\nexec sleep 86400"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()

@@ -26,7 +26,9 @@ fn image() -> String {
 /// podman as these machines need it (crun lacks CAP_SYS_RESOURCE here).
 const PODMAN: &str = "podman --runtime runc --cgroup-manager=cgroupfs";
 
-/// The images and containers podman holds, to compare before and after.
+/// The images and containers podman holds of the kind the tests make
+/// (named `…qemu-shim-test-…`, and untagged ones), to compare before and
+/// after. Only those: another podman user may come and go meanwhile.
 fn podman_state() -> (String, String) {
     let list = |args: &str| {
         let o = Command::new("sh")
@@ -40,6 +42,7 @@ fn podman_state() -> (String, String) {
         );
         let mut lines: Vec<String> = String::from_utf8_lossy(&o.stdout)
             .lines()
+            .filter(|l| l.contains("qemu-shim-test-") || l.starts_with("<none>"))
             .map(str::to_owned)
             .collect();
         lines.sort();
@@ -47,7 +50,7 @@ fn podman_state() -> (String, String) {
     };
     (
         list("images --format '{{.Repository}}:{{.Tag}} {{.ID}}'"),
-        list("ps -a --format '{{.ID}} {{.Names}}'"),
+        list("ps -a --format '{{.Image}} {{.ID}}'"),
     )
 }
 
