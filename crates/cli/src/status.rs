@@ -265,24 +265,10 @@ pub fn build(
     }
 }
 
-/// Bytes of an ELF64 program header.
-const PHENT: usize = 56;
 /// Longest version text kept.
 const MAX_VERSION: usize = 200;
 /// Largest emulator file read for the version of one started by path.
 const MAX_EMULATOR_FILE: u64 = 256 << 20;
-
-fn le_u16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn le_u32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn le_u64(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
-}
 
 /// A loadable segment of the interpreter file: (file offset, address,
 /// bytes in the file).
@@ -309,24 +295,14 @@ pub fn read_interpreter(path: &Path) -> Result<InterpreterFile> {
     let head = interp::read_head(&file)
         .map_err(|e| Error::io("cannot read", path, &e))?
         .ok_or_else(not_elf)?;
-    let phoff = le_u64(&head, 32).ok_or_else(not_elf)?;
-    let phnum = u64::from(le_u16(&head, 56).ok_or_else(not_elf)?);
+    let loads: Vec<Load> =
+        qemu_shim_interpfile::link::loadable_segments(&head).ok_or_else(not_elf)?;
     let config = interp::read_spec(&head).map_err(|e| e.context(path.display()))?;
     let region = interp::region(&head).map_err(|e| e.context(path.display()))?;
     let table = Table::parse(&head[region]).map_err(|e| {
         Error::new(format!("{}: {e}", path.display())).hint("run `qemu-shim install` again")
     })?;
 
-    let loads: Vec<Load> = (0..phnum)
-        .filter_map(|i| {
-            let at = usize::try_from(phoff.checked_add(i * PHENT as u64)?).ok()?;
-            let h = head.get(at..)?;
-            if le_u32(h, 0)? != goblin::elf::program_header::PT_LOAD {
-                return None;
-            }
-            Some((le_u64(h, 8)?, le_u64(h, 16)?, le_u64(h, 32)?))
-        })
-        .collect();
     // Table offsets count from the load address: the lowest segment's page.
     let base = loads.iter().map(|l| l.1).min().unwrap_or(0) & !0xfff;
 

@@ -99,6 +99,21 @@ fn program_headers(file: &[u8], offset: u64, count: u16) -> Option<Vec<ProgramHe
         .collect()
 }
 
+/// The loadable segments of an interpreter file, from its `head` (see
+/// [`crate::read_head`]): (file offset, address, bytes in the file) each,
+/// in header order. `None` if the head is not a little-endian ELF64 file
+/// or its program headers lie outside it.
+pub fn loadable_segments(head: &[u8]) -> Option<Vec<(u64, u64, u64)>> {
+    let header = header64(head)?;
+    Some(
+        program_headers(head, header.e_phoff, header.e_phnum)?
+            .iter()
+            .filter(|h| h.p_type == PT_LOAD)
+            .map(|h| (h.p_offset, h.p_vaddr, h.p_filesz))
+            .collect(),
+    )
+}
+
 /// The fixed address of a pre-relocated interpreter file: the address of
 /// its first loadable segment if it is a fixed-address executable.
 pub fn prelink_base(file: &[u8]) -> Option<u64> {

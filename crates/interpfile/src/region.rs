@@ -177,21 +177,24 @@ pub fn read_spec_file(path: &Path) -> Result<Spec> {
 /// a 64-bit ELF file.
 pub fn read_head(file: &std::fs::File) -> std::io::Result<Option<Vec<u8>>> {
     use std::os::unix::fs::FileExt;
-    const EHDR: u64 = 64;
     let size = file.metadata()?.len();
-    if size < EHDR {
+    if size < SIZEOF_EHDR as u64 {
         return Ok(None);
     }
-    let mut ehdr = [0u8; EHDR as usize];
+    let mut ehdr = [0u8; SIZEOF_EHDR];
     file.read_exact_at(&mut ehdr, 0)?;
-    if ehdr[..4] != *b"\x7fELF" || ehdr[EI_CLASS] != ELFCLASS64 {
+    let Ok(h) = ehdr.pread_with::<Header>(0, LE) else {
+        return Ok(None);
+    };
+    if h.e_ident[..4] != *b"\x7fELF" || h.e_ident[EI_CLASS] != ELFCLASS64 {
         return Ok(None);
     }
-    let u64_at = |at: usize| u64::from_le_bytes(ehdr[at..at + 8].try_into().unwrap_or([0; 8]));
-    let u16_at = |at: usize| u64::from(u16::from_le_bytes([ehdr[at], ehdr[at + 1]]));
-    let phend = u64_at(32).saturating_add(u16_at(54) * u16_at(56));
-    let shend = u64_at(40).saturating_add(u16_at(58) * u16_at(60));
-    let len = phend.max(shend).max(EHDR).min(size);
+    let table_end = |offset: u64, entsize: u16, count: u16| {
+        offset.saturating_add(u64::from(entsize) * u64::from(count))
+    };
+    let phend = table_end(h.e_phoff, h.e_phentsize, h.e_phnum);
+    let shend = table_end(h.e_shoff, h.e_shentsize, h.e_shnum);
+    let len = phend.max(shend).max(SIZEOF_EHDR as u64).min(size);
     let mut head = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)];
     file.read_exact_at(&mut head, 0)?;
     Ok(Some(head))
