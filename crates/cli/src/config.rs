@@ -30,10 +30,11 @@
 //! root or is writable by group or others, a symbolic link, and a file in a
 //! directory others could change (see [`crate::trust`]).
 //!
-//! The syntax is a small subset of TOML (tables `[arch.NAME]`, basic
-//! strings, comments), parsed here without a dependency; anything else is an
-//! error naming its line, as is an unknown key, so a typo is never silently
-//! ignored.
+//! It is TOML, read with the `toml` crate into serde types that deny
+//! unknown keys: any valid TOML spelling works (literal strings, escapes,
+//! inline tables, dotted keys), and a typo is never silently ignored — an
+//! unknown key, table, arch or emulator, or bad TOML, is one line naming
+//! the file, the line and what is wrong.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -310,136 +311,76 @@ fn check_owner(path: &Path, uid: u32, mode: u32, euid: u32) -> Result<()> {
         .map_err(|u| u.error("the config", path))
 }
 
+/// The file as serde reads it: `[arch.NAME]` tables, nothing else.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileToml {
+    #[serde(default)]
+    arch: std::collections::BTreeMap<String, toml::Spanned<ArchToml>>,
+}
+
+/// One `[arch.NAME]` table.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ArchToml {
+    emulator: Option<toml::Spanned<String>>,
+    path: Option<toml::Spanned<String>>,
+}
+
 /// Parses the file's text; an error is its line number and message.
 pub fn parse(text: &str) -> std::result::Result<Config, (usize, String)> {
+    let line_of = |at: usize| text.get(..at).map_or(1, |t| t.matches('\n').count() + 1);
+    let file: FileToml = toml::from_str(text).map_err(|e| {
+        let line = e.span().map_or(1, |s| line_of(s.start));
+        (line, e.message().trim_end_matches('\n').replace('\n', " "))
+    })?;
+    // In the order written, for messages and the table.
+    let mut tables: Vec<(String, toml::Spanned<ArchToml>)> = file.arch.into_iter().collect();
+    tables.sort_by_key(|(_, t)| t.span().start);
     let mut choices: Vec<Choice> = Vec::new();
-    // The table being filled: its arch, and its keys so far.
-    let mut current: Option<(&'static Arch, usize, Option<Kind>, Option<PathBuf>)> = None;
-    let finish = |cur: Option<(&'static Arch, usize, Option<Kind>, Option<PathBuf>)>,
-                  choices: &mut Vec<Choice>|
-     -> std::result::Result<(), (usize, String)> {
-        if let Some((arch, line, kind, path)) = cur {
-            let kind =
-                kind.ok_or_else(|| (line, format!("[arch.{}] has no emulator = …", arch.name)))?;
-            choices.push(Choice {
-                arch,
-                kind,
-                path,
-                line,
-            });
+    for (name, table) in tables {
+        let line = line_of(table.span().start);
+        let arch = arch::lookup(&name).ok_or_else(|| (line, format!("unknown arch '{name}'")))?;
+        if choices.iter().any(|c| std::ptr::eq(c.arch, arch)) {
+            return Err((line, format!("{} is configured twice", arch.name)));
         }
-        Ok(())
-    };
-    for (i, raw) in text.lines().enumerate() {
-        let n = i + 1;
-        let line = strip_comment(raw).trim();
-        if line.is_empty() {
-            continue;
-        }
-        if let Some(header) = line.strip_prefix('[') {
-            let header = header
-                .strip_suffix(']')
-                .ok_or_else(|| (n, "a table header must end with ]".to_string()))?
-                .trim();
-            let name = header.strip_prefix("arch.").ok_or_else(|| {
-                (
-                    n,
-                    format!("unknown table [{header}]: only [arch.NAME] tables are known"),
-                )
-            })?;
-            let name = if name.starts_with('"') {
-                let (s, rest) = string(name).map_err(|m| (n, m))?;
-                if !rest.trim().is_empty() {
-                    return Err((n, "text after the quoted arch name".into()));
+        let t = table.into_inner();
+        let emulator = t
+            .emulator
+            .ok_or_else(|| (line, format!("[arch.{name}] has no emulator = …")))?;
+        let kind = Kind::parse(emulator.get_ref()).ok_or_else(|| {
+            (
+                line_of(emulator.span().start),
+                format!(
+                    "unknown emulator \"{}\": qemu, box64 or fex",
+                    emulator.get_ref()
+                ),
+            )
+        })?;
+        let path = match t.path {
+            None => None,
+            Some(p) => {
+                let path = PathBuf::from(p.get_ref());
+                if !path.is_absolute() {
+                    return Err((
+                        line_of(p.span().start),
+                        format!("path must be absolute: {}", p.get_ref()),
+                    ));
                 }
-                s
-            } else {
-                name.to_string()
-            };
-            let arch = arch::lookup(&name).ok_or_else(|| (n, format!("unknown arch '{name}'")))?;
-            if choices.iter().any(|c| std::ptr::eq(c.arch, arch))
-                || current.as_ref().is_some_and(|c| std::ptr::eq(c.0, arch))
-            {
-                return Err((n, format!("{} is configured twice", arch.name)));
+                Some(path)
             }
-            finish(current.take(), &mut choices)?;
-            current = Some((arch, n, None, None));
-            continue;
-        }
-        let (key, value) = line
-            .split_once('=')
-            .ok_or_else(|| (n, "expected key = \"value\" or [arch.NAME]".to_string()))?;
-        let key = key.trim();
-        let (value, rest) = string(value.trim()).map_err(|m| (n, m))?;
-        if !rest.trim().is_empty() {
-            return Err((n, "text after the value".into()));
-        }
-        let Some(cur) = current.as_mut() else {
-            return Err((n, format!("{key} outside an [arch.NAME] table")));
         };
-        match key {
-            "emulator" if cur.2.is_none() => {
-                cur.2 = Some(Kind::parse(&value).ok_or_else(|| {
-                    (
-                        n,
-                        format!("unknown emulator \"{value}\": qemu, box64 or fex"),
-                    )
-                })?);
-            }
-            "path" if cur.3.is_none() => {
-                let p = PathBuf::from(&value);
-                if !p.is_absolute() {
-                    return Err((n, format!("path must be absolute: {value}")));
-                }
-                cur.3 = Some(p);
-            }
-            "emulator" | "path" => return Err((n, format!("{key} given twice"))),
-            _ => return Err((n, format!("unknown key {key}: emulator or path"))),
-        }
+        choices.push(Choice {
+            arch,
+            kind,
+            path,
+            line,
+        });
     }
-    finish(current, &mut choices)?;
     Ok(Config {
         source: None,
         choices,
     })
-}
-
-/// The line without a `#` comment (a `#` inside a string is kept).
-fn strip_comment(line: &str) -> &str {
-    let mut in_string = false;
-    let mut escaped = false;
-    for (i, c) in line.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if in_string => escaped = true,
-            '"' => in_string = !in_string,
-            '#' if !in_string => return &line[..i],
-            _ => {}
-        }
-    }
-    line
-}
-
-/// A TOML basic string at the start of `s` (`\"` and `\\` escapes only),
-/// and what follows it.
-fn string(s: &str) -> std::result::Result<(String, &str), String> {
-    let body = s
-        .strip_prefix('"')
-        .ok_or_else(|| "expected a \"quoted string\"".to_string())?;
-    let mut out = String::new();
-    let mut chars = body.char_indices();
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '"' => return Ok((out, &body[i + 1..])),
-            '\\' => match chars.next() {
-                Some((_, '"')) => out.push('"'),
-                Some((_, '\\')) => out.push('\\'),
-                _ => return Err("only \\\" and \\\\ escapes are supported".into()),
-            },
-            _ => out.push(c),
-        }
-    }
-    Err("unterminated string".into())
 }
 
 #[cfg(test)]
@@ -496,23 +437,31 @@ path = "/opt/qemu #8/qemu-aarch64"
             (
                 "[arch.x86_64]\nemulater = \"box64\"",
                 2,
-                "unknown key emulater",
+                "unknown field `emulater`, expected `emulator` or `path`",
             ),
             (
                 "[arch.x86_64]\nemulator = \"rosetta\"",
                 2,
-                "unknown emulator",
+                "unknown emulator \"rosetta\": qemu, box64 or fex",
             ),
-            ("[arch.x86_64]\nemulator = box64", 2, "quoted string"),
-            ("[arch.x86_64]\nemulator = \"box64", 2, "unterminated"),
+            (
+                "[arch.x86_64]\nemulator = box64",
+                2,
+                "string values must be quoted",
+            ),
+            (
+                "[arch.x86_64]\nemulator = \"box64",
+                2,
+                "invalid basic string",
+            ),
             ("[arch.x86_64]\npath = \"/x\"", 1, "no emulator"),
             (
                 "[arch.x86_64]\npath = \"box64\"\nemulator = \"box64\"",
                 2,
                 "absolute",
             ),
-            ("emulator = \"box64\"", 1, "outside an [arch.NAME]"),
-            ("[emulators]\n", 1, "unknown table"),
+            ("emulator = \"box64\"", 1, "unknown field `emulator`"),
+            ("[emulators]\n", 1, "unknown field `emulators`"),
             (
                 "[arch.amd64]\nemulator = \"box64\"\n[arch.x86_64]",
                 3,
@@ -521,12 +470,17 @@ path = "/opt/qemu #8/qemu-aarch64"
             (
                 "[arch.x86_64]\nemulator = \"box64\"\nemulator = \"fex\"",
                 3,
-                "given twice",
+                "duplicate key",
             ),
-            ("[arch.x86_64]\nemulator = \"box64\" x", 2, "text after"),
+            (
+                "[arch.x86_64]\nemulator = \"box64\" x",
+                2,
+                "expected newline",
+            ),
         ];
         for (text, line, msg) in cases {
             let (l, m) = parse(text).unwrap_err();
+            assert!(!m.contains('\n'), "{text:?}: not one line: {m}");
             assert_eq!((l, m.contains(msg)), (*line, true), "{text:?}: {l}: {m}");
         }
         assert!(parse("# nothing\n\n").unwrap().choices.is_empty());
@@ -564,9 +518,34 @@ path = "/opt/qemu #8/qemu-aarch64"
         let e = load(Some(&p), 0).unwrap_err();
         assert!(
             e.message()
-                .ends_with("config.toml:3: expected key = \"value\" or [arch.NAME]"),
+                .ends_with("config.toml:3: key with no value, expected `=`"),
             "{e}"
         );
+    }
+
+    /// Issue 14: the hand-written subset refused valid TOML.
+    #[test]
+    fn any_valid_toml_spelling_is_read() {
+        for text in [
+            // literal strings, escapes
+            "[arch.x86_64]\nemulator = 'box64'\npath = '/opt/b\\x/box64'",
+            "[arch.x86_64]\nemulator = \"box\\u0036\\u0034\"\npath = \"/opt/b\\\\x/box64\"",
+            // an inline table, dotted keys
+            "arch.x86_64 = { emulator = \"box64\", path = \"/opt/b\\\\x/box64\" }",
+            "[arch]\nx86_64.emulator = \"box64\"\nx86_64.path = '/opt/b\\x/box64'",
+        ] {
+            let c = parse(text).unwrap_or_else(|e| panic!("{text:?}: {e:?}"));
+            let got: Vec<(&str, Kind, Option<&Path>)> = c
+                .choices
+                .iter()
+                .map(|c| (c.arch.name, c.kind, c.path.as_deref()))
+                .collect();
+            assert_eq!(
+                got,
+                [("x86_64", Kind::Box64, Some(Path::new("/opt/b\\x/box64")))],
+                "{text:?}"
+            );
+        }
     }
 
     /// Issue 10, item 5: the config was checked by path, then read by path
