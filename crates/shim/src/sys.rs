@@ -680,19 +680,59 @@ pub fn launch(p: &Process<'_>, l: &Launch<'_>) -> Errno {
     // --- Point of no return: from here on the stack block is rewritten and
     // the emulator runs.
     //
-    // SAFETY: `stack.sp` is the kernel's initial stack pointer and `GAP`
-    // bytes below it are unused (see `_start`), so the block may start up
-    // to GAP bytes lower: `shift` words (<= 4) fit. The block is rewritten
-    // front to back, each word read before any write can reach it: the
-    // write position trails the read position by `shift` words minus the
-    // words inserted so far, which never goes below zero. The new argv,
-    // envp and auxv therefore hold exactly the kernel's pointers and values
-    // with the stated edits, terminated as the kernel terminates them.
-    // `END_OF_OPTIONS` is static, so its pointer stays valid in the
-    // emulator. The jump hands the emulator that block as its initial
-    // stack, with rdx/x0 = 0 (no exit function to register).
+    // SAFETY: `stack.sp` is the kernel's initial stack pointer of this
+    // process, read once by `process_from_stack`, and `_start` left `GAP`
+    // bytes below it unused; `shift` is at most 2 words (<= GAP / 8) and at
+    // least the words inserted; `entry` is the carried emulator's entry
+    // point, in an image whose segments were just given their protections.
     unsafe {
-        let old = stack.sp;
+        rewrite_stack_and_jump(
+            stack.sp,
+            shift,
+            &edits,
+            l.drop_env,
+            (!has_execfd).then_some(l.execfd as usize),
+            entry,
+        )
+    }
+}
+
+/// Rewrites the kernel's stack block at `old` for the emulator and jumps to
+/// `entry`: argv gains `--` after argv[0], envp loses what `drop_env`
+/// rejects, auxv values are edited by `edits`, and `add_execfd` is added as
+/// AT_EXECFD when the kernel gave none.
+///
+/// The block is rewritten front to back into a block starting `shift`
+/// words lower, each word read before any write can reach it: the write
+/// position trails the read position by `shift` words minus the words
+/// inserted so far, which never goes below zero. The new argv, envp and
+/// auxv therefore hold exactly the kernel's pointers and values with the
+/// stated edits, terminated as the kernel terminates them.
+/// `END_OF_OPTIONS` is static, so its pointer stays valid in the emulator.
+/// The jump hands the emulator that block as its initial stack, with
+/// rdx/x0 = 0 (no exit function to register).
+///
+/// # Safety
+/// - `old` must be the kernel's initial stack pointer of this process
+///   (argc, argv, NULL, envp, NULL, auxv pairs, AT_NULL), with at least
+///   `shift` unused, writable words below it;
+/// - `shift` must be at least the number of words inserted (1 for `--`,
+///   plus 2 with `add_execfd`), so writes never overtake reads;
+/// - `entry` must be the entry point of code that expects a process start
+///   block and never returns here.
+unsafe fn rewrite_stack_and_jump(
+    old: *mut usize,
+    shift: usize,
+    edits: &AuxEdits,
+    drop_env: fn(&[u8]) -> bool,
+    add_execfd: Option<usize>,
+    entry: usize,
+) -> ! {
+    // SAFETY: every read and write below stays within the block the
+    // caller's contract describes (the kernel's layout, walked to its
+    // terminators) and the `shift` words below it; see the doc above for
+    // why no write overtakes a read.
+    unsafe {
         let new = old.sub(shift);
         let argc = *old;
         let mut r = 1usize; // read index, in words from `old`
@@ -716,7 +756,7 @@ pub fn launch(p: &Process<'_>, l: &Launch<'_>) -> Errno {
             if e == 0 {
                 break;
             }
-            if !(l.drop_env)(CStr::from_ptr(e as *const core::ffi::c_char).to_bytes()) {
+            if !drop_env(CStr::from_ptr(e as *const core::ffi::c_char).to_bytes()) {
                 new.add(w).write(e);
                 w += 1;
             }
@@ -736,9 +776,9 @@ pub fn launch(p: &Process<'_>, l: &Launch<'_>) -> Errno {
             new.add(w + 1).write(value);
             w += 2;
         }
-        if !has_execfd {
+        if let Some(fd) = add_execfd {
             new.add(w).write(AT_EXECFD);
-            new.add(w + 1).write(l.execfd as usize);
+            new.add(w + 1).write(fd);
             w += 2;
         }
         new.add(w).write(AT_NULL);
