@@ -140,6 +140,37 @@ cap inst-after ls -A "$S"
     assert_runs(&s.cap("inst-after"), "caps\n");
 }
 
+/// Issue 18, item 3: the names people already use reach install and
+/// uninstall (Debian's, upper case, comma lists, entry names, `all`).
+#[test]
+fn install_and_uninstall_take_debian_and_entry_names_lists_and_all() {
+    let s = Scratch::new("names");
+    busybox("armhf");
+    sandbox_caps(
+        As::Root,
+        &s,
+        r#"
+R=/proc/sys/fs/binfmt_misc
+cap install "$CLI" install ARM64,armhf --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap entries1 sh -c "ls $R | grep qemu-shim-"
+cap run "$FIX/busybox/armhf/busybox" uname -m
+cap one "$CLI" uninstall qemu-shim-arm --install-dir "$S/inst"
+cap entries2 sh -c "ls $R | grep qemu-shim-"
+cap all "$CLI" uninstall all --install-dir "$S/inst"
+cap entries3 sh -c "ls $R | grep -c qemu-shim-"
+"#,
+    );
+    let c = s.cap("install");
+    assert_eq!(c.rc, 0, "install failed:\n{c}");
+    assert_runs(&s.cap("entries1"), "qemu-shim-aarch64\nqemu-shim-arm\n");
+    assert_runs(&s.cap("run"), "armv7l\n");
+    assert_eq!(s.cap("one").rc, 0, "{}", s.cap("one"));
+    assert_runs(&s.cap("entries2"), "qemu-shim-aarch64\n");
+    assert_eq!(s.cap("all").rc, 0, "{}", s.cap("all"));
+    // grep -c prints 0 and exits 1 when nothing is left.
+    assert_eq!(s.cap("entries3").stdout, "0\n", "{}", s.cap("entries3"));
+}
+
 #[test]
 fn status_json_has_the_documented_fields() {
     let s = Scratch::new("status-json");

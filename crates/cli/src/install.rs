@@ -205,11 +205,12 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     // 1. Arches and emulators: decided before anything is touched.
     progress.say("qemu-shim: probing which arches this machine runs natively");
     let (native, probe_note) = select::native()?;
-    let explicit = !opts.arches.is_empty();
-    let chosen = if explicit {
-        select::resolve_foreign(&opts.arches, &native)?
-    } else {
-        select::foreign(&native)
+    // `all` (or nothing named) is every foreign arch with an emulator.
+    let named = select::names(&opts.arches)?;
+    let explicit = named.is_some();
+    let chosen = match &named {
+        Some(names) => select::resolve_foreign(names, &native)?,
+        None => select::foreign(&native),
     };
     let search = Search::new(&opts.emulator_dirs)?;
     // The administrator's per-arch emulator choice, read now and written

@@ -41,8 +41,9 @@ use crate::format::{EntryFile, ParseError, RegisterLine};
 pub const DEFAULT_ROOT: &str = "/proc/sys/fs/binfmt_misc";
 
 /// Names of qemu-shim's own entries start with this; entries with other
-/// names belong to someone else and are never changed by qemu-shim.
-pub const OWNED_PREFIX: &str = "qemu-shim-";
+/// names belong to someone else and are never changed by qemu-shim. (The
+/// arch table's, so that `arch::lookup` takes entry names back.)
+pub const OWNED_PREFIX: &str = crate::arch::ENTRY_PREFIX;
 
 /// The name of qemu-shim's entry for `arch` (qemu's target name):
 /// `qemu-shim-<arch>`.
