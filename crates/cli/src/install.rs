@@ -247,7 +247,7 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
             "no emulator found for any foreign arch: looked for qemu-<arch>-static or qemu-<arch> in {}",
             dirs_text(&search)
         ))
-        .hint(emulator::PACKAGE_HINT));
+        .hint(search.hint()));
     }
 
     // 2. The interpreter image, configured below once the arch set is known.
@@ -592,7 +592,7 @@ fn no_emulator(search: &Search, missing: &[&'static Arch]) -> Error {
             dirs_text(search)
         ),
     };
-    Error::new(msg).hint(emulator::PACKAGE_HINT)
+    Error::new(msg).hint(search.hint())
 }
 
 /// The arch of one of our entries, from its name.

@@ -450,7 +450,10 @@ fn run(cli: Cli) -> Result<u8, Error> {
         }
         Command::Status(a) => {
             let bf = root::open_for_read(binfmt_dir.as_deref());
-            if binfmt_dir.is_some() && !bf.root().is_dir() {
+            // A directory named by hand that is not binfmt_misc is a
+            // mistake, not an empty table (issue 18, item 5); the default
+            // root unmounted is a fact status reports.
+            if binfmt_dir.is_some() && !bf.is_mounted() {
                 return Err(root::not_mounted(bf.root()));
             }
             let s = status::collect(&bf)?;

@@ -75,9 +75,7 @@ pub fn invocation<'a>(
     preserve_argv0: bool,
 ) -> Result<Invocation<'a>, Failure<'a>> {
     let Some(program) = argv.get(1) else {
-        return Err(Failure::new(EXIT_CANNOT_RUN, None)
-            .text("usage: qemu-shim-interp PROGRAM [ARGUMENTS...]")
-            .hint("normally the kernel starts it for foreign programs; see `qemu-shim --help`"));
+        return Err(usage());
     };
     if preserve_argv0 {
         // With P the kernel always passes argv0; a program started with an
@@ -97,6 +95,13 @@ pub fn invocation<'a>(
             rest: 2,
         })
     }
+}
+
+/// The usage line, for a person who ran the interpreter by hand.
+fn usage<'a>() -> Failure<'a> {
+    Failure::new(EXIT_CANNOT_RUN, None)
+        .text("usage: qemu-shim-interp PROGRAM [ARGUMENTS...]")
+        .hint("normally the kernel starts it for foreign programs; see `qemu-shim --help`")
 }
 
 /// Where the target's bytes come from: the kernel's descriptor (flags O or
@@ -208,6 +213,10 @@ fn try_run<'a>(p: &Process<'a>) -> Result<Never, Failure<'a>> {
         Some(fd) => Source::KernelFd(off_stdio(fd, false, aux.secure, inv.program)?),
         None => match sys::open_read(inv.program) {
             Ok(fd) => Source::Opened(off_stdio(fd, true, false, inv.program)?),
+            // `qemu-shim-interp --help` by hand: no such program, and an
+            // option is what was meant. Only once the open failed: the
+            // kernel may well start a program whose path is `--help`.
+            Err(Errno::ENOENT) if inv.program.to_bytes().starts_with(b"-") => return Err(usage()),
             Err(e) => {
                 return Err(Failure::new(EXIT_CANNOT_RUN, Some(inv.program))
                     .text("cannot open")
