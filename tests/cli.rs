@@ -140,6 +140,128 @@ cap inst-after ls -A "$S"
     assert_runs(&s.cap("inst-after"), "caps\n");
 }
 
+/// Issue 18, item 3: the names people already use reach install and
+/// uninstall (Debian's, upper case, comma lists, entry names, `all`).
+#[test]
+fn install_and_uninstall_take_debian_and_entry_names_lists_and_all() {
+    let s = Scratch::new("names");
+    busybox("armhf");
+    sandbox_caps(
+        As::Root,
+        &s,
+        r#"
+R=/proc/sys/fs/binfmt_misc
+cap install "$CLI" install ARM64,armhf --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap entries1 sh -c "ls $R | grep qemu-shim-"
+cap run "$FIX/busybox/armhf/busybox" uname -m
+cap one "$CLI" uninstall qemu-shim-arm --install-dir "$S/inst"
+cap entries2 sh -c "ls $R | grep qemu-shim-"
+cap all "$CLI" uninstall all --install-dir "$S/inst"
+cap entries3 sh -c "ls $R | grep -c qemu-shim-"
+"#,
+    );
+    let c = s.cap("install");
+    assert_eq!(c.rc, 0, "install failed:\n{c}");
+    assert_runs(&s.cap("entries1"), "qemu-shim-aarch64\nqemu-shim-arm\n");
+    assert_runs(&s.cap("run"), "armv7l\n");
+    assert_eq!(s.cap("one").rc, 0, "{}", s.cap("one"));
+    assert_runs(&s.cap("entries2"), "qemu-shim-aarch64\n");
+    assert_eq!(s.cap("all").rc, 0, "{}", s.cap("all"));
+    // grep -c prints 0 and exits 1 when nothing is left.
+    assert_eq!(s.cap("entries3").stdout, "0\n", "{}", s.cap("entries3"));
+}
+
+/// Issue 18, item 5: one error format (`qemu-shim: error: … (hint: …)`,
+/// no `(os error N)`), and hints that are true: each message pinned.
+#[test]
+fn errors_are_one_format_with_true_hints() {
+    let s = Scratch::new("error-format");
+    fs::create_dir(s.join("notbinfmt")).unwrap();
+    fs::write(s.join("seven"), b"\x7fELF\x02\x01\x01").unwrap();
+    qemu_shim_suite::sandbox_full_map(
+        &s,
+        r#"
+chmod 0755 "$S"
+"$CLI" install aarch64 --quiet --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap uninstall-nobody nobody "$CLI" uninstall aarch64 --install-dir "$S/inst"
+cap emudir-missing "$CLI" install aarch64 --emulator-dir "$S/nonexistent" --install-dir "$S/inst2"
+cap emudir-file "$CLI" install aarch64 --emulator-dir "$EMUS/qemu-aarch64-static" --install-dir "$S/inst2"
+cap emudir-empty "$CLI" install aarch64 --emulator-dir "$S/notbinfmt" --install-dir "$S/inst2"
+cap status-notbinfmt "$CLI" status --binfmt-dir "$S/notbinfmt"
+cap which-seven "$CLI" which "$S/seven"
+cap interp-seven "$INTERP" "$S/seven"
+cap interp-help "$INTERP" --help
+"#,
+    );
+    let e = "qemu-shim: error: ";
+    let c = s.cap("uninstall-nobody");
+    assert_cli_error(&c, Some(1), &[]);
+    assert_eq!(
+        c.stderr,
+        format!(
+            "{e}cannot write /proc/sys/fs/binfmt_misc/qemu-shim-aarch64: permission denied \
+             (hint: run as root)\n"
+        )
+    );
+    let missing = s.join("nonexistent");
+    assert_eq!(
+        s.cap("emudir-missing").stderr,
+        format!(
+            "{e}--emulator-dir {}: no such directory (hint: name the directory that holds \
+             qemu-<arch>-static or qemu-<arch> (Debian: /usr/bin))\n",
+            missing.display()
+        )
+    );
+    let c = s.cap("emudir-file");
+    assert_cli_error(&c, Some(1), &["qemu-aarch64-static: not a directory (hint: give the directory that holds the emulators: --emulator-dir "]);
+    let c = s.cap("emudir-empty");
+    assert_cli_error(
+        &c,
+        Some(1),
+        &[
+            "no emulator for aarch64",
+            "(hint: none of the directories given with --emulator-dir holds it",
+        ],
+    );
+    let notbinfmt = s.join("notbinfmt");
+    let c = s.cap("status-notbinfmt");
+    assert_cli_error(&c, Some(1), &[]);
+    assert_eq!(
+        c.stderr,
+        format!(
+            "{e}{0} is not a mounted binfmt_misc (no register file) (hint: --binfmt-dir must \
+             name a mounted binfmt_misc (without it: /proc/sys/fs/binfmt_misc); to mount one \
+             there: mount -t binfmt_misc binfmt_misc {0})\n",
+            notbinfmt.display()
+        )
+    );
+    // One verdict on a 7-byte `\x7fELF`: the interpreter's.
+    let c = s.cap("which-seven");
+    assert!(
+        c.stdout
+            .contains("\narch:        truncated ELF file: qemu-shim refuses to run it\n"),
+        "{c}"
+    );
+    let c = s.cap("interp-seven");
+    assert_eq!(c.rc, 126, "{c}");
+    assert!(c.stderr.ends_with(": truncated ELF file\n"), "{c}");
+    let c = s.cap("interp-help");
+    assert_eq!(c.rc, 126, "{c}");
+    assert!(
+        c.stderr
+            .starts_with("qemu-shim: usage: qemu-shim-interp PROGRAM"),
+        "{c}"
+    );
+    for name in [
+        "uninstall-nobody",
+        "emudir-missing",
+        "emudir-file",
+        "status-notbinfmt",
+    ] {
+        assert!(!s.cap(name).stderr.contains("os error"), "{}", s.cap(name));
+    }
+}
+
 #[test]
 fn status_json_has_the_documented_fields() {
     let s = Scratch::new("status-json");

@@ -546,3 +546,51 @@ fn cache_directories_are_made_0700_whatever_the_umask() {
         }
     }
 }
+
+/// Issue 18, item 5: `run` names a directory as such, and a cache it cannot
+/// write points at the way out for a user without root (another cache
+/// directory), not at root. Both before anything runs: 126 and 125.
+#[test]
+fn run_errors_say_what_is_wrong_and_how_a_user_fixes_it() {
+    let s = setup("run-errors");
+    let o = run_as_nobody(&s, &["--", "/tmp"]);
+    assert_eq!(o.status.code(), Some(126), "{}", show(&o));
+    assert_eq!(
+        stderr(&o),
+        "qemu-shim: error: cannot run /tmp: is a directory\n",
+        "{}",
+        show(&o)
+    );
+
+    // A HOME nobody cannot enter (root's, mode 0700).
+    let closed = s.join("closed");
+    fs::create_dir(&closed).unwrap();
+    fs::set_permissions(&closed, fs::Permissions::from_mode(0o700)).unwrap();
+    let o = as_nobody()
+        .arg(cli())
+        .args(["run", "--emulator-dir"])
+        .arg(s.join("emus"))
+        .arg("--config")
+        .arg(s.join("no-config.toml"))
+        .args(["--", "true"])
+        .current_dir(s.path())
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", &closed)
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn setpriv");
+    assert_eq!(o.status.code(), Some(125), "{}", show(&o));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with(&format!(
+            "qemu-shim: error: cache directory {}/.cache/qemu-shim: ",
+            closed.display()
+        )) && err.ends_with(
+            ": permission denied (hint: pass --cache-dir DIR or set XDG_CACHE_HOME to a \
+             directory of your own; sudo -E hands root the caller's HOME, sudo -H does not)\n"
+        ) && err.matches('\n').count() == 1,
+        "{}",
+        show(&o)
+    );
+}

@@ -29,10 +29,17 @@ pub const DEFAULT_DIRS: &[&str] = &["/usr/local/bin", "/usr/bin"];
 pub const PACKAGE_HINT: &str = "install qemu-user-static (Debian 12, Ubuntu, Fedora, Arch; \
      qemu-user on Debian 13 and later) or pass --emulator-dir";
 
+/// The hint when `--emulator-dir` was given and none of its directories
+/// holds the emulator (passing the flag again would not help).
+pub const GIVEN_DIRS_HINT: &str = "none of the directories given with --emulator-dir holds it: \
+     name the one that does, or install qemu-user-static and leave --emulator-dir out";
+
 /// Where to look for emulators.
 #[derive(Debug, Clone)]
 pub struct Search {
     dirs: Vec<PathBuf>,
+    /// Named with `--emulator-dir`, rather than the default path.
+    given: bool,
 }
 
 impl Search {
@@ -40,12 +47,25 @@ impl Search {
     pub fn default_dirs() -> Search {
         Search {
             dirs: DEFAULT_DIRS.iter().map(PathBuf::from).collect(),
+            given: false,
+        }
+    }
+
+    /// How to get an emulator this search did not find.
+    pub fn hint(&self) -> &'static str {
+        if self.given {
+            GIVEN_DIRS_HINT
+        } else {
+            PACKAGE_HINT
         }
     }
 
     /// A search of `dirs` only (`--emulator-dir`), in the order given.
     /// Relative directories are taken from the current directory: the
     /// emulator's path is written into the interpreter and must be absolute.
+    /// Each must be a directory: a missing one, or a file (the emulator
+    /// itself, say), is refused here rather than reported later as "no
+    /// emulator" (issue 18, item 5).
     pub fn new(dirs: &[PathBuf]) -> Result<Search> {
         if dirs.is_empty() {
             return Ok(Search::default_dirs());
@@ -63,7 +83,13 @@ impl Search {
                 out.push(cwd.join(d));
             }
         }
-        Ok(Search { dirs: out })
+        for (given, dir) in dirs.iter().zip(&out) {
+            check_dir(given, dir)?;
+        }
+        Ok(Search {
+            dirs: out,
+            given: true,
+        })
     }
 
     /// The directories searched, in order.
@@ -90,6 +116,35 @@ impl Search {
         self.candidates(arch)
             .into_iter()
             .find(|p| is_executable_file(p))
+    }
+}
+
+/// Refuses an `--emulator-dir` (`given` as typed, `dir` absolute) that is
+/// not a directory.
+fn check_dir(given: &Path, dir: &Path) -> Result<()> {
+    let shown = given.display();
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => {
+            let e = Error::new(format!("--emulator-dir {shown}: not a directory"));
+            Err(match dir.parent() {
+                Some(parent) => e.hint(format!(
+                    "give the directory that holds the emulators: --emulator-dir {}",
+                    parent.display()
+                )),
+                None => e,
+            })
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Err(Error::new(format!(
+            "--emulator-dir {shown}: no such directory"
+        ))
+        .hint(
+            "name the directory that holds qemu-<arch>-static or qemu-<arch> (Debian: /usr/bin)",
+        )),
+        Err(err) => Err(Error::new(format!(
+            "--emulator-dir {shown}: {}",
+            crate::error::io_reason(&err)
+        ))),
     }
 }
 
@@ -182,9 +237,43 @@ mod tests {
 
     #[test]
     fn relative_dirs_become_absolute() {
-        let s = Search::new(&[PathBuf::from("rel")]).unwrap();
+        // Tests run in the crate's directory, which holds src/.
+        let s = Search::new(&[PathBuf::from("src")]).unwrap();
         assert!(s.dirs()[0].is_absolute());
-        assert!(s.dirs()[0].ends_with("rel"));
+        assert!(s.dirs()[0].ends_with("src"));
+    }
+
+    /// Issue 18, item 5: a missing directory or a file is named as such,
+    /// and a search of given directories does not hint to pass the flag.
+    #[test]
+    fn a_missing_directory_or_a_file_is_refused_as_such() {
+        let t = TempDir::new();
+        let missing = t.path().join("nonexistent");
+        let e = Search::new(std::slice::from_ref(&missing)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "--emulator-dir {}: no such directory (hint: name the directory that holds \
+                 qemu-<arch>-static or qemu-<arch> (Debian: /usr/bin))",
+                missing.display()
+            )
+        );
+        let file = t.path().join("qemu-aarch64-static");
+        exe(&file);
+        let e = Search::new(std::slice::from_ref(&file)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "--emulator-dir {}: not a directory (hint: give the directory that holds the \
+                 emulators: --emulator-dir {})",
+                file.display(),
+                t.path().display()
+            )
+        );
+        let s = Search::new(&[t.path().to_path_buf()]).unwrap();
+        assert_eq!(s.hint(), GIVEN_DIRS_HINT);
+        assert!(!s.hint().contains("pass --emulator-dir"));
+        assert_eq!(Search::default_dirs().hint(), PACKAGE_HINT);
     }
 
     #[test]

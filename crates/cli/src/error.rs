@@ -75,10 +75,15 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// binfmt_misc errors already read as one line with their own advice.
+/// binfmt_misc errors carry their message and advice apart: the advice
+/// becomes the hint, printed in the one format.
 impl From<qemu_shim_registry::binfmt::Error> for Error {
     fn from(e: qemu_shim_registry::binfmt::Error) -> Error {
-        Error::new(e.to_string())
+        let out = Error::new(e.message());
+        match e.hint_text() {
+            Some(h) => out.hint(h),
+            None => out,
+        }
     }
 }
 

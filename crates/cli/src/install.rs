@@ -205,11 +205,12 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     // 1. Arches and emulators: decided before anything is touched.
     progress.say("qemu-shim: probing which arches this machine runs natively");
     let (native, probe_note) = select::native()?;
-    let explicit = !opts.arches.is_empty();
-    let chosen = if explicit {
-        select::resolve_foreign(&opts.arches, &native)?
-    } else {
-        select::foreign(&native)
+    // `all` (or nothing named) is every foreign arch with an emulator.
+    let named = select::names(&opts.arches)?;
+    let explicit = named.is_some();
+    let chosen = match &named {
+        Some(names) => select::resolve_foreign(names, &native)?,
+        None => select::foreign(&native),
     };
     let search = Search::new(&opts.emulator_dirs)?;
     // The administrator's per-arch emulator choice, read now and written
@@ -246,7 +247,7 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
             "no emulator found for any foreign arch: looked for qemu-<arch>-static or qemu-<arch> in {}",
             dirs_text(&search)
         ))
-        .hint(emulator::PACKAGE_HINT));
+        .hint(search.hint()));
     }
 
     // 2. The interpreter image, configured below once the arch set is known.
@@ -591,7 +592,7 @@ fn no_emulator(search: &Search, missing: &[&'static Arch]) -> Error {
             dirs_text(search)
         ),
     };
-    Error::new(msg).hint(emulator::PACKAGE_HINT)
+    Error::new(msg).hint(search.hint())
 }
 
 /// The arch of one of our entries, from its name.

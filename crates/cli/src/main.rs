@@ -99,9 +99,11 @@ enum Command {
 /// Register qemu-shim for foreign architectures
 ///
 /// Without arguments, registers every architecture this machine does not run
-/// natively and has an emulator for. Naming architectures (qemu names such as
-/// aarch64, or platform names such as linux/arm64) registers those and leaves
-/// qemu-shim's other entries in place.
+/// natively and has an emulator for (as does `all`). Naming architectures
+/// registers those and leaves qemu-shim's other entries in place; any case,
+/// comma lists, and these spellings are taken: qemu's (aarch64), Debian's
+/// (arm64, armhf, ppc64el), docker's (linux/arm64, arm/v7) and entry names
+/// (qemu-shim-aarch64).
 ///
 /// The interpreter file, holding the emulators found now, is written to the
 /// install directory; each entry is named qemu-shim-<arch> and registered
@@ -120,7 +122,7 @@ enum Command {
 #[derive(Debug, Args)]
 #[command(after_long_help = EXAMPLES)]
 struct InstallArgs {
-    /// Architectures to register (default: every foreign one with an emulator)
+    /// Architectures to register (default, or `all`: every foreign one with an emulator)
     #[arg(value_name = "ARCH|PLATFORM")]
     arches: Vec<String>,
 
@@ -254,7 +256,7 @@ struct ReportArgs {
 /// qemu-shim entry points at it. Other tools' entries are never touched.
 #[derive(Debug, Args)]
 struct UninstallArgs {
-    /// Architectures to unregister (default: all of qemu-shim's entries)
+    /// Architectures to unregister, named as for install (default, or `all`: all of qemu-shim's entries)
     #[arg(value_name = "ARCH|PLATFORM")]
     arches: Vec<String>,
 
@@ -448,7 +450,10 @@ fn run(cli: Cli) -> Result<u8, Error> {
         }
         Command::Status(a) => {
             let bf = root::open_for_read(binfmt_dir.as_deref());
-            if binfmt_dir.is_some() && !bf.root().is_dir() {
+            // A directory named by hand that is not binfmt_misc is a
+            // mistake, not an empty table (issue 18, item 5); the default
+            // root unmounted is a fact status reports.
+            if binfmt_dir.is_some() && !bf.is_mounted() {
                 return Err(root::not_mounted(bf.root()));
             }
             let s = status::collect(&bf)?;

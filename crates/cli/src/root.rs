@@ -174,7 +174,9 @@ pub fn not_mounted(dir: &Path) -> Error {
         dir.display()
     ))
     .hint(format!(
-        "mount it: mount -t binfmt_misc binfmt_misc {}",
+        "--binfmt-dir must name a mounted binfmt_misc (without it: {}); to mount one there: \
+         mount -t binfmt_misc binfmt_misc {}",
+        binfmt::DEFAULT_ROOT,
         dir.display()
     ))
 }

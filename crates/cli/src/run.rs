@@ -67,7 +67,7 @@ use qemu_shim_registry::arch::Arch;
 use qemu_shim_registry::binfmt::{Binfmt, DEFAULT_ROOT};
 
 use crate::config;
-use crate::emulator::{self, Search};
+use crate::emulator::Search;
 use crate::error::{Error, Result};
 use crate::install;
 use crate::interp::{self, Spec};
@@ -150,7 +150,7 @@ fn prepare_and_exec(opts: &Options) -> std::result::Result<std::convert::Infalli
                     .collect::<Vec<_>>()
                     .join(", ")
             ))
-            .hint(emulator::PACKAGE_HINT),
+            .hint(search.hint()),
         ));
     }
     let source = match &opts.interpreter {
@@ -187,11 +187,20 @@ fn prepare_and_exec(opts: &Options) -> std::result::Result<std::convert::Infalli
     } else {
         EXIT_CANNOT_EXECUTE
     };
+    // execve says EACCES for a directory: name what it is (a path with a
+    // slash is the one exec'd; a bare name was searched for in PATH).
+    let is_dir = e == Errno::EACCES
+        && prog.as_bytes().contains(&b'/')
+        && fs::metadata(prog).is_ok_and(|m| m.is_dir());
+    let reason = if is_dir {
+        "is a directory".to_string()
+    } else {
+        crate::error::io_reason(&io::Error::from(e))
+    };
     Err((
         Error::new(format!(
-            "cannot run {}: {}",
-            Path::new(prog).display(),
-            crate::error::io_reason(&io::Error::from(e))
+            "cannot run {}: {reason}",
+            Path::new(prog).display()
         )),
         code,
     ))
@@ -345,14 +354,14 @@ fn cached_interpreter(
     // changed, and then the next run rebuilds anyway; the file itself is
     // replaced whole (written beside it, renamed).
     let _ = fs::remove_file(&stamp_path);
-    install::write_file(&path, &built.image)?;
+    install::write_file(&path, &built.image).map_err(cache_hint)?;
     let by_path: Vec<String> = built.by_path.iter().map(|(a, _)| a.clone()).collect();
     let mut stamp = key;
     stamp.push_str("--\n");
     for a in &by_path {
         stamp.push_str(&format!("by-path {a}\n"));
     }
-    write_stamp(&stamp_path, &stamp)?;
+    write_stamp(&stamp_path, &stamp).map_err(cache_hint)?;
     Ok(Cached { path, by_path })
 }
 
@@ -367,16 +376,21 @@ fn stamp_matches(stamp: &str, key: &str) -> Option<Vec<String>> {
 /// [`userdir::private_dir`] for the cache, its refusal naming the cache
 /// directory and the way out.
 fn cache_dir_checked(dir: &Path, uid: u32) -> Result<PathBuf> {
-    userdir::private_dir(dir, uid).map_err(|e| {
-        let e = e.context(format!("cache directory {}", dir.display()));
-        if e.hint_text().is_some() {
-            e
-        } else {
-            e.hint(
-                "pass --cache-dir DIR naming a directory of your own; sudo -E hands root the caller's HOME, sudo -H does not",
-            )
-        }
-    })
+    userdir::private_dir(dir, uid)
+        .map_err(|e| cache_hint(e.context(format!("cache directory {}", dir.display()))))
+}
+
+/// The way out of a cache directory that does not work.
+const CACHE_HINT: &str = "pass --cache-dir DIR or set XDG_CACHE_HOME to a directory of your own; sudo -E hands root the caller's HOME, sudo -H does not";
+
+/// `e` with [`CACHE_HINT`] where it has no hint or the I/O errors' "run as
+/// root": run is the command for users without root, whose fix is another
+/// cache directory (issue 18, item 5).
+fn cache_hint(e: Error) -> Error {
+    match e.hint_text() {
+        None | Some("run as root") => e.hint(CACHE_HINT),
+        Some(_) => e,
+    }
 }
 
 /// Writes the stamp beside its final name, then renames it over. The
@@ -506,9 +520,12 @@ fn enter_private_instance() -> Result<()> {
 /// Errors out unless `table`, the instance just mounted, holds no entry:
 /// one that does is not this namespace's new instance.
 fn require_empty(table: &Binfmt) -> Result<()> {
-    let held = table
-        .list()
-        .map_err(|e| Error::new(format!("cannot read the private binfmt_misc: {e}")))?;
+    let held = table.list().map_err(|e| {
+        Error::new(format!(
+            "cannot read the private binfmt_misc: {}",
+            e.message()
+        ))
+    })?;
     match held.first() {
         None => Ok(()),
         Some((name, _)) => Err(Error::new(format!(
@@ -547,7 +564,13 @@ fn register_all(cached: &Cached, found: &[(&'static Arch, PathBuf)]) -> Result<(
         let flags = install::entry_flags(carried, true, false);
         let line = install::register_line_with(a, path, flags);
         bf.register(&line).map_err(|e| {
-            Error::new(format!("cannot register {} in the private binfmt_misc: {e}", line.name))
+            // The registry's own hint (run as root…) is for the host's
+            // table: this one is the caller's.
+            Error::new(format!(
+                "cannot register {} in the private binfmt_misc: {}",
+                line.name,
+                e.message()
+            ))
                 .hint("the cache directory must be on a file system that allows exec (set XDG_CACHE_HOME or pass --cache-dir)")
         })?;
     }

@@ -47,7 +47,11 @@ pub struct Summary {
 /// Runs `uninstall`, writing the report to `out`; returns it as data too.
 pub fn uninstall(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     let mut sum = Summary::default();
-    let named = select::resolve(&opts.arches)?;
+    // `all` (or nothing named) is every entry of ours.
+    let named = match select::names(&opts.arches)? {
+        Some(names) => select::resolve(&names, None)?,
+        None => Vec::new(),
+    };
     let bf = root::open_for_read(opts.binfmt_dir.as_deref());
     let mounted = bf.is_mounted();
     if !mounted && opts.binfmt_dir.is_some() {

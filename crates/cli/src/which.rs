@@ -60,8 +60,11 @@ fn classify_file(f: &File, head: &[u8], size: u64) -> std::io::Result<FileKind> 
         return Ok(FileKind::NotElf);
     }
     let a = arch::classify(head);
+    // The interpreter's order, so both give one verdict: the header, then
+    // the arch, then the program headers.
     let checked = match Header::parse(head) {
         Err(e) => Err(e),
+        Ok(_) if a.is_none() => Ok(()),
         Ok(h) => {
             let (off, len) = h.phdr_range();
             let end = usize::try_from(off).ok().and_then(|o| o.checked_add(len));
@@ -86,7 +89,9 @@ pub fn which(file: &Path, binfmt_dir: Option<&Path>, out: &mut dyn Write) -> Res
     let is_native = |a: &Arch| select::is_in(a, &native);
     let what = match &kind {
         FileKind::NotElf => "not an ELF program".to_string(),
-        FileKind::Elf(None, _) => {
+        // The interpreter's words for the same files (issue 18, item 5).
+        FileKind::Elf(None, Err(e)) => format!("{e}: qemu-shim refuses to run it"),
+        FileKind::Elf(None, Ok(())) => {
             let machine = head.get(18..20).map_or(0, |b| {
                 if head.get(5) == Some(&2) {
                     u16::from_be_bytes([b[0], b[1]])
@@ -94,7 +99,7 @@ pub fn which(file: &Path, binfmt_dir: Option<&Path>, out: &mut dyn Write) -> Res
                     u16::from_le_bytes([b[0], b[1]])
                 }
             });
-            format!("ELF, for no arch qemu-shim knows (e_machine {machine})")
+            format!("unknown machine: ELF e_machine {machine} (no arch qemu-shim knows)")
         }
         FileKind::Elf(Some(a), checked) => {
             let role = if is_native(a) {
@@ -219,6 +224,35 @@ mod tests {
             FileKind::Elf(Some(got), Err(_)) => assert_eq!(got.name, "aarch64"),
             k => panic!("{k:?}"),
         }
+    }
+
+    /// Issue 18, item 5: `which` and the interpreter give one verdict on a
+    /// 7-byte `\x7fELF` file (the header first), and on an unknown machine.
+    #[test]
+    fn verdicts_are_the_interpreters() {
+        let t = TempDir::new();
+        let p = t.path().join("seven");
+        std::fs::write(&p, b"\x7fELF\x02\x01\x01").unwrap();
+        let (_, kind) = examine(&p).unwrap();
+        assert!(
+            matches!(kind, FileKind::Elf(None, Err(ElfError::Truncated))),
+            "{kind:?}"
+        );
+        assert_eq!(ElfError::Truncated.to_string(), "truncated ELF file");
+        // A complete header of machine 0xbeef, its segments not checked:
+        // the interpreter stops at the machine.
+        let a = arch::by_name("aarch64").unwrap();
+        let mut h = vec![0u8; 64];
+        h[..a.magic.len()].copy_from_slice(a.magic);
+        h[18..20].copy_from_slice(&0xbeefu16.to_le_bytes());
+        h[20] = 1;
+        h[52] = 64;
+        h[54] = 56;
+        h[56] = 1;
+        let p = t.path().join("machine");
+        std::fs::write(&p, &h).unwrap();
+        let (_, kind) = examine(&p).unwrap();
+        assert!(matches!(kind, FileKind::Elf(None, Ok(()))), "{kind:?}");
     }
 
     #[test]

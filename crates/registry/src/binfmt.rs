@@ -41,8 +41,9 @@ use crate::format::{EntryFile, ParseError, RegisterLine};
 pub const DEFAULT_ROOT: &str = "/proc/sys/fs/binfmt_misc";
 
 /// Names of qemu-shim's own entries start with this; entries with other
-/// names belong to someone else and are never changed by qemu-shim.
-pub const OWNED_PREFIX: &str = "qemu-shim-";
+/// names belong to someone else and are never changed by qemu-shim. (The
+/// arch table's, so that `arch::lookup` takes entry names back.)
+pub const OWNED_PREFIX: &str = crate::arch::ENTRY_PREFIX;
 
 /// The name of qemu-shim's entry for `arch` (qemu's target name):
 /// `qemu-shim-<arch>`.
@@ -106,18 +107,23 @@ impl Binfmt {
                 // when binfmt_misc is built in or its module is loaded.
                 nix::errno::Errno::ENOENT | nix::errno::Errno::ENODEV => (
                     ErrorKind::NotMounted,
-                    " (the kernel has no binfmt_misc: load it with `modprobe binfmt_misc`)",
+                    Some("the kernel has no binfmt_misc: load it with `modprobe binfmt_misc`"),
                 ),
                 nix::errno::Errno::EPERM | nix::errno::Errno::EACCES => {
-                    (ErrorKind::PermissionDenied, " (run as root)")
+                    (ErrorKind::PermissionDenied, Some("run as root"))
                 }
-                nix::errno::Errno::EROFS => (ErrorKind::ReadOnly, ""),
-                _ => (ErrorKind::Io, ""),
+                nix::errno::Errno::EROFS => (ErrorKind::ReadOnly, None),
+                _ => (ErrorKind::Io, None),
             };
             Error {
                 kind,
                 path: root.to_owned(),
-                message: format!("cannot mount binfmt_misc at {}: {io}{hint}", root.display()),
+                message: format!(
+                    "cannot mount binfmt_misc at {}: {}",
+                    root.display(),
+                    io_reason(&io)
+                ),
+                hint: hint.map(str::to_string),
                 source: Some(Box::new(io)),
             }
         })
@@ -206,6 +212,7 @@ impl Binfmt {
                 kind: ErrorKind::Invalid,
                 path,
                 message,
+                hint: None,
                 source: Some(Box::new(e)),
             });
         }
@@ -226,6 +233,7 @@ impl Binfmt {
                     path.display(),
                     text.len()
                 ),
+                hint: None,
                 source: None,
             }),
             Err(e) => Err(self.register_error(line, &path, e)),
@@ -240,26 +248,33 @@ impl Binfmt {
         let (kind, message) = match e.raw_os_error() {
             Some(nix::libc::EEXIST) => (
                 ErrorKind::Exists,
-                format!("cannot register {name:?}: {root} already has an entry of that name (remove it first)"),
+                format!("cannot register {name:?}: {root} already has an entry of that name"),
             ),
             Some(nix::libc::EINVAL) | Some(nix::libc::ENAMETOOLONG) => (
                 ErrorKind::Invalid,
-                format!("the kernel refused the register line for {name:?} written to {} ({e})", path.display()),
+                format!(
+                    "the kernel refused the register line for {name:?} written to {} ({})",
+                    path.display(),
+                    io_reason(&e)
+                ),
             ),
             // With F the kernel opens the interpreter at registration.
             Some(nix::libc::ENOENT) if self.is_mounted() => (
                 ErrorKind::NotFound,
                 format!(
-                    "cannot register {name:?}: the kernel cannot open the interpreter {} ({e})",
-                    line.interpreter
+                    "cannot register {name:?}: the kernel cannot open the interpreter {} ({})",
+                    line.interpreter,
+                    io_reason(&e)
                 ),
             ),
             _ => return Error::io("write", path, e),
         };
+        let hint = (kind == ErrorKind::Exists).then(|| "remove it first".to_string());
         Error {
             kind,
             path: path.to_owned(),
             message,
+            hint,
             source: Some(Box::new(e)),
         }
     }
@@ -289,6 +304,7 @@ impl Binfmt {
                 kind: ErrorKind::NotFound,
                 path: path.clone(),
                 message: format!("no binfmt_misc entry {name:?} in {}", self.root.display()),
+                hint: None,
                 source: Some(Box::new(e)),
             },
             _ => Error::io("write", &path, e),
@@ -319,9 +335,10 @@ impl Binfmt {
         Err(Error {
             kind: ErrorKind::NotMounted,
             path: self.root.clone(),
-            message: format!(
-                "binfmt_misc is not mounted at {root} (no register file): mount it with `mount -t binfmt_misc binfmt_misc {root}`"
-            ),
+            message: format!("binfmt_misc is not mounted at {root} (no register file)"),
+            hint: Some(format!(
+                "mount it with `mount -t binfmt_misc binfmt_misc {root}`"
+            )),
             source: None,
         })
     }
@@ -342,6 +359,7 @@ impl Binfmt {
                     "{name:?} is not a binfmt_misc entry name (in {})",
                     self.root.display()
                 ),
+                hint: None,
                 source: None,
             });
         }
@@ -358,6 +376,9 @@ pub struct Error {
     kind: ErrorKind,
     path: PathBuf,
     message: String,
+    /// What to do about it, apart from the message, so that callers print
+    /// it in their one format (`… (hint: …)`).
+    hint: Option<String>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -397,25 +418,38 @@ impl Error {
         &self.path
     }
 
+    /// What failed, without the hint.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// What to do about it, if known.
+    pub fn hint_text(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+
     /// An I/O error from `op` ("read", "write", "list") on `path`, its kind
     /// from the errno.
     fn io(op: &str, path: &Path, e: io::Error) -> Error {
         let (kind, hint) = match e.raw_os_error() {
             Some(nix::libc::EACCES) | Some(nix::libc::EPERM) => {
-                (ErrorKind::PermissionDenied, " (run as root)")
+                (ErrorKind::PermissionDenied, Some("run as root"))
             }
             Some(nix::libc::EROFS) => (
                 ErrorKind::ReadOnly,
-                " (binfmt_misc is mounted read-only, as in most containers: run this on the host)",
+                Some(
+                    "binfmt_misc is mounted read-only, as in most containers: run this on the host",
+                ),
             ),
-            Some(nix::libc::ENOENT) => (ErrorKind::NotFound, ""),
-            Some(nix::libc::EINVAL) => (ErrorKind::Invalid, ""),
-            _ => (ErrorKind::Io, ""),
+            Some(nix::libc::ENOENT) => (ErrorKind::NotFound, None),
+            Some(nix::libc::EINVAL) => (ErrorKind::Invalid, None),
+            _ => (ErrorKind::Io, None),
         };
         Error {
             kind,
             path: path.to_owned(),
-            message: format!("cannot {op} {}: {e}{hint}", path.display()),
+            message: format!("cannot {op} {}: {}", path.display(), io_reason(&e)),
+            hint: hint.map(str::to_string),
             source: Some(Box::new(e)),
         }
     }
@@ -425,14 +459,36 @@ impl Error {
             kind: ErrorKind::Malformed,
             path: path.to_owned(),
             message,
+            hint: None,
             source: source.map(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
         }
     }
 }
 
+/// `message (hint: hint)`: the CLI's one error format.
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&self.message)?;
+        if let Some(h) = &self.hint {
+            write!(f, " (hint: {h})")?;
+        }
+        Ok(())
+    }
+}
+
+/// An I/O error's reason without Rust's ` (os error N)` suffix, in lower
+/// case, as part of a sentence (the same wording as the interpreter-file
+/// library's `io_reason`, which the CLI uses for its own errors).
+fn io_reason(err: &io::Error) -> String {
+    let s = err.to_string();
+    let s = match s.find(" (os error ") {
+        Some(i) => &s[..i],
+        None => &s,
+    };
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
     }
 }
 
@@ -643,7 +699,7 @@ mod tests {
         let e = Error::io("write", p, io::Error::from_raw_os_error(nix::libc::EACCES));
         assert_eq!(
             e.to_string(),
-            "cannot write /x: Permission denied (os error 13) (run as root)"
+            "cannot write /x: permission denied (hint: run as root)"
         );
     }
 }

@@ -339,6 +339,87 @@ fn rows_are_well_formed() {
     assert!(arch::lookup("linux/unknown").is_none());
 }
 
+/// Every spelling of every row (qemu's name, Debian's, the platform names
+/// with and without `linux/`, each in upper case too, and each after
+/// `qemu-shim-`) is claimed by that row only, and `lookup` finds it: no name
+/// a user types can mean two arches (issue 18, item 3).
+#[test]
+fn every_spelling_names_exactly_one_row() {
+    let spellings = |a: &'static arch::Arch| {
+        let mut v: Vec<String> = vec![a.name.to_string()];
+        v.extend(a.debian.iter().map(|d| d.to_string()));
+        for p in a.platforms {
+            v.push(p.to_string());
+            v.push(p.strip_prefix("linux/").unwrap().to_string());
+        }
+        v
+    };
+    for a in ARCHES {
+        for s in spellings(a) {
+            let claimed: Vec<&str> = ARCHES
+                .iter()
+                .filter(|r| spellings(r).contains(&s))
+                .map(|r| r.name)
+                .collect();
+            assert_eq!(claimed, [a.name], "{s} is a spelling of {claimed:?}");
+            for typed in [
+                s.clone(),
+                s.to_uppercase(),
+                format!("qemu-shim-{s}"),
+                format!("QEMU-SHIM-{}", s.to_uppercase()),
+            ] {
+                assert_eq!(
+                    arch::lookup(&typed).map(|r| r.name),
+                    Some(a.name),
+                    "{typed}"
+                );
+            }
+        }
+    }
+    // Debian's names as quickstart and apt print them.
+    for (debian, qemu) in [
+        ("armhf", "arm"),
+        ("armel", "arm"),
+        ("ppc64el", "ppc64le"),
+        ("mips64el", "mips64el"),
+        ("powerpc", "ppc"),
+        ("loong64", "loongarch64"),
+        ("arm64", "aarch64"),
+        ("amd64", "x86_64"),
+    ] {
+        assert_eq!(arch::lookup(debian).map(|r| r.name), Some(qemu), "{debian}");
+    }
+    // The emulator's name (the distros' entries are named after it).
+    assert_eq!(
+        arch::lookup("qemu-aarch64").map(|r| r.name),
+        Some("aarch64")
+    );
+    for no in [
+        "",
+        "qemu-shim-",
+        "qemu-",
+        "linux/",
+        "arm64,riscv64",
+        "all",
+        "qemu-shim-qemu-shim-arm64",
+    ] {
+        assert!(arch::lookup(no).is_none(), "{no:?}");
+    }
+}
+
+#[test]
+fn familiar_names_and_qemu_targets() {
+    let get = |n| arch::by_name(n).unwrap();
+    assert_eq!(get("aarch64").familiar_name(), "arm64");
+    assert_eq!(get("ppc64le").familiar_name(), "ppc64el");
+    assert_eq!(get("arm").familiar_name(), "arm");
+    assert_eq!(get("sparc").familiar_name(), "sparc");
+    assert_eq!(get("i486").qemu_target(), "i386");
+    for a in ARCHES {
+        assert_eq!(format!("qemu-{}", a.qemu_target()), a.emulator);
+    }
+}
+
 #[test]
 fn every_qemu_binfmt_target_has_a_row() {
     // qemu's scripts/qemu-binfmt-conf.sh target list.

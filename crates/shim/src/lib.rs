@@ -14,7 +14,8 @@
 //! ```
 //!
 //! It only ever returns a [`Failure`]: one line for stderr and the exit code
-//! (127 when the emulator is not found, 126 for anything else). Everything
+//! (127 when the emulator, or the program's loader, is not found, 126 for
+//! anything else). Everything
 //! up to the `execve` may fail; nothing after it runs.
 #![no_std]
 #![deny(unsafe_code)]
@@ -37,14 +38,15 @@ use core::ffi::CStr;
 
 use qemu_shim_registry_core::arch::{self, Arch};
 use qemu_shim_registry_core::dispatch::{Convention, Table, FLAG_ASSUME_P};
-use qemu_shim_registry_core::elf::{Header, MAX_PHDR_BYTES};
+use qemu_shim_registry_core::elf::{self, Header, MAX_PHDR_BYTES};
 
 pub use msg::{Failure, Part};
 use sys::{CStrArray, Errno, Fd, Process};
 
 /// Exit code when the program cannot be run (the shell's "not executable").
 pub const EXIT_CANNOT_RUN: i32 = 126;
-/// Exit code when the emulator is not found (the shell's "not found").
+/// Exit code when the emulator, or the loader a dynamic program names, is
+/// not found (the shell's "not found").
 pub const EXIT_NOT_FOUND: i32 = 127;
 
 /// Bytes read from the start of the target: the ELF header and, for nearly
@@ -73,9 +75,7 @@ pub fn invocation<'a>(
     preserve_argv0: bool,
 ) -> Result<Invocation<'a>, Failure<'a>> {
     let Some(program) = argv.get(1) else {
-        return Err(Failure::new(EXIT_CANNOT_RUN, None)
-            .text("usage: qemu-shim-interp PROGRAM [ARGUMENTS...]")
-            .hint("normally the kernel starts it for foreign programs; see `qemu-shim --help`"));
+        return Err(usage());
     };
     if preserve_argv0 {
         // With P the kernel always passes argv0; a program started with an
@@ -95,6 +95,13 @@ pub fn invocation<'a>(
             rest: 2,
         })
     }
+}
+
+/// The usage line, for a person who ran the interpreter by hand.
+fn usage<'a>() -> Failure<'a> {
+    Failure::new(EXIT_CANNOT_RUN, None)
+        .text("usage: qemu-shim-interp PROGRAM [ARGUMENTS...]")
+        .hint("normally the kernel starts it for foreign programs; see `qemu-shim --help`")
 }
 
 /// Where the target's bytes come from: the kernel's descriptor (flags O or
@@ -117,6 +124,8 @@ pub struct Target {
     pub head: [u8; HEAD_BYTES],
     pub len: usize,
     pub arch: &'static Arch,
+    /// Where its loader path (PT_INTERP) lies in the file, if it has one.
+    pub interp: Option<(u64, u64)>,
 }
 
 /// Reads, validates and classifies the target's header from `fd`.
@@ -148,18 +157,26 @@ pub fn inspect(fd: Fd, program: &CStr) -> Result<Target, Failure<'_>> {
         .ok()
         .and_then(|o| Some(o..o.checked_add(plen)?))
         .and_then(|r| bytes.get(r));
-    match in_head {
-        Some(phdrs) => header.check_segments(phdrs, info.size).map_err(elf_fail)?,
+    let interp = match in_head {
+        Some(phdrs) => {
+            header.check_segments(phdrs, info.size).map_err(elf_fail)?;
+            header.interp_range(phdrs)
+        }
         None => {
             let mut more = [0u8; MAX_PHDR_BYTES];
             let want = more.get_mut(..plen).unwrap_or(&mut []);
             let got = sys::pread_full(fd, want, off).map_err(|e| fail(e, "cannot read"))?;
-            header
-                .check_segments(want.get(..got).unwrap_or(&[]), info.size)
-                .map_err(elf_fail)?;
+            let phdrs = want.get(..got).unwrap_or(&[]);
+            header.check_segments(phdrs, info.size).map_err(elf_fail)?;
+            header.interp_range(phdrs)
         }
-    }
-    Ok(Target { head, len, arch })
+    };
+    Ok(Target {
+        head,
+        len,
+        arch,
+        interp,
+    })
 }
 
 /// Everything the interpreter does for one exec. Returns only on failure.
@@ -196,6 +213,10 @@ fn try_run<'a>(p: &Process<'a>) -> Result<Never, Failure<'a>> {
         Some(fd) => Source::KernelFd(off_stdio(fd, false, aux.secure, inv.program)?),
         None => match sys::open_read(inv.program) {
             Ok(fd) => Source::Opened(off_stdio(fd, true, false, inv.program)?),
+            // `qemu-shim-interp --help` by hand: no such program, and an
+            // option is what was meant. Only once the open failed: the
+            // kernel may well start a program whose path is `--help`.
+            Err(Errno::ENOENT) if inv.program.to_bytes().starts_with(b"-") => return Err(usage()),
             Err(e) => {
                 return Err(Failure::new(EXIT_CANNOT_RUN, Some(inv.program))
                     .text("cannot open")
@@ -210,7 +231,22 @@ fn try_run<'a>(p: &Process<'a>) -> Result<Never, Failure<'a>> {
             return Err(f);
         }
     };
-    if let Some(Convention::Carried(c)) = table.find(target.arch.name).map(|e| e.convention) {
+    let convention = table.find(target.arch.name).map(|e| e.convention);
+    // qemu runs it: carried, by path, or (no table: run by hand from the
+    // build tree) Debian's from /usr/bin. Not box64 or FEX, which find
+    // x86 loaders their own way.
+    let qemu = match convention {
+        Some(Convention::Carried(_) | Convention::ExecByPath) => true,
+        None => table.is_empty(),
+        Some(_) => false,
+    };
+    if qemu {
+        if let Err(f) = check_loader(&target, &inv, &p.envp, aux.secure) {
+            sys::close(source.fd());
+            return Err(f);
+        }
+    }
+    if let Some(Convention::Carried(c)) = convention {
         return start_carried(p, &c, &source, &inv, p_layout);
     }
 
@@ -228,6 +264,128 @@ fn try_run<'a>(p: &Process<'a>) -> Result<Never, Failure<'a>> {
             .hint("install with carried emulators (the default) to run setuid programs"));
     }
     exec_emulator(&table, target.arch, &inv, &p.argv, &p.envp)
+}
+
+/// Where qemu builds look a guest's loader up when it is not at its own
+/// path (qemu's `--interp-prefix`; `%M`, its target name, is appended):
+/// Debian's and Ubuntu's `/etc/qemu-binfmt/%M` (the emulators qemu-shim
+/// installs from), qemu's own default `/usr/gnemul/qemu-%M`, and Red Hat's
+/// packaging's `--interp-prefix=%{_prefix}/qemu-%M`. Only looked at when
+/// the loader is missing: free for programs that run.
+const LOADER_PREFIXES: [&str; 3] = ["/etc/qemu-binfmt/", "/usr/gnemul/qemu-", "/usr/qemu-"];
+
+/// Refuses, with a reason and a fix, a dynamically linked program whose
+/// loader (PT_INTERP) qemu will not find: not at its own path, nor under a
+/// loader prefix, and `QEMU_LD_PREFIX` not set. qemu would fail on it
+/// anyway, later and in its own words (`Could not open
+/// '/lib/ld-linux-aarch64.so.1': No such file or directory`, exit 255).
+///
+/// It must never refuse what qemu would run, so it refuses only when every
+/// lookup answers ENOENT or ENOTDIR. Anything else lets qemu decide: no
+/// PT_INTERP (static programs: no lookup at all), a loader path outside
+/// the 4 KiB already read, relative (qemu opens it from the working
+/// directory, without prefix), too long, without its NUL, any other error
+/// (EACCES, ELOOP, EIO…), or `QEMU_LD_PREFIX` in the environment (qemu then
+/// looks under that, in ways not worth repeating here). A qemu built with a
+/// prefix not in [`LOADER_PREFIXES`] whose loaders live only there would be
+/// refused: set `QEMU_LD_PREFIX` for it (the README says so). Cost: one
+/// `stat` for a dynamic program whose loader is there, the usual case.
+///
+/// setuid/setgid programs (`secure`): the check runs with the program's
+/// credentials, and that is safe. `stat` resolves paths with the effective
+/// ids, which the emulator will open the loader with; `access(2)` would
+/// answer for the real user instead, the wrong question. The paths looked
+/// up are the program's own PT_INTERP, read from the kernel's descriptor
+/// (not a path the user could swap), and fixed prefixes: the user chooses
+/// none of them, and learns only that the loader is missing, which qemu's
+/// own failure would say too. `QEMU_LD_PREFIX` is not consulted there: this
+/// interpreter drops every `QEMU_*` variable for such programs, so qemu
+/// looks only at its default prefix, and the hint does not offer it.
+fn check_loader<'a>(
+    target: &Target,
+    inv: &Invocation<'a>,
+    envp: &CStrArray<'a>,
+    secure: bool,
+) -> Result<(), Failure<'a>> {
+    let Some((off, size)) = target.interp else {
+        return Ok(());
+    };
+    let head = target.head.get(..target.len).unwrap_or(&[]);
+    let Some(loader) = elf::interp_path(head, off, size) else {
+        return Ok(());
+    };
+    if !loader.starts_with(b"/") {
+        return Ok(());
+    }
+    if !secure
+        && envp
+            .iter_from(0)
+            .any(|e| e.to_bytes().starts_with(b"QEMU_LD_PREFIX="))
+    {
+        return Ok(());
+    }
+    let mut buf = [0u8; PATH_BUF];
+    if !absent(&mut buf, &[loader]) {
+        return Ok(());
+    }
+    let qemu_target = target.arch.qemu_target();
+    for prefix in LOADER_PREFIXES {
+        if !absent(
+            &mut buf,
+            &[prefix.as_bytes(), qemu_target.as_bytes(), loader],
+        ) {
+            return Ok(());
+        }
+    }
+    // The message quotes the path after `target` is gone.
+    let Ok(shown) = sys::copy_to_static(loader) else {
+        return Ok(());
+    };
+    let f = Failure::new(EXIT_NOT_FOUND, Some(inv.program))
+        .text("needs the ")
+        .text(target.arch.familiar_name())
+        .text(" loader ")
+        .bytes(shown)
+        .text(", which is not here");
+    Err(if secure {
+        f.hint_then(
+            "run it inside its root file system, or populate /etc/qemu-binfmt/",
+            qemu_target,
+        )
+    } else {
+        f.hint_then(
+            "run it inside its root file system, or set QEMU_LD_PREFIX / populate /etc/qemu-binfmt/",
+            qemu_target,
+        )
+    })
+}
+
+/// Whether the path made of `parts` certainly names nothing: `stat` says
+/// ENOENT or ENOTDIR. A path that does not fit in `buf` is not known to be
+/// absent.
+fn absent(buf: &mut [u8; PATH_BUF], parts: &[&[u8]]) -> bool {
+    let mut len = 0usize;
+    for part in parts {
+        let Some(dst) = len
+            .checked_add(part.len())
+            .and_then(|end| buf.get_mut(len..end))
+        else {
+            return false;
+        };
+        dst.copy_from_slice(part);
+        len += part.len();
+    }
+    let Some(nul) = buf.get_mut(len) else {
+        return false;
+    };
+    *nul = 0;
+    let Some(path) = buf
+        .get(..=len)
+        .and_then(|b| CStr::from_bytes_with_nul(b).ok())
+    else {
+        return false;
+    };
+    matches!(sys::exists(path), Err(Errno::ENOENT | Errno::ENOTDIR))
 }
 
 /// Keeps the program's descriptor off standard input, output and error.

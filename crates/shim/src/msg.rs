@@ -98,6 +98,8 @@ pub struct Failure<'a> {
     parts: [Part<'a>; MAX_PARTS],
     len: usize,
     hint: Option<&'static str>,
+    /// Appended to the hint: a name from the static arch table.
+    hint_tail: &'static str,
 }
 
 /// Room kept for the hint and the newline when the reason is long.
@@ -112,6 +114,7 @@ impl<'a> Failure<'a> {
             parts: [Part::Text(""); MAX_PARTS],
             len: 0,
             hint: None,
+            hint_tail: "",
         }
     }
 
@@ -148,6 +151,14 @@ impl<'a> Failure<'a> {
     /// Sets the hint shown after the reason.
     pub fn hint(mut self, hint: &'static str) -> Failure<'a> {
         self.hint = Some(hint);
+        self
+    }
+
+    /// Sets the hint shown after the reason: `hint` then `tail` (an arch
+    /// name, say; hints are static text, so a variable end comes apart).
+    pub fn hint_then(mut self, hint: &'static str, tail: &'static str) -> Failure<'a> {
+        self.hint = Some(hint);
+        self.hint_tail = tail;
         self
     }
 
@@ -188,6 +199,8 @@ impl<'a> Failure<'a> {
             line.push(b" (hint: ");
             let room = (LINE_MAX - 2).saturating_sub(line.len);
             push_bounded(&mut line, h.as_bytes(), room);
+            let room = (LINE_MAX - 2).saturating_sub(line.len);
+            push_bounded(&mut line, self.hint_tail.as_bytes(), room);
             line.push(b")");
         }
         line.push(b"\n");
@@ -240,6 +253,17 @@ mod tests {
             b"qemu-shim: /bin/prog: no emulator for aarch64 (hint: install it)\n"
         );
         assert_eq!(f.code(), 127);
+    }
+
+    #[test]
+    fn a_hint_can_end_with_a_name_from_the_table() {
+        let f = Failure::new(127, Some(c"/p"))
+            .text("x")
+            .hint_then("populate /etc/qemu-binfmt/", "aarch64");
+        assert_eq!(
+            f.render().as_bytes(),
+            b"qemu-shim: /p: x (hint: populate /etc/qemu-binfmt/aarch64)\n"
+        );
     }
 
     #[test]

@@ -66,6 +66,7 @@ mod nr {
     pub const MREMAP: usize = 25;
     pub const FCNTL: usize = 72;
     pub const OPENAT: usize = 257;
+    pub const NEWFSTATAT: usize = 262;
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -81,6 +82,7 @@ mod nr {
     pub const MPROTECT: usize = 226;
     pub const MREMAP: usize = 216;
     pub const FCNTL: usize = 25;
+    pub const NEWFSTATAT: usize = 79;
 }
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
@@ -281,22 +283,46 @@ pub fn fstat(fd: Fd) -> Result<FileInfo, Errno> {
     Ok(FileInfo { size, mode })
 }
 
+/// Whether `path` names something, as `stat(2)` (relative to the working
+/// directory, following symbolic links): `Ok` when it does, else the
+/// error (ENOENT: nothing there).
+///
+/// `stat` resolves the path with the process's effective (file system)
+/// ids, the ones the emulator will open the file with; `access(2)` would
+/// use the real ids, which differ in a setuid program (see `check_loader`
+/// in lib.rs for why this check is safe there).
+pub fn exists(path: &CStr) -> Result<(), Errno> {
+    // struct stat is at most 144 bytes (x86_64); see `fstat`.
+    let mut st = [0u64; 18];
+    // SAFETY: `path` is NUL-terminated and lives across the call; `st` is
+    // a live, writable buffer large enough for either layout of struct
+    // stat.
+    check(unsafe {
+        syscall6(
+            nr::NEWFSTATAT,
+            [
+                AT_FDCWD as usize,
+                path.as_ptr() as usize,
+                st.as_mut_ptr() as usize,
+                0,
+                0,
+                0,
+            ],
+        )
+    })
+    .map(|_| ())
+}
+
 const PROT_READ: usize = 1;
 const PROT_WRITE: usize = 2;
 const MAP_PRIVATE: usize = 0x02;
 const MAP_ANONYMOUS: usize = 0x20;
 
-/// Maps `n` zeroed pointer-sized slots of fresh memory. The interpreter
-/// never frees it: the process is replaced by `execve` or exits.
-pub fn map_slots(n: usize) -> Result<&'static mut [*const u8], Errno> {
-    let bytes = n
-        .checked_mul(core::mem::size_of::<usize>())
-        .ok_or(Errno::E2BIG)?;
-    if bytes == 0 {
-        return Ok(&mut []);
-    }
+/// Maps `bytes` zeroed bytes of fresh memory and returns its address. The
+/// interpreter never frees it: the process is replaced by `execve` or exits.
+fn map_zeroed(bytes: usize) -> Result<usize, Errno> {
     // SAFETY: an anonymous private mapping touches no existing memory.
-    let addr = check(unsafe {
+    check(unsafe {
         syscall6(
             nr::MMAP,
             [
@@ -308,11 +334,36 @@ pub fn map_slots(n: usize) -> Result<&'static mut [*const u8], Errno> {
                 0,
             ],
         )
-    })?;
+    })
+}
+
+/// Maps `n` zeroed pointer-sized slots of fresh memory (see [`map_zeroed`]).
+pub fn map_slots(n: usize) -> Result<&'static mut [*const u8], Errno> {
+    let bytes = n
+        .checked_mul(core::mem::size_of::<usize>())
+        .ok_or(Errno::E2BIG)?;
+    if bytes == 0 {
+        return Ok(&mut []);
+    }
+    let addr = map_zeroed(bytes)?;
     // SAFETY: the kernel returned a fresh, page-aligned, zero-filled mapping
     // of `bytes` bytes that nothing else refers to; null pointers are valid
     // `*const u8` values, so the zeroed slots are initialised.
     Ok(unsafe { core::slice::from_raw_parts_mut(addr as *mut *const u8, n) })
+}
+
+/// A copy of `src` in fresh memory that lives as long as the process: for
+/// bytes a failure message quotes after the buffer they came from is gone.
+pub fn copy_to_static(src: &[u8]) -> Result<&'static [u8], Errno> {
+    if src.is_empty() {
+        return Ok(&[]);
+    }
+    let addr = map_zeroed(src.len())?;
+    // SAFETY: the kernel returned a fresh, zero-filled (so initialised)
+    // mapping of `src.len()` bytes that nothing else refers to.
+    let dst = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, src.len()) };
+    dst.copy_from_slice(src);
+    Ok(dst)
 }
 
 /// Replaces the process with `path`. Returns only on failure, hence the

@@ -36,6 +36,11 @@ pub struct Arch {
     pub emulator: &'static str,
     /// docker/OCI platform names for this arch, canonical first (may be empty).
     pub platforms: &'static [&'static str],
+    /// Debian's names for this arch (`dpkg --print-architecture`, including
+    /// the ports), in the order users meet them; empty where Debian has none.
+    /// Source: Debian's `dpkg` arch table (`/usr/share/dpkg/cputable` and
+    /// the ports list); armhf and armel are two ABIs of the one `arm` row.
+    pub debian: &'static [&'static str],
     /// Offset of `magic` in the file (the kernel allows offset + len <= 256).
     pub offset: usize,
     /// Bytes the kernel compares after masking.
@@ -64,7 +69,42 @@ impl Arch {
     pub fn platform(&self) -> Option<&'static str> {
         self.platforms.first().copied()
     }
+
+    /// The name a user most likely knows the arch by, for messages: its
+    /// Debian name when Debian has exactly one (`arm64`, `ppc64el`,
+    /// `amd64`), else qemu's (`arm`, which is armhf or armel; `sparc`).
+    pub fn familiar_name(&self) -> &'static str {
+        match self.debian {
+            [one] => one,
+            _ => self.name,
+        }
+    }
+
+    /// qemu's target name as qemu itself spells it in paths such as its
+    /// loader prefix `/etc/qemu-binfmt/<target>`: the emulator's name
+    /// without `qemu-` (i486 programs run on qemu-i386, so `i386`).
+    pub fn qemu_target(&self) -> &'static str {
+        self.emulator.strip_prefix("qemu-").unwrap_or(self.name)
+    }
+
+    /// Whether `name` (already without `qemu-shim-`) is one of this row's
+    /// spellings, ignoring ASCII case: qemu's name, a Debian name, a
+    /// platform name, or a platform name without its `linux/` part.
+    fn answers_to(&self, name: &str) -> bool {
+        let eq = |s: &str| s.eq_ignore_ascii_case(name);
+        eq(self.name)
+            || self.debian.iter().any(|d| eq(d))
+            || self
+                .platforms
+                .iter()
+                .any(|p| eq(p) || p.strip_prefix("linux/").is_some_and(eq))
+    }
 }
+
+/// The prefix of every binfmt_misc entry qemu-shim registers
+/// (`qemu-shim-aarch64`); status shows entries by that name, so users
+/// type it back.
+pub const ENTRY_PREFIX: &str = "qemu-shim-";
 
 // ELF header fields the rows compare (System V gABI, "ELF Header").
 const ELFCLASS32: u8 = 1;
@@ -263,6 +303,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "i386",
         emulator: "qemu-i386",
+        debian: &["i386"],
         platforms: &["linux/386"],
         offset: 0,
         magic: &magic(ELFCLASS32, LE, EM_386),
@@ -272,6 +313,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "i486",
         emulator: "qemu-i386",
+        debian: &[],
         platforms: &[],
         offset: 0,
         magic: &magic(ELFCLASS32, LE, EM_486),
@@ -281,6 +323,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "alpha",
         emulator: "qemu-alpha",
+        debian: &["alpha"],
         platforms: &[],
         offset: 0,
         magic: &magic(ELFCLASS64, LE, EM_ALPHA),
@@ -290,6 +333,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "arm",
         emulator: "qemu-arm",
+        debian: &["armhf", "armel"],
         platforms: &["linux/arm/v7", "linux/arm", "linux/arm/v6", "linux/arm/v5"],
         offset: 0,
         magic: &magic(ELFCLASS32, LE, EM_ARM),
@@ -299,6 +343,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "armeb",
         emulator: "qemu-armeb",
+        debian: &[],
         platforms: &[],
         offset: 0,
         magic: &magic(ELFCLASS32, BE, EM_ARM),
@@ -308,6 +353,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "sparc",
         emulator: "qemu-sparc",
+        debian: &[],
         platforms: &[],
         offset: 0,
         magic: &magic(ELFCLASS32, BE, EM_SPARC),
@@ -317,6 +363,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "sparc32plus",
         emulator: "qemu-sparc32plus",
+        debian: &[],
         platforms: &[],
         offset: 0,
         magic: &magic(ELFCLASS32, BE, EM_SPARC32PLUS),
@@ -326,6 +373,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "sparc64",
         emulator: "qemu-sparc64",
+        debian: &["sparc64"],
         platforms: &[],
         offset: 0,
         magic: &magic(ELFCLASS64, BE, EM_SPARCV9),
@@ -335,6 +383,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "ppc",
         emulator: "qemu-ppc",
+        debian: &["powerpc"],
         platforms: &[],
         offset: 0,
         magic: &magic(ELFCLASS32, BE, EM_PPC),
@@ -344,6 +393,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "ppc64",
         emulator: "qemu-ppc64",
+        debian: &["ppc64"],
         platforms: &["linux/ppc64"],
         offset: 0,
         magic: &magic(ELFCLASS64, BE, EM_PPC64),
@@ -353,6 +403,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "ppc64le",
         emulator: "qemu-ppc64le",
+        debian: &["ppc64el"],
         platforms: &["linux/ppc64le"],
         offset: 0,
         magic: &magic(ELFCLASS64, LE, EM_PPC64),
@@ -362,6 +413,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "m68k",
         emulator: "qemu-m68k",
+        debian: &["m68k"],
         platforms: &[],
         offset: 0,
         magic: &magic(ELFCLASS32, BE, EM_68K),
@@ -371,6 +423,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "mips",
         emulator: "qemu-mips",
+        debian: &["mips"],
         platforms: &["linux/mips"],
         offset: 0,
         magic: &mips32_magic(BE, false),
@@ -380,6 +433,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "mipsel",
         emulator: "qemu-mipsel",
+        debian: &["mipsel"],
         platforms: &["linux/mipsle"],
         offset: 0,
         magic: &mips32_magic(LE, false),
@@ -389,6 +443,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "mipsn32",
         emulator: "qemu-mipsn32",
+        debian: &[],
         platforms: &[],
         offset: 0,
         magic: &mips32_magic(BE, true),
@@ -398,6 +453,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "mipsn32el",
         emulator: "qemu-mipsn32el",
+        debian: &[],
         platforms: &[],
         offset: 0,
         magic: &mips32_magic(LE, true),
@@ -407,6 +463,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "mips64",
         emulator: "qemu-mips64",
+        debian: &[],
         platforms: &["linux/mips64"],
         offset: 0,
         magic: &magic(ELFCLASS64, BE, EM_MIPS),
@@ -416,6 +473,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "mips64el",
         emulator: "qemu-mips64el",
+        debian: &["mips64el"],
         platforms: &["linux/mips64le"],
         offset: 0,
         magic: &magic(ELFCLASS64, LE, EM_MIPS),
@@ -425,6 +483,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "sh4",
         emulator: "qemu-sh4",
+        debian: &["sh4"],
         platforms: &[],
         offset: 0,
         magic: &magic(ELFCLASS32, LE, EM_SH),
@@ -434,6 +493,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "sh4eb",
         emulator: "qemu-sh4eb",
+        debian: &[],
         platforms: &[],
         offset: 0,
         magic: &magic(ELFCLASS32, BE, EM_SH),
@@ -443,6 +503,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "s390x",
         emulator: "qemu-s390x",
+        debian: &["s390x"],
         platforms: &["linux/s390x"],
         offset: 0,
         magic: &magic(ELFCLASS64, BE, EM_S390),
@@ -452,6 +513,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "aarch64",
         emulator: "qemu-aarch64",
+        debian: &["arm64"],
         platforms: &["linux/arm64", "linux/arm64/v8"],
         offset: 0,
         magic: &magic(ELFCLASS64, LE, EM_AARCH64),
@@ -461,6 +523,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "aarch64_be",
         emulator: "qemu-aarch64_be",
+        debian: &[],
         platforms: &[],
         offset: 0,
         magic: &magic(ELFCLASS64, BE, EM_AARCH64),
@@ -470,6 +533,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "hppa",
         emulator: "qemu-hppa",
+        debian: &["hppa"],
         platforms: &[],
         offset: 0,
         magic: &magic(ELFCLASS32, BE, EM_PARISC),
@@ -479,6 +543,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "riscv32",
         emulator: "qemu-riscv32",
+        debian: &[],
         platforms: &[],
         offset: 0,
         magic: &magic(ELFCLASS32, LE, EM_RISCV),
@@ -488,6 +553,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "riscv64",
         emulator: "qemu-riscv64",
+        debian: &["riscv64"],
         platforms: &["linux/riscv64"],
         offset: 0,
         magic: &magic(ELFCLASS64, LE, EM_RISCV),
@@ -497,6 +563,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "xtensa",
         emulator: "qemu-xtensa",
+        debian: &[],
         platforms: &[],
         offset: 0,
         magic: &magic(ELFCLASS32, LE, EM_XTENSA),
@@ -506,6 +573,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "xtensaeb",
         emulator: "qemu-xtensaeb",
+        debian: &[],
         platforms: &[],
         offset: 0,
         magic: &magic(ELFCLASS32, BE, EM_XTENSA),
@@ -515,6 +583,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "microblaze",
         emulator: "qemu-microblaze",
+        debian: &[],
         platforms: &[],
         offset: 0,
         magic: &magic(ELFCLASS32, BE, EM_MICROBLAZE),
@@ -524,6 +593,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "microblazeel",
         emulator: "qemu-microblazeel",
+        debian: &[],
         platforms: &[],
         offset: 0,
         magic: &magic(ELFCLASS32, LE, EM_MICROBLAZE),
@@ -533,6 +603,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "or1k",
         emulator: "qemu-or1k",
+        debian: &[],
         platforms: &[],
         offset: 0,
         magic: &magic(ELFCLASS32, BE, EM_OPENRISC),
@@ -542,6 +613,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "x86_64",
         emulator: "qemu-x86_64",
+        debian: &["amd64"],
         platforms: &[
             "linux/amd64",
             "linux/amd64/v2",
@@ -556,6 +628,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "hexagon",
         emulator: "qemu-hexagon",
+        debian: &[],
         platforms: &[],
         offset: 0,
         magic: &magic(ELFCLASS32, LE, EM_QDSP6),
@@ -565,6 +638,7 @@ pub static ARCHES: &[Arch] = &[
     Arch {
         name: "loongarch64",
         emulator: "qemu-loongarch64",
+        debian: &["loong64"],
         platforms: &["linux/loong64"],
         offset: 0,
         magic: &magic(ELFCLASS64, LE, EM_LOONGARCH),
@@ -584,20 +658,30 @@ pub fn by_name(name: &str) -> Option<&'static Arch> {
     ARCHES.iter().find(|a| a.name == name)
 }
 
-/// The row for a name as users write it: qemu's target name (`aarch64`),
-/// any of its platform names (`linux/arm64`), or a platform name without its
-/// `linux/` part, as docker and podman write arches (`arm64`, `amd64`,
-/// `386`, `arm/v7`, `mips64le`). No bare name is ambiguous: where a bare
-/// platform name is also a qemu name (`arm`, `mips`, `ppc64le`, `s390x`,
-/// `riscv64`), both name the same row.
+/// The row for a name as users write it, ignoring ASCII case: qemu's target
+/// name (`aarch64`), a Debian arch name (`arm64`, `armhf`, `ppc64el`), any of
+/// its platform names (`linux/arm64`), a platform name without its `linux/`
+/// part, as docker and podman write arches (`arm64`, `amd64`, `386`,
+/// `arm/v7`, `mips64le`), or any of these after `qemu-shim-` (our entry
+/// names, as status shows them) or `qemu-` (the emulator's, and the
+/// distros' entry names). No name is ambiguous: where one spelling is used
+/// by two schemes (`arm`, `mips`, `i386`, `s390x`, `riscv64`), all name the
+/// same row (the tests check every spelling of every row).
 pub fn lookup(name: &str) -> Option<&'static Arch> {
-    by_name(name)
-        .or_else(|| ARCHES.iter().find(|a| a.platforms.contains(&name)))
-        .or_else(|| {
-            ARCHES.iter().find(|a| {
-                a.platforms
-                    .iter()
-                    .any(|p| p.strip_prefix("linux/") == Some(name))
-            })
-        })
+    let find = |n: &str| ARCHES.iter().find(|a| a.answers_to(n));
+    find(name).or_else(|| {
+        let rest = strip_prefix_ignore_case(name, ENTRY_PREFIX)
+            .or_else(|| strip_prefix_ignore_case(name, "qemu-"))?;
+        find(rest)
+    })
+}
+
+/// `s` without `prefix`, compared ignoring ASCII case.
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    if head.eq_ignore_ascii_case(prefix) {
+        s.get(prefix.len()..)
+    } else {
+        None
+    }
 }

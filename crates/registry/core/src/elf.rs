@@ -15,6 +15,8 @@ pub const EI_NIDENT: usize = 16;
 pub const MAX_PHDR_BYTES: usize = 4096;
 
 const PT_LOAD: u32 = 1;
+/// The segment naming the program's loader (its "program interpreter").
+const PT_INTERP: u32 = 3;
 /// Segment flag: writable.
 const PF_W: u32 = 2;
 const ET_EXEC: u16 = 2;
@@ -305,6 +307,48 @@ impl Header {
     }
 }
 
+impl Header {
+    /// Where the program's loader path (its PT_INTERP segment) lies in the
+    /// file: offset and size in bytes, from `phdrs` (the table, as for
+    /// [`Header::check_segments`]). `None` for a program without one (a
+    /// static program), with more than one (no guess at which counts), or
+    /// when the table cannot be read.
+    pub fn interp_range(&self, phdrs: &[u8]) -> Option<(u64, u64)> {
+        let r = Reader {
+            buf: phdrs,
+            data: self.data,
+        };
+        let mut found = None;
+        for i in 0..usize::from(self.phnum) {
+            let at = i.checked_mul(usize::from(self.phentsize))?;
+            if r.u32(at).ok()? != PT_INTERP {
+                continue;
+            }
+            let range = match self.class {
+                Class::Elf32 => (r.u32(at + 4).ok()?.into(), r.u32(at + 16).ok()?.into()),
+                Class::Elf64 => (r.u64(at + 8).ok()?, r.u64(at + 32).ok()?),
+            };
+            if found.replace(range).is_some() {
+                return None;
+            }
+        }
+        found
+    }
+}
+
+/// The loader path in a PT_INTERP segment of `size` bytes at `offset`,
+/// read from `head` (the file's first bytes): the bytes before its first
+/// NUL, as qemu reads it. `None` when the segment is not all within
+/// `head`, holds no NUL (qemu refuses that program itself), or names an
+/// empty path.
+pub fn interp_path(head: &[u8], offset: u64, size: u64) -> Option<&[u8]> {
+    let start = usize::try_from(offset).ok()?;
+    let end = start.checked_add(usize::try_from(size).ok()?)?;
+    let seg = head.get(start..end)?;
+    let nul = seg.iter().position(|&b| b == 0)?;
+    seg.get(..nul).filter(|p| !p.is_empty())
+}
+
 struct Segment {
     kind: u32,
     flags: u32,
@@ -366,4 +410,68 @@ pub fn validate(buf: &[u8], file_size: u64) -> Result<Header, ElfError> {
     };
     h.check_segments(phdrs, file_size)?;
     Ok(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An ELF64 little-endian header at 0 with its table at 64, the given
+    /// program headers (type, offset, size), and `tail` at 0x200.
+    fn file64(phdrs: &[(u32, u64, u64)], tail: &[u8]) -> [u8; 1024] {
+        let mut f = [0u8; 1024];
+        f[..4].copy_from_slice(b"\x7fELF");
+        f[4] = 2;
+        f[5] = 1;
+        f[6] = 1;
+        f[16..18].copy_from_slice(&3u16.to_le_bytes());
+        f[18..20].copy_from_slice(&183u16.to_le_bytes());
+        f[20..24].copy_from_slice(&1u32.to_le_bytes());
+        f[32..40].copy_from_slice(&64u64.to_le_bytes());
+        f[52..54].copy_from_slice(&64u16.to_le_bytes());
+        f[54..56].copy_from_slice(&56u16.to_le_bytes());
+        f[56..58].copy_from_slice(&(phdrs.len() as u16).to_le_bytes());
+        for (i, &(kind, off, size)) in phdrs.iter().enumerate() {
+            let at = 64 + i * 56;
+            f[at..at + 4].copy_from_slice(&kind.to_le_bytes());
+            f[at + 8..at + 16].copy_from_slice(&off.to_le_bytes());
+            f[at + 32..at + 40].copy_from_slice(&size.to_le_bytes());
+        }
+        f[0x200..0x200 + tail.len()].copy_from_slice(tail);
+        f
+    }
+
+    fn loader(f: &[u8]) -> Option<&[u8]> {
+        let h = Header::parse(f).unwrap();
+        let (off, len) = h.phdr_range();
+        let phdrs = &f[off as usize..off as usize + len];
+        let (o, n) = h.interp_range(phdrs)?;
+        interp_path(f, o, n)
+    }
+
+    const LD: &[u8] = b"/lib/ld-linux-aarch64.so.1\0";
+
+    #[test]
+    fn the_loader_path_is_read_up_to_its_nul() {
+        let f = file64(
+            &[(PT_LOAD, 0, 1024), (PT_INTERP, 0x200, LD.len() as u64)],
+            LD,
+        );
+        assert_eq!(loader(&f), Some(&b"/lib/ld-linux-aarch64.so.1"[..]));
+    }
+
+    #[test]
+    fn no_loader_path_when_there_is_no_clear_one() {
+        // Static: no PT_INTERP.
+        assert_eq!(loader(&file64(&[(PT_LOAD, 0, 1024)], LD)), None);
+        // Two PT_INTERP: not guessed at.
+        let two = [(PT_INTERP, 0x200, 27), (PT_INTERP, 0x200, 27)];
+        assert_eq!(loader(&file64(&two, LD)), None);
+        // Beyond what was read, or overflowing.
+        assert_eq!(loader(&file64(&[(PT_INTERP, 0x3f0, 27)], LD)), None);
+        assert_eq!(loader(&file64(&[(PT_INTERP, u64::MAX, 2)], LD)), None);
+        // No NUL within the segment, or an empty path.
+        assert_eq!(loader(&file64(&[(PT_INTERP, 0x200, 5)], LD)), None);
+        assert_eq!(loader(&file64(&[(PT_INTERP, 0x200, 4)], b"\0abc")), None);
+    }
 }
