@@ -16,7 +16,7 @@
 use std::process::Command;
 
 use qemu_shim_suite::host_table::HostTable;
-use qemu_shim_suite::{captured, cli, fixtures_dir, Captured, Scratch, CAP_SH};
+use qemu_shim_suite::{assert_runs, captured, cli, fixtures_dir, Captured, Scratch, CAP_SH};
 
 /// The installer image the tests run.
 fn image() -> String {
@@ -260,4 +260,211 @@ fn host_table_podman_installer_image_foreign_images_builds_and_embedding() {
     ok("uninstall");
     assert_eq!(owned(&ok("after-uninstall")), 0);
     assert_eq!(ok("lib-after").stdout, "", "uninstall left files");
+}
+
+/// An arm64 busybox root file system as a tarball (`$S/arm64.tar`), and the
+/// host's registration of qemu-shim (`register`: the release CLI installs
+/// aarch64 in the host's table, the interpreter file in `$S/lib`, through a
+/// binfmt_misc mount in a mount namespace of its own, so the host's mounts
+/// stay as they are). For the scenarios below.
+const ARM64_AND_REGISTER: &str = r#"
+d=$S/rootfs-arm64
+mkdir -p "$d/bin"
+cp "$FIX/busybox/arm64/busybox" "$d/bin/"
+for a in sh uname; do ln -s busybox "$d/bin/$a"; done
+tar -C "$d" -cf "$S/arm64.tar" .
+chmod 0644 "$S/arm64.tar"
+: >"$S/empty.toml"
+register() {
+	unshare --mount -- sh -euc 'mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+		exec "$CLI" install aarch64 --emulator-dir "$EMUS" --install-dir "$S/lib" --config "$S/empty.toml" --quiet'
+}
+"#;
+
+/// Runs `script` with bash after [`CAP_SH`] and [`ARM64_AND_REGISTER`],
+/// with the variables the scenarios use; asserts the script itself (its
+/// setup, and its cleanup trap) succeeded.
+fn scenario(s: &Scratch, script: &str, env: &[(&str, &str)]) {
+    let caps = s.join("caps");
+    std::fs::create_dir_all(&caps).unwrap();
+    let o = Command::new("bash")
+        .args(["-euc", &format!("{CAP_SH}{ARM64_AND_REGISTER}{script}")])
+        .env("PODMAN", PODMAN)
+        .env("IMAGE", image())
+        .env("CLI", cli())
+        .env("EMUS", qemu_shim_suite::emulator_dir())
+        .env("FIX", fixtures_dir())
+        .env("BB", qemu_shim_suite::busybox("arm64"))
+        .env("S", s.path())
+        .env("CAPS", &caps)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("spawn bash");
+    assert!(
+        o.status.success(),
+        "the scenario's setup or cleanup failed:\n{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A label for the containers a test starts, unique to its scratch
+/// directory: what it leaves behind can be told from what tests running
+/// beside it (other checkouts' too) hold at the moment.
+fn label(s: &Scratch) -> String {
+    let name = s.path().file_name().unwrap().to_string_lossy();
+    format!("qemu-shim-test={name}")
+}
+
+/// The containers labelled [`label`] that podman still holds.
+fn left_behind(s: &Scratch) -> String {
+    let o = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "{PODMAN} ps -a --filter label={} --format '{{{{.ID}}}} {{{{.Names}}}}'",
+                label(s)
+            ),
+        ])
+        .output()
+        .expect("run podman");
+    assert!(
+        o.status.success(),
+        "podman ps: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Panics unless the installer image is there.
+fn require_image() {
+    let image = image();
+    let have = Command::new("sh")
+        .args(["-c", &format!("{PODMAN} image exists {image}")])
+        .status()
+        .expect("run podman");
+    assert!(
+        have.success(),
+        "no image {image}: run `scripts/build-image {image}` (scripts/test does)"
+    );
+}
+
+/// Asserts a captured command was refused by qemu-shim with exit 125 and
+/// exactly one line, containing each of `parts`.
+#[track_caller]
+fn assert_run_refused(c: &Captured, parts: &[&str]) {
+    let one_line = c.stderr.ends_with('\n') && c.stderr.matches('\n').count() == 1;
+    assert!(
+        c.rc == 125
+            && c.stdout.is_empty()
+            && one_line
+            && c.stderr.starts_with("qemu-shim: error: ")
+            && parts.iter().all(|p| c.stderr.contains(p)),
+        "expected exit 125 and one line `qemu-shim: error: …` containing {parts:?}:\n{c}"
+    );
+}
+
+/// What `qemu-shim run` prints when it ran `uname -m` and the private
+/// instance's entry (the interpreter file in its own cache, not a host
+/// install: the run did not ride on a registration of the host's).
+const RUN_PRIVATE: &str = "aarch64\ninterpreter /.cache/qemu-shim/qemu-shim-interp\n";
+
+/// What `qemu-shim run` is given in the container, after its own options:
+/// `uname -m`, and the interpreter of the entry that ran it.
+const RUN_ARGS: &str = "--emulator-dir /usr/local/bin -- /busybox sh -c \
+    'uname -m; grep interpreter /proc/sys/fs/binfmt_misc/qemu-shim-aarch64'";
+
+/// podman's default seccomp profile (containers-common's), with `syscall`
+/// no longer allowed: refused with the profile's default errno (ENOSYS),
+/// or with `errno` when given (docker's profile answers EPERM).
+fn seccomp_without(syscall: &str, errno: Option<u32>) -> String {
+    let path = "/usr/share/containers/seccomp.json";
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {path} (podman's containers-common): {e}"));
+    let mut p: serde_json::Value = serde_json::from_str(&text).expect("seccomp.json");
+    let mut removed = false;
+    for rule in p["syscalls"].as_array_mut().expect("syscalls") {
+        if rule["action"] == "SCMP_ACT_ALLOW" {
+            if let Some(names) = rule["names"].as_array_mut() {
+                let before = names.len();
+                names.retain(|n| n != syscall);
+                removed |= names.len() != before;
+            }
+        }
+    }
+    assert!(
+        removed,
+        "{path} does not allow {syscall}: nothing to take away"
+    );
+    if let Some(errno) = errno {
+        p["syscalls"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "names": [syscall], "action": "SCMP_ACT_ERRNO", "errnoRet": errno
+            }));
+    }
+    p.to_string()
+}
+
+/// Issue 12, item 3: `qemu-shim run` inside a container of the installer
+/// image runs a foreign program in a private binfmt_misc instance where the
+/// engine allows it — podman's defaults do — and where the engine forbids
+/// it, prints one line naming what and exits 125. It never touches the
+/// host's table (so no `host_table_` name): the private instance is
+/// proven by the entry's interpreter, which lies in the run's own cache.
+#[test]
+fn podman_qemu_shim_run_in_a_container_runs_privately_or_names_what_is_forbidden() {
+    require_image();
+    let s = Scratch::new("container-run");
+    std::fs::write(s.join("no-unshare.json"), seccomp_without("unshare", None)).unwrap();
+    std::fs::write(s.join("no-mount.json"), seccomp_without("mount", Some(1))).unwrap();
+    scenario(
+        &s,
+        &format!(
+            r#"
+P="$PODMAN"
+RUN="run --rm --net=none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 -v $BB:/busybox:ro --label $LABEL"
+cap default $P $RUN "$IMAGE" run {RUN_ARGS}
+cap as-user $P $RUN --user 1000:1000 "$IMAGE" run --cache-dir /tmp/cache {RUN_ARGS}
+cap no-unshare $P $RUN --security-opt seccomp="$S/no-unshare.json" "$IMAGE" run {RUN_ARGS}
+cap no-mount $P $RUN --security-opt seccomp="$S/no-mount.json" "$IMAGE" run {RUN_ARGS}
+cap no-setfcap $P $RUN --cap-drop SETFCAP "$IMAGE" run {RUN_ARGS}
+cap no-setfcap-user $P $RUN --cap-drop SETFCAP --user 1000:1000 "$IMAGE" run --cache-dir /tmp/cache {RUN_ARGS}
+"#
+        ),
+        &[("LABEL", &label(&s))],
+    );
+    assert_eq!(left_behind(&s), "", "containers left behind");
+    assert_runs(&s.cap("default"), RUN_PRIVATE);
+    let c = s.cap("as-user");
+    assert!(
+        c.rc == 0 && c.stdout == "aarch64\ninterpreter /tmp/cache/qemu-shim-interp\n",
+        "{c}"
+    );
+    assert_run_refused(
+        &s.cap("no-unshare"),
+        &[
+            "the container's seccomp filter forbids creating user namespaces (unshare: function not implemented)",
+            "--security-opt seccomp=unconfined",
+        ],
+    );
+    assert_run_refused(
+        &s.cap("no-mount"),
+        &[
+            "the container's seccomp filter forbids mount (mounting a private binfmt_misc: operation not permitted)",
+            "--security-opt seccomp=unconfined",
+        ],
+    );
+    assert_run_refused(
+        &s.cap("no-setfcap"),
+        &[
+            "mapping root into a user namespace needs CAP_SETFCAP, which the container does not have",
+            "--cap-add SETFCAP",
+        ],
+    );
+    // Another user maps itself, which needs no capability.
+    let c = s.cap("no-setfcap-user");
+    assert!(c.rc == 0 && c.stdout.starts_with("aarch64\n"), "{c}");
 }
