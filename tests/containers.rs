@@ -468,3 +468,132 @@ cap no-setfcap-user $P $RUN --cap-drop SETFCAP --user 1000:1000 "$IMAGE" run --c
     let c = s.cap("no-setfcap-user");
     assert!(c.rc == 0 && c.stdout.starts_with("aarch64\n"), "{c}");
 }
+
+/// The unprivileged user the rootless test runs podman as.
+const ROOTLESS_USER: &str = "qemu-shim-rootless";
+
+/// The user's lines in the files `useradd` and `userdel` change, to compare
+/// before and after.
+fn user_lines(user: &str) -> Vec<String> {
+    ["/etc/passwd", "/etc/group", "/etc/subuid", "/etc/subgid"]
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.split(':').next() == Some(user))
+                .map(|l| format!("{f}: {l}"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The rootless scenario: an unprivileged user with subordinate ids runs an
+/// arm64 image with podman, before and after qemu-shim is registered on the
+/// host. The user is made if absent and then removed with all it made
+/// (its storage, its pause process); one that was there stays, with
+/// only the image this made removed.
+const ROOTLESS: &str = r#"
+U=qemu-shim-rootless
+T=localhost/qemu-shim-test-$$
+P="$PODMAN"
+created= R= H=
+as_user() {
+	setpriv --reuid="$U" --regid="$U" --init-groups \
+		env -i HOME="$H" PATH=/usr/sbin:/usr/bin:/sbin:/bin XDG_RUNTIME_DIR="$R" "$@"
+}
+cleanup() {
+	if [ -n "$R" ]; then
+		if [ -n "$created" ]; then
+			as_user $P system reset -f >/dev/null 2>&1 || true
+		else
+			as_user $P rmi -f "$T-arm64" >/dev/null 2>&1 || true
+		fi
+		# The rootless pause process (reset stops it; a failed one may not).
+		pause=$R/libpod/tmp/pause.pid
+		if [ -s "$pause" ] && [ "$(stat -c %U "/proc/$(cat "$pause")" 2>/dev/null)" = "$U" ]; then
+			kill "$(cat "$pause")" 2>/dev/null || true
+		fi
+		rm -rf "$R"
+	fi
+	if [ -n "$created" ]; then
+		# Its exited processes may wait a moment to be reaped.
+		for _ in $(seq 50); do
+			userdel -r "$U" 2>/dev/null && break
+			sleep 0.2
+		done
+		if id -u "$U" >/dev/null 2>&1; then
+			echo "cannot remove the user $U: userdel -r $U" >&2
+			exit 1
+		fi
+	fi
+}
+trap cleanup EXIT
+if ! id -u "$U" >/dev/null 2>&1; then
+	created=1
+	useradd -m "$U"
+fi
+H=$(getent passwd "$U" | cut -d: -f6)
+# Its own runtime directory (no login session makes /run/user/UID here):
+# the pause process and its state are this run's. A short path, as
+# /run/user/UID is: under $S (40 characters) every run waited 20 s for
+# conmon, whose socket paths then pass the 108-byte limit.
+R=$(mktemp -d /tmp/qsr.XXXXXX)
+chown "$U:$U" "$R"
+
+RUN="run --rm --net=none --platform linux/arm64"
+cap info as_user $P info --format '{{.Host.Security.Rootless}} {{.Store.GraphDriverName}}'
+as_user $P import --arch arm64 "$S/arm64.tar" "$T-arm64" >/dev/null
+cap before as_user $P $RUN "$T-arm64" uname -m
+register
+cap after as_user $P $RUN "$T-arm64" uname -m
+cap after-sh as_user $P $RUN "$T-arm64" sh -c 'uname -m; id -u'
+"#;
+
+/// Issue 12, item 3: rootless podman runs an arm64 image through the host's
+/// qemu-shim registration. An unprivileged user with subordinate ids
+/// (Debian's uidmap; `useradd -m` gives the ranges) runs podman with runc,
+/// cgroupfs and no network (crun, systemd cgroups and slirp4netns do not
+/// work or are not installed here); its storage is vfs, in its home.
+#[test]
+fn host_table_rootless_podman_runs_an_arm64_image_through_the_hosts_registration() {
+    assert!(
+        std::path::Path::new("/usr/bin/newuidmap").exists(),
+        "rootless podman needs newuidmap: apt-get install uidmap (scripts/test does)"
+    );
+    let users_before = user_lines(ROOTLESS_USER);
+    let s = Scratch::new("rootless");
+    let table = HostTable::take();
+    scenario(&s, ROOTLESS, &[]);
+    let before_empty = table.before().entries.is_empty();
+    table.restore().unwrap();
+    drop(table);
+    assert_eq!(
+        user_lines(ROOTLESS_USER),
+        users_before,
+        "the user {ROOTLESS_USER} was not left as found"
+    );
+    if users_before.is_empty() {
+        assert!(
+            !std::path::Path::new(&format!("/home/{ROOTLESS_USER}")).exists(),
+            "its home was left behind"
+        );
+    }
+
+    let c = s.cap("info");
+    assert!(
+        c.rc == 0 && c.stdout.starts_with("true "),
+        "not rootless: {c}"
+    );
+    // Without a registration (when the host had none of its own): the
+    // kernel cannot run it.
+    if before_empty {
+        let c = s.cap("before");
+        assert!(c.rc != 0 && c.stderr.contains("exec format error"), "{c}");
+    }
+    let c = s.cap("after");
+    assert!(c.rc == 0 && c.stdout == "aarch64\n", "{c}");
+    // Root in the container is the user on the host, mapped.
+    let c = s.cap("after-sh");
+    assert!(c.rc == 0 && c.stdout == "aarch64\n0\n", "{c}");
+}
