@@ -3,15 +3,19 @@
 //! is (`podman run --privileged IMAGE install|status|doctor|uninstall`),
 //! foreign images holding no emulator run and built under podman, the
 //! embedding variant (`install --no-carry`, the image brings its own
-//! host-arch qemu), and the refusals (no `--privileged`).
+//! host-arch qemu), and the refusals (no `--privileged`); rootless podman
+//! and docker running a foreign image through the host's registration; and
+//! `qemu-shim run` inside a container, where the engine allows it and
+//! where it does not.
 //!
-//! These register in the **host's** binfmt_misc table — rootful podman
-//! cannot run inside a private instance here — so each test's name starts
-//! with `host_table_`, holds [`HostTable`] (a lock, and the table put back
-//! as it was, even on failure), and removes the images and containers it
-//! made. Needs root, podman and runc (scripts/test installs them) and the
-//! image (`scripts/build-image localhost/qemu-shim:test`, which scripts/test
-//! runs).
+//! Most register in the **host's** binfmt_misc table — rootful podman
+//! cannot run inside a private instance here — so those tests' names start
+//! with `host_table_`, hold [`HostTable`] (a lock, and the table put back
+//! as it was, even on failure), and remove the images, containers, users
+//! and daemons they made, also when they fail halfway (a shell trap). Needs
+//! root, podman, runc, uidmap and docker.io (scripts/test installs them)
+//! and the image (`scripts/build-image localhost/qemu-shim:test`, which
+//! scripts/test runs; `QEMU_SHIM_TEST_IMAGE` names another).
 
 use std::process::Command;
 
@@ -262,11 +266,14 @@ fn host_table_podman_installer_image_foreign_images_builds_and_embedding() {
     assert_eq!(ok("lib-after").stdout, "", "uninstall left files");
 }
 
-/// An arm64 busybox root file system as a tarball (`$S/arm64.tar`), and the
-/// host's registration of qemu-shim (`register`: the release CLI installs
-/// aarch64 in the host's table, the interpreter file in `$S/lib`, through a
-/// binfmt_misc mount in a mount namespace of its own, so the host's mounts
-/// stay as they are). For the scenarios below.
+/// For the scenarios below: an arm64 busybox root file system as a tarball
+/// (`$S/arm64.tar`); the host's registration of qemu-shim (`register`: the
+/// release CLI installs aarch64 in the host's table, the interpreter file
+/// in `$S/lib`, through a binfmt_misc mount in a mount namespace of its
+/// own, so the host's mounts stay as they are); and `shim_run ENGINE-RUN…
+/// IMAGE`, which has the installer image's `qemu-shim run` (with
+/// `--cache-dir $CACHE` if set) run the read-only busybox: `uname -m`,
+/// and the interpreter of the entry that ran it.
 const ARM64_AND_REGISTER: &str = r#"
 d=$S/rootfs-arm64
 mkdir -p "$d/bin"
@@ -278,6 +285,10 @@ chmod 0644 "$S/arm64.tar"
 register() {
 	unshare --mount -- sh -euc 'mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
 		exec "$CLI" install aarch64 --emulator-dir "$EMUS" --install-dir "$S/lib" --config "$S/empty.toml" --quiet'
+}
+shim_run() {
+	"$@" run ${CACHE:+--cache-dir "$CACHE"} --emulator-dir /usr/local/bin -- /busybox sh -c \
+		'uname -m; grep interpreter /proc/sys/fs/binfmt_misc/qemu-shim-aarch64'
 }
 "#;
 
@@ -365,15 +376,10 @@ fn assert_run_refused(c: &Captured, parts: &[&str]) {
     );
 }
 
-/// What `qemu-shim run` prints when it ran `uname -m` and the private
-/// instance's entry (the interpreter file in its own cache, not a host
-/// install: the run did not ride on a registration of the host's).
+/// What `shim_run` prints when `qemu-shim run` ran `uname -m` in its
+/// private instance: the entry's interpreter file is in the run's own
+/// cache, not a host install, so it did not ride on a host registration.
 const RUN_PRIVATE: &str = "aarch64\ninterpreter /.cache/qemu-shim/qemu-shim-interp\n";
-
-/// What `qemu-shim run` is given in the container, after its own options:
-/// `uname -m`, and the interpreter of the entry that ran it.
-const RUN_ARGS: &str = "--emulator-dir /usr/local/bin -- /busybox sh -c \
-    'uname -m; grep interpreter /proc/sys/fs/binfmt_misc/qemu-shim-aarch64'";
 
 /// podman's default seccomp profile (containers-common's), with `syscall`
 /// no longer allowed: refused with the profile's default errno (ENOSYS),
@@ -422,18 +428,16 @@ fn podman_qemu_shim_run_in_a_container_runs_privately_or_names_what_is_forbidden
     std::fs::write(s.join("no-mount.json"), seccomp_without("mount", Some(1))).unwrap();
     scenario(
         &s,
-        &format!(
-            r#"
+        r#"
 P="$PODMAN"
 RUN="run --rm --net=none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 -v $BB:/busybox:ro --label $LABEL"
-cap default $P $RUN "$IMAGE" run {RUN_ARGS}
-cap as-user $P $RUN --user 1000:1000 "$IMAGE" run --cache-dir /tmp/cache {RUN_ARGS}
-cap no-unshare $P $RUN --security-opt seccomp="$S/no-unshare.json" "$IMAGE" run {RUN_ARGS}
-cap no-mount $P $RUN --security-opt seccomp="$S/no-mount.json" "$IMAGE" run {RUN_ARGS}
-cap no-setfcap $P $RUN --cap-drop SETFCAP "$IMAGE" run {RUN_ARGS}
-cap no-setfcap-user $P $RUN --cap-drop SETFCAP --user 1000:1000 "$IMAGE" run --cache-dir /tmp/cache {RUN_ARGS}
-"#
-        ),
+cap default shim_run $P $RUN "$IMAGE"
+CACHE=/tmp/cache cap as-user shim_run $P $RUN --user 1000:1000 "$IMAGE"
+cap no-unshare shim_run $P $RUN --security-opt seccomp="$S/no-unshare.json" "$IMAGE"
+cap no-mount shim_run $P $RUN --security-opt seccomp="$S/no-mount.json" "$IMAGE"
+cap no-setfcap shim_run $P $RUN --cap-drop SETFCAP "$IMAGE"
+CACHE=/tmp/cache cap no-setfcap-user shim_run $P $RUN --cap-drop SETFCAP --user 1000:1000 "$IMAGE"
+"#,
         &[("LABEL", &label(&s))],
     );
     assert_eq!(left_behind(&s), "", "containers left behind");
@@ -596,4 +600,146 @@ fn host_table_rootless_podman_runs_an_arm64_image_through_the_hosts_registration
     // Root in the container is the user on the host, mapped.
     let c = s.cap("after-sh");
     assert!(c.rc == 0 && c.stdout == "aarch64\n0\n", "{c}");
+}
+
+/// Debian's docker client (docker.io). These VMs also carry a newer
+/// client in /usr/local/bin, first on PATH.
+const DOCKER: &str = "/usr/bin/docker";
+
+/// The docker scenario: a daemon of its own (its data root, exec root,
+/// socket, key and cgroup parent in places of its own: a system docker,
+/// if any, is not touched), stopped by its pid at the end; the arm64
+/// image and the installer image moved from podman with `podman save
+/// --format docker-archive | docker load`, which keeps the arch (`docker
+/// import` records none).
+const DOCKER_SCENARIO: &str = r#"
+P="$PODMAN"
+T=localhost/qemu-shim-test-$$
+CG=qemu-shim-test-docker-$$
+dpid= R=
+# What the daemon makes outside its own roots, whatever it is told.
+had_run_docker= had_run_containerd=
+[ ! -e /run/docker ] || had_run_docker=1
+[ ! -e /run/containerd ] || had_run_containerd=1
+cleanup() {
+	$P rmi -f "$T-arm64" >/dev/null 2>&1 || true
+	if [ -n "$dpid" ]; then
+		kill "$dpid" 2>/dev/null || true
+		for _ in $(seq 150); do
+			kill -0 "$dpid" 2>/dev/null || break
+			sleep 0.2
+		done
+		if kill -0 "$dpid" 2>/dev/null; then
+			echo "dockerd ($dpid) did not stop in 30 s: killed" >&2
+			kill -9 "$dpid" 2>/dev/null || true
+		fi
+		wait "$dpid" 2>/dev/null || true
+	fi
+	if [ -n "$R" ]; then
+		# Its containerd, had it outlived the daemon.
+		if [ -s "$R/x/containerd/containerd.pid" ]; then
+			kill "$(cat "$R/x/containerd/containerd.pid")" 2>/dev/null || true
+		fi
+		# Mounts under its roots (none once it stopped cleanly).
+		awk -v s="$S/" -v r="$R/" 'index($5, s) == 1 || index($5, r) == 1 { print $5 }' \
+			/proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m"; done
+		rm -rf "$R"
+	fi
+	[ -n "$had_run_docker" ] || rmdir /run/docker/plugins /run/docker 2>/dev/null || true
+	[ -n "$had_run_containerd" ] || rmdir /run/containerd/s /run/containerd 2>/dev/null || true
+	find /sys/fs/cgroup -maxdepth 2 -type d -name "$CG" -exec rmdir {} + 2>/dev/null || true
+}
+trap cleanup EXIT
+
+# Short paths: containerd's sockets live under the exec root.
+R=$(mktemp -d /tmp/qsd.XXXXXX)
+# The daemon's identity key, which it writes to /etc/docker otherwise; and
+# no /etc/docker/daemon.json.
+printf '{"deprecated-key-path": "%s/key.json"}\n' "$R" >"$R/daemon.json"
+/usr/sbin/dockerd --config-file "$R/daemon.json" --data-root "$S/docker" --exec-root "$R/x" \
+	--pidfile "$R/pid" -H "unix://$R/sock" --cgroup-parent "/$CG" \
+	--iptables=false --bridge=none --ip-masq=false >"$S/dockerd.log" 2>&1 &
+dpid=$!
+D="$DOCKER -H unix://$R/sock"
+for _ in $(seq 300); do
+	$D version >/dev/null 2>&1 && break
+	if ! kill -0 "$dpid" 2>/dev/null; then
+		echo "dockerd exited: $(tail -n 3 "$S/dockerd.log")" >&2
+		exit 1
+	fi
+	sleep 0.2
+done
+$D version >/dev/null
+
+$P import --arch arm64 "$S/arm64.tar" "$T-arm64" >/dev/null
+$P save --format docker-archive "$T-arm64" | $D load >/dev/null
+$P save --format docker-archive "$IMAGE" | $D load >/dev/null
+cap arch $D image inspect --format '{{.Architecture}}' "$T-arm64"
+
+RUN="run --rm --network none"
+cap before $D $RUN --platform linux/arm64 "$T-arm64" uname -m
+# qemu-shim run in a container: docker's default seccomp profile refuses
+# unshare without CAP_SYS_ADMIN.
+cap run-default shim_run $D $RUN -v "$BB:/busybox:ro" "$IMAGE"
+cap run-unconfined shim_run $D $RUN --security-opt seccomp=unconfined -v "$BB:/busybox:ro" "$IMAGE"
+cap run-sys-admin shim_run $D $RUN --cap-add SYS_ADMIN -v "$BB:/busybox:ro" "$IMAGE"
+# The seed's scenario: qemu-shim registered on the host.
+register
+cap after $D $RUN --platform linux/arm64 "$T-arm64" uname -m
+cap after-sh $D $RUN --platform linux/arm64 "$T-arm64" sh -c 'uname -m; echo $((6 * 7))'
+"#;
+
+/// Issue 12, item 4: Debian's docker engine (docker.io, 20.10) runs here:
+/// an arm64 image loaded into it runs with `docker run --platform
+/// linux/arm64` through the host's qemu-shim registration (exec format
+/// error before). And item 3 under docker: its default seccomp profile
+/// forbids what `qemu-shim run` needs, which the one line says; with the
+/// profile lifted, or CAP_SYS_ADMIN, it runs in a private instance.
+#[test]
+fn host_table_docker_runs_an_arm64_image_and_names_its_seccomp_profile_to_qemu_shim_run() {
+    for f in ["/usr/sbin/dockerd", DOCKER] {
+        assert!(
+            std::path::Path::new(f).exists(),
+            "{f} is missing: apt-get install docker.io (scripts/test does)"
+        );
+    }
+    require_image();
+    let s = Scratch::new("docker");
+    let podman_images = |t: &str| {
+        let o = Command::new("sh")
+            .args([
+                "-c",
+                &format!("{PODMAN} images -q --filter reference='{t}'"),
+            ])
+            .output()
+            .expect("run podman");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let table = HostTable::take();
+    scenario(&s, DOCKER_SCENARIO, &[("DOCKER", DOCKER)]);
+    let before_empty = table.before().entries.is_empty();
+    table.restore().unwrap();
+    drop(table);
+    assert_eq!(
+        podman_images("localhost/qemu-shim-test-*-arm64"),
+        "",
+        "podman images left behind"
+    );
+
+    assert_eq!(s.cap("arch").stdout, "arm64\n", "{}", s.cap("arch"));
+    if before_empty {
+        let c = s.cap("before");
+        assert!(c.rc != 0 && c.stderr.contains("exec format error"), "{c}");
+    }
+    assert_run_refused(
+        &s.cap("run-default"),
+        &[
+            "the container's seccomp filter forbids creating user namespaces (unshare: operation not permitted)",
+            "--security-opt seccomp=unconfined",
+        ],
+    );
+    assert_runs(&s.cap("run-unconfined"), RUN_PRIVATE);
+    assert_runs(&s.cap("run-sys-admin"), RUN_PRIVATE);
+    assert_runs(&s.cap("after"), "aarch64\n");
+    assert_runs(&s.cap("after-sh"), "aarch64\n42\n");
 }
