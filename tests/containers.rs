@@ -433,6 +433,7 @@ P="$PODMAN"
 RUN="run --rm --net=none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 -v $BB:/busybox:ro --label $LABEL"
 cap default shim_run $P $RUN "$IMAGE"
 CACHE=/tmp/cache cap as-user shim_run $P $RUN --user 1000:1000 "$IMAGE"
+CACHE=/tmp/cache cap read-only shim_run $P $RUN --read-only "$IMAGE"
 cap no-unshare shim_run $P $RUN --security-opt seccomp="$S/no-unshare.json" "$IMAGE"
 cap no-mount shim_run $P $RUN --security-opt seccomp="$S/no-mount.json" "$IMAGE"
 cap no-setfcap shim_run $P $RUN --cap-drop SETFCAP "$IMAGE"
@@ -442,11 +443,13 @@ CACHE=/tmp/cache cap no-setfcap-user shim_run $P $RUN --cap-drop SETFCAP --user 
     );
     assert_eq!(left_behind(&s), "", "containers left behind");
     assert_runs(&s.cap("default"), RUN_PRIVATE);
-    let c = s.cap("as-user");
-    assert!(
-        c.rc == 0 && c.stdout == "aarch64\ninterpreter /tmp/cache/qemu-shim-interp\n",
-        "{c}"
-    );
+    // Another user, or a read-only root: the cache goes to /tmp.
+    for name in ["as-user", "read-only"] {
+        assert_runs(
+            &s.cap(name),
+            "aarch64\ninterpreter /tmp/cache/qemu-shim-interp\n",
+        );
+    }
     assert_run_refused(
         &s.cap("no-unshare"),
         &[
