@@ -3,20 +3,24 @@
 //! is (`podman run --privileged IMAGE install|status|doctor|uninstall`),
 //! foreign images holding no emulator run and built under podman, the
 //! embedding variant (`install --no-carry`, the image brings its own
-//! host-arch qemu), and the refusals (no `--privileged`).
+//! host-arch qemu), and the refusals (no `--privileged`); rootless podman
+//! and docker running a foreign image through the host's registration; and
+//! `qemu-shim run` inside a container, where the engine allows it and
+//! where it does not.
 //!
-//! These register in the **host's** binfmt_misc table — rootful podman
-//! cannot run inside a private instance here — so each test's name starts
-//! with `host_table_`, holds [`HostTable`] (a lock, and the table put back
-//! as it was, even on failure), and removes the images and containers it
-//! made. Needs root, podman and runc (scripts/test installs them) and the
-//! image (`scripts/build-image localhost/qemu-shim:test`, which scripts/test
-//! runs).
+//! Most register in the **host's** binfmt_misc table — rootful podman
+//! cannot run inside a private instance here — so those tests' names start
+//! with `host_table_`, hold [`HostTable`] (a lock, and the table put back
+//! as it was, even on failure), and remove the images, containers, users
+//! and daemons they made, also when they fail halfway (a shell trap). Needs
+//! root, podman, runc, uidmap and docker.io (scripts/test installs them)
+//! and the image (`scripts/build-image localhost/qemu-shim:test`, which
+//! scripts/test runs; `QEMU_SHIM_TEST_IMAGE` names another).
 
 use std::process::Command;
 
 use qemu_shim_suite::host_table::HostTable;
-use qemu_shim_suite::{captured, cli, fixtures_dir, Captured, Scratch, CAP_SH};
+use qemu_shim_suite::{assert_runs, captured, cli, fixtures_dir, Captured, Scratch, CAP_SH};
 
 /// The installer image the tests run.
 fn image() -> String {
@@ -263,4 +267,491 @@ fn host_table_podman_installer_image_foreign_images_builds_and_embedding() {
     ok("uninstall");
     assert_eq!(owned(&ok("after-uninstall")), 0);
     assert_eq!(ok("lib-after").stdout, "", "uninstall left files");
+}
+
+/// For the scenarios below: an arm64 busybox root file system as a tarball
+/// (`$S/arm64.tar`); the host's registration of qemu-shim (`register`: the
+/// release CLI installs aarch64 in the host's table, the interpreter file
+/// in `$S/lib`, through a binfmt_misc mount in a mount namespace of its
+/// own, so the host's mounts stay as they are); and `shim_run ENGINE-RUN…
+/// IMAGE`, which has the installer image's `qemu-shim run` (with
+/// `--cache-dir $CACHE` if set) run the read-only busybox: `uname -m`,
+/// and the interpreter of the entry that ran it.
+const ARM64_AND_REGISTER: &str = r#"
+d=$S/rootfs-arm64
+mkdir -p "$d/bin"
+cp "$FIX/busybox/arm64/busybox" "$d/bin/"
+for a in sh uname; do ln -s busybox "$d/bin/$a"; done
+tar -C "$d" -cf "$S/arm64.tar" .
+chmod 0644 "$S/arm64.tar"
+: >"$S/empty.toml"
+register() {
+	unshare --mount -- sh -euc 'mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+		exec "$CLI" install aarch64 --emulator-dir "$EMUS" --install-dir "$S/lib" --config "$S/empty.toml" --quiet'
+}
+shim_run() {
+	"$@" run ${CACHE:+--cache-dir "$CACHE"} --emulator-dir /usr/local/bin -- /busybox sh -c \
+		'uname -m; grep interpreter /proc/sys/fs/binfmt_misc/qemu-shim-aarch64'
+}
+"#;
+
+/// Runs `script` with bash after [`CAP_SH`] and [`ARM64_AND_REGISTER`],
+/// with the variables the scenarios use; asserts the script itself (its
+/// setup, and its cleanup trap) succeeded.
+fn scenario(s: &Scratch, script: &str, env: &[(&str, &str)]) {
+    let caps = s.join("caps");
+    std::fs::create_dir_all(&caps).unwrap();
+    let o = Command::new("bash")
+        .args(["-euc", &format!("{CAP_SH}{ARM64_AND_REGISTER}{script}")])
+        .env("PODMAN", PODMAN)
+        .env("IMAGE", image())
+        .env("CLI", cli())
+        .env("EMUS", qemu_shim_suite::emulator_dir())
+        .env("FIX", fixtures_dir())
+        .env("BB", qemu_shim_suite::busybox("arm64"))
+        .env("S", s.path())
+        .env("CAPS", &caps)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("spawn bash");
+    assert!(
+        o.status.success(),
+        "the scenario's setup or cleanup failed:\n{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A label for the containers a test starts, unique to its scratch
+/// directory: what it leaves behind can be told from what tests running
+/// beside it (other checkouts' too) hold at the moment.
+fn label(s: &Scratch) -> String {
+    let name = s.path().file_name().unwrap().to_string_lossy();
+    format!("qemu-shim-test={name}")
+}
+
+/// The containers labelled [`label`] that podman still holds.
+fn left_behind(s: &Scratch) -> String {
+    let o = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "{PODMAN} ps -a --filter label={} --format '{{{{.ID}}}} {{{{.Names}}}}'",
+                label(s)
+            ),
+        ])
+        .output()
+        .expect("run podman");
+    assert!(
+        o.status.success(),
+        "podman ps: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Panics unless the installer image is there.
+fn require_image() {
+    let image = image();
+    let have = Command::new("sh")
+        .args(["-c", &format!("{PODMAN} image exists {image}")])
+        .status()
+        .expect("run podman");
+    assert!(
+        have.success(),
+        "no image {image}: run `scripts/build-image {image}` (scripts/test does)"
+    );
+}
+
+/// Asserts a captured command was refused by qemu-shim with exit 125 and
+/// exactly one line, containing each of `parts`.
+#[track_caller]
+fn assert_run_refused(c: &Captured, parts: &[&str]) {
+    let one_line = c.stderr.ends_with('\n') && c.stderr.matches('\n').count() == 1;
+    assert!(
+        c.rc == 125
+            && c.stdout.is_empty()
+            && one_line
+            && c.stderr.starts_with("qemu-shim: error: ")
+            && parts.iter().all(|p| c.stderr.contains(p)),
+        "expected exit 125 and one line `qemu-shim: error: …` containing {parts:?}:\n{c}"
+    );
+}
+
+/// What `shim_run` prints when `qemu-shim run` ran `uname -m` in its
+/// private instance: the entry's interpreter file is in the run's own
+/// cache, not a host install, so it did not ride on a host registration.
+const RUN_PRIVATE: &str = "aarch64\ninterpreter /.cache/qemu-shim/qemu-shim-interp\n";
+
+/// podman's default seccomp profile (containers-common's), with `syscall`
+/// no longer allowed: refused with the profile's default errno (ENOSYS),
+/// or with `errno` when given (docker's profile answers EPERM).
+fn seccomp_without(syscall: &str, errno: Option<u32>) -> String {
+    let path = "/usr/share/containers/seccomp.json";
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {path} (podman's containers-common): {e}"));
+    let mut p: serde_json::Value = serde_json::from_str(&text).expect("seccomp.json");
+    let mut removed = false;
+    for rule in p["syscalls"].as_array_mut().expect("syscalls") {
+        if rule["action"] == "SCMP_ACT_ALLOW" {
+            if let Some(names) = rule["names"].as_array_mut() {
+                let before = names.len();
+                names.retain(|n| n != syscall);
+                removed |= names.len() != before;
+            }
+        }
+    }
+    assert!(
+        removed,
+        "{path} does not allow {syscall}: nothing to take away"
+    );
+    if let Some(errno) = errno {
+        p["syscalls"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "names": [syscall], "action": "SCMP_ACT_ERRNO", "errnoRet": errno
+            }));
+    }
+    p.to_string()
+}
+
+/// Issue 12, item 3: `qemu-shim run` inside a container of the installer
+/// image runs a foreign program in a private binfmt_misc instance where the
+/// engine allows it — podman's defaults do — and where the engine forbids
+/// it, prints one line naming what and exits 125. It never touches the
+/// host's table (so no `host_table_` name): the private instance is
+/// proven by the entry's interpreter, which lies in the run's own cache.
+#[test]
+fn podman_qemu_shim_run_in_a_container_runs_privately_or_names_what_is_forbidden() {
+    require_image();
+    let s = Scratch::new("container-run");
+    std::fs::write(s.join("no-unshare.json"), seccomp_without("unshare", None)).unwrap();
+    std::fs::write(s.join("no-mount.json"), seccomp_without("mount", Some(1))).unwrap();
+    scenario(
+        &s,
+        r#"
+P="$PODMAN"
+RUN="run --rm --net=none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 -v $BB:/busybox:ro --label $LABEL"
+cap default shim_run $P $RUN "$IMAGE"
+CACHE=/tmp/cache cap as-user shim_run $P $RUN --user 1000:1000 "$IMAGE"
+CACHE=/tmp/cache cap read-only shim_run $P $RUN --read-only "$IMAGE"
+cap no-unshare shim_run $P $RUN --security-opt seccomp="$S/no-unshare.json" "$IMAGE"
+cap no-mount shim_run $P $RUN --security-opt seccomp="$S/no-mount.json" "$IMAGE"
+cap no-setfcap shim_run $P $RUN --cap-drop SETFCAP "$IMAGE"
+CACHE=/tmp/cache cap no-setfcap-user shim_run $P $RUN --cap-drop SETFCAP --user 1000:1000 "$IMAGE"
+"#,
+        &[("LABEL", &label(&s))],
+    );
+    assert_eq!(left_behind(&s), "", "containers left behind");
+    assert_runs(&s.cap("default"), RUN_PRIVATE);
+    // Another user, or a read-only root: the cache goes to /tmp.
+    for name in ["as-user", "read-only"] {
+        assert_runs(
+            &s.cap(name),
+            "aarch64\ninterpreter /tmp/cache/qemu-shim-interp\n",
+        );
+    }
+    assert_run_refused(
+        &s.cap("no-unshare"),
+        &[
+            "the container's seccomp filter forbids creating user namespaces (unshare: function not implemented)",
+            "--security-opt seccomp=unconfined",
+        ],
+    );
+    assert_run_refused(
+        &s.cap("no-mount"),
+        &[
+            "the container's seccomp filter forbids mount (mounting a private binfmt_misc: operation not permitted)",
+            "--security-opt seccomp=unconfined",
+        ],
+    );
+    assert_run_refused(
+        &s.cap("no-setfcap"),
+        &[
+            "mapping root into a user namespace needs CAP_SETFCAP, which the container does not have",
+            "--cap-add SETFCAP",
+        ],
+    );
+    // Another user maps itself, which needs no capability.
+    let c = s.cap("no-setfcap-user");
+    assert!(c.rc == 0 && c.stdout.starts_with("aarch64\n"), "{c}");
+}
+
+/// The unprivileged user the rootless test runs podman as.
+const ROOTLESS_USER: &str = "qemu-shim-rootless";
+
+/// The user's lines in the files `useradd` and `userdel` change, to compare
+/// before and after.
+fn user_lines(user: &str) -> Vec<String> {
+    ["/etc/passwd", "/etc/group", "/etc/subuid", "/etc/subgid"]
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.split(':').next() == Some(user))
+                .map(|l| format!("{f}: {l}"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The rootless scenario: an unprivileged user with subordinate ids runs an
+/// arm64 image with podman, before and after qemu-shim is registered on the
+/// host. The user is made if absent and then removed with all it made
+/// (its storage, its pause process); one that was there stays, with
+/// only the image this made removed.
+const ROOTLESS: &str = r#"
+U=qemu-shim-rootless
+T=localhost/qemu-shim-test-$$
+P="$PODMAN"
+created= R= H=
+as_user() {
+	setpriv --reuid="$U" --regid="$U" --init-groups \
+		env -i HOME="$H" PATH=/usr/sbin:/usr/bin:/sbin:/bin XDG_RUNTIME_DIR="$R" "$@"
+}
+cleanup() {
+	if [ -n "$R" ]; then
+		if [ -n "$created" ]; then
+			as_user $P system reset -f >/dev/null 2>&1 || true
+		else
+			as_user $P rmi -f "$T-arm64" >/dev/null 2>&1 || true
+		fi
+		# The rootless pause process (reset stops it; a failed one may not).
+		pause=$R/libpod/tmp/pause.pid
+		if [ -s "$pause" ] && [ "$(stat -c %U "/proc/$(cat "$pause")" 2>/dev/null)" = "$U" ]; then
+			kill "$(cat "$pause")" 2>/dev/null || true
+		fi
+		rm -rf "$R"
+	fi
+	if [ -n "$created" ]; then
+		# Its exited processes may wait a moment to be reaped.
+		for _ in $(seq 50); do
+			userdel -r "$U" 2>/dev/null && break
+			sleep 0.2
+		done
+		if id -u "$U" >/dev/null 2>&1; then
+			echo "cannot remove the user $U: userdel -r $U" >&2
+			exit 1
+		fi
+	fi
+}
+trap cleanup EXIT
+if ! id -u "$U" >/dev/null 2>&1; then
+	created=1
+	useradd -m "$U"
+fi
+H=$(getent passwd "$U" | cut -d: -f6)
+# Its own runtime directory (no login session makes /run/user/UID here):
+# the pause process and its state are this run's. A short path, as
+# /run/user/UID is: under $S (40 characters) every run waited 20 s for
+# conmon, whose socket paths then pass the 108-byte limit.
+R=$(mktemp -d /tmp/qsr.XXXXXX)
+chown "$U:$U" "$R"
+
+RUN="run --rm --net=none --platform linux/arm64"
+cap info as_user $P info --format '{{.Host.Security.Rootless}} {{.Store.GraphDriverName}}'
+as_user $P import --arch arm64 "$S/arm64.tar" "$T-arm64" >/dev/null
+cap before as_user $P $RUN "$T-arm64" uname -m
+register
+cap after as_user $P $RUN "$T-arm64" uname -m
+cap after-sh as_user $P $RUN "$T-arm64" sh -c 'uname -m; id -u'
+"#;
+
+/// Issue 12, item 3: rootless podman runs an arm64 image through the host's
+/// qemu-shim registration. An unprivileged user with subordinate ids
+/// (Debian's uidmap; `useradd -m` gives the ranges) runs podman with runc,
+/// cgroupfs and no network (crun, systemd cgroups and slirp4netns do not
+/// work or are not installed here); its storage is vfs, in its home.
+#[test]
+fn host_table_rootless_podman_runs_an_arm64_image_through_the_hosts_registration() {
+    assert!(
+        std::path::Path::new("/usr/bin/newuidmap").exists(),
+        "rootless podman needs newuidmap: apt-get install uidmap (scripts/test does)"
+    );
+    let users_before = user_lines(ROOTLESS_USER);
+    let s = Scratch::new("rootless");
+    let table = HostTable::take();
+    scenario(&s, ROOTLESS, &[]);
+    let before_empty = table.before().entries.is_empty();
+    table.restore().unwrap();
+    drop(table);
+    assert_eq!(
+        user_lines(ROOTLESS_USER),
+        users_before,
+        "the user {ROOTLESS_USER} was not left as found"
+    );
+    if users_before.is_empty() {
+        assert!(
+            !std::path::Path::new(&format!("/home/{ROOTLESS_USER}")).exists(),
+            "its home was left behind"
+        );
+    }
+
+    let c = s.cap("info");
+    assert!(
+        c.rc == 0 && c.stdout.starts_with("true "),
+        "not rootless: {c}"
+    );
+    // Without a registration (when the host had none of its own): the
+    // kernel cannot run it.
+    if before_empty {
+        let c = s.cap("before");
+        assert!(c.rc != 0 && c.stderr.contains("exec format error"), "{c}");
+    }
+    let c = s.cap("after");
+    assert!(c.rc == 0 && c.stdout == "aarch64\n", "{c}");
+    // Root in the container is the user on the host, mapped.
+    let c = s.cap("after-sh");
+    assert!(c.rc == 0 && c.stdout == "aarch64\n0\n", "{c}");
+}
+
+/// Debian's docker client (docker.io). These VMs also carry a newer
+/// client in /usr/local/bin, first on PATH.
+const DOCKER: &str = "/usr/bin/docker";
+
+/// The docker scenario: a daemon of its own (its data root, exec root,
+/// socket, key and cgroup parent in places of its own: a system docker,
+/// if any, is not touched), stopped by its pid at the end; the arm64
+/// image and the installer image moved from podman with `podman save
+/// --format docker-archive | docker load`, which keeps the arch (`docker
+/// import` records none).
+const DOCKER_SCENARIO: &str = r#"
+P="$PODMAN"
+T=localhost/qemu-shim-test-$$
+CG=qemu-shim-test-docker-$$
+dpid= R=
+# What the daemon makes outside its own roots, whatever it is told.
+had_run_docker= had_run_containerd=
+[ ! -e /run/docker ] || had_run_docker=1
+[ ! -e /run/containerd ] || had_run_containerd=1
+cleanup() {
+	$P rmi -f "$T-arm64" >/dev/null 2>&1 || true
+	if [ -n "$dpid" ]; then
+		kill "$dpid" 2>/dev/null || true
+		for _ in $(seq 150); do
+			kill -0 "$dpid" 2>/dev/null || break
+			sleep 0.2
+		done
+		if kill -0 "$dpid" 2>/dev/null; then
+			echo "dockerd ($dpid) did not stop in 30 s: killed" >&2
+			kill -9 "$dpid" 2>/dev/null || true
+		fi
+		wait "$dpid" 2>/dev/null || true
+	fi
+	if [ -n "$R" ]; then
+		# Its containerd, had it outlived the daemon.
+		if [ -s "$R/x/containerd/containerd.pid" ]; then
+			kill "$(cat "$R/x/containerd/containerd.pid")" 2>/dev/null || true
+		fi
+		# Mounts under its roots (none once it stopped cleanly).
+		awk -v s="$S/" -v r="$R/" 'index($5, s) == 1 || index($5, r) == 1 { print $5 }' \
+			/proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m"; done
+		rm -rf "$R"
+	fi
+	[ -n "$had_run_docker" ] || rmdir /run/docker/plugins /run/docker 2>/dev/null || true
+	[ -n "$had_run_containerd" ] || rmdir /run/containerd/s /run/containerd 2>/dev/null || true
+	find /sys/fs/cgroup -maxdepth 2 -type d -name "$CG" -exec rmdir {} + 2>/dev/null || true
+}
+trap cleanup EXIT
+
+# Short paths: containerd's sockets live under the exec root.
+R=$(mktemp -d /tmp/qsd.XXXXXX)
+# The daemon's identity key, which it writes to /etc/docker otherwise; and
+# no /etc/docker/daemon.json.
+printf '{"deprecated-key-path": "%s/key.json"}\n' "$R" >"$R/daemon.json"
+/usr/sbin/dockerd --config-file "$R/daemon.json" --data-root "$S/docker" --exec-root "$R/x" \
+	--pidfile "$R/pid" -H "unix://$R/sock" --cgroup-parent "/$CG" \
+	--iptables=false --bridge=none --ip-masq=false >"$S/dockerd.log" 2>&1 &
+dpid=$!
+D="$DOCKER -H unix://$R/sock"
+for _ in $(seq 300); do
+	$D version >/dev/null 2>&1 && break
+	if ! kill -0 "$dpid" 2>/dev/null; then
+		echo "dockerd exited: $(tail -n 3 "$S/dockerd.log")" >&2
+		exit 1
+	fi
+	sleep 0.2
+done
+$D version >/dev/null
+
+$P import --arch arm64 "$S/arm64.tar" "$T-arm64" >/dev/null
+$P save --format docker-archive "$T-arm64" | $D load >/dev/null
+$P save --format docker-archive "$IMAGE" | $D load >/dev/null
+cap arch $D image inspect --format '{{.Architecture}}' "$T-arm64"
+
+RUN="run --rm --network none"
+cap before $D $RUN --platform linux/arm64 "$T-arm64" uname -m
+# qemu-shim run in a container: docker's default seccomp profile refuses
+# unshare without CAP_SYS_ADMIN.
+cap run-default shim_run $D $RUN -v "$BB:/busybox:ro" "$IMAGE"
+cap run-unconfined shim_run $D $RUN --security-opt seccomp=unconfined -v "$BB:/busybox:ro" "$IMAGE"
+cap run-sys-admin shim_run $D $RUN --cap-add SYS_ADMIN -v "$BB:/busybox:ro" "$IMAGE"
+# The seed's scenario: qemu-shim registered on the host.
+register
+cap after $D $RUN --platform linux/arm64 "$T-arm64" uname -m
+cap after-sh $D $RUN --platform linux/arm64 "$T-arm64" sh -c 'uname -m; echo $((6 * 7))'
+# Refused the same with the host's entries there: the native probe, unable
+# to make its private instance, must not take the arches they run for
+# native ones.
+cap run-default-registered shim_run $D $RUN -v "$BB:/busybox:ro" "$IMAGE"
+"#;
+
+/// Issue 12, item 4: Debian's docker engine (docker.io, 20.10) runs here:
+/// an arm64 image loaded into it runs with `docker run --platform
+/// linux/arm64` through the host's qemu-shim registration (exec format
+/// error before). And item 3 under docker: its default seccomp profile
+/// forbids what `qemu-shim run` needs, which the one line says; with the
+/// profile lifted, or CAP_SYS_ADMIN, it runs in a private instance.
+#[test]
+fn host_table_docker_runs_an_arm64_image_and_names_its_seccomp_profile_to_qemu_shim_run() {
+    for f in ["/usr/sbin/dockerd", DOCKER] {
+        assert!(
+            std::path::Path::new(f).exists(),
+            "{f} is missing: apt-get install docker.io (scripts/test does)"
+        );
+    }
+    require_image();
+    let s = Scratch::new("docker");
+    let podman_images = |t: &str| {
+        let o = Command::new("sh")
+            .args([
+                "-c",
+                &format!("{PODMAN} images -q --filter reference='{t}'"),
+            ])
+            .output()
+            .expect("run podman");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let table = HostTable::take();
+    scenario(&s, DOCKER_SCENARIO, &[("DOCKER", DOCKER)]);
+    let before_empty = table.before().entries.is_empty();
+    table.restore().unwrap();
+    drop(table);
+    assert_eq!(
+        podman_images("localhost/qemu-shim-test-*-arm64"),
+        "",
+        "podman images left behind"
+    );
+
+    assert_eq!(s.cap("arch").stdout, "arm64\n", "{}", s.cap("arch"));
+    if before_empty {
+        let c = s.cap("before");
+        assert!(c.rc != 0 && c.stderr.contains("exec format error"), "{c}");
+    }
+    for name in ["run-default", "run-default-registered"] {
+        assert_run_refused(
+            &s.cap(name),
+            &[
+                "the container's seccomp filter forbids creating user namespaces (unshare: operation not permitted)",
+                "--security-opt seccomp=unconfined",
+            ],
+        );
+    }
+    assert_runs(&s.cap("run-unconfined"), RUN_PRIVATE);
+    assert_runs(&s.cap("run-sys-admin"), RUN_PRIVATE);
+    assert_runs(&s.cap("after"), "aarch64\n");
+    assert_runs(&s.cap("after-sh"), "aarch64\n42\n");
 }

@@ -87,9 +87,7 @@ fn mounted_here() -> &'static std::sync::atomic::AtomicBool {
 /// apart (the container's /proc never shows the host's mount), so it is
 /// said, not refused.
 pub fn mount_lifetime_note() -> Option<String> {
-    let in_container =
-        Path::new("/run/.containerenv").exists() || Path::new("/.dockerenv").exists();
-    (in_container && mounted_here().load(std::sync::atomic::Ordering::Relaxed)).then(|| {
+    (in_container() && mounted_here().load(std::sync::atomic::Ordering::Relaxed)).then(|| {
         format!(
             "binfmt_misc was not mounted in this container, so install mounted it: the entries \
              outlive the container only if the host keeps binfmt_misc mounted (systemd does at \
@@ -98,6 +96,12 @@ pub fn mount_lifetime_note() -> Option<String> {
             binfmt::DEFAULT_ROOT
         )
     })
+}
+
+/// Whether this process runs in a container, as the engines mark it:
+/// podman's /run/.containerenv, docker's /.dockerenv.
+pub fn in_container() -> bool {
+    Path::new("/run/.containerenv").exists() || Path::new("/.dockerenv").exists()
 }
 
 /// What mounting binfmt_misc takes.

@@ -53,6 +53,13 @@
 //! unshare succeeds, but the namespace holds no capability, so writing the
 //! uid map or mounting fails). Each gets one line saying which, and that an
 //! administrator's `qemu-shim install` is the way out.
+//!
+//! In a container it works where the engine lets the container create user
+//! namespaces and mount in them (podman's default seccomp profile does;
+//! docker's allows `unshare` and `mount` only with CAP_SYS_ADMIN). What an
+//! engine forbids is named in the one line: a seccomp filter that refuses
+//! `unshare` or `mount`, or root without CAP_SETFCAP, which Linux >= 5.12
+//! requires to map uid 0 into a new user namespace (`--cap-drop all`).
 
 use std::ffi::{CString, OsString};
 use std::fs;
@@ -65,6 +72,7 @@ use nix::errno::Errno;
 use nix::sched::{unshare, CloneFlags};
 use qemu_shim_registry::arch::Arch;
 use qemu_shim_registry::binfmt::{Binfmt, DEFAULT_ROOT};
+use qemu_shim_registry::probe::InstanceStep;
 
 use crate::config;
 use crate::emulator::Search;
@@ -122,7 +130,25 @@ fn prepare_and_exec(opts: &Options) -> std::result::Result<std::convert::Infalli
     check_kernel(&kernel_release()).map_err(setup)?;
 
     // 1. What to register, and the interpreter file for it.
-    let (native, _) = select::native().map_err(setup)?;
+    let report = select::native_report().map_err(setup)?;
+    // The probe's launchers make the private instance run needs, the same
+    // way, with the same credentials: where they could not, neither can
+    // run. Said now, with the step that failed: the probe's fallback
+    // answer comes from a table a container does not see, where the host's
+    // entries make every arch look native.
+    if let Some(failed) = report.no_instance {
+        let step = match failed.step {
+            InstanceStep::Unshare => Step::Unshare,
+            InstanceStep::Mount => Step::Mount,
+        };
+        let restrictions = Restrictions::read(nix::unistd::getuid());
+        return Err(setup(namespace_error(
+            step,
+            Errno::from_raw(failed.errno),
+            &restrictions,
+        )));
+    }
+    let native = report.native();
     let search = Search::new(&opts.emulator_dirs).map_err(setup)?;
     // The administrator's per-arch emulator choice applies here as for
     // install (the default file is root's; --config names another).
@@ -443,30 +469,73 @@ enum Step {
     Mount,
 }
 
-/// The sysctls that tell why user namespaces fail, read now.
+/// What can keep this process from entering a user namespace and mounting
+/// in it: the sysctls, and what a container engine imposes. Read before the
+/// unshare: in the new namespace the capability sets read as full.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-struct Sysctls {
+struct Restrictions {
     apparmor_restrict: Option<String>,
     unprivileged_clone: Option<String>,
     max_user_namespaces: Option<String>,
+    /// A seccomp filter is attached (`Seccomp: 2` in /proc/self/status):
+    /// container engines attach one by default.
+    seccomp_filter: bool,
+    /// The caller is uid 0 without CAP_SETFCAP, so it may not map uid 0
+    /// into a new user namespace (Linux >= 5.12, `verify_root_map`).
+    root_without_setfcap: bool,
+    /// Runs in a container ([`root::in_container`]): the engine is then
+    /// what imposes the filter or dropped the capability.
+    container: bool,
 }
 
-impl Sysctls {
-    fn read() -> Sysctls {
+/// CAP_SETFCAP's bit in the capability sets (linux/capability.h).
+const CAP_SETFCAP: u32 = 31;
+
+impl Restrictions {
+    fn read(uid: nix::unistd::Uid) -> Restrictions {
         let r = |p: &str| fs::read_to_string(p).ok().map(|s| s.trim().to_string());
-        Sysctls {
+        let status = r("/proc/self/status").unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+        };
+        let cap_eff = field("CapEff").and_then(|v| u64::from_str_radix(v, 16).ok());
+        Restrictions {
             apparmor_restrict: r("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"),
             unprivileged_clone: r("/proc/sys/kernel/unprivileged_userns_clone"),
             max_user_namespaces: r("/proc/sys/user/max_user_namespaces"),
+            seccomp_filter: field("Seccomp") == Some("2"),
+            root_without_setfcap: uid.is_root()
+                && cap_eff.is_some_and(|c| c & (1 << CAP_SETFCAP) == 0),
+            container: crate::root::in_container(),
+        }
+    }
+
+    /// Who imposes the restrictions, for the message.
+    fn whose(&self) -> &'static str {
+        if self.container {
+            "the container's"
+        } else {
+            "this process's"
         }
     }
 }
 
 /// The one line for a failed step.
-fn namespace_error(step: Step, errno: Errno, s: &Sysctls) -> Error {
+fn namespace_error(step: Step, errno: Errno, s: &Restrictions) -> Error {
     let reason = crate::error::io_reason(&io::Error::from(errno));
     let apparmor = s.apparmor_restrict.as_deref() == Some("1");
+    // A filter's refusal: ENOSYS comes from no kernel that has the call (a
+    // seccomp profile's default errno, podman's among them); EPERM is what
+    // docker's profile returns.
+    let filtered = s.seccomp_filter && matches!(errno, Errno::ENOSYS | Errno::EPERM);
+    let whose = s.whose();
     let msg = match step {
+        Step::Unshare if filtered && errno == Errno::ENOSYS => {
+            format!("{whose} seccomp filter forbids creating user namespaces (unshare: {reason})")
+        }
         Step::Unshare if s.max_user_namespaces.as_deref() == Some("0") || errno == Errno::ENOSPC => {
             format!("user namespaces are disabled here (user.max_user_namespaces is {}): cannot unshare ({reason})",
                 s.max_user_namespaces.as_deref().unwrap_or("?"))
@@ -474,20 +543,45 @@ fn namespace_error(step: Step, errno: Errno, s: &Sysctls) -> Error {
         Step::Unshare if s.unprivileged_clone.as_deref() == Some("0") => format!(
             "unprivileged user namespaces are disabled here (kernel.unprivileged_userns_clone=0): cannot unshare ({reason})"
         ),
+        Step::Unshare if filtered => {
+            format!("{whose} seccomp filter forbids creating user namespaces (unshare: {reason})")
+        }
         Step::Unshare => format!("cannot create a user namespace: {reason}"),
         Step::UidMap | Step::Mount if apparmor => format!(
             "AppArmor restricts unprivileged user namespaces here (kernel.apparmor_restrict_unprivileged_userns=1): the namespace was created but {} failed ({reason})",
             if step == Step::UidMap { "writing its uid map" } else { "mounting binfmt_misc in it" }
         ),
+        Step::UidMap if s.root_without_setfcap && errno == Errno::EPERM => format!(
+            "mapping root into a user namespace needs CAP_SETFCAP, which {} does not have (writing the uid map: {reason})",
+            if s.container { "the container" } else { "this process" }
+        ),
         Step::UidMap => format!("cannot map this user into a new user namespace: {reason}"),
         Step::Mount if errno == Errno::ENOENT => format!(
             "cannot mount a private binfmt_misc: {DEFAULT_ROOT} does not exist (binfmt_misc is not built or loaded in this kernel)"
         ),
+        // The kernel (>= 6.7, checked first) allows this mount: a filter
+        // that refuses it is the likely cause.
+        Step::Mount if filtered => {
+            format!("{whose} seccomp filter forbids mount (mounting a private binfmt_misc: {reason})")
+        }
         Step::Mount => format!(
             "cannot mount a private binfmt_misc in a user namespace: {reason} (it needs Linux 6.7 or later, without restrictions on user namespaces)"
         ),
     };
-    Error::new(msg).hint(NEEDS_ADMIN)
+    let container_fix = match step {
+        _ if !s.container => None,
+        Step::Unshare | Step::Mount if filtered => Some(
+            "run the container with --security-opt seccomp=unconfined (docker: or --cap-add SYS_ADMIN)",
+        ),
+        Step::UidMap if s.root_without_setfcap => {
+            Some("run the container with --cap-add SETFCAP, or as another user (--user)")
+        }
+        _ => None,
+    };
+    match container_fix {
+        Some(fix) => Error::new(msg).hint(format!("{fix}; or {NEEDS_ADMIN} on the host")),
+        None => Error::new(msg).hint(NEEDS_ADMIN),
+    }
 }
 
 /// Unshares a user and a mount namespace, maps the caller to its root and
@@ -502,7 +596,8 @@ fn namespace_error(step: Step, errno: Errno, s: &Sysctls) -> Error {
 fn enter_private_instance() -> Result<()> {
     let uid = nix::unistd::getuid();
     let gid = nix::unistd::getgid();
-    let fail = |step, e| namespace_error(step, e, &Sysctls::read());
+    let restrictions = Restrictions::read(uid);
+    let fail = |step, e| namespace_error(step, e, &restrictions);
     unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
         .map_err(|e| fail(Step::Unshare, e))?;
     write_maps(&format!("0 {uid} 1"), &format!("0 {gid} 1")).map_err(|e| fail(Step::UidMap, e))?;
@@ -634,7 +729,7 @@ mod tests {
 
     #[test]
     fn apparmor_restriction_is_named_when_the_map_or_mount_fails() {
-        let s = Sysctls {
+        let s = Restrictions {
             apparmor_restrict: Some("1".into()),
             ..Default::default()
         };
@@ -647,24 +742,115 @@ mod tests {
                 "{e}"
             );
         }
-        let e = namespace_error(Step::UidMap, Errno::EPERM, &Sysctls::default());
+        let e = namespace_error(Step::UidMap, Errno::EPERM, &Restrictions::default());
         assert!(!e.message().contains("AppArmor"), "{e}");
     }
 
     #[test]
     fn disabled_user_namespaces_are_named() {
-        let s = Sysctls {
+        let s = Restrictions {
             max_user_namespaces: Some("0".into()),
             ..Default::default()
         };
         let e = namespace_error(Step::Unshare, Errno::ENOSPC, &s);
         assert!(e.message().contains("user namespaces are disabled"), "{e}");
-        let s = Sysctls {
+        let s = Restrictions {
             unprivileged_clone: Some("0".into()),
             ..Default::default()
         };
         let e = namespace_error(Step::Unshare, Errno::EPERM, &s);
         assert!(e.message().contains("unprivileged_userns_clone=0"), "{e}");
+    }
+
+    /// Issue 12, item 3: in a container, the one line names what the
+    /// engine forbids and how to allow it.
+    #[test]
+    fn a_container_engines_seccomp_filter_is_named() {
+        let s = Restrictions {
+            seccomp_filter: true,
+            container: true,
+            ..Default::default()
+        };
+        // podman's profile answers ENOSYS, docker's EPERM.
+        for errno in [Errno::ENOSYS, Errno::EPERM] {
+            let e = namespace_error(Step::Unshare, errno, &s);
+            assert!(
+                e.message().starts_with(
+                    "the container's seccomp filter forbids creating user namespaces (unshare: "
+                ),
+                "{e}"
+            );
+            assert!(
+                e.hint_text()
+                    .unwrap()
+                    .contains("--security-opt seccomp=unconfined"),
+                "{e}"
+            );
+            let e = namespace_error(Step::Mount, errno, &s);
+            assert!(
+                e.message()
+                    .starts_with("the container's seccomp filter forbids mount"),
+                "{e}"
+            );
+        }
+        // Outside a container: the process's filter, the admin's way out.
+        let s = Restrictions {
+            seccomp_filter: true,
+            ..Default::default()
+        };
+        let e = namespace_error(Step::Unshare, Errno::EPERM, &s);
+        assert!(
+            e.message()
+                .starts_with("this process's seccomp filter forbids"),
+            "{e}"
+        );
+        assert!(!e.hint_text().unwrap().contains("--security-opt"), "{e}");
+        // No filter, or another errno: not blamed on one.
+        let e = namespace_error(Step::Unshare, Errno::EPERM, &Restrictions::default());
+        assert!(!e.message().contains("seccomp"), "{e}");
+        let s = Restrictions {
+            seccomp_filter: true,
+            max_user_namespaces: Some("0".into()),
+            ..Default::default()
+        };
+        let e = namespace_error(Step::Unshare, Errno::ENOSPC, &s);
+        assert!(e.message().contains("user namespaces are disabled"), "{e}");
+    }
+
+    /// Root in a container started with `--cap-drop all` (or without
+    /// SETFCAP) cannot map uid 0 into a user namespace.
+    #[test]
+    fn root_without_setfcap_is_named() {
+        let s = Restrictions {
+            root_without_setfcap: true,
+            container: true,
+            ..Default::default()
+        };
+        let e = namespace_error(Step::UidMap, Errno::EPERM, &s);
+        assert!(
+            e.message()
+                .starts_with("mapping root into a user namespace needs CAP_SETFCAP, which the container does not have"),
+            "{e}"
+        );
+        assert!(e.hint_text().unwrap().contains("--cap-add SETFCAP"), "{e}");
+        let e = namespace_error(Step::UidMap, Errno::EPERM, &Restrictions::default());
+        assert!(!e.message().contains("CAP_SETFCAP"), "{e}");
+    }
+
+    #[test]
+    fn the_restrictions_are_read_from_proc_self_status() {
+        // The test runs without a seccomp filter and as whoever it runs as:
+        // only what can be known for certain here is asserted.
+        let r = Restrictions::read(nix::unistd::Uid::from_raw(1000));
+        assert!(!r.root_without_setfcap, "not root: {r:?}");
+        let status = fs::read_to_string("/proc/self/status").unwrap();
+        assert_eq!(
+            r.seccomp_filter,
+            status
+                .lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Seccomp:", "2"]),
+            "{r:?}"
+        );
     }
 
     #[test]

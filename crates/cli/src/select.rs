@@ -16,7 +16,14 @@ use crate::error::{Error, Result};
 /// (each arch's tiny program executed in a private binfmt_misc instance),
 /// and the probe's note when it had to fall back to a weaker method.
 pub fn native() -> Result<(Vec<&'static Arch>, Option<String>)> {
-    let report = probe::probe().map_err(|e| {
+    let report = native_report()?;
+    Ok((report.native(), report.note.clone()))
+}
+
+/// The probe's whole report, for callers that need to know how it probed
+/// (`run`: whether a private instance could be made).
+pub fn native_report() -> Result<probe::Report> {
+    probe::probe().map_err(|e| {
         let err = Error::new(format!(
             "cannot tell which arches this machine runs natively: {e}"
         ));
@@ -25,8 +32,7 @@ pub fn native() -> Result<(Vec<&'static Arch>, Option<String>)> {
         } else {
             err.hint("set TMPDIR to a directory that allows exec")
         }
-    })?;
-    Ok((report.native(), report.note.clone()))
+    })
 }
 
 /// The arch names in `args` as typed: comma lists (`arm64,riscv64`) split,

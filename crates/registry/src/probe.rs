@@ -245,6 +245,23 @@ pub enum Method {
     HostArchOnly,
 }
 
+/// Which step of making a private binfmt_misc instance failed, and its
+/// errno (63 meaning 63 or more: the launcher's exit status holds six bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoInstance {
+    pub step: InstanceStep,
+    pub errno: i32,
+}
+
+/// A step of making a private binfmt_misc instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceStep {
+    /// `unshare(CLONE_NEWUSER | CLONE_NEWNS)`.
+    Unshare,
+    /// Mounting binfmt_misc in the new namespaces.
+    Mount,
+}
+
 /// Everything [`probe`] found.
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -254,6 +271,10 @@ pub struct Report {
     pub method: Method,
     /// Why the method is not [`Method::PrivateInstance`], if it is not.
     pub note: Option<String>,
+    /// The step that failed when a private instance could not be made
+    /// ([`Method::HostTable`] not forced), for callers that need one
+    /// themselves: `qemu-shim run` would fail at the same step.
+    pub no_instance: Option<NoInstance>,
     /// Every probed row (all rows with a program except the host's), in
     /// table order.
     pub probes: Vec<(&'static Arch, Outcome)>,
@@ -452,7 +473,7 @@ enum Run {
     /// An outcome for the probe.
     Done(Outcome),
     /// The private instance could not be made (the message says why).
-    NoInstance(String),
+    NoInstance(String, NoInstance),
 }
 
 fn errno_name(errno: i32) -> String {
@@ -521,14 +542,26 @@ fn decode(status: ExitStatus) -> Run {
             "the kernel did not run the probe: {}",
             errno_name(errno)
         ))),
-        FAILED_MOUNT => Run::NoInstance(format!(
-            "cannot mount a private binfmt_misc instance ({}; Linux 6.7 or later needed)",
-            errno_name(errno)
-        )),
-        FAILED_UNSHARE => Run::NoInstance(format!(
-            "cannot create a user and mount namespace ({})",
-            errno_name(errno)
-        )),
+        FAILED_MOUNT => Run::NoInstance(
+            format!(
+                "cannot mount a private binfmt_misc instance ({}; Linux 6.7 or later needed)",
+                errno_name(errno)
+            ),
+            NoInstance {
+                step: InstanceStep::Mount,
+                errno,
+            },
+        ),
+        FAILED_UNSHARE => Run::NoInstance(
+            format!(
+                "cannot create a user and mount namespace ({})",
+                errno_name(errno)
+            ),
+            NoInstance {
+                step: InstanceStep::Unshare,
+                errno,
+            },
+        ),
         _ => Run::Done(Outcome::Unknown(format!(
             "the probe launcher exited with status {code}"
         ))),
@@ -547,6 +580,7 @@ fn run(
         host,
         method: Method::HostArchOnly,
         note: Some(note),
+        no_instance: None,
         probes: Vec::new(),
     };
     let Some(host_row) = host else {
@@ -590,6 +624,7 @@ fn run(
 
     let mut method = Method::PrivateInstance;
     let mut note = None;
+    let mut no_instance = None;
     let mut probes = Vec::new();
     for (row, path, program) in &candidates {
         if method == Method::PrivateInstance && try_private {
@@ -598,7 +633,10 @@ fn run(
                     probes.push((*row, outcome));
                     continue;
                 }
-                Run::NoInstance(why) => note = Some(why),
+                Run::NoInstance(why, failed) => {
+                    note = Some(why);
+                    no_instance = Some(failed);
+                }
             }
         }
         if method == Method::PrivateInstance {
@@ -612,7 +650,7 @@ fn run(
             Ok(None) => match decode(launch(&direct, path)?) {
                 Run::Done(outcome) => outcome,
                 // The direct launcher neither unshares nor mounts.
-                Run::NoInstance(why) => Outcome::Unknown(why),
+                Run::NoInstance(why, _) => Outcome::Unknown(why),
             },
             Err(e) => Outcome::Unknown(format!("cannot check the host's binfmt_misc table: {e}")),
         };
@@ -639,6 +677,7 @@ fn run(
         host,
         method,
         note,
+        no_instance,
         probes,
     })
 }
@@ -759,9 +798,11 @@ mod tests {
         ));
         assert!(matches!(code(3), Run::Done(Outcome::Unknown(_))));
         assert!(
-            matches!(code(FAILED_MOUNT | nix::libc::EPERM), Run::NoInstance(m) if m.contains("EPERM"))
+            matches!(code(FAILED_MOUNT | nix::libc::EPERM), Run::NoInstance(m, NoInstance { step: InstanceStep::Mount, errno: 1 }) if m.contains("EPERM"))
         );
-        assert!(matches!(code(FAILED_UNSHARE | 63), Run::NoInstance(m) if m.contains("or more")));
+        assert!(
+            matches!(code(FAILED_UNSHARE | 63), Run::NoInstance(m, NoInstance { step: InstanceStep::Unshare, errno: 63 }) if m.contains("or more"))
+        );
         // Killed by SIGILL.
         assert!(
             matches!(decode(ExitStatus::from_raw(4)), Run::Done(Outcome::Unknown(m)) if m.contains("signal 4"))
