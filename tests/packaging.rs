@@ -1,6 +1,6 @@
 //! Issue 13: emulator updates never go unnoticed (the install record beside
 //! the interpreter file, compared by `status` and `doctor`, refreshed by
-//! `install`).
+//! `install`), and the Debian package (tests/deb-package.sh).
 
 use std::fs;
 
@@ -117,5 +117,218 @@ cap vanished-doctor $D
         c.stdout.lines().any(|l| l.starts_with("note    aarch64: ")
             && l.contains("is gone since install: the carried copy runs but gets no updates")),
         "{c}"
+    );
+}
+
+/// The .deb scripts/build-deb made; panics when it is missing or older
+/// than the release CLI (built from older sources).
+fn built_deb() -> std::path::PathBuf {
+    let dir = qemu_shim_suite::target_dir().join("debian");
+    let deb = fs::read_dir(&dir)
+        .ok()
+        .and_then(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no .deb in {}: run scripts/build-deb first (scripts/test does)",
+                dir.display()
+            )
+        });
+    let mtime = |p: &std::path::Path| fs::metadata(p).and_then(|m| m.modified()).unwrap();
+    assert!(
+        mtime(&deb) >= mtime(&qemu_shim_suite::cli()),
+        "{} is older than the release CLI: run scripts/build-deb again",
+        deb.display()
+    );
+    deb
+}
+
+/// The debootstrap'ed root and the two qemu-user-static packages
+/// scripts/fetch-deb-fixtures caches.
+fn deb_cache(name: &str) -> std::path::PathBuf {
+    let p = qemu_shim_suite::target_dir().join("deb-cache").join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/fetch-deb-fixtures first (scripts/test does)",
+        p.display()
+    );
+    p
+}
+
+#[track_caller]
+fn ok(c: &Captured) {
+    assert_eq!(c.rc, 0, "{c}");
+}
+
+/// The aarch64 row of `status --json`'s interpreter file.
+#[track_caller]
+fn aarch64_emulator(c: &Captured) -> serde_json::Value {
+    let v = json(c);
+    let i = &v["interpreters"][0];
+    assert_eq!(i["path"], "/var/lib/qemu-shim/qemu-shim-interp", "{c}");
+    i["emulators"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["arch"] == "aarch64"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no aarch64 emulator:\n{c}"))
+}
+
+/// The entry the kernel runs aarch64 programs with, per `status --json`.
+fn aarch64_winner(c: &Captured) -> String {
+    let v = json(c);
+    v["arches"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["arch"] == "aarch64"))
+        .and_then(|a| a["winner"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Issue 13, item 2: the package built by scripts/build-deb, in a Debian 12
+/// chroot whose binfmt_misc is this test's private instance. Installed where
+/// binfmt_misc cannot be mounted it configures with one warning; then it
+/// registers on configure, follows a qemu-user-static upgrade through its
+/// dpkg trigger (new carried copies, ours first again over Debian's own
+/// entry), drops its registration when the emulators are removed and
+/// brings it back when they return, and purges to nothing, leaving
+/// others' entries alone.
+#[test]
+fn deb_package_registers_follows_qemu_upgrades_and_purges_clean() {
+    let s = Scratch::new("deb");
+    let deb = built_deb();
+    let root = s.join("root");
+    // Copied by the host's root: the cached root holds device nodes, which
+    // a user namespace cannot create.
+    let cp = std::process::Command::new("cp")
+        .args(["-a", "--reflink=auto"])
+        .arg(deb_cache("bookworm-amd64"))
+        .arg(&root)
+        .status()
+        .expect("spawn cp");
+    assert!(cp.success(), "cp -a of the cached root failed");
+    let pkg = root.join("pkg");
+    fs::create_dir(&pkg).unwrap();
+    fs::copy(&deb, pkg.join("qemu-shim.deb")).unwrap();
+    for n in ["qemu-old.deb", "qemu-new.deb"] {
+        fs::copy(deb_cache(n), pkg.join(n)).unwrap();
+    }
+    fs::copy(qemu_shim_suite::busybox("arm64"), pkg.join("busybox")).unwrap();
+    let version_of = |n: &str| {
+        let o = std::process::Command::new("dpkg-deb")
+            .args(["-f"])
+            .arg(deb_cache(n))
+            .arg("Version")
+            .output()
+            .expect("spawn dpkg-deb");
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let (old, new) = (version_of("qemu-old.deb"), version_of("qemu-new.deb"));
+    qemu_shim_suite::sandbox_full_map(
+        &s,
+        &format!("R=\"$S/root\"\n{}", include_str!("deb-package.sh")),
+    );
+
+    // 1. binfmt_misc cannot be mounted: configured, one warning.
+    ok(&s.cap("qemu-old"));
+    let c = s.cap("no-proc");
+    ok(&c);
+    let warnings: Vec<&str> = c
+        .stderr
+        .lines()
+        .filter(|l| l.contains("qemu-shim"))
+        .collect();
+    assert!(
+        warnings.len() == 1
+            && warnings[0].starts_with("qemu-shim: warning: registration pending: ")
+            && warnings[0].ends_with("(apply it with: qemu-shim install --persist)"),
+        "{c}"
+    );
+    assert_eq!(s.cap("no-proc-status").stdout, "install ok installed");
+    assert_eq!(s.cap("no-proc-left").stdout, "/usr/bin/qemu-shim\n");
+
+    // 2. Purged, then installed: registered on configure, persisted.
+    ok(&s.cap("purge-pending"));
+    assert_eq!(s.cap("purge-pending-left").stdout, "");
+    let c = s.cap("install");
+    ok(&c);
+    let left = s.cap("installed-left").stdout;
+    for want in [
+        "qemu-shim-aarch64\n",
+        "/var/lib/qemu-shim\n",
+        "/etc/binfmt.d/zz-qemu-shim.conf\n",
+    ] {
+        assert!(left.contains(want), "{want:?} missing:\n{left}\n{c}");
+    }
+    qemu_shim_suite::assert_runs(&s.cap("run-old"), "aarch64\n");
+    let e = aarch64_emulator(&s.cap("status-old"));
+    assert!(
+        e["version"].as_str().is_some_and(|v| v.contains(&old)),
+        "{e}"
+    );
+    assert_eq!(e["source"], "current", "{e}");
+    let supported = json(&s.cap("status-old"))["supported"].clone();
+    assert!(
+        supported.as_array().is_some_and(
+            |a| a.iter().any(|p| p == "linux/arm64") && a.iter().any(|p| p == "linux/amd64")
+        ),
+        "{supported}"
+    );
+
+    // 3. Debian's entry won, then qemu-user-static upgraded: the trigger
+    //    carried the new emulators and put ours first again.
+    assert_eq!(aarch64_winner(&s.cap("distro-status")), "qemu-aarch64");
+    let c = s.cap("upgrade");
+    ok(&c);
+    let updated: Vec<&str> = c
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("qemu-shim: updated the aarch64 emulator: "))
+        .collect();
+    assert!(
+        updated.len() == 1 && updated[0].contains(&old) && updated[0].contains(&new),
+        "{c}"
+    );
+    qemu_shim_suite::assert_runs(&s.cap("run-new"), "aarch64\n");
+    let st = s.cap("status-new");
+    let e = aarch64_emulator(&st);
+    assert!(
+        e["version"].as_str().is_some_and(|v| v.contains(&new)),
+        "{e}\n{c}"
+    );
+    assert_eq!(e["source"], "current", "{e}");
+    assert_eq!(aarch64_winner(&st), "qemu-shim-aarch64", "{st}");
+    assert_ne!(s.cap("inode-old").stdout, s.cap("inode-new").stdout);
+    let d = s.cap("doctor-new");
+    assert!(d.rc == 0 && !d.stdout.contains("stale"), "{d}");
+
+    // 4. Emulators removed: our registration goes, with one warning;
+    //    back with them.
+    let c = s.cap("remove-qemu");
+    ok(&c);
+    assert!(
+        c.stderr
+            .contains("qemu-shim: warning: no emulator left: qemu-shim's registration removed"),
+        "{c}"
+    );
+    assert_eq!(s.cap("removed-left").stdout, "/usr/bin/qemu-shim\n");
+    ok(&s.cap("reinstall-qemu"));
+    assert!(
+        s.cap("reinstalled-left")
+            .stdout
+            .contains("qemu-shim-aarch64\n"),
+        "{}",
+        s.cap("reinstalled-left")
+    );
+
+    // 5. Purged: nothing of ours left, the other entry kept.
+    ok(&s.cap("purge"));
+    assert_eq!(s.cap("purged-left").stdout, "", "{}", s.cap("purge"));
+    assert!(
+        s.cap("others").stdout.contains("someone-else\n"),
+        "{}",
+        s.cap("others")
     );
 }
