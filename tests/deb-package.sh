@@ -62,3 +62,12 @@ cap reinstalled-left left
 cap purge in_root dpkg --purge qemu-shim
 cap purged-left left
 cap others ls "$B"
+
+# 6. In a container (docker's marker file): the table is the host's. The
+#    package neither registers nor, purged, removes the host's qemu-shim
+#    entries (one made here with the release CLI, as a host install would).
+"$CLI" install aarch64 --emulator-dir "$EMUS" --install-dir "$S/host-inst" >/dev/null
+touch "$R/.dockerenv"
+cap container-install in_root dpkg -i /pkg/qemu-shim.deb
+cap container-purge in_root dpkg --purge qemu-shim
+cap container-left left

@@ -67,6 +67,16 @@ cap vanished-doctor $D
     let e = emulator(&s.cap("fresh"));
     assert_eq!(e["source"], "current", "{e}");
     let version = e["version"].as_str().expect("a version").to_string();
+    // What runs here, as tonistiigi/binfmt spells it: the arch just
+    // registered (its probe ran through the entry), not one without an
+    // entry.
+    let supported = json(&s.cap("fresh"))["supported"].clone();
+    assert!(
+        supported.as_array().is_some_and(
+            |a| a.iter().any(|p| p == "linux/arm64") && !a.iter().any(|p| p == "linux/s390x")
+        ),
+        "{supported}"
+    );
     let c = s.cap("fresh-doctor");
     assert!(c.rc == 0 && !c.stdout.contains("stale"), "{c}");
 
@@ -330,5 +340,21 @@ fn deb_package_registers_follows_qemu_upgrades_and_purges_clean() {
         s.cap("others").stdout.contains("someone-else\n"),
         "{}",
         s.cap("others")
+    );
+
+    // 6. In a container: the host's entry of ours is left alone both ways.
+    let c = s.cap("container-install");
+    ok(&c);
+    assert!(
+        c.stderr
+            .contains("qemu-shim: warning: in a container: registration skipped"),
+        "{c}"
+    );
+    ok(&s.cap("container-purge"));
+    assert_eq!(
+        s.cap("container-left").stdout,
+        "qemu-shim-aarch64\n",
+        "{}",
+        s.cap("container-purge")
     );
 }
