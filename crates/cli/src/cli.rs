@@ -280,6 +280,14 @@ pub struct UninstallArgs {
 /// entries the emulator the interpreter starts. An entry that matches an
 /// architecture but never runs because an earlier one matches first is
 /// marked as shadowed.
+///
+/// Each emulator is compared with the file it was installed from (by its
+/// stat stamp; the file is read only when that moved): a carried copy
+/// whose file changed since install is marked STALE (programs still run
+/// the old copy; `qemu-shim install` refreshes it), one whose file is gone
+/// gets no updates. Finally the platforms that run here are listed (the
+/// native ones, and each arch whose tiny probe program just ran through
+/// the table); --json gives them as `supported`, in docker's spelling.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Print JSON instead of text
@@ -351,7 +359,9 @@ pub struct RunArgs {
 /// kernel has, that qemu-shim's entries are enabled and pinned and that no
 /// other entry takes their programs first; then runs, for every arch, a
 /// tiny program of that arch through the kernel and checks it exits with
-/// the status it was written to exit with. Prints one line per check; each
+/// the status it was written to exit with. A carried emulator whose file
+/// changed since install (a security update not yet carried) is broken
+/// too; one whose file is gone is a note. Prints one line per check; each
 /// broken arch's line ends with the fix. Exits 0 when nothing is broken,
 /// 1 otherwise.
 #[derive(Debug, Args)]

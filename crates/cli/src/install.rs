@@ -465,7 +465,13 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     // The install record: what each emulator was when read for this file.
     // Rewritten with the file, or alone when only a stamp moved (a package
     // reinstalled with the same bytes).
-    let sources = record_sources(&config, &built.by_path, opts.carry, &seen)?;
+    let sources = record_sources(
+        &config,
+        &built.by_path,
+        opts.carry,
+        &seen,
+        old_record.as_ref(),
+    )?;
     let record_now = |interpreter: sources::FileStamp| sources::Record {
         format: sources::FORMAT,
         interpreter,
@@ -623,12 +629,14 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
 
 /// The install record's emulators for a file built from `config`: carried
 /// ones as [`interp::build_with`] saw them (`seen`), those started by path
-/// stamped now.
+/// stamped now (their version taken from the `old` record while the stamp
+/// holds, so an install that changes nothing reads no emulator whole).
 fn record_sources(
     config: &Spec,
     by_path: &[(String, String)],
     carry: bool,
     seen: &[(PathBuf, sources::FileStamp, String, Option<String>)],
+    old: Option<&sources::Record>,
 ) -> Result<Vec<sources::Source>> {
     let mut emulators = Vec::new();
     for (a, p) in &config.emulators {
@@ -643,12 +651,19 @@ fn record_sources(
                 // now so `status` need not read it while the stamp holds.
                 let m =
                     fs::metadata(p).map_err(|e| Error::io("cannot read the emulator", p, &e))?;
-                let needle = arch::by_name(a).map(|r| format!("{} version ", r.emulator));
-                let version = needle.and_then(|n| {
-                    let bytes = fs::read(p).ok()?;
-                    crate::status::find_version(&bytes, n.as_bytes())
-                });
-                (sources::FileStamp::of(&m), None, version)
+                let stamp = sources::FileStamp::of(&m);
+                let recorded = old
+                    .and_then(|r| r.source(a))
+                    .filter(|s| s.stamp == stamp && Path::new(&s.path) == p.as_path());
+                let version = match recorded {
+                    Some(s) => s.version.clone(),
+                    None => arch::by_name(a).and_then(|r| {
+                        let bytes = fs::read(p).ok()?;
+                        let needle = format!("{} version ", r.emulator);
+                        crate::status::find_version(&bytes, needle.as_bytes())
+                    }),
+                };
+                (stamp, None, version)
             }
         };
         emulators.push(sources::Source {

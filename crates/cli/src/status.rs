@@ -291,8 +291,10 @@ pub fn build(
 /// Fills `s.supported`: the native arches (the registry's probe), then
 /// each arch an enabled entry wins whose probe program, executed now
 /// through the kernel, exits as it was written to (the status doctor
-/// checks). In arch-table order.
-pub fn verify_platforms(s: &mut Status) -> Result<()> {
+/// checks). In arch-table order. Probes that cannot be written or run (a
+/// read-only or noexec TMPDIR) leave their arch out: status still reports
+/// the table.
+pub fn verify_platforms(s: &mut Status) {
     use qemu_shim_registry::programs::{self, Kind};
     let native = crate::select::native().map(|(n, _)| n).unwrap_or_default();
     let mut probes = crate::doctor::Probes::default();
@@ -309,8 +311,10 @@ pub fn verify_platforms(s: &mut Status) -> Result<()> {
         let Some(program) = programs::program(a.name, Kind::Exit(want)) else {
             continue;
         };
-        let path = probes.write(a.name, &program)?;
-        if probes.exec(&path, None, None, want)?.is_ok() {
+        let ran = probes
+            .write(a.name, &program)
+            .and_then(|path| probes.exec(&path, None, None, want));
+        if let Ok(Ok(())) = ran {
             runs.push(a);
         }
     }
@@ -319,7 +323,6 @@ pub fn verify_platforms(s: &mut Status) -> Result<()> {
         .filter(|a| runs.iter().any(|r| std::ptr::eq(*r, *a)))
         .filter_map(|a| a.platform())
         .collect();
-    Ok(())
 }
 
 /// Bytes of an ELF64 program header.
