@@ -533,15 +533,6 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     } else {
         Vec::new()
     };
-    for u in &updated {
-        let _ = writeln!(
-            out,
-            "updated    the {} emulator: {} -> {}",
-            u.arch,
-            u.from.as_deref().unwrap_or("version unknown"),
-            u.to.as_deref().unwrap_or("version unknown")
-        );
-    }
     for f in remove_leftovers(&dir.path) {
         let _ = writeln!(
             out,
@@ -573,6 +564,16 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
         nothing_to_do,
         &existing,
     );
+    // After the file's line: what the new file carries that the old did not.
+    for u in &updated {
+        let _ = writeln!(
+            out,
+            "updated    the {} emulator: {} -> {}",
+            u.arch,
+            u.from.as_deref().unwrap_or("version unknown"),
+            u.to.as_deref().unwrap_or("version unknown")
+        );
+    }
     if opts.carry {
         for (arch, why) in &built.by_path {
             let _ = writeln!(
