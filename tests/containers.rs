@@ -232,7 +232,11 @@ fn host_table_podman_installer_image_foreign_images_builds_and_embedding() {
             .contains("note: binfmt_misc was not mounted in this container, so install mounted it"),
         "{c}"
     );
-    assert_eq!(ok("file").stdout, "qemu-shim-interp\n");
+    // The interpreter file and its install record (issue 13).
+    assert_eq!(
+        ok("file").stdout,
+        "qemu-shim-interp\nqemu-shim-interp.state\n"
+    );
     let c = ok("status-json");
     assert!(owned(&c) >= 30, "{c}");
     let c = ok("doctor");

@@ -1617,11 +1617,12 @@ kill_at() {{
                         );
                     }
                 }
-                // Only the interpreter file, and a temporary file of the
-                // killed run at most.
+                // Only the interpreter file and its install record, and a
+                // temporary file of the killed run at most.
                 for f in read(&format!("{tag}.files")).lines() {
                     assert!(
                         f == "qemu-shim-interp"
+                            || f == "qemu-shim-interp.state"
                             || (f.starts_with(".qemu-shim-interp.") && f.ends_with(".tmp")),
                         "{tag}: unexpected file {f}"
                     );
@@ -1771,7 +1772,11 @@ snap >"$CAPS/ro.after"
         &["no space left on device", "this run's changes were undone"],
     );
     assert_eq!(read("full.after"), read("full.before"), "full: changed");
-    assert_eq!(read("full.files"), "qemu-shim-interp\n", "full: leftovers");
+    assert_eq!(
+        read("full.files"),
+        "qemu-shim-interp\nqemu-shim-interp.state\n",
+        "full: leftovers"
+    );
     assert_cli_failed(&s.cap("unknown"), &["frobnicate"]);
     assert_eq!(read("unknown.after"), read("unknown.before"));
     assert_cli_failed(&s.cap("ro"), &["read-only"]);
@@ -1845,7 +1850,7 @@ U='"$CLI" uninstall --install-dir "$S/inst"'
         }
         let files = read(&format!("{tag}.files"));
         assert!(
-            files.is_empty() || files == "qemu-shim-interp\n",
+            files.is_empty() || files == "qemu-shim-interp\nqemu-shim-interp.state\n",
             "{tag}: files {files:?}"
         );
         assert_eq!(

@@ -126,8 +126,12 @@ cap container-{deb} unshare --mount sh -c 'mount --bind "$1" "$1" && cd "$1" && 
 
     let c = s.cap("install");
     assert_eq!(c.rc, 0, "install failed:\n{c}");
-    // One interpreter file for every arch, and nothing else.
-    assert_runs(&s.cap("inst-dir"), "qemu-shim-interp\n");
+    // One interpreter file for every arch and its install record, nothing
+    // else.
+    assert_runs(
+        &s.cap("inst-dir"),
+        "qemu-shim-interp\nqemu-shim-interp.state\n",
+    );
     let entries = s.cap("entries");
     let interp_line = format!("interpreter {}/inst/qemu-shim-interp", s.path().display());
     let blocks: Vec<&str> = entries.stdout.split("== ").skip(1).collect();
@@ -494,7 +498,10 @@ cap after "$bb" uname -m
         &s.cap("entries"),
         "qemu-shim-aarch64\nqemu-shim-arm\nregister\nstatus\n",
     );
-    assert_runs(&s.cap("inst-dir"), "qemu-shim-interp\n");
+    assert_runs(
+        &s.cap("inst-dir"),
+        "qemu-shim-interp\nqemu-shim-interp.state\n",
+    );
     assert_runs(&s.cap("after"), "aarch64\n");
 }
 

@@ -86,6 +86,14 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// At least a note (a broken verdict stays broken).
+    fn max_note(self) -> Verdict {
+        match self {
+            Verdict::Ok => Verdict::Note,
+            v => v,
+        }
+    }
+
     fn word(self) -> &'static str {
         match self {
             Verdict::Ok => "ok",
@@ -378,6 +386,43 @@ fn check_entry(
         }
     };
     notes.insert(0, ran);
+    // The emulator against the file it was installed from (issue 13).
+    let emu = s
+        .interpreters
+        .iter()
+        .filter(|i| i.path == e.interpreter)
+        .flat_map(|i| &i.emulators)
+        .find(|m| m.arch == arch);
+    if let Some(m) = emu {
+        match m.source {
+            "stale" => {
+                return broken(
+                    format!(
+                        "the carried emulator is stale: {} changed since install ({} -> {}), programs still run the old copy",
+                        m.emulator,
+                        m.version.as_deref().unwrap_or("version unknown"),
+                        m.source_version.as_deref().unwrap_or("version unknown")
+                    ),
+                    &fix,
+                )
+            }
+            "vanished" if m.carried => {
+                verdict = verdict.max_note();
+                notes.push(format!(
+                    "{} is gone since install: the carried copy runs but gets no updates",
+                    m.emulator
+                ));
+            }
+            "unknown" => {
+                verdict = verdict.max_note();
+                notes.push(format!(
+                    "not compared with its source: {}",
+                    m.source_note.as_deref().unwrap_or("no install record")
+                ));
+            }
+            _ => {}
+        }
+    }
     Ok(line(verdict, format!("{arch}: {}", notes.join("; "))))
 }
 
@@ -430,7 +475,7 @@ const NOBODY: u32 = 65534;
 
 /// A private directory for probe programs, removed on drop.
 #[derive(Default)]
-struct Probes {
+pub struct Probes {
     dir: Option<PathBuf>,
     /// The directory for the setuid probes, once made.
     setuid_dir: Option<PathBuf>,
@@ -464,7 +509,7 @@ impl Probes {
         Ok(path)
     }
 
-    fn write(&mut self, name: &str, program: &[u8]) -> Result<PathBuf> {
+    pub fn write(&mut self, name: &str, program: &[u8]) -> Result<PathBuf> {
         let d = self.dir()?;
         Probes::write_in(&d, name, program)
     }
@@ -543,7 +588,7 @@ impl Probes {
     /// Executes the probe at `path`, with `arg0` as its argv[0] and as
     /// `uid` (and its group, no others) if given; `Ok(Err(why))` when it
     /// did not exit with `want`.
-    fn exec(
+    pub fn exec(
         &mut self,
         path: &Path,
         arg0: Option<&str>,

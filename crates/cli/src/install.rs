@@ -27,10 +27,10 @@ use crate::persist;
 use crate::progress::Progress;
 use crate::root;
 use crate::select;
+use crate::sources;
 use crate::trust::{self, Role};
 
-/// Where the interpreter file is installed unless `--install-dir` says.
-pub const DEFAULT_INSTALL_DIR: &str = "/usr/local/lib/qemu-shim";
+pub use crate::cli::DEFAULT_INSTALL_DIR;
 
 /// The flags of a default entry: see [`entry_flags`].
 #[cfg(test)]
@@ -118,6 +118,9 @@ pub struct Summary {
     pub binfmt_d: Option<FileSummary>,
     /// Nothing was changed.
     pub unchanged: bool,
+    /// Carried emulators whose file changed since the previous install,
+    /// with the versions before and after.
+    pub emulators_updated: Vec<Updated>,
     /// The report's `note:` lines, without `note: `.
     pub notes: Vec<String>,
 }
@@ -292,6 +295,11 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     // headers, and it is compared with the new image piece by piece.
     let old_file = open_installed(&dest)?;
     let old_config = old_file.as_ref().and_then(installed_config);
+    // Its install record, read before the file may change (a record names
+    // the file it describes); its bytes too, to put back if this run fails.
+    let record_path = sources::path_for(&dest);
+    let old_record = sources::read(&dest).ok().flatten();
+    let old_record_bytes = fs::read(&record_path).ok();
 
     // 5. Our entries on the same file that were not asked for stay, so the
     //    new table must still name their emulators.
@@ -368,8 +376,26 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
         "qemu-shim: building the interpreter file ({} emulators)",
         config.emulators.len()
     ));
-    let built = interp::build(&shim, &config)
-        .map_err(|e| e.context(format!("interpreter {}", source.display())))?;
+    // What each carried emulator was, as it is read for the build: its
+    // stamp, hash and version go into the install record (see `sources`).
+    let mut seen: Vec<(PathBuf, sources::FileStamp, String, Option<String>)> = Vec::new();
+    let built = interp::build_with(&shim, &config, &mut |path, stamp, bytes| {
+        let version = config
+            .emulators
+            .iter()
+            .find(|(_, p)| p == path)
+            .and_then(|(a, _)| arch::by_name(a))
+            .and_then(|a| {
+                crate::status::find_version(bytes, format!("{} version ", a.emulator).as_bytes())
+            });
+        seen.push((
+            path.to_path_buf(),
+            sources::FileStamp::from(stamp),
+            sources::sha256_hex(bytes),
+            version,
+        ));
+    })
+    .map_err(|e| e.context(format!("interpreter {}", source.display())))?;
     let image = built.image;
     let file_changed = match &old_file {
         Some(f) => !same_contents(f, &image).map_err(|e| Error::io("cannot read", &dest, &e))?,
@@ -437,12 +463,34 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     }
     let persist_changed = new_persist.is_some() && new_persist != old_persist;
 
+    // The install record: what each emulator was when read for this file.
+    // Rewritten with the file, or alone when only a stamp moved (a package
+    // reinstalled with the same bytes).
+    let sources = record_sources(
+        &config,
+        &built.by_path,
+        opts.carry,
+        &seen,
+        old_record.as_ref(),
+    )?;
+    let record_now = |interpreter: sources::FileStamp| sources::Record {
+        format: sources::FORMAT,
+        interpreter,
+        emulators: sources.clone(),
+    };
+    let stamp_of_dest = || -> Result<sources::FileStamp> {
+        fs::metadata(&dest)
+            .map(|m| sources::FileStamp::of(&m))
+            .map_err(|e| Error::io("cannot read", &dest, &e))
+    };
+    let record_changed = file_changed || old_record.as_ref() != Some(&record_now(stamp_of_dest()?));
+
     // 7. Do it.
     let nothing_to_do = !file_changed
         && !persist_changed
         && strays.is_empty()
         && steps.iter().all(|s| s.action == Action::Unchanged);
-    if !nothing_to_do {
+    if !nothing_to_do || record_changed {
         let mut j = Journal::new(&bf);
         j.progress = std::mem::take(&mut progress);
         let done = apply(
@@ -454,6 +502,18 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
             &steps,
             &strays,
         )
+        .and_then(|()| {
+            if !record_changed {
+                return Ok(());
+            }
+            let text = sources::text(&record_now(stamp_of_dest()?))?;
+            write_file_mode(&record_path, text.as_bytes(), 0o644)?;
+            j.record = Some(match &old_record_bytes {
+                Some(b) => FileUndo::Restore(record_path.clone(), b.clone(), 0o644),
+                None => FileUndo::Remove(record_path.clone()),
+            });
+            Ok(())
+        })
         .and_then(|()| match &new_persist {
             // Last: the file names only entries that are in place.
             Some(text) if persist_changed => {
@@ -467,6 +527,13 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
         j.commit();
     }
     progress.clear();
+    // Bytes outside what is carried (say, a section not loaded) may change
+    // without changing the file: only a rewritten file updated anything.
+    let updated = if file_changed {
+        updated_emulators(old_record.as_ref(), &sources)
+    } else {
+        Vec::new()
+    };
     for f in remove_leftovers(&dir.path) {
         let _ = writeln!(
             out,
@@ -498,6 +565,16 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
         nothing_to_do,
         &existing,
     );
+    // After the file's line: what the new file carries that the old did not.
+    for u in &updated {
+        let _ = writeln!(
+            out,
+            "updated    the {} emulator: {} -> {}",
+            u.arch,
+            u.from.as_deref().unwrap_or("version unknown"),
+            u.to.as_deref().unwrap_or("version unknown")
+        );
+    }
     if opts.carry {
         for (arch, why) in &built.by_path {
             let _ = writeln!(
@@ -547,8 +624,88 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
             written: persist_changed,
         }),
         unchanged: nothing_to_do,
+        emulators_updated: updated,
         notes: Vec::new(),
     })
+}
+
+/// The install record's emulators for a file built from `config`: carried
+/// ones as [`interp::build_with`] saw them (`seen`), those started by path
+/// stamped now (their version taken from the `old` record while the stamp
+/// holds, so an install that changes nothing reads no emulator whole).
+fn record_sources(
+    config: &Spec,
+    by_path: &[(String, String)],
+    carry: bool,
+    seen: &[(PathBuf, sources::FileStamp, String, Option<String>)],
+    old: Option<&sources::Record>,
+) -> Result<Vec<sources::Source>> {
+    let mut emulators = Vec::new();
+    for (a, p) in &config.emulators {
+        let carried = carry && !by_path.iter().any(|(n, _)| n == a);
+        let seen = seen.iter().find(|(sp, ..)| sp == p);
+        let (stamp, sha256, version) = match seen {
+            Some((_, stamp, sha, version)) => {
+                (*stamp, carried.then(|| sha.clone()), version.clone())
+            }
+            None => {
+                // Started by path: its stamp, and its version read once
+                // now so `status` need not read it while the stamp holds.
+                let m =
+                    fs::metadata(p).map_err(|e| Error::io("cannot read the emulator", p, &e))?;
+                let stamp = sources::FileStamp::of(&m);
+                let recorded = old
+                    .and_then(|r| r.source(a))
+                    .filter(|s| s.stamp == stamp && Path::new(&s.path) == p.as_path());
+                let version = match recorded {
+                    Some(s) => s.version.clone(),
+                    None => arch::by_name(a).and_then(|r| {
+                        let bytes = fs::read(p).ok()?;
+                        let needle = format!("{} version ", r.emulator);
+                        crate::status::find_version(&bytes, needle.as_bytes())
+                    }),
+                };
+                (stamp, None, version)
+            }
+        };
+        emulators.push(sources::Source {
+            arch: a.clone(),
+            path: p.display().to_string(),
+            carried,
+            stamp,
+            sha256,
+            version,
+        });
+    }
+    Ok(emulators)
+}
+
+/// A carried emulator whose bytes differ from the previous install's.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Updated {
+    pub arch: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// The carried emulators of `new` whose content differs from `old`'s
+/// record of the same arch.
+fn updated_emulators(old: Option<&sources::Record>, new: &[sources::Source]) -> Vec<Updated> {
+    let Some(old) = old else { return Vec::new() };
+    new.iter()
+        .filter_map(|n| {
+            let o = old.source(&n.arch)?;
+            let changed = match (&o.sha256, &n.sha256) {
+                (Some(a), Some(b)) => a != b,
+                _ => false,
+            };
+            changed.then(|| Updated {
+                arch: n.arch.clone(),
+                from: o.version.clone(),
+                to: n.version.clone(),
+            })
+        })
+        .collect()
 }
 
 /// Refuses, unless `--allow-untrusted-emulators`, an emulator or the
@@ -927,6 +1084,7 @@ pub fn remove_leftovers(dir: &Path) -> Vec<PathBuf> {
         let Some(pid) = name
             .to_str()
             .and_then(|n| n.strip_prefix(&prefix))
+            .map(|n| n.strip_prefix("state.").unwrap_or(n))
             .and_then(|n| {
                 n.strip_suffix(&format!(".{BACKUP_KIND}"))
                     .or_else(|| n.strip_suffix(".tmp"))
@@ -1251,6 +1409,8 @@ struct Journal<'a> {
     file: Option<FileUndo>,
     /// The binfmt.d file, written last.
     persist: Option<FileUndo>,
+    /// The install record (see `sources`), written after the file.
+    record: Option<FileUndo>,
     ops: Vec<Undo>,
     /// Cleared when the journal ends, before the report or the error.
     progress: Progress,
@@ -1263,6 +1423,7 @@ impl<'a> Journal<'a> {
             created_dirs: Vec::new(),
             file: None,
             persist: None,
+            record: None,
             ops: Vec::new(),
             progress: Progress::off(),
         }
@@ -1281,7 +1442,10 @@ impl<'a> Journal<'a> {
     fn rollback(mut self, err: Error) -> Error {
         self.progress.clear();
         let mut failures: Vec<String> = Vec::new();
-        for f in [&self.persist, &self.file].into_iter().flatten() {
+        for f in [&self.record, &self.persist, &self.file]
+            .into_iter()
+            .flatten()
+        {
             if let Err(e) = f.undo() {
                 failures.push(e);
             }

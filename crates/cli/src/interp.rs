@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use qemu_shim_interpfile::Target;
-pub use qemu_shim_interpfile::{build, read_head, read_spec, read_spec_file, region, Spec};
+pub use qemu_shim_interpfile::{
+    build, build_with, read_head, read_spec, read_spec_file, region, Spec, Stamp,
+};
 use qemu_shim_registry::dispatch;
 
 use crate::error::{Error, Result};
@@ -25,8 +27,12 @@ pub fn random_base() -> Result<u64> {
 }
 
 /// The interpreter to install when none is named: `qemu-shim-interp` next to
-/// the running `qemu-shim` (so a `cargo build` tree works as is).
+/// the running `qemu-shim` (so a `cargo build` tree works as is), or in
+/// the build's `QEMU_SHIM_LIBEXEC_DIR` (a package's).
 pub fn default_source() -> Result<PathBuf> {
+    if let Some(dir) = crate::cli::LIBEXEC_DIR {
+        return Ok(Path::new(dir).join(FILE_NAME));
+    }
     let exe = std::env::current_exe().map_err(|e| {
         Error::io(
             "cannot find the running executable",

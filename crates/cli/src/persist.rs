@@ -17,9 +17,6 @@ use qemu_shim_registry::format::{parse_binfmt_d, RegisterLine};
 
 use crate::error::{Error, Result};
 
-/// Where `--persist` writes unless `--binfmt-d-dir` says.
-pub const DEFAULT_DIR: &str = "/etc/binfmt.d";
-
 /// The file's name: `zz-` sorts after every distro's qemu file.
 pub const FILE_NAME: &str = "zz-qemu-shim.conf";
 

@@ -21,6 +21,7 @@ use crate::emulator;
 use crate::error::{Error, Result};
 use crate::install::{owned_arch, pattern, STAND_IN_SUFFIX};
 use crate::interp::{self, Spec};
+use crate::sources::{self, Freshness};
 
 /// The whole report; its JSON form is `status --json`'s output.
 #[derive(Debug, Serialize)]
@@ -33,6 +34,15 @@ pub struct Status {
     /// The interpreter files our entries use, in the order the entries
     /// first name them.
     pub interpreters: Vec<InterpreterStatus>,
+    /// The platforms programs actually run for, docker spelling
+    /// (`linux/arm64`, `linux/arm/v7`, …), as tonistiigi/binfmt reports
+    /// them: the native ones, and those whose tiny probe program just ran
+    /// through the table (see [`verify_platforms`]). Arches without a
+    /// platform name are left out.
+    pub supported: Vec<&'static str>,
+    /// Every entry's name, in match order (tonistiigi/binfmt's
+    /// `emulators`).
+    pub emulators: Vec<String>,
 }
 
 /// One interpreter file of ours.
@@ -62,6 +72,17 @@ pub struct EmulatorStatus {
     /// from the file at the path for one started by path; `null` when not
     /// found there.
     pub version: Option<String>,
+    /// How it compares with the file it was installed from (issue 13):
+    /// `current`; `stale` (carried, and the file at its path changed since
+    /// install: the interpreter still runs the old copy, `qemu-shim
+    /// install` refreshes it); `vanished` (the file is gone: the carried
+    /// copy runs but gets no updates); `unknown` (no install record, see
+    /// `source_note`).
+    pub source: &'static str,
+    /// When `stale`: the version of the file now at its path.
+    pub source_version: Option<String>,
+    /// When `unknown`: why.
+    pub source_note: Option<String>,
 }
 
 /// What `status` reads from an interpreter file.
@@ -259,10 +280,49 @@ pub fn build(
             mounted,
             enabled,
         },
+        emulators: entries.iter().map(|(n, _)| n.clone()).collect(),
         entries: out,
         arches,
         interpreters,
+        supported: Vec::new(),
     }
+}
+
+/// Fills `s.supported`: the native arches (the registry's probe), then
+/// each arch an enabled entry wins whose probe program, executed now
+/// through the kernel, exits as it was written to (the status doctor
+/// checks). In arch-table order. Probes that cannot be written or run (a
+/// read-only or noexec TMPDIR) leave their arch out: status still reports
+/// the table.
+pub fn verify_platforms(s: &mut Status) {
+    use qemu_shim_registry::programs::{self, Kind};
+    let native = crate::select::native().map(|(n, _)| n).unwrap_or_default();
+    let mut probes = crate::doctor::Probes::default();
+    let mut runs: Vec<&'static arch::Arch> = native;
+    let status_on = s.binfmt_misc.enabled == Some(true);
+    for w in s.arches.iter().filter(|_| status_on) {
+        let Some(a) = arch::by_name(w.arch) else {
+            continue;
+        };
+        if runs.iter().any(|r| std::ptr::eq(*r, a)) {
+            continue;
+        }
+        let want = crate::doctor::PROBE_STATUS;
+        let Some(program) = programs::program(a.name, Kind::Exit(want)) else {
+            continue;
+        };
+        let ran = probes
+            .write(a.name, &program)
+            .and_then(|path| probes.exec(&path, None, None, want));
+        if let Ok(Ok(())) = ran {
+            runs.push(a);
+        }
+    }
+    s.supported = arch::ARCHES
+        .iter()
+        .filter(|a| runs.iter().any(|r| std::ptr::eq(*r, *a)))
+        .filter_map(|a| a.platform())
+        .collect();
 }
 
 /// Longest version text kept.
@@ -306,8 +366,12 @@ pub fn read_interpreter(path: &Path) -> Result<InterpreterFile> {
     // Table offsets count from the load address: the lowest segment's page.
     let base = loads.iter().map(|l| l.1).min().unwrap_or(0) & !0xfff;
 
+    // What the install was made from: compared by stamp, the content read
+    // only when a stamp differs.
+    let record = crate::sources::read(path);
     let mut emulators = Vec::new();
     for e in table.iter() {
+        let emulator = String::from_utf8_lossy(e.path).into_owned();
         let name = emulator_name(e.arch, e.path);
         let needle = format!("{name} version ");
         let (carried, version) = match e.convention {
@@ -327,16 +391,49 @@ pub fn read_interpreter(path: &Path) -> Result<InterpreterFile> {
                 }
                 (true, version)
             }
-            _ => (
-                false,
-                version_of_file(Path::new(std::ffi::OsStr::from_bytes(e.path)), &needle),
+            _ => (false, None),
+        };
+        let src = match &record {
+            Ok(Some(r)) => r
+                .source(e.arch)
+                .filter(|s| s.path == emulator && s.carried == carried)
+                .ok_or_else(|| "the install record does not name this emulator".to_string()),
+            Ok(None) => Err(
+                "no install record (installed by an older qemu-shim; `qemu-shim install` writes one)"
+                    .to_string(),
             ),
+            Err(why) => Err(why.clone()),
+        };
+        let (freshness, recorded) = match src {
+            Ok(s) => sources::check(s, &needle),
+            Err(why) => (Freshness::Unknown(why), None),
+        };
+        let version = if carried {
+            version
+        } else {
+            // By path: the version recorded at install while the file's
+            // stamp is unchanged; read from the file only otherwise.
+            match (&freshness, recorded) {
+                (Freshness::Unknown(_), _) | (_, None) => {
+                    version_of_file(Path::new(std::ffi::OsStr::from_bytes(e.path)), &needle)
+                }
+                (_, v) => v,
+            }
         };
         emulators.push(EmulatorStatus {
             arch: e.arch.to_string(),
-            emulator: String::from_utf8_lossy(e.path).into_owned(),
+            emulator,
             carried,
             version,
+            source: freshness.word(),
+            source_version: match &freshness {
+                Freshness::Stale(v) => v.clone(),
+                _ => None,
+            },
+            source_note: match freshness {
+                Freshness::Unknown(why) => Some(why),
+                _ => None,
+            },
         });
     }
     Ok(InterpreterFile {
@@ -480,6 +577,13 @@ pub fn write_text(out: &mut dyn Write, s: &Status) {
         return;
     }
     write_arch_table(out, s);
+    if !s.supported.is_empty() {
+        let _ = writeln!(
+            out,
+            "platforms that run here (probed): {}",
+            s.supported.join(" ")
+        );
+    }
     let n = s.entries.len();
     let _ = writeln!(
         out,
@@ -700,11 +804,22 @@ fn write_interpreter(out: &mut dyn Write, i: &InterpreterStatus) {
     let wa = i.emulators.iter().map(|m| m.arch.len()).max().unwrap_or(0);
     for m in &i.emulators {
         let version = m.version.as_deref().unwrap_or("version unknown");
-        let how = if m.carried {
+        let mut how = if m.carried {
             format!("carried  {version}  (from {})", m.emulator)
         } else {
             format!("by path  {}  {version}", m.emulator)
         };
+        match m.source {
+            "stale" => how.push_str(&format!(
+                "  STALE: {} is now {} (hint: qemu-shim install)",
+                m.emulator,
+                m.source_version.as_deref().unwrap_or("another version")
+            )),
+            "vanished" if m.carried => {
+                how.push_str("  (its source is gone: this copy gets no updates)")
+            }
+            _ => {}
+        }
         let _ = writeln!(out, "  {:<wa$}  {how}", m.arch);
     }
 }
@@ -760,6 +875,9 @@ mod tests {
                 emulator: emulator.into(),
                 carried,
                 version: carried.then(|| "7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)".into()),
+                source: "current",
+                source_version: None,
+                source_note: None,
             }],
         }
     }
@@ -814,7 +932,10 @@ mod tests {
                 "arch": "aarch64",
                 "emulator": "/nonexistent/qemu-aarch64",
                 "carried": false,
-                "version": null
+                "version": null,
+                "source": "current",
+                "source_version": null,
+                "source_note": null
             }])
         );
     }

@@ -213,5 +213,13 @@ fn remove_interpreter(path: &Path) -> Result<bool> {
         return Ok(false);
     }
     fs::remove_file(path).map_err(|e| Error::io("cannot remove", path, &e))?;
+    // Its install record goes with it (it describes no other file).
+    let record = crate::sources::path_for(path);
+    match fs::remove_file(&record) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            return Err(Error::io("cannot remove", &record, &e))
+        }
+        _ => {}
+    }
     Ok(true)
 }

@@ -31,5 +31,5 @@ pub mod test_support;
 pub use error::{io_reason, Error, Result};
 pub use link::ALIGN;
 pub use region::{configure, read_head, read_spec, read_spec_file, region};
-pub use spec::{build, Built, Spec};
+pub use spec::{build, build_with, Built, Spec, Stamp};
 pub use target::Target;

@@ -72,6 +72,18 @@ pub struct Built {
 /// is refused with one error, not copied into a layout made for its old
 /// bytes.
 pub fn build(shim: &[u8], spec: &Spec) -> Result<Built> {
+    build_with(shim, spec, &mut |_, _, _| {})
+}
+
+/// [`build`], calling `inspect` with each emulator's path, [`Stamp`] and
+/// bytes as they are first read (carried files only; with `carry` off no
+/// emulator is read): the CLI records what it installed from (issue 13)
+/// without reading hundreds of MB a third time.
+pub fn build_with(
+    shim: &[u8],
+    spec: &Spec,
+    inspect: &mut dyn FnMut(&Path, &Stamp, &[u8]),
+) -> Result<Built> {
     if !spec.carry {
         let mut image = shim.to_vec();
         configure(&mut image, spec)?;
@@ -88,6 +100,7 @@ pub fn build(shim: &[u8], spec: &Spec) -> Result<Built> {
     let mut seen = Vec::new();
     for (_, p) in &spec.emulators {
         let file = read_emulator(p)?;
+        inspect(p, &file.stamp, &file.bytes);
         let plan = link::plan(&file.bytes, spec.target);
         seen.push((file.stamp, plan));
     }
@@ -158,30 +171,35 @@ struct EmulatorFile {
 /// timestamp tick) can still slip by: [`link::build`] then also compares
 /// the layout it plans from the bytes, so the file written is at worst
 /// the one those bytes make, never a mix of two layouts.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub dev: u64,
+    pub ino: u64,
+    pub len: u64,
+    /// Seconds and nanoseconds.
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
 }
 
-fn read_emulator(path: &Path) -> Result<EmulatorFile> {
-    use std::io::Read;
-    use std::os::unix::fs::MetadataExt;
-    let err = |e: std::io::Error| Error::io("cannot read the emulator", path, &e);
-    let mut f = std::fs::File::open(path).map_err(err)?;
-    let stat = |f: &std::fs::File| -> std::io::Result<Stamp> {
-        let m = f.metadata()?;
-        Ok(Stamp {
+impl Stamp {
+    /// The stamp of a file's metadata.
+    pub fn of(m: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
             dev: m.dev(),
             ino: m.ino(),
             len: m.len(),
             mtime: (m.mtime(), m.mtime_nsec()),
             ctime: (m.ctime(), m.ctime_nsec()),
-        })
-    };
+        }
+    }
+}
+
+fn read_emulator(path: &Path) -> Result<EmulatorFile> {
+    use std::io::Read;
+    let err = |e: std::io::Error| Error::io("cannot read the emulator", path, &e);
+    let mut f = std::fs::File::open(path).map_err(err)?;
+    let stat = |f: &std::fs::File| -> std::io::Result<Stamp> { Ok(Stamp::of(&f.metadata()?)) };
     let stamp = stat(&f).map_err(err)?;
     let mut bytes = Vec::with_capacity(usize::try_from(stamp.len).unwrap_or(0));
     f.read_to_end(&mut bytes).map_err(err)?;

@@ -1,0 +1,375 @@
+//! The command line: what `qemu-shim` accepts, its help text and the
+//! version it prints. Self-contained (clap only, and the registry core for
+//! the table format's version) so the build script can include it too and
+//! generate the man pages and shell completions from the same definition
+//! (`build.rs`, issue 13).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+/// Where the interpreter file is installed unless `--install-dir` says:
+/// `/usr/local/lib/qemu-shim` for a build from source; a distribution
+/// package builds with `QEMU_SHIM_INSTALL_DIR` set (Debian's:
+/// `/var/lib/qemu-shim`, see scripts/build-deb).
+pub const DEFAULT_INSTALL_DIR: &str = match option_env!("QEMU_SHIM_INSTALL_DIR") {
+    Some(d) => d,
+    None => "/usr/local/lib/qemu-shim",
+};
+
+/// Where the built interpreter is found when `--interpreter` is not given:
+/// next to `qemu-shim` unless the build set `QEMU_SHIM_LIBEXEC_DIR`
+/// (a package keeps it out of /usr/bin: `/usr/libexec/qemu-shim`).
+pub const LIBEXEC_DIR: Option<&str> = option_env!("QEMU_SHIM_LIBEXEC_DIR");
+
+/// Where `install --persist` writes its binfmt.d file.
+pub const DEFAULT_BINFMT_D_DIR: &str = "/etc/binfmt.d";
+
+/// The install record's format version (the state file beside the
+/// interpreter file, see `sources`).
+pub const STATE_FORMAT: u32 = 1;
+
+/// What `--version` prints after the name: the release, and the formats of
+/// the files it writes, so a bug report or a package says which
+/// interpreter files this CLI reads.
+pub fn version_text() -> String {
+    format!(
+        "{} (interpreter table format {}, install record format {STATE_FORMAT})",
+        env!("CARGO_PKG_VERSION"),
+        qemu_shim_registry_core::dispatch::VERSION
+    )
+}
+
+/// The command definition, with its version text.
+pub fn command() -> clap::Command {
+    Cli::command().version(version_text())
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  qemu-shim install                     register every foreign arch that has an emulator
+  qemu-shim install aarch64 linux/riscv64
+                                        register these two (others stay as they are)
+  qemu-shim status                      show every binfmt_misc entry and which one wins
+  qemu-shim which ./hello-arm64         which entry and emulator would run this file
+  qemu-shim uninstall                   remove qemu-shim's entries and its interpreter
+  qemu-shim doctor                      check every arch works, and how to fix those that do not
+  qemu-shim run -- ./hello-arm64 -v     run one program, without root, in a private binfmt_misc
+
+Exit status:
+  0  done (which: an entry matches the file)
+  1  failed, or which: no entry matches the file
+  2  bad command line
+  run: the program's own status; 125 qemu-shim failed, 126 the program cannot
+  be executed, 127 the program is not found";
+
+/// Run programs for other CPU architectures through qemu-user, transparently.
+///
+/// qemu-shim registers one binfmt_misc entry per foreign architecture, all
+/// pointing at one small static interpreter. When you run a foreign program,
+/// the kernel starts the interpreter, which checks the program's ELF header
+/// and starts the matching qemu-user emulator with the program's own argv[0].
+/// Only qemu-shim's entries (named qemu-shim-<arch>) are ever changed;
+/// entries from distro packages or other tools are left alone.
+#[derive(Debug, Parser)]
+#[command(name = "qemu-shim", version, after_long_help = EXAMPLES)]
+pub struct Cli {
+    /// The binfmt_misc directory to work on
+    ///
+    /// Defaults to /proc/sys/fs/binfmt_misc, which `install` mounts when it
+    /// is not mounted (as systemd does). A directory given here is used as
+    /// is and never mounted.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub binfmt_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Install(InstallArgs),
+    Uninstall(UninstallArgs),
+    Status(StatusArgs),
+    Which(WhichArgs),
+    Doctor(DoctorArgs),
+    Run(RunArgs),
+}
+
+/// Register qemu-shim for foreign architectures
+///
+/// Without arguments, registers every architecture this machine does not run
+/// natively and has an emulator for (as does `all`). Naming architectures
+/// registers those and leaves qemu-shim's other entries in place; any case,
+/// comma lists, and these spellings are taken: qemu's (aarch64), Debian's
+/// (arm64, armhf, ppc64el), docker's (linux/arm64, arm/v7) and entry names
+/// (qemu-shim-aarch64).
+///
+/// The interpreter file, holding the emulators found now, is written to the
+/// install directory; each entry is named qemu-shim-<arch> and registered
+/// with flags F (works in any chroot or mount namespace, even one without
+/// emulators or /proc), P (programs keep their argv[0]), O (the kernel
+/// opens the program, so execute-only programs run) and C (setuid and setgid
+/// programs run with their own credentials; the interpreter then drops the
+/// QEMU_* variables and the others listed in the README, so the user who
+/// starts such a program cannot steer it). Running it again changes nothing
+/// unless something changed. If a step fails, what this run did is undone.
+///
+/// Everything that decides what runs for every user — the install
+/// directory, the binfmt.d directory, the emulators, the interpreter to
+/// install, the config — is refused unless it and every directory above
+/// it are owned by root and not writable by group or others.
+#[derive(Debug, Args)]
+#[command(after_long_help = EXAMPLES)]
+pub struct InstallArgs {
+    /// Architectures to register (default, or `all`: every foreign one with an emulator)
+    #[arg(value_name = "ARCH|PLATFORM")]
+    pub arches: Vec<String>,
+
+    /// Look for emulators here instead of /usr/local/bin and /usr/bin (repeatable)
+    ///
+    /// In each directory, qemu-<arch>-static is looked for first, then
+    /// qemu-<arch>; the first directory that has the name wins.
+    #[arg(long, value_name = "DIR")]
+    pub emulator_dir: Vec<PathBuf>,
+
+    /// Where the interpreter file goes
+    ///
+    /// Refused when it, or a directory above it, is not owned by root or is
+    /// writable by group or others (a root-owned sticky directory such as
+    /// /tmp may lie above it, not be it). Directories it creates are 0755,
+    /// whatever the umask.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_INSTALL_DIR)]
+    pub install_dir: PathBuf,
+
+    /// The built qemu-shim-interp to install (default: the one next to this program)
+    ///
+    /// It, and every directory above it, must be owned by root and not
+    /// writable by group or others (see --allow-untrusted-emulators).
+    #[arg(long, value_name = "FILE")]
+    pub interpreter: Option<PathBuf>,
+
+    /// Do not carry the emulators in the interpreter file; start them by path
+    ///
+    /// The interpreter then looks for each emulator at the path found now,
+    /// inside the mount namespace of every program it runs: a container or
+    /// chroot must hold the emulators at the same paths. For build images
+    /// that bring their own emulators; see the README.
+    ///
+    /// The entries then get neither O nor C: setuid programs run with the
+    /// caller's credentials, as with --no-credentials.
+    #[arg(long)]
+    pub no_carry: bool,
+
+    /// Register without the C flag: setuid and setgid programs run with the
+    /// credentials of the user who starts them, as with the distros'
+    /// registrations (sudo, su, passwd then fail as for an ordinary user)
+    #[arg(long)]
+    pub no_credentials: bool,
+
+    /// Register without the F flag: the kernel looks the interpreter up by
+    /// path at each exec, inside the program's mount namespace
+    #[arg(long)]
+    pub no_pin: bool,
+
+    /// Do not pre-relocate the carried emulators (see --prelink)
+    #[arg(long, conflicts_with = "prelink")]
+    pub no_prelink: bool,
+
+    /// Pre-relocate the carried emulators for a fixed address (the default)
+    ///
+    /// The interpreter file is written as a fixed-address executable at an
+    /// address drawn at random at install time, with the emulators'
+    /// pointers already set for it: each emulated start skips qemu's own
+    /// relocation (about 94,000 pointers, 1.5 MB written) and the pages stay
+    /// shared between all emulated processes. The emulators' address is then
+    /// fixed per install rather than per exec; setuid programs never use it
+    /// (their emulator is moved to a random address and relocated at start).
+    #[arg(long)]
+    pub prelink: bool,
+
+    /// Also write a binfmt.d file so systemd-binfmt registers the same
+    /// entries at every boot
+    ///
+    /// The file, zz-qemu-shim.conf, holds one register line per entry this
+    /// install made; its name sorts after the distributions' files, so at
+    /// boot our entries are registered last and win. Once written, later
+    /// installs keep it in step; uninstall removes it.
+    #[arg(long)]
+    pub persist: bool,
+
+    /// Where the binfmt.d file goes
+    ///
+    /// Checked as the install directory is: systemd applies every file in
+    /// it at boot.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_BINFMT_D_DIR)]
+    pub binfmt_d_dir: PathBuf,
+
+    /// The per-arch emulator choice to read (default: /etc/qemu-shim/config.toml, if it exists)
+    ///
+    /// qemu is used for every arch the file does not name. Format:
+    ///   [arch.x86_64]                  # any arch or platform name
+    ///   emulator = "box64"             # "qemu", "box64" or "fex"
+    ///   path = "/usr/local/bin/box64"  # optional; else looked up in the emulator dirs
+    /// Read now and written into the interpreter file, never at exec time.
+    /// As root, a file not owned by root or writable by group or others, a
+    /// symbolic link, or a file in a directory others could change is
+    /// refused.
+    #[arg(long, value_name = "FILE", verbatim_doc_comment)]
+    pub config: Option<PathBuf>,
+
+    /// Take emulators and an interpreter that others could change (DANGEROUS)
+    ///
+    /// Install refuses an emulator (found in the emulator directories or
+    /// named by the config's path) or the interpreter to install
+    /// (--interpreter, or the one next to this program) when the file, a
+    /// directory on its path or a symbolic link on the way is not owned by
+    /// root or is writable by group or others: whoever can change it
+    /// chooses what runs as root whenever root or a setuid program runs a
+    /// foreign program. This lets them through: use it only when everyone
+    /// who can change those files may run code as root. The install
+    /// directory, the binfmt.d directory and the config are checked the
+    /// same way, with no override.
+    #[arg(long)]
+    pub allow_untrusted_emulators: bool,
+
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+/// How install and uninstall report what they did.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Print nothing but errors (and no progress)
+    #[arg(long, conflicts_with = "json")]
+    pub quiet: bool,
+
+    /// Print what was done as one JSON object, for scripts (no progress)
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Remove qemu-shim's entries
+///
+/// Without arguments, removes every entry named qemu-shim-*; with
+/// architectures, only theirs. An interpreter file is deleted once no
+/// qemu-shim entry points at it. Other tools' entries are never touched.
+#[derive(Debug, Args)]
+pub struct UninstallArgs {
+    /// Architectures to unregister, named as for install (default, or `all`: all of qemu-shim's entries)
+    #[arg(value_name = "ARCH|PLATFORM")]
+    pub arches: Vec<String>,
+
+    /// Also delete an unused interpreter file left in this directory
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_INSTALL_DIR)]
+    pub install_dir: PathBuf,
+
+    /// Where install --persist wrote its binfmt.d file (its lines for the
+    /// entries removed go; the file goes once empty)
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_BINFMT_D_DIR)]
+    pub binfmt_d_dir: PathBuf,
+
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+/// Show every binfmt_misc entry and which one runs each architecture
+///
+/// Lists all entries, qemu-shim's and others', in the order the kernel
+/// tries them (newest first). For each it shows the architecture it matches,
+/// whether it is enabled, its flags and interpreter, and for qemu-shim's
+/// entries the emulator the interpreter starts. An entry that matches an
+/// architecture but never runs because an earlier one matches first is
+/// marked as shadowed.
+///
+/// Each emulator is compared with the file it was installed from (by its
+/// stat stamp; the file is read only when that moved): a carried copy
+/// whose file changed since install is marked STALE (programs still run
+/// the old copy; `qemu-shim install` refreshes it), one whose file is gone
+/// gets no updates. Finally the platforms that run here are listed (the
+/// native ones, and each arch whose tiny probe program just ran through
+/// the table); --json gives them as `supported`, in docker's spelling.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Tell which entry and emulator would run a file
+///
+/// Reads the file's ELF header, names its architecture (or says it is
+/// native, not ELF, or malformed), and shows the binfmt_misc entry the
+/// kernel would pick for it and the emulator that would run it. Exits 0
+/// when an entry matches, 1 when none does.
+#[derive(Debug, Args)]
+pub struct WhichArgs {
+    /// The program to look at
+    pub file: PathBuf,
+}
+
+/// Run one program with qemu-shim, without root and without touching the host's table
+///
+/// Runs PROG in a new user and mount namespace with its own, private
+/// binfmt_misc instance (Linux 6.7 or later, user namespaces allowed) where
+/// every foreign arch with an emulator is registered, as install would, but
+/// without C (no program changes credentials in that namespace). PROG and
+/// everything it starts, foreign or not, run as you; the host's binfmt_misc
+/// table is not used or changed. The interpreter file is built once into
+/// $XDG_CACHE_HOME/qemu-shim (or ~/.cache/qemu-shim) and rebuilt when the
+/// interpreter or an emulator changes.
+///
+/// The exit status is PROG's own (a shell shows death by signal N as
+/// 128+N); 125 if qemu-shim failed before PROG started, 126 if PROG cannot
+/// be executed, 127 if it is not found.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Look for emulators here instead of /usr/local/bin and /usr/bin (repeatable)
+    #[arg(long, value_name = "DIR")]
+    pub emulator_dir: Vec<PathBuf>,
+
+    /// The built qemu-shim-interp to use (default: the one next to this program)
+    #[arg(long, value_name = "FILE")]
+    pub interpreter: Option<PathBuf>,
+
+    /// Where the interpreter file is cached (default: $XDG_CACHE_HOME/qemu-shim
+    /// or ~/.cache/qemu-shim; must allow exec). It must be yours and every
+    /// directory above it yours or root's, none writable by others (but a
+    /// sticky one of root's, like /tmp): else run refuses, exit 125
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// The per-arch emulator choice to read, as for install (default:
+    /// /etc/qemu-shim/config.toml, if it exists)
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// The program to run, and its arguments
+    #[arg(
+        value_name = "PROG [ARGS]",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<OsString>,
+}
+
+/// Check that qemu-shim's registration works, and say how to fix it
+///
+/// Checks that binfmt_misc is mounted and enabled, which features the
+/// kernel has, that qemu-shim's entries are enabled and pinned and that no
+/// other entry takes their programs first; then runs, for every arch, a
+/// tiny program of that arch through the kernel and checks it exits with
+/// the status it was written to exit with. A carried emulator whose file
+/// changed since install (a security update not yet carried) is broken
+/// too; one whose file is gone is a note. Prints one line per check; each
+/// broken arch's line ends with the fix. Exits 0 when nothing is broken,
+/// 1 otherwise.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Where install --persist writes its binfmt.d file (its entries are
+    /// checked to be registered)
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_BINFMT_D_DIR)]
+    pub binfmt_d_dir: PathBuf,
+}
