@@ -290,7 +290,9 @@ tar -C "$d" -cf "$S/arm64.tar" .
 chmod 0644 "$S/arm64.tar"
 : >"$S/empty.toml"
 register() {
-	unshare --mount -- sh -euc 'mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+	# The host's own mount where it has one (mounting it on itself is EBUSY).
+	unshare --mount -- sh -euc '[ -e /proc/sys/fs/binfmt_misc/register ] ||
+			mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
 		exec "$CLI" install aarch64 --emulator-dir "$EMUS" --install-dir "$S/lib" --config "$S/empty.toml" --quiet'
 }
 shim_run() {
