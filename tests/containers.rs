@@ -104,7 +104,9 @@ cap after-unprivileged "$CLI" status --json
 
 # The interpreter file in the install container's layer: the entries work
 # (the kernel pinned the file), but nothing reaches it by path afterwards.
-cap install-layer $P $RUN --privileged "$IMAGE" install
+# (Installed under a directory no host has: with the default one, a host
+# that has its own install there would show its own file at that path.)
+cap install-layer $P $RUN --privileged "$IMAGE" install --install-dir /qemu-shim-in-the-layer
 cap layer-arm64 $P $RUN --platform linux/arm64 "$T-arm64" uname -m
 cap layer-status "$CLI" status
 
