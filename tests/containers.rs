@@ -146,48 +146,23 @@ cap after-uninstall "$CLI" status --json
 
 #[test]
 fn host_table_podman_installer_image_foreign_images_builds_and_embedding() {
-    let image = image();
-    let fix = fixtures_dir();
+    require_image();
     qemu_shim_suite::busybox("s390x");
-    let have = Command::new("sh")
-        .args(["-c", &format!("{PODMAN} image exists {image}")])
-        .status()
-        .expect("run podman");
-    assert!(
-        have.success(),
-        "no image {image}: run `scripts/build-image {image}` (scripts/test does)"
-    );
     let s = Scratch::new("containers");
-    let caps = s.join("caps");
-    std::fs::create_dir(&caps).unwrap();
     let podman_before = podman_state();
     let table = HostTable::take();
-    let o = Command::new("bash")
-        .args(["-euc", &format!("{CAP_SH}{SCENARIO}")])
-        .env("PODMAN", PODMAN)
-        .env("IMAGE", &image)
-        .env("CLI", cli())
-        .env("FIX", &fix)
-        .env("S", s.path())
-        .env("CAPS", &caps)
-        .output()
-        .expect("spawn bash");
     let before_owned = table.before().owned().len();
-    let restored = table.restore();
+    run_scenario(&s, SCENARIO, &[]);
+    // Puts the table back (also when the scenario panicked above), or
+    // panics saying what it could not restore.
     drop(table);
-    assert!(
-        o.status.success(),
-        "the scenario's setup failed:\n{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    restored.unwrap();
     assert_eq!(
         podman_state(),
         podman_before,
         "images or containers left behind"
     );
 
+    let caps = s.join("caps");
     let cap = |n: &str| -> Captured { captured(&caps, n) };
     let ok = |n: &str| {
         let c = cap(n);
@@ -307,10 +282,17 @@ shim_run() {
 /// with the variables the scenarios use; asserts the script itself (its
 /// setup, and its cleanup trap) succeeded.
 fn scenario(s: &Scratch, script: &str, env: &[(&str, &str)]) {
+    run_scenario(s, &format!("{ARM64_AND_REGISTER}{script}"), env);
+}
+
+/// Runs `script` with bash after [`CAP_SH`], `$CAPS` naming `s`'s caps
+/// directory, with the variables the scenarios use; asserts the script
+/// itself succeeded.
+fn run_scenario(s: &Scratch, script: &str, env: &[(&str, &str)]) {
     let caps = s.join("caps");
     std::fs::create_dir_all(&caps).unwrap();
     let o = Command::new("bash")
-        .args(["-euc", &format!("{CAP_SH}{ARM64_AND_REGISTER}{script}")])
+        .args(["-euc", &format!("{CAP_SH}{script}")])
         .env("PODMAN", PODMAN)
         .env("IMAGE", image())
         .env("CLI", cli())
