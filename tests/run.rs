@@ -42,13 +42,25 @@ fn setup(tag: &str) -> Scratch {
 /// host uid 65534 without any capability, with HOME the scratch home, in
 /// the scratch dir. The empty config goes in unless ARGS name one.
 fn run_as_nobody(s: &Scratch, args: &[&str]) -> Output {
+    let mut nobody = as_nobody();
+    nobody.arg(cli());
+    run_with(s, nobody, &s.join("home"), args)
+}
+
+/// As [`run_as_nobody`], but as the caller (root, in CI) with HOME `home`.
+fn run_as_caller(s: &Scratch, home: &Path, args: &[&str]) -> Output {
+    run_with(s, Command::new(cli()), home, args)
+}
+
+/// Appends `run --emulator-dir emus [--config no-config.toml] ARGS…` to
+/// `cmd` (the CLI, or a wrapper then the CLI) and runs it in the scratch
+/// dir with a clean environment and HOME `home`.
+fn run_with(s: &Scratch, mut cmd: Command, home: &Path, args: &[&str]) -> Output {
     let own_config = args
         .iter()
         .take_while(|a| **a != "--")
         .any(|a| *a == "--config");
-    as_nobody()
-        .arg(cli())
-        .arg("run")
+    cmd.arg("run")
         .arg("--emulator-dir")
         .arg(s.join("emus"))
         .args(
@@ -61,10 +73,10 @@ fn run_as_nobody(s: &Scratch, args: &[&str]) -> Output {
         .current_dir(s.path())
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
-        .env("HOME", s.join("home"))
+        .env("HOME", home)
         .stdin(Stdio::null())
         .output()
-        .expect("spawn setpriv")
+        .expect("spawn qemu-shim")
 }
 
 fn cached(s: &Scratch) -> PathBuf {
@@ -436,17 +448,7 @@ fn another_users_cache_is_refused_not_run_as_root() {
     }
     give_to_nobody(&s.join("home"));
 
-    let o = Command::new(cli())
-        .args(["run", "--emulator-dir"])
-        .arg(s.join("emus"))
-        .args(["--", "bin/uname", "-m"])
-        .current_dir(s.path())
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", s.join("home"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("spawn qemu-shim");
+    let o = run_as_caller(&s, &s.join("home"), &["--", "bin/uname", "-m"]);
     assert!(
         !s.join("ran-as").exists(),
         "the planted program ran, as uid {}",
@@ -454,19 +456,13 @@ fn another_users_cache_is_refused_not_run_as_root() {
     );
     assert_cache_refused(&o, &["is owned by uid 65534", "refusing it"]);
     // --cache-dir naming it is refused the same way.
-    let o = Command::new(cli())
-        .args(["run", "--emulator-dir"])
-        .arg(s.join("emus"))
-        .arg("--cache-dir")
-        .arg(s.join("home/.cache/qemu-shim"))
-        .args(["--", "bin/uname", "-m"])
-        .current_dir(s.path())
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", s.join("root-home-unused"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("spawn qemu-shim");
+    let cache = s.join("home/.cache/qemu-shim");
+    let cache = cache.to_str().unwrap();
+    let o = run_as_caller(
+        &s,
+        &s.join("root-home-unused"),
+        &["--cache-dir", cache, "--", "bin/uname", "-m"],
+    );
     assert!(!s.join("ran-as").exists(), "the planted program ran");
     assert_cache_refused(&o, &["is owned by uid 65534"]);
 }
