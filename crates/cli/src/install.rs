@@ -270,7 +270,7 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     check_source(opts, &owners, "the interpreter to install", &source)?;
 
     // 3. The binfmt_misc table.
-    let bf = root::open_for_change(opts.binfmt_dir.as_deref())?;
+    let (bf, mounted_here) = root::open_for_change(opts.binfmt_dir.as_deref())?;
     // Held until this run ends: another install or uninstall on this
     // table waits, then plans from what this one left.
     let _lock = lock_table(&bf, out)?;
@@ -593,7 +593,7 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     if let Some(n) = probe_note {
         let _ = writeln!(out, "note: native arches: {n}");
     }
-    if let Some(n) = root::mount_lifetime_note() {
+    if let Some(n) = root::mount_lifetime_note(mounted_here) {
         let _ = writeln!(out, "note: {n}");
     }
     Ok(Summary {

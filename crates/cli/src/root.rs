@@ -39,13 +39,14 @@ pub fn in_initial_user_namespace() -> Option<bool> {
         .map(|m| m.ino() == PROC_USER_INIT_INO)
 }
 
-/// The root to change entries in: the default one mounted if needed.
-pub fn open_for_change(dir: Option<&Path>) -> Result<Binfmt> {
+/// The root to change entries in: the default one mounted if needed; and
+/// whether this call mounted it.
+pub fn open_for_change(dir: Option<&Path>) -> Result<(Binfmt, bool)> {
     match dir {
         Some(d) => {
             let bf = Binfmt::new(d);
             if bf.is_mounted() {
-                Ok(bf)
+                Ok((bf, false))
             } else {
                 Err(not_mounted(d))
             }
@@ -53,12 +54,11 @@ pub fn open_for_change(dir: Option<&Path>) -> Result<Binfmt> {
         None => {
             let bf = Binfmt::new(binfmt::DEFAULT_ROOT);
             if bf.is_mounted() {
-                return Ok(bf);
+                return Ok((bf, false));
             }
             if in_initial_user_namespace() == Some(false) {
                 return Err(private_instance());
             }
-            mounted_here().store(true, std::sync::atomic::Ordering::Relaxed);
             Binfmt::mount_default().map_err(|e| match e.kind() {
                 binfmt::ErrorKind::PermissionDenied => Error::new(format!(
                     "cannot mount binfmt_misc at {}: operation not permitted",
@@ -67,18 +67,13 @@ pub fn open_for_change(dir: Option<&Path>) -> Result<Binfmt> {
                 .hint(NEEDS_PRIVILEGE),
                 _ => Error::from(e),
             })?;
-            Ok(bf)
+            Ok((bf, true))
         }
     }
 }
 
-/// Set when [`open_for_change`] mounted the default root itself.
-fn mounted_here() -> &'static std::sync::atomic::AtomicBool {
-    static MOUNTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    &MOUNTED
-}
-
-/// The note for an install that mounted binfmt_misc itself inside a
+/// The note for an install that mounted binfmt_misc itself (`mounted`,
+/// as [`open_for_change`] tells) inside a
 /// container (podman's /run/.containerenv, docker's /.dockerenv), or
 /// `None`. On Linux >= 6.7 the kernel drops the host's entries when the
 /// last mount of binfmt_misc goes, and the container's mount goes with the
@@ -86,8 +81,8 @@ fn mounted_here() -> &'static std::sync::atomic::AtomicBool {
 /// mount, as systemd does at boot. From inside, the two cannot be told
 /// apart (the container's /proc never shows the host's mount), so it is
 /// said, not refused.
-pub fn mount_lifetime_note() -> Option<String> {
-    (in_container() && mounted_here().load(std::sync::atomic::Ordering::Relaxed)).then(|| {
+pub fn mount_lifetime_note(mounted: bool) -> Option<String> {
+    (mounted && in_container()).then(|| {
         format!(
             "binfmt_misc was not mounted in this container, so install mounted it: the entries \
              outlive the container only if the host keeps binfmt_misc mounted (systemd does at \
