@@ -403,16 +403,19 @@ emulator = "qemu"
 path = "/opt/qemu #8/qemu-aarch64"
 "#;
 
+    /// Each choice as (arch, emulator, path), in the order written.
+    fn choices_of(c: &Config) -> Vec<(&'static str, Kind, Option<&Path>)> {
+        c.choices
+            .iter()
+            .map(|c| (c.arch.name, c.kind, c.path.as_deref()))
+            .collect()
+    }
+
     #[test]
     fn the_documented_example_parses() {
         let c = parse(EXAMPLE).unwrap();
-        let got: Vec<(&str, Kind, Option<&Path>)> = c
-            .choices
-            .iter()
-            .map(|c| (c.arch.name, c.kind, c.path.as_deref()))
-            .collect();
         assert_eq!(
-            got,
+            choices_of(&c),
             [
                 (
                     "x86_64",
@@ -535,13 +538,8 @@ path = "/opt/qemu #8/qemu-aarch64"
             "[arch]\nx86_64.emulator = \"box64\"\nx86_64.path = '/opt/b\\x/box64'",
         ] {
             let c = parse(text).unwrap_or_else(|e| panic!("{text:?}: {e:?}"));
-            let got: Vec<(&str, Kind, Option<&Path>)> = c
-                .choices
-                .iter()
-                .map(|c| (c.arch.name, c.kind, c.path.as_deref()))
-                .collect();
             assert_eq!(
-                got,
+                choices_of(&c),
                 [("x86_64", Kind::Box64, Some(Path::new("/opt/b\\x/box64")))],
                 "{text:?}"
             );
