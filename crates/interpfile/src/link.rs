@@ -81,7 +81,7 @@ impl<'a> ByPath<'a> {
 }
 
 /// The ELF header of `file`, if it is a little-endian ELF64 file.
-fn header64(file: &[u8]) -> Option<Header> {
+pub(crate) fn header64(file: &[u8]) -> Option<Header> {
     let h: Header = file.pread_with(0, LE).ok()?;
     let ident_ok = h.e_ident[..4] == *b"\x7fELF"
         && h.e_ident[goblin::elf::header::EI_CLASS] == goblin::elf::header::ELFCLASS64

@@ -123,10 +123,7 @@ pub fn configure(image: &mut [u8], spec: &Spec) -> Result<()> {
 
 /// The host arch an interpreter image is built for, from its ELF header.
 fn machine(image: &[u8]) -> Option<crate::Target> {
-    let h: Header = image.get(..SIZEOF_EHDR)?.pread_with(0, LE).ok()?;
-    [crate::Target::X86_64, crate::Target::Aarch64]
-        .into_iter()
-        .find(|t| t.machine() == h.e_machine)
+    crate::Target::by_machine(link::header64(image)?.e_machine)
 }
 
 /// Reads the table of an interpreter image.

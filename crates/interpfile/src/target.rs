@@ -33,11 +33,18 @@ impl Target {
         }
     }
 
+    /// Every host arch the interpreter runs on.
+    pub const ALL: [Target; 2] = [Target::X86_64, Target::Aarch64];
+
     /// The arch named `name` in the arch table, if the interpreter runs there.
     pub fn by_name(name: &str) -> Option<Target> {
-        [Target::X86_64, Target::Aarch64]
-            .into_iter()
-            .find(|t| t.name() == name)
+        Target::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// The arch whose ELF `e_machine` is `machine`, if the interpreter runs
+    /// there.
+    pub fn by_machine(machine: u16) -> Option<Target> {
+        Target::ALL.into_iter().find(|t| t.machine() == machine)
     }
 
     /// Its ELF `e_machine`: the interpreter's, and every carried emulator's.
@@ -96,7 +103,7 @@ mod tests {
 
     #[test]
     fn random_bases_lie_in_the_range_2_mib_aligned() {
-        for t in [Target::X86_64, Target::Aarch64] {
+        for t in Target::ALL {
             let (lo, len) = t.prelink_range();
             for _ in 0..100 {
                 let b = t.random_base().unwrap();
@@ -110,8 +117,9 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_match_the_relocation_numbers() {
-        for t in [Target::X86_64, Target::Aarch64] {
+        for t in Target::ALL {
             assert_eq!(Target::by_name(t.name()), Some(t));
+            assert_eq!(Target::by_machine(t.machine()), Some(t));
         }
         assert_eq!(Target::X86_64.r_relative(), 8);
         assert_eq!(Target::Aarch64.r_relative(), 1027);
