@@ -166,7 +166,7 @@ cap run "$INTERP" "$FIX/busybox/arm64/busybox" true
 /// Installed with `--no-carry`, the interpreter starts the emulators it was
 /// installed with by path; one gone or unusable must be reported, by path,
 /// both by hand and when the kernel starts it. (Carried emulators do not
-/// need the file: tests/kernel_exec.rs.)
+/// need the file: tests/integration/kernel_exec.rs.)
 #[test]
 fn installed_interpreter_reports_missing_emulators() {
     let s = Scratch::new("emulator-gone");

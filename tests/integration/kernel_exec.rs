@@ -277,7 +277,7 @@ cap bare-env env -- -uname -m
 
 /// Carried emulators are read from the interpreter file: the emulator the
 /// install found may go away. (Started by path, the same loss is exit 127:
-/// tests/interp_errors.rs.)
+/// tests/integration/interp_errors.rs.)
 #[test]
 fn carried_emulators_need_no_emulator_file() {
     let s = Scratch::new("carried-no-file");
