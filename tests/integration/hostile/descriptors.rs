@@ -10,41 +10,11 @@ use qemu_shim_suite::{sandbox_full_map, set_mode, Scratch};
 
 use super::direct_qemu_aarch64;
 
-/// Source of `fds`, an aarch64 program built here with the cross C
-/// compiler: it writes to the file named by argv[1] what its descriptors
+/// Source of `fds` (`fds.c`), an aarch64 program built here with the cross
+/// C compiler: it writes to the file named by argv[1] what its descriptors
 /// 0, 1 and 2 are — `-` closed, `p` the program's own file, `n` /dev/null,
 /// `f` /dev/full, `o` anything else — then its euid: `-oo euid=0`.
-const FDS_C: &str = r#"
-#include <fcntl.h>
-#include <stdio.h>
-#include <sys/stat.h>
-#include <sys/sysmacros.h>
-#include <unistd.h>
-int main(int argc, char **argv) {
-	char line[64];
-	int n = 0;
-	struct stat self, st;
-	if (argc < 2 || stat(argv[0], &self) != 0)
-		return 2;
-	for (int fd = 0; fd < 3; fd++) {
-		if (fstat(fd, &st) != 0)
-			line[n++] = '-';
-		else if (st.st_dev == self.st_dev && st.st_ino == self.st_ino)
-			line[n++] = 'p';
-		else if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3))
-			line[n++] = 'n';
-		else if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 7))
-			line[n++] = 'f';
-		else
-			line[n++] = 'o';
-	}
-	n += snprintf(line + n, sizeof line - n, " euid=%d\n", (int)geteuid());
-	int out = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0666);
-	if (out < 0 || write(out, line, n) != n)
-		return 3;
-	return 0;
-}
-"#;
+const FDS_C: &str = include_str!("fds.c");
 
 /// Compiles `fds` (see [`FDS_C`]) for aarch64, statically, to `out`.
 fn fds_program(s: &Scratch, out: &Path) {
