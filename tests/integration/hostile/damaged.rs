@@ -195,7 +195,7 @@ fn damaged_programs_are_refused_with_one_line_and_never_crash() {
         &s,
         &format!(
             r#"
-"$CLI" install aarch64 --emulator-dir "$EMUS" --install-dir "$S/inst" >/dev/null
+install_shim aarch64 >/dev/null
 {h} corpus "$S/kernel.list" >"$S/kernel.report"
 {h} corpus "$S/by-hand.list" "$S/inst/qemu-shim-interp" >"$S/by-hand.report"
 {h} corpus "$S/direct.list" "$EMUS/qemu-aarch64-static" >"$S/direct.report"

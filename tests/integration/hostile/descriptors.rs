@@ -105,7 +105,7 @@ fn a_closed_stdin_never_lets_qemu_reopen_the_program_by_path_issue_10() {
         &s,
         &format!(
             r#"
-install() {{ "$CLI" install aarch64 --emulator-dir "$EMUS" --install-dir "$S/inst" "$@"; }}
+install() {{ install_shim aarch64 "$@"; }}
 trace() {{
 	strace -f -u nobody -o "$S/out/$1.trace" -e trace=execve,open,openat,openat2 \
 		sh -c 'exec "$0" "$1" <&-' "$S/prot/suid" "$S/out/$1"

@@ -78,7 +78,7 @@ fn edge_cases_of_the_exec_path() {
             r#"
 h={h}
 p="$S/edge/probe"
-install() {{ "$CLI" install aarch64 --emulator-dir "$EMUS" --install-dir "$S/inst" "$@" >/dev/null; }}
+install() {{ install_shim aarch64 "$@" >/dev/null; }}
 install
 # argc == 0: the kernel (>= 5.18) makes argv [""] for the program.
 cap argc0 "$h" argc0 "$p"
@@ -195,7 +195,7 @@ fn a_program_nobody_cannot_read_runs_with_o_and_is_refused_cleanly_without() {
         As::Nobody,
         &s,
         r#"
-install() { "$CLI" install aarch64 --emulator-dir "$EMUS" --install-dir "$S/inst" "$@"; }
+install() { install_shim aarch64 "$@"; }
 cap install install
 cap read cat "$S/prot/probe"
 cap o "$S/prot/probe"
@@ -203,7 +203,7 @@ cap install-nocarry install --no-carry
 cap no-o "$S/prot/probe"
 "#,
     );
-    assert_eq!(s.cap("install").rc, 0, "{}", s.cap("install"));
+    s.installed();
     let c = s.cap("read");
     assert!(
         c.rc != 0 && c.stderr.contains("Permission denied"),

@@ -16,7 +16,7 @@ use super::probe;
 /// with a hash of each).
 const TABLE_SH: &str = r#"
 B=/proc/sys/fs/binfmt_misc
-inst() { "$CLI" install "$@" --emulator-dir "$EMUS" --install-dir "$S/inst"; }
+inst() { install_shim "$@"; }
 reset() {
 	"$CLI" uninstall --install-dir "$S/inst" >/dev/null
 	rm -rf "$S/inst"

@@ -18,7 +18,7 @@ fn hundreds_of_emulated_execs_at_once_all_succeed() {
         &s,
         &format!(
             r#"
-"$CLI" install aarch64 arm --emulator-dir "$EMUS" --install-dir "$S/inst" >/dev/null
+install_shim aarch64 arm >/dev/null
 mkdir "$S/out"
 # Two arches at once, 160 copies each, every one started before any is
 # waited for: each prints its own number.

@@ -29,7 +29,7 @@ fn setuid_programs_run_with_their_credentials_and_ignore_the_callers_qemu_variab
         &format!(
             r#"
 entry=/proc/sys/fs/binfmt_misc/qemu-shim-aarch64
-install() {{ "$CLI" install aarch64 --emulator-dir "$EMUS" --install-dir "$S/inst" "$@"; }}
+install() {{ install_shim aarch64 "$@"; }}
 cap install install
 cap flags grep flags: "$entry"
 cap suid nobody {STEERING_ENV} "$S/suid/probe" a1
@@ -48,7 +48,7 @@ cap suid-direct nobody {STEERING_ENV} "$S/suid/probe"
 "#
         ),
     );
-    assert_eq!(s.cap("install").rc, 0, "{}", s.cap("install"));
+    s.installed();
     assert_eq!(s.cap("flags").stdout, "flags: POCF\n");
 
     // setuid root: root's effective uid, the caller's real uid, AT_SECURE
