@@ -12,7 +12,6 @@ use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 /// The script that fetches third-party fixtures into the cache.
@@ -132,38 +131,30 @@ pub fn interp() -> PathBuf {
     release_bin("qemu-shim-interp")
 }
 
-/// A fresh scratch directory, removed on drop. World-readable so tests that
-/// drop to an unprivileged uid can reach it.
+/// A fresh scratch directory (`qemu-shim-test-TAG-…` under the system temp
+/// dir), removed on drop. World-readable (0755) so tests that drop to an
+/// unprivileged uid can reach it.
 pub struct Scratch {
-    path: PathBuf,
+    dir: tempfile::TempDir,
 }
 
 impl Scratch {
     pub fn new(tag: &str) -> Scratch {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "qemu-shim-test-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).expect("create scratch dir");
-        set_mode(&path, 0o755);
-        Scratch { path }
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("qemu-shim-test-{tag}-"))
+            .tempdir()
+            .expect("create scratch dir");
+        // Explicitly: tempfile makes it 0700.
+        set_mode(dir.path(), 0o755);
+        Scratch { dir }
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.dir.path()
     }
 
     pub fn join(&self, rel: &str) -> PathBuf {
-        self.path.join(rel)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.path);
+        self.path().join(rel)
     }
 }
 
