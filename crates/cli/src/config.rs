@@ -62,60 +62,60 @@ pub const DEFAULT_PATH: &str = "/etc/qemu-shim/config.toml";
 
 /// An emulator other than qemu, or qemu itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum EmulatorKind {
     Qemu,
     Box64,
     Fex,
 }
 
-impl Kind {
-    fn parse(s: &str) -> Option<Kind> {
+impl EmulatorKind {
+    fn parse(s: &str) -> Option<EmulatorKind> {
         match s {
-            "qemu" => Some(Kind::Qemu),
-            "box64" => Some(Kind::Box64),
-            "fex" => Some(Kind::Fex),
+            "qemu" => Some(EmulatorKind::Qemu),
+            "box64" => Some(EmulatorKind::Box64),
+            "fex" => Some(EmulatorKind::Fex),
             _ => None,
         }
     }
 
     pub fn name(self) -> &'static str {
         match self {
-            Kind::Qemu => "qemu",
-            Kind::Box64 => "box64",
-            Kind::Fex => "fex",
+            EmulatorKind::Qemu => "qemu",
+            EmulatorKind::Box64 => "box64",
+            EmulatorKind::Fex => "fex",
         }
     }
 
     /// Whether it takes the plain command line (`EMULATOR PROGRAM ARGS…`).
     pub fn plain(self) -> bool {
-        self != Kind::Qemu
+        self != EmulatorKind::Qemu
     }
 
     /// The program name looked for in the emulator directories (qemu's
     /// depends on the arch: the caller's search handles it).
     fn program(self) -> Option<&'static str> {
         match self {
-            Kind::Qemu => None,
-            Kind::Box64 => Some("box64"),
-            Kind::Fex => Some("FEXInterpreter"),
+            EmulatorKind::Qemu => None,
+            EmulatorKind::Box64 => Some("box64"),
+            EmulatorKind::Fex => Some("FEXInterpreter"),
         }
     }
 
     /// The guest arches it runs, `None`: any.
     fn guests(self) -> Option<&'static [&'static str]> {
         match self {
-            Kind::Qemu => None,
-            Kind::Box64 => Some(&["x86_64"]),
-            Kind::Fex => Some(&["x86_64", "i386"]),
+            EmulatorKind::Qemu => None,
+            EmulatorKind::Box64 => Some(&["x86_64"]),
+            EmulatorKind::Fex => Some(&["x86_64", "i386"]),
         }
     }
 
     /// The hosts it runs on, `None`: any.
     fn hosts(self) -> Option<&'static [&'static str]> {
         match self {
-            Kind::Qemu => None,
-            Kind::Box64 => Some(&["aarch64", "riscv64", "loongarch64", "ppc64le"]),
-            Kind::Fex => Some(&["aarch64"]),
+            EmulatorKind::Qemu => None,
+            EmulatorKind::Box64 => Some(&["aarch64", "riscv64", "loongarch64", "ppc64le"]),
+            EmulatorKind::Fex => Some(&["aarch64"]),
         }
     }
 }
@@ -124,7 +124,7 @@ impl Kind {
 #[derive(Debug, Clone)]
 pub struct Choice {
     pub arch: &'static Arch,
-    pub kind: Kind,
+    pub kind: EmulatorKind,
     /// `path`, if given.
     pub path: Option<PathBuf>,
     /// `cpu`, if given: qemu's CPU model for this arch.
@@ -408,7 +408,7 @@ pub fn parse(text: &str) -> std::result::Result<Config, (usize, String)> {
         let t = table.into_inner();
         // A table with only a CPU model is about qemu.
         let kind = match (&t.emulator, &t.cpu) {
-            (Some(emulator), _) => Kind::parse(emulator.get_ref()).ok_or_else(|| {
+            (Some(emulator), _) => EmulatorKind::parse(emulator.get_ref()).ok_or_else(|| {
                 (
                     line_of(emulator.span().start),
                     format!(
@@ -417,7 +417,7 @@ pub fn parse(text: &str) -> std::result::Result<Config, (usize, String)> {
                     ),
                 )
             })?,
-            (None, Some(_)) => Kind::Qemu,
+            (None, Some(_)) => EmulatorKind::Qemu,
             (None, None) => {
                 return Err((
                     line,
@@ -491,7 +491,7 @@ path = "/opt/qemu #8/qemu-aarch64"
 "#;
 
     /// Each choice as (arch, emulator, path), in the order written.
-    fn choices_of(c: &Config) -> Vec<(&'static str, Kind, Option<&Path>)> {
+    fn choices_of(c: &Config) -> Vec<(&'static str, EmulatorKind, Option<&Path>)> {
         c.choices
             .iter()
             .map(|c| (c.arch.name, c.kind, c.path.as_deref()))
@@ -506,13 +506,13 @@ path = "/opt/qemu #8/qemu-aarch64"
             [
                 (
                     "x86_64",
-                    Kind::Box64,
+                    EmulatorKind::Box64,
                     Some(Path::new("/usr/local/bin/box64"))
                 ),
-                ("i386", Kind::Fex, None),
+                ("i386", EmulatorKind::Fex, None),
                 (
                     "aarch64",
-                    Kind::Qemu,
+                    EmulatorKind::Qemu,
                     Some(Path::new("/opt/qemu #8/qemu-aarch64"))
                 ),
             ]
@@ -526,7 +526,7 @@ path = "/opt/qemu #8/qemu-aarch64"
             "[arch.armhf]\ncpu = 'arm1176'\n[arch.aarch64]\nemulator = \"qemu\"\ncpu = \"max,sve=off\"\n[arch.s390x]\nemulator = \"qemu\"\n",
         )
         .unwrap();
-        assert_eq!(c.choices[0].kind, Kind::Qemu);
+        assert_eq!(c.choices[0].kind, EmulatorKind::Qemu);
         assert_eq!(
             c.cpu_models(&["arm", "aarch64", "s390x"]),
             [
@@ -658,7 +658,11 @@ path = "/opt/qemu #8/qemu-aarch64"
             let c = parse(text).unwrap_or_else(|e| panic!("{text:?}: {e:?}"));
             assert_eq!(
                 choices_of(&c),
-                [("x86_64", Kind::Box64, Some(Path::new("/opt/b\\x/box64")))],
+                [(
+                    "x86_64",
+                    EmulatorKind::Box64,
+                    Some(Path::new("/opt/b\\x/box64"))
+                )],
                 "{text:?}"
             );
         }
