@@ -42,6 +42,10 @@ cap environ-admin "$S/bin/busybox" sh -c 'echo "${QEMU_CPU-unset}"'
 cap bad install_shim arm --config "$S/bad.toml"
 cap plain install_shim arm --config "$S/plain.toml"
 cap after-bad "$S/bin/busybox" uname -m
+
+cap install-by-path install_shim arm --no-carry --config "$S/v6.toml"
+cap by-path "$S/bin/busybox" uname -m
+cap by-path-user-env nobody env QEMU_CPU=cortex-a7 "$S/bin/busybox" uname -m
 "#,
     );
     for c in ["install-default", "install"] {
@@ -74,4 +78,13 @@ cap after-bad "$S/bin/busybox" uname -m
     );
     assert_refused(&s.cap("plain"), 1, &["box64 takes no CPU model"]);
     assert_runs(&s.cap("after-bad"), "armv6l\n");
+    // The same for qemu started by path.
+    assert_eq!(
+        s.cap("install-by-path").rc,
+        0,
+        "{}",
+        s.cap("install-by-path")
+    );
+    assert_runs(&s.cap("by-path"), "armv6l\n");
+    assert_runs(&s.cap("by-path-user-env"), "armv7l\n");
 }
