@@ -69,6 +69,7 @@ fn run() -> Result<(), String> {
         carry,
         prelink_base,
         plain: Vec::new(),
+        cpu: Vec::new(),
     };
     let built = build(&image, &spec).map_err(|e| e.to_string())?;
     for (arch, why) in &built.by_path {

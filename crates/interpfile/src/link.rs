@@ -55,6 +55,8 @@ pub struct Carry<'a> {
     pub arch: &'a str,
     /// Where it was found (recorded for `status`).
     pub path: &'a [u8],
+    /// The qemu CPU model chosen for it; empty for qemu's default.
+    pub cpu: &'a [u8],
     /// Its image, planned from its file by [`plan`]. The bytes themselves
     /// are not held here: [`build`] reads each file again when it copies
     /// it, so only one emulator is in memory at a time.
@@ -68,6 +70,8 @@ pub struct ByPath<'a> {
     /// Its command line: qemu's (`ExecByPath`) or the plain one of box64
     /// and FEX (`ExecPlain`).
     pub convention: Convention,
+    /// The qemu CPU model chosen for it; empty for qemu's default.
+    pub cpu: &'a [u8],
 }
 
 impl<'a> ByPath<'a> {
@@ -76,6 +80,7 @@ impl<'a> ByPath<'a> {
             arch: self.arch,
             convention: self.convention,
             path: self.path,
+            cpu: self.cpu,
         }
     }
 }
@@ -356,6 +361,7 @@ pub fn build(
             arch: c.arch,
             convention: Convention::Carried(*d),
             path: c.path,
+            cpu: c.cpu,
         });
     }
     entries.extend(by_path.iter().map(ByPath::entry));
@@ -689,6 +695,7 @@ mod tests {
         Carry {
             arch: "aarch64",
             path: b"/q/qemu-aarch64-static",
+            cpu: b"",
             plan: plan(file, T).unwrap(),
         }
     }

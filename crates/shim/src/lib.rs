@@ -126,6 +126,8 @@ pub struct Target {
     pub arch: &'static Arch,
     /// Where its loader path (PT_INTERP) lies in the file, if it has one.
     pub interp: Option<(u64, u64)>,
+    /// What `fstat` said of it.
+    pub file: sys::FileInfo,
 }
 
 /// Reads, validates and classifies the target's header from `fd`.
@@ -176,6 +178,7 @@ pub fn inspect(fd: Fd, program: &CStr) -> Result<Target, Failure<'_>> {
         len,
         arch,
         interp,
+        file: info,
     })
 }
 
@@ -246,8 +249,16 @@ fn try_run<'a>(p: &Process<'a>) -> Result<Never, Failure<'a>> {
             return Err(f);
         }
     }
+    // qemu answers the guest's /proc/self/exe from the path it was given,
+    // resolved when the guest asks: give it one that survives a chdir.
+    let mut abs = [0u8; sys::PATH_MAX];
+    let program = if qemu {
+        absolute_program(&mut abs, inv.program, &target.file)
+    } else {
+        None
+    };
     if let Some(Convention::Carried(c)) = convention {
-        return start_carried(p, &c, &source, &inv, p_layout);
+        return start_carried(p, &c, &source, &inv, p_layout, program);
     }
 
     // The emulator is started by path and re-opens the program itself: the
@@ -263,7 +274,66 @@ fn try_run<'a>(p: &Process<'a>) -> Result<Never, Failure<'a>> {
             .text("setuid/setgid program: refusing to run its emulator by path")
             .hint("install with carried emulators (the default) to run setuid programs"));
     }
-    exec_emulator(&table, target.arch, &inv, &p.argv, &p.envp)
+    exec_emulator(&table, target.arch, &inv, program, &p.argv, &p.envp)
+}
+
+/// The program's path made absolute against the working directory, for
+/// qemu, which answers the guest's `readlink("/proc/self/exe")` (and, with
+/// no descriptor, its opens of it) by resolving the path it was given at
+/// the time the guest asks: a relative one breaks once the guest changes
+/// directory. `None`, hand qemu the path as given, whenever the absolute
+/// path is not known to name the same file:
+/// - the path is already absolute (also `/dev/fd/N`, an AT_EMPTY_PATH
+///   exec);
+/// - `getcwd` fails: a deleted working directory (ENOENT), or one longer
+///   than [`sys::PATH_MAX`] (ERANGE, ENAMETOOLONG);
+/// - the working directory does not start with `/`: outside the process's
+///   root, after a chroot without chdir, the raw syscall answers
+///   `(unreachable)/…`;
+/// - the joined path does not fit [`sys::PATH_MAX`];
+/// - `stat` of it fails (a parent the process cannot search: the relative
+///   path works from the working directory, the absolute one does not) or
+///   names another file than the one the program was read from (a
+///   directory mounted over since, say): device and inode must match
+///   `file`, the descriptor's `fstat`.
+///
+/// Costs a `getcwd` and a `stat` per exec by a relative path. The path it
+/// builds is the working directory, `/`, and the given path without its
+/// leading `./`; qemu resolves any `..` or symbolic link in it later, as
+/// it did the relative one. The guest sees it as AT_EXECFN too (qemu sets
+/// that from its path); argv and argv0 stay as the caller wrote them.
+///
+/// A setuid/setgid program (AT_SECURE): `stat` resolves the path with its
+/// effective ids, the ones qemu resolves `/proc/self/exe` with; the path
+/// is the caller's working directory and the path it exec'd, which the
+/// caller knows already, and qemu still reads the program from the
+/// kernel's descriptor, never from this path.
+fn absolute_program<'b>(
+    buf: &'b mut [u8; sys::PATH_MAX],
+    given: &CStr,
+    file: &sys::FileInfo,
+) -> Option<&'b CStr> {
+    let mut rel = given.to_bytes();
+    if rel.starts_with(b"/") {
+        return None;
+    }
+    let mut len = sys::getcwd(buf).ok()?;
+    if buf.first() != Some(&b'/') {
+        return None;
+    }
+    // `./prog`, `.//prog`: `prog`.
+    while let Some(r) = rel.strip_prefix(b"./").or_else(|| rel.strip_prefix(b"/")) {
+        rel = r;
+    }
+    let sep: &[u8] = if len == 1 { b"" } else { b"/" };
+    for part in [sep, rel, b"\0"] {
+        let end = len.checked_add(part.len())?;
+        buf.get_mut(len..end)?.copy_from_slice(part);
+        len = end;
+    }
+    let path = CStr::from_bytes_with_nul(buf.get(..len)?).ok()?;
+    let found = sys::stat(path).ok()?;
+    found.same_file(file).then_some(path)
 }
 
 /// Where qemu builds look a guest's loader up when it is not at its own
@@ -385,7 +455,7 @@ fn absent(buf: &mut [u8; PATH_BUF], parts: &[&[u8]]) -> bool {
     else {
         return false;
     };
-    matches!(sys::exists(path), Err(Errno::ENOENT | Errno::ENOTDIR))
+    matches!(sys::stat(path), Err(Errno::ENOENT | Errno::ENOTDIR))
 }
 
 /// Keeps the program's descriptor off standard input, output and error.
@@ -465,13 +535,15 @@ fn keep_all(_: &[u8]) -> bool {
     false
 }
 
-/// Starts a carried emulator, reading the program from `source`.
+/// Starts a carried emulator, reading the program from `source`; its path
+/// for the emulator is `program` if given (see [`absolute_program`]).
 fn start_carried<'a>(
     p: &Process<'a>,
     c: &qemu_shim_registry_core::dispatch::Carried,
     source: &Source,
     inv: &Invocation<'a>,
     p_layout: bool,
+    program: Option<&CStr>,
 ) -> Result<Never, Failure<'a>> {
     let secure = p.aux.secure;
     if secure && !matches!(source, Source::KernelFd(_)) {
@@ -489,6 +561,7 @@ fn start_carried<'a>(
         preserve_argv0: p_layout,
         drop_env: if secure { secure_drops } else { keep_all },
         randomize: secure,
+        program,
     };
     let err = sys::launch(p, &launch);
     sys::close(source.fd());
@@ -499,17 +572,20 @@ fn start_carried<'a>(
 }
 
 /// Longest emulator path the interpreter execs.
-const PATH_BUF: usize = 4096;
+const PATH_BUF: usize = sys::PATH_MAX;
 
 /// Where the unconfigured interpreter looks: Debian's qemu-user-static,
 /// then qemu-user.
 const DEFAULT_DIR: &str = "/usr/bin/";
 const DEFAULT_SUFFIXES: [&str; 2] = ["-static", ""];
 
+/// Execs the emulator by path; qemu gets `program` as the program's path
+/// if given (see [`absolute_program`]).
 fn exec_emulator<'a>(
     table: &Table<'static>,
     arch: &'static Arch,
     inv: &Invocation<'a>,
+    program: Option<&CStr>,
     argv: &CStrArray<'a>,
     envp: &CStrArray<'a>,
 ) -> Result<Never, Failure<'a>> {
@@ -540,7 +616,7 @@ fn exec_emulator<'a>(
             let Some(path) = c_path(&mut buf, line.as_bytes()) else {
                 continue;
             };
-            let err = try_exec(path, inv, argv, envp, false)?;
+            let err = try_exec(path, inv, program, argv, envp, false)?;
             if err != Errno::ENOENT {
                 return Err(exec_failure(err, shown, arch, inv));
             }
@@ -567,7 +643,7 @@ fn exec_emulator<'a>(
                 return Err(not_found(shown));
             };
             let plain = entry.convention == Convention::ExecPlain;
-            let err = try_exec(path, inv, argv, envp, plain)?;
+            let err = try_exec(path, inv, program, argv, envp, plain)?;
             if err == Errno::ENOENT {
                 return Err(not_found(shown).hint(
                     "the emulator must exist at that path in this mount namespace; reinstall with `qemu-shim install`",
@@ -601,19 +677,28 @@ fn c_path<'b>(buf: &'b mut [u8], path: &[u8]) -> Option<&'b CStr> {
 }
 
 /// Builds the emulator's argv and execs it: qemu's command line
-/// `EMULATOR -0 ARGV0 -- PROGRAM ARGS…`, or with `plain` the one emulators
-/// without an argv0 option take (box64, FEX), `EMULATOR PROGRAM ARGS…`.
-/// Returns the exec's error (ENOENT is left to the caller, which may try
-/// another path); fails only when the argv cannot be built.
+/// `EMULATOR -0 ARGV0 -- PROGRAM ARGS…` (PROGRAM: `program` if given, else
+/// the path as the kernel gave it), or with `plain` the one emulators
+/// without an argv0 option take (box64, FEX), `EMULATOR PROGRAM ARGS…`,
+/// always with the path as given. Returns the exec's error (ENOENT is left
+/// to the caller, which may try another path); fails only when the argv
+/// cannot be built.
 fn try_exec<'a>(
     path: &CStr,
     inv: &Invocation<'a>,
+    program: Option<&CStr>,
     argv: &CStrArray<'a>,
     envp: &CStrArray<'a>,
     plain: bool,
 ) -> Result<Errno, Failure<'a>> {
     let rest = argv.len().saturating_sub(inv.rest);
-    let qemu: [&CStr; 5] = [path, c"-0", inv.argv0, c"--", inv.program];
+    let qemu: [&CStr; 5] = [
+        path,
+        c"-0",
+        inv.argv0,
+        c"--",
+        program.unwrap_or(inv.program),
+    ];
     // Without `--`, a relative path starting with `-` would read as an
     // option: make every relative path start with `./`.
     let mut dotted = [0u8; PATH_BUF + 2];
@@ -749,6 +834,40 @@ mod tests {
         ] {
             assert!(!secure_drops(v), "{}", core::str::from_utf8(v).unwrap());
         }
+    }
+
+    /// Run in the crate's directory (cargo runs unit tests there).
+    #[test]
+    fn a_relative_path_becomes_absolute_only_when_it_names_the_same_file() {
+        extern crate std;
+        use std::os::unix::ffi::OsStrExt;
+        let cwd = std::env::current_dir().unwrap();
+        let info = |path: &CStr| {
+            let fd = sys::open_read(path).unwrap();
+            let info = sys::fstat(fd).unwrap();
+            sys::close(fd);
+            info
+        };
+        let manifest = info(c"Cargo.toml");
+        let mut buf = [0u8; sys::PATH_MAX];
+        for (given, want) in [
+            (c"Cargo.toml", "/Cargo.toml"),
+            (c"./Cargo.toml", "/Cargo.toml"),
+            (c".//./Cargo.toml", "/Cargo.toml"),
+            (c"src/../Cargo.toml", "/src/../Cargo.toml"),
+        ] {
+            let got = absolute_program(&mut buf, given, &manifest).unwrap();
+            assert_eq!(
+                got.to_bytes(),
+                [cwd.as_os_str().as_bytes(), want.as_bytes()].concat(),
+                "{given:?}"
+            );
+        }
+        // Already absolute; not there; another file than the program's.
+        assert!(absolute_program(&mut buf, c"/etc/hostname", &manifest).is_none());
+        assert!(absolute_program(&mut buf, c"./no-such-file", &manifest).is_none());
+        let lib = info(c"src/lib.rs");
+        assert!(absolute_program(&mut buf, c"./Cargo.toml", &lib).is_none());
     }
 
     #[test]
