@@ -13,6 +13,10 @@
 //! emulator:      [qemu-ARCH, -0, argv0, [-cpu, CPU,] --, /path/prog, arg1, …]   (environment untouched)
 //! ```
 //!
+//! For qemu, a relative `/path/prog` becomes absolute when that is known to
+//! name the same file (`absolute_program`), so that the guest's
+//! `/proc/self/exe` survives a chdir; argv0 stays as it was.
+//!
 //! It only ever returns a [`Failure`]: one line for stderr and the exit code
 //! (127 when the emulator, or the program's loader, is not found, 126 for
 //! anything else). Everything

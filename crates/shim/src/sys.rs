@@ -632,7 +632,7 @@ pub struct Launch<'a> {
     /// C library relocate it there.
     pub randomize: bool,
     /// The program's path to hand the emulator instead of the kernel's
-    /// (argv[1]): copied into the stack block. The program's argv0 stays
+    /// (`argv[1]`): copied into the stack block. The program's argv0 stays
     /// what it was: without the P layout (where the emulator would show
     /// the path as argv0) the kernel's path is kept as argv0 and the
     /// emulator told so with AT_FLAGS_PRESERVE_ARGV0. One longer than
@@ -756,7 +756,7 @@ fn move_to_random(from: usize, len: usize) -> Result<usize, Errno> {
 
 /// Starts the carried emulator as the kernel would start a binfmt_misc
 /// interpreter: its segments get their protections, the kernel's stack
-/// block is rewritten in place (argv gains `--` after argv[0], `-cpu
+/// block is rewritten in place (argv gains `--` after `argv[0]`, `-cpu
 /// MODEL` before it with [`Launch::cpu`], and the program's path may be
 /// replaced: see [`Launch::program`]; auxv tells the
 /// emulator's program headers and entry, AT_EXECFD and AT_FLAGS), and
@@ -894,7 +894,7 @@ impl Rewrite<'_> {
 /// Rewrites the kernel's stack block at `old` (`words` long, auxv's
 /// AT_NULL pair included) for the emulator and returns the new block's
 /// start, the emulator's initial stack pointer: argv gains `--` after
-/// argv[0] (`-cpu MODEL --` with `plan.cpu`) and, with `plan.program`,
+/// `argv[0]` (`-cpu MODEL --` with `plan.cpu`) and, with `plan.program`,
 /// argv[1] becomes that path (with
 /// `plan.keep_argv0`, the old argv[1] follows it); envp loses what
 /// `plan.drop_env` rejects; auxv values are edited by `plan.edits`, and
