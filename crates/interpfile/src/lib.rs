@@ -22,6 +22,7 @@
 
 mod error;
 pub mod link;
+pub mod output;
 pub mod region;
 mod spec;
 mod target;
@@ -30,6 +31,7 @@ pub mod test_support;
 
 pub use error::{io_reason, Error, Result};
 pub use link::ALIGN;
+pub use output::{Compare, FileOut, Output};
 pub use region::{configure, read_head, read_spec, read_spec_file, region};
-pub use spec::{build, build_with, Built, Spec, Stamp};
+pub use spec::{build, build_with, prepare, prepare_with, Built, Prepared, Spec, Stamp};
 pub use target::Target;

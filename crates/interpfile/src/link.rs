@@ -40,7 +40,10 @@ use qemu_shim_registry_core::dispatch::{
 };
 use scroll::{Pread, Pwrite, LE};
 
+use std::fs::File;
+
 use crate::error::{Error, Result};
+use crate::output::{Output, PAGE, WRITE_CHUNK};
 use crate::region;
 use crate::target::Target;
 
@@ -48,6 +51,11 @@ use crate::target::Target;
 /// largest page size of the hosts qemu-shim supports (aarch64 kernels may
 /// use 4, 16 or 64 KiB pages), so the same layout maps on all of them.
 pub const ALIGN: u64 = 0x10000;
+
+/// The largest image carried (in memory, bss included): far above any
+/// emulator's (qemu's are about 20 MiB), far below what would make the
+/// file absurd.
+const MAX_SPAN: u64 = 1 << 30;
 
 /// An emulator to carry.
 pub struct Carry<'a> {
@@ -147,7 +155,8 @@ pub struct ImagePlan {
     carried: Carried,
     /// The image's lowest address in the emulator's own numbering.
     min_vaddr: u64,
-    /// What pre-relocating it takes, if it can be.
+    /// What pre-relocating it takes, if it can be (every entry relative,
+    /// every word it writes inside the image).
     relocs: Option<Relocs>,
 }
 
@@ -305,31 +314,72 @@ pub fn plan(file: &[u8], target: Target) -> std::result::Result<ImagePlan, Strin
     let carried = Carried::new(0, entry, phdr, elf.header.e_phnum, &segments)
         .ok_or("too many loadable segments")?;
     let span = end.div_ceil(ALIGN) * ALIGN;
+    if span > MAX_SPAN {
+        return Err(format!("its image is {} MiB in memory", span >> 20));
+    }
+    // Pre-relocated only if it can be whole: every entry relative, every
+    // word in the image. Checked now so the table, written first, can say.
+    let relocs = find_relocs(&elf, file)
+        .filter(|r| relocation_writes(file, &copies, min_vaddr, span, r, 0, target).is_some());
     Ok(ImagePlan {
         copies,
         span,
         carried,
         min_vaddr,
-        relocs: find_relocs(&elf, file),
+        relocs,
     })
 }
 
-/// Builds the interpreter file for `target`: `shim` (the interpreter built
-/// for that host) with a dispatch table naming `carried` and `by_path`
-/// emulators, and the images of `carried`.
-///
-/// `read(i)` gives the bytes of `carried[i]`'s file again. Each is read,
-/// copied into the file and dropped before the next, so memory holds the
-/// file being built and one emulator, not every emulator (about 340 MB for
-/// all of qemu's, too much next to the file for a 1 GB board). A file
-/// whose plan no longer matches the one in `carried` changed since it was
-/// planned, and is refused rather than copied into a layout made for
-/// other bytes.
+/// An emulator's bytes, read again to be copied, and the file they were
+/// read from (open), from which an [`Output`] may share extents.
+pub struct Source {
+    pub bytes: Vec<u8>,
+    pub file: Option<File>,
+}
+
+/// How the linker gets each carried emulator again, one at a time.
+pub trait Emulators {
+    /// `carried[i]`'s file, read again.
+    fn read(&mut self, i: usize) -> Result<Source>;
+    /// Called once `carried[i]`'s image went to the output: fails if its
+    /// file changed since [`Emulators::read`] (what an output took from the
+    /// file itself may then differ from the bytes checked).
+    fn check(&mut self, i: usize, source: &Source) -> Result<()> {
+        let _ = (i, source);
+        Ok(())
+    }
+}
+
+/// Emulators given as bytes only (tests, callers without files).
+impl Emulators for &mut dyn FnMut(usize) -> Result<Vec<u8>> {
+    fn read(&mut self, i: usize) -> Result<Source> {
+        Ok(Source {
+            bytes: self(i)?,
+            file: None,
+        })
+    }
+}
+
+/// What the linker makes a file of: `shim` (the interpreter built for
+/// `target`) with a dispatch table naming `carried` and `by_path`
+/// emulators and table `flags`, and the images of `carried`.
 ///
 /// With `base`, the file is pre-relocated: a fixed-address executable at
 /// `base` whose carried images already hold the pointers for where they
 /// will sit (their relative relocations applied and taken out of their
 /// dynamic sections), so no emulated process writes them again.
+pub struct Link<'a> {
+    pub shim: &'a [u8],
+    pub target: Target,
+    pub carried: &'a [Carry<'a>],
+    pub by_path: &'a [ByPath<'a>],
+    pub flags: u16,
+    pub base: Option<u64>,
+}
+
+/// [`Link::write`] into memory: the whole file as bytes (tests and small
+/// files; hundreds of MB with every emulator carried). `read(i)` gives the
+/// bytes of `carried[i]`'s file again.
 pub fn build(
     shim: &[u8],
     target: Target,
@@ -337,36 +387,325 @@ pub fn build(
     by_path: &[ByPath<'_>],
     flags: u16,
     base: Option<u64>,
-    read: &mut dyn FnMut(usize) -> Result<Vec<u8>>,
+    mut read: &mut dyn FnMut(usize) -> Result<Vec<u8>>,
 ) -> Result<Vec<u8>> {
-    let region = region::region(shim)?;
-    let interp = Interpreter::read(shim, target)?;
-    let mut entries: Vec<Entry<'_>> = Vec::new();
-    if carried.is_empty() {
-        let mut file = shim.to_vec();
-        entries.extend(by_path.iter().map(ByPath::entry));
-        write_region(&mut file, region, &entries, flags)?;
-        return Ok(file);
+    let mut file = Vec::new();
+    Link {
+        shim,
+        target,
+        carried,
+        by_path,
+        flags,
+        base,
+    }
+    .write(&mut read, &mut file)?;
+    Ok(file)
+}
+
+impl Link<'_> {
+    /// The size of the file, without reading any emulator.
+    pub fn len(&self) -> Result<u64> {
+        region::region(self.shim)?;
+        let interp = Interpreter::read(self.shim, self.target)?;
+        if self.carried.is_empty() {
+            return Ok(self.shim.len() as u64);
+        }
+        let layout = Layout::new(self.shim, &interp, self.carried);
+        Ok(layout.seg_offset + layout.seg_size)
     }
 
-    let layout = Layout::new(shim, &interp, carried);
-    let (header, headers) = interp.with_segment(&layout, base)?;
-    let mut file = vec![0u8; (layout.seg_offset + layout.seg_size) as usize];
-    file[..shim.len()].copy_from_slice(shim);
-    write_elf(&mut file, header, layout.seg_offset as usize, &headers)?;
-    let descs = copy_images(&mut file, &layout, carried, target, base, read)?;
-    // The table last: it records which images were pre-relocated.
-    for (c, d) in carried.iter().zip(&descs) {
-        entries.push(Entry {
-            arch: c.arch,
-            convention: Convention::Carried(*d),
-            path: c.path,
-            cpu: c.cpu,
-        });
+    /// Hands the file to `out`, in order, one emulator at a time: each is
+    /// read again (`emus.read(i)`), checked to plan as it did, relocated
+    /// piece by piece and handed on before the next is read, so memory
+    /// holds one emulator and a few pages, never the file. A file whose
+    /// plan no longer matches the one in `carried` changed since it was
+    /// planned, and is refused rather than copied into a layout made for
+    /// other bytes. Stops early once `out` is [`Output::done`].
+    pub fn write(&self, emus: &mut dyn Emulators, out: &mut dyn Output) -> Result<()> {
+        let region = region::region(self.shim)?;
+        let interp = Interpreter::read(self.shim, self.target)?;
+        let mut entries: Vec<Entry<'_>> = Vec::new();
+        if self.carried.is_empty() {
+            let mut file = self.shim.to_vec();
+            entries.extend(self.by_path.iter().map(ByPath::entry));
+            write_region(&mut file, region, &entries, self.flags)?;
+            out.begin(file.len() as u64)?;
+            return out.bytes(&file);
+        }
+
+        let layout = Layout::new(self.shim, &interp, self.carried);
+        let (header, headers) = interp.with_segment(&layout, self.base)?;
+        // The table first, at the file's start: whether an image is
+        // pre-relocated was decided when it was planned.
+        for (c, at) in self.carried.iter().zip(&layout.placed) {
+            entries.push(Entry {
+                arch: c.arch,
+                convention: Convention::Carried(describe(&c.plan, &layout, *at, self.base)),
+                path: c.path,
+                cpu: c.cpu,
+            });
+        }
+        entries.extend(self.by_path.iter().map(ByPath::entry));
+        let mut head = self.shim.to_vec();
+        head.pwrite_with(header, 0, LE).map_err(short)?;
+        debug_assert_eq!(SIZEOF_EHDR, 64);
+        write_region(&mut head, region, &entries, self.flags)?;
+        out.begin(layout.seg_offset + layout.seg_size)?;
+        out.bytes(&head)?;
+        out.zeros(layout.seg_offset - head.len() as u64)?;
+        let mut table = vec![0u8; headers.len() * SIZEOF_PHDR];
+        for (i, h) in headers.iter().enumerate() {
+            table.pwrite_with(*h, i * SIZEOF_PHDR, LE).map_err(short)?;
+        }
+        out.bytes(&table)?;
+        let first = layout.placed.first().copied().unwrap_or(layout.seg_size);
+        out.zeros(first - table.len() as u64)?;
+
+        for (i, (c, at)) in self.carried.iter().zip(&layout.placed).enumerate() {
+            if out.done() {
+                return Ok(());
+            }
+            let p = &c.plan;
+            let src = emus.read(i)?;
+            // The layout was made from the first read: the bytes copied
+            // must be planned the same way, or the table and the image
+            // would disagree. Planning them again is cheap next to reading
+            // them.
+            if plan(&src.bytes, self.target).as_ref() != Ok(p) {
+                return Err(changed(c.path));
+            }
+            let writes = match (self.base, p.relocs) {
+                (Some(base), Some(r)) => {
+                    let bias = base
+                        .wrapping_add(layout.seg_vaddr + at)
+                        .wrapping_sub(p.min_vaddr);
+                    relocation_writes(
+                        &src.bytes,
+                        &p.copies,
+                        p.min_vaddr,
+                        p.span,
+                        &r,
+                        bias,
+                        self.target,
+                    )
+                    .ok_or_else(|| changed(c.path))?
+                }
+                _ => Vec::new(),
+            };
+            emit_image(out, p, &src, &writes)?;
+            emus.check(i, &src)?;
+        }
+        Ok(())
     }
-    entries.extend(by_path.iter().map(ByPath::entry));
-    write_region(&mut file, region, &entries, flags)?;
-    Ok(file)
+}
+
+fn short(e: impl std::fmt::Display) -> Error {
+    Error::new(format!("cannot write the ELF headers: {e}"))
+}
+
+/// A carried image's description for the table, at `at` in the segment.
+fn describe(p: &ImagePlan, layout: &Layout, at: u64, base: Option<u64>) -> Carried {
+    let mut d = p.carried;
+    d.image = layout.seg_vaddr + at;
+    if let (Some(_), Some(r)) = (base, p.relocs) {
+        // The words pre-relocation changes in the dynamic section, and
+        // their old values: what undoes it (a setuid exec moves the image).
+        // In the image, as `plan` checked.
+        let fixes = [r.rela_at, r.relasz_at, r.count_at].map(|(v, value)| Fix {
+            offset: v - p.min_vaddr,
+            value,
+        });
+        d = d.prelinked(p.span, &fixes).unwrap_or(d);
+    }
+    d
+}
+
+/// The bytes of an image from `from` (its offset in the image, as in
+/// memory) into `buf`: each copy of the plan in turn (a later one wins
+/// where two overlap), zeros elsewhere.
+fn read_image(file: &[u8], copies: &[(u64, u64, u64)], from: u64, buf: &mut [u8]) {
+    buf.fill(0);
+    let to = from + buf.len() as u64;
+    for &(off, v, len) in copies {
+        let (s, e) = (v.max(from), (v + len).min(to));
+        if s < e {
+            let src = (off + s - v) as usize;
+            buf[(s - from) as usize..(e - from) as usize]
+                .copy_from_slice(&file[src..src + (e - s) as usize]);
+        }
+    }
+}
+
+/// The writes that pre-relocate one image for load bias `bias`: each
+/// relative relocation's word (its place in the image, its value), in
+/// table order, then the three words of the dynamic section that take the
+/// relocations out of it (so its C library does not apply them again).
+/// A later write wins where two meet. `None` unless every entry is
+/// relative and every place lies in the image (`span` bytes), so that an
+/// image is relocated whole or not at all.
+fn relocation_writes(
+    file: &[u8],
+    copies: &[(u64, u64, u64)],
+    min_vaddr: u64,
+    span: u64,
+    r: &Relocs,
+    bias: u64,
+    target: Target,
+) -> Option<Vec<(u64, u64)>> {
+    let in_image = |v: u64| -> Option<u64> {
+        let at = v.checked_sub(min_vaddr)?;
+        (at.checked_add(8)? <= span).then_some(at)
+    };
+    let mut writes = Vec::with_capacity(usize::try_from(r.count).ok()?.saturating_add(3));
+    let mut e = [0u8; SIZEOF_RELA];
+    for i in 0..r.count {
+        let at = r
+            .rela
+            .wrapping_add(i.wrapping_mul(r.relaent))
+            .checked_sub(min_vaddr)?;
+        if at.checked_add(SIZEOF_RELA as u64)? > span {
+            return None;
+        }
+        read_image(file, copies, at, &mut e);
+        let rela: Rela = e.pread_with(0, LE).ok()?;
+        if rela.r_info as u32 != target.r_relative() {
+            return None;
+        }
+        writes.push((
+            in_image(rela.r_offset)?,
+            bias.wrapping_add(rela.r_addend as u64),
+        ));
+    }
+    let taken = r.count * r.relaent;
+    for ((v, old), new) in [r.rela_at, r.relasz_at, r.count_at].into_iter().zip([
+        r.rela_at.1.wrapping_add(taken),
+        r.relasz_at.1.wrapping_sub(taken),
+        0,
+    ]) {
+        let _ = old;
+        writes.push((in_image(v)?, new));
+    }
+    Some(writes)
+}
+
+/// How one page of an image gets into the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PageKind {
+    /// All zeros (bss, gaps between segments).
+    Zero,
+    /// One copy's bytes, unchanged, from this file offset.
+    Copy(u64),
+    /// Anything else: made in memory (pre-relocated words, a segment's
+    /// partial first or last page).
+    Made,
+}
+
+/// Hands one image (`p.span` bytes) to `out`: zero pages as zeros,
+/// unchanged pages as copies of the emulator's file (an output may share
+/// them), the rest made in memory a few pages at a time with the `writes`
+/// applied in order.
+fn emit_image(
+    out: &mut dyn Output,
+    p: &ImagePlan,
+    src: &Source,
+    writes: &[(u64, u64)],
+) -> Result<()> {
+    let pages = p.span / PAGE;
+    let mut dirty = vec![false; pages as usize];
+    for &(place, _) in writes {
+        for at in [place, place + 7] {
+            if let Some(d) = dirty.get_mut((at / PAGE) as usize) {
+                *d = true;
+            }
+        }
+    }
+    // The writes by place, to find those of a piece.
+    let mut order: Vec<usize> = (0..writes.len()).collect();
+    order.sort_by_key(|&i| writes[i].0);
+    let kind = |page: u64| -> PageKind {
+        if dirty[page as usize] {
+            return PageKind::Made;
+        }
+        let (from, to) = (page * PAGE, (page + 1) * PAGE);
+        let mut kind = PageKind::Zero;
+        for &(off, v, len) in &p.copies {
+            if v >= to || v + len <= from {
+                continue;
+            }
+            if kind != PageKind::Zero || v > from || v + len < to {
+                return PageKind::Made;
+            }
+            kind = PageKind::Copy(off + from - v);
+        }
+        kind
+    };
+    let mut buf = Vec::new();
+    let mut page = 0u64;
+    while page < pages {
+        let first = kind(page);
+        let mut end = page + 1;
+        while end < pages {
+            let next = kind(end);
+            let same = match (first, next) {
+                (PageKind::Copy(a), PageKind::Copy(b)) => b == a + (end - page) * PAGE,
+                (a, b) => a == b,
+            };
+            if !same {
+                break;
+            }
+            end += 1;
+        }
+        let (from, to) = (page * PAGE, end * PAGE);
+        match first {
+            PageKind::Zero => out.zeros(to - from)?,
+            PageKind::Copy(off) => {
+                let bytes = &src.bytes[off as usize..(off + to - from) as usize];
+                match &src.file {
+                    Some(f) => out.copy(f, off, bytes)?,
+                    None => out.bytes(bytes)?,
+                }
+            }
+            PageKind::Made => {
+                let mut at = from;
+                while at < to {
+                    let n = (to - at).min(WRITE_CHUNK as u64);
+                    buf.resize(n as usize, 0);
+                    read_image(&src.bytes, &p.copies, at, &mut buf);
+                    apply(&mut buf, at, writes, &order);
+                    out.bytes(&buf)?;
+                    at += n;
+                }
+            }
+        }
+        if out.done() {
+            return Ok(());
+        }
+        page = end;
+    }
+    Ok(())
+}
+
+/// Applies to `buf` (image bytes from `from`) the `writes` that meet it,
+/// in their order (`order`: their indices sorted by place).
+fn apply(buf: &mut [u8], from: u64, writes: &[(u64, u64)], order: &[usize]) {
+    let to = from + buf.len() as u64;
+    let lo = from.saturating_sub(7);
+    let start = order.partition_point(|&i| writes[i].0 < lo);
+    let mut here: Vec<usize> = order[start..]
+        .iter()
+        .copied()
+        .take_while(|&i| writes[i].0 < to)
+        .collect();
+    here.sort_unstable();
+    for i in here {
+        let (place, value) = writes[i];
+        for (k, b) in value.to_le_bytes().into_iter().enumerate() {
+            let at = place + k as u64;
+            if (from..to).contains(&at) {
+                buf[(at - from) as usize] = b;
+            }
+        }
+    }
 }
 
 /// The interpreter's ELF header and program headers, checked to be a
@@ -502,67 +841,6 @@ impl Layout {
     }
 }
 
-/// Copies each carried image into `file` where `layout` placed it, reading
-/// its file again (`read(i)`, one at a time) and refusing one whose plan
-/// changed since; with `base`, pre-relocates it. Returns each image's
-/// description for the table.
-fn copy_images(
-    file: &mut [u8],
-    layout: &Layout,
-    carried: &[Carry<'_>],
-    target: Target,
-    base: Option<u64>,
-    read: &mut dyn FnMut(usize) -> Result<Vec<u8>>,
-) -> Result<Vec<Carried>> {
-    let mut descs = Vec::new();
-    for (i, (c, at)) in carried.iter().zip(&layout.placed).enumerate() {
-        let p = &c.plan;
-        let bytes = read(i)?;
-        // The layout was made from the first read: the bytes copied must be
-        // planned the same way, or the table and the image would disagree.
-        // Planning them again is cheap next to reading them.
-        if plan(&bytes, target).as_ref() != Ok(p) {
-            return Err(changed(c.path));
-        }
-        let start = (layout.seg_offset + at) as usize;
-        for &(off, v, len) in &p.copies {
-            let to = start + v as usize;
-            file[to..to + len as usize].copy_from_slice(&bytes[off as usize..(off + len) as usize]);
-        }
-        drop(bytes);
-        let mut d = p.carried;
-        d.image = layout.seg_vaddr + at;
-        if let (Some(base), Some(r)) = (base, p.relocs) {
-            let bias = base + layout.seg_vaddr + at - p.min_vaddr;
-            let image = &mut file[start..start + p.span as usize];
-            if let Some(fixes) = prelink(image, p.min_vaddr, bias, &r, target) {
-                d = d.prelinked(p.span, &fixes).unwrap_or(d);
-            }
-        }
-        descs.push(d);
-    }
-    Ok(descs)
-}
-
-/// Writes the ELF header and, at `phoff`, the program header table.
-fn write_elf(
-    file: &mut [u8],
-    header: Header,
-    phoff: usize,
-    headers: &[ProgramHeader],
-) -> Result<()> {
-    fn short(e: impl std::fmt::Display) -> Error {
-        Error::new(format!("cannot write the ELF headers: {e}"))
-    }
-    file.pwrite_with(header, 0, LE).map_err(short)?;
-    debug_assert_eq!(SIZEOF_EHDR, 64);
-    for (i, h) in headers.iter().enumerate() {
-        file.pwrite_with(*h, phoff + i * SIZEOF_PHDR, LE)
-            .map_err(short)?;
-    }
-    Ok(())
-}
-
 /// The error for an emulator file that changed between its two reads.
 pub fn changed(path: &[u8]) -> Error {
     Error::new(format!(
@@ -570,59 +848,6 @@ pub fn changed(path: &[u8]) -> Error {
         String::from_utf8_lossy(path)
     ))
     .hint("run the command again once it is no longer being replaced")
-}
-
-/// Applies the relative relocations of one image (`image`: its bytes as in
-/// memory, from `min_vaddr`) for load bias `bias`, and takes them out of its
-/// dynamic section so its C library does not apply them again. Returns the
-/// words that undo that (see [`Fix`]); `None` if the table is not what
-/// [`find_relocs`] promised, leaving the image as it was.
-fn prelink(
-    image: &mut [u8],
-    min_vaddr: u64,
-    bias: u64,
-    r: &Relocs,
-    target: Target,
-) -> Option<Vec<Fix>> {
-    let at = |v: u64| -> Option<usize> { usize::try_from(v.checked_sub(min_vaddr)?).ok() };
-    // Check every entry first: nothing is written unless all are relative.
-    let mut places = Vec::with_capacity(r.count as usize);
-    for i in 0..r.count {
-        let rela: Rela = image.pread_with(at(r.rela + i * r.relaent)?, LE).ok()?;
-        if rela.r_info as u32 != target.r_relative() {
-            return None;
-        }
-        let place = at(rela.r_offset)?;
-        image.get(place..place + 8)?;
-        places.push((place, bias.wrapping_add(rela.r_addend as u64)));
-    }
-    for (place, value) in places {
-        image.pwrite_with(value, place, LE).ok()?;
-    }
-    let taken = r.count * r.relaent;
-    let fixes = vec![
-        Fix {
-            offset: r.rela_at.0 - min_vaddr,
-            value: r.rela_at.1,
-        },
-        Fix {
-            offset: r.relasz_at.0 - min_vaddr,
-            value: r.relasz_at.1,
-        },
-        Fix {
-            offset: r.count_at.0 - min_vaddr,
-            value: r.count_at.1,
-        },
-    ];
-    for (f, new) in fixes
-        .iter()
-        .zip([r.rela_at.1 + taken, r.relasz_at.1 - taken, 0])
-    {
-        image
-            .pwrite_with(new, usize::try_from(f.offset).ok()?, LE)
-            .ok()?;
-    }
-    Some(fixes)
 }
 
 fn write_region(

@@ -2,6 +2,7 @@
 //! reading the emulators (twice each, never all at once) and handing them
 //! to the linker.
 
+use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -9,6 +10,7 @@ use qemu_shim_registry_core::dispatch::Convention;
 
 use crate::error::{Error, Result};
 use crate::link;
+use crate::output::{Compare, FileOut, Output};
 use crate::region::configure;
 use crate::target::Target;
 
@@ -73,39 +75,82 @@ pub struct Built {
     pub by_path: Vec<(String, String)>,
 }
 
-/// Builds the interpreter file from the built interpreter `shim`: its table
-/// configured with `spec`, and, when `spec.carry`, the emulators'
-/// images (read from their paths now). An emulator that cannot be carried
-/// (dynamically linked, not position-independent) is started by path
-/// instead: the convention is recorded per emulator in the table.
-///
-/// Each carried emulator is read twice, never all at once: first to plan
-/// it (and drop its bytes), then to copy it into the file (see
-/// [`link::build`]). One that is replaced or written between the two reads
-/// is refused with one error, not copied into a layout made for its old
-/// bytes.
+/// Builds the interpreter file from the built interpreter `shim` in
+/// memory: [`prepare`], then [`Prepared::to_vec`]. For small files and
+/// tests; a file with every emulator carried is hundreds of MB, which
+/// [`Prepared::write_file`] writes holding one emulator at a time.
 pub fn build(shim: &[u8], spec: &Spec) -> Result<Built> {
     build_with(shim, spec, &mut |_, _, _| {})
 }
 
-/// [`build`], calling `inspect` with each emulator's path, [`Stamp`] and
-/// bytes as they are first read (carried files only; with `carry` off no
-/// emulator is read): the CLI records what it installed from (issue 13)
-/// without reading hundreds of MB a third time.
+/// [`build`] with [`prepare_with`]'s `inspect`.
 pub fn build_with(
     shim: &[u8],
     spec: &Spec,
     inspect: &mut dyn FnMut(&Path, &Stamp, &[u8]),
 ) -> Result<Built> {
+    let prepared = prepare_with(shim, spec, inspect)?;
+    let image = prepared.to_vec()?;
+    Ok(Built {
+        image,
+        by_path: prepared.by_path,
+    })
+}
+
+/// An interpreter file planned and ready to be written (or compared): the
+/// built interpreter `shim`, its table configured with `spec`, and, when
+/// `spec.carry`, the plan of each emulator's image. See [`prepare`].
+pub struct Prepared<'a> {
+    shim: &'a [u8],
+    spec: &'a Spec,
+    carried: Vec<link::Carry<'a>>,
+    carried_from: Vec<(&'a Path, Stamp)>,
+    by_path_entries: Vec<link::ByPath<'a>>,
+    /// The arches whose emulator is started by path, and why.
+    pub by_path: Vec<(String, String)>,
+}
+
+/// Plans the interpreter file from the built interpreter `shim`: its table
+/// configured with `spec`, and, when `spec.carry`, the emulators' images
+/// (each read now, planned and dropped in turn). An emulator that cannot
+/// be carried (dynamically linked, not position-independent) is started by
+/// path instead: the convention is recorded per emulator in the table.
+///
+/// Each carried emulator is read again, one at a time, whenever the file
+/// is written or compared. One that is replaced or written since this
+/// first read is refused with one error, not copied into a layout made for
+/// its old bytes.
+pub fn prepare<'a>(shim: &'a [u8], spec: &'a Spec) -> Result<Prepared<'a>> {
+    prepare_with(shim, spec, &mut |_, _, _| {})
+}
+
+/// [`prepare`], calling `inspect` with each emulator's path, [`Stamp`] and
+/// bytes as they are first read (carried files only; with `carry` off no
+/// emulator is read): the CLI records what it installed from (issue 13)
+/// without reading hundreds of MB once more.
+pub fn prepare_with<'a>(
+    shim: &'a [u8],
+    spec: &'a Spec,
+    inspect: &mut dyn FnMut(&Path, &Stamp, &[u8]),
+) -> Result<Prepared<'a>> {
+    let mut prepared = Prepared {
+        shim,
+        spec,
+        carried: Vec::new(),
+        carried_from: Vec::new(),
+        by_path_entries: Vec::new(),
+        by_path: Vec::new(),
+    };
     if !spec.carry {
-        let mut image = shim.to_vec();
-        configure(&mut image, spec)?;
-        let by_path = spec
+        prepared.by_path = spec
             .emulators
             .iter()
             .map(|(a, _)| (a.clone(), "--no-carry".to_string()))
             .collect();
-        return Ok(Built { image, by_path });
+        // What writing it would check.
+        let mut image = shim.to_vec();
+        configure(&mut image, spec)?;
+        return Ok(prepared);
     }
     // Each emulator is read, planned and dropped in turn. All are read
     // before anything is built, as when they were all held at once: one
@@ -117,65 +162,141 @@ pub fn build_with(
         let plan = link::plan(&file.bytes, spec.target);
         seen.push((file.stamp, plan));
     }
-    let mut carried = Vec::new();
-    let mut carried_from = Vec::new();
-    let mut by_path = Vec::new();
-    let mut by_path_why = Vec::new();
     for ((arch, file_path), (stamp, plan)) in spec.emulators.iter().zip(seen) {
         let path = file_path.as_os_str().as_bytes();
         let convention = spec.convention_by_path(arch);
+        let by_path = link::ByPath {
+            arch,
+            path,
+            convention,
+            cpu: spec.cpu(arch),
+        };
         if convention == Convention::ExecPlain {
-            by_path.push(link::ByPath {
-                arch,
-                path,
-                convention,
-                cpu: spec.cpu(arch),
-            });
-            by_path_why.push((arch.clone(), "not qemu: configured in the spec file".into()));
+            prepared.by_path_entries.push(by_path);
+            prepared
+                .by_path
+                .push((arch.clone(), "not qemu: configured in the spec file".into()));
             continue;
         }
         match plan {
             Ok(plan) => {
-                carried.push(link::Carry {
+                prepared.carried.push(link::Carry {
                     arch,
                     path,
                     cpu: spec.cpu(arch),
                     plan,
                 });
-                carried_from.push((file_path, stamp));
+                prepared.carried_from.push((file_path, stamp));
             }
             Err(why) => {
-                by_path.push(link::ByPath {
-                    arch,
-                    path,
-                    convention,
-                    cpu: spec.cpu(arch),
-                });
-                by_path_why.push((arch.clone(), why));
+                prepared.by_path_entries.push(by_path);
+                prepared.by_path.push((arch.clone(), why));
             }
         }
     }
-    let mut read_again = |i: usize| -> Result<Vec<u8>> {
-        let (path, stamp) = carried_from[i];
-        let file = read_emulator(path)?;
-        if file.stamp != stamp {
+    // The interpreter is checked now, not once the emulators are read
+    // again.
+    prepared.len()?;
+    Ok(prepared)
+}
+
+impl Prepared<'_> {
+    fn link(&self) -> link::Link<'_> {
+        link::Link {
+            shim: self.shim,
+            target: self.spec.target,
+            carried: &self.carried,
+            by_path: &self.by_path_entries,
+            flags: self.spec.flags,
+            base: self.spec.prelink_base,
+        }
+    }
+
+    /// The size of the file.
+    pub fn len(&self) -> Result<u64> {
+        if !self.spec.carry {
+            return Ok(self.shim.len() as u64);
+        }
+        self.link().len()
+    }
+
+    /// Hands the file to `out`, in order, reading each carried emulator
+    /// again (one at a time; see [`link::Link::write`]).
+    pub fn write(&self, out: &mut dyn Output) -> Result<()> {
+        if !self.spec.carry {
+            let mut image = self.shim.to_vec();
+            configure(&mut image, self.spec)?;
+            out.begin(image.len() as u64)?;
+            return out.bytes(&image);
+        }
+        let mut emus = Again {
+            from: &self.carried_from,
+        };
+        self.link().write(&mut emus, out)
+    }
+
+    /// Writes the file into `file`, new and empty, open for writing (named
+    /// `path` in errors): sparse, sharing the emulators' unchanged pages
+    /// where the file system can (see [`FileOut`]). `progress` is told the
+    /// bytes done so far.
+    pub fn write_file(
+        &self,
+        file: &File,
+        path: &Path,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<crate::output::Stats> {
+        let mut out = FileOut::new(file, path, progress);
+        self.write(&mut out)?;
+        Ok(out.stats)
+    }
+
+    /// Whether `old` (named `path` in errors) holds exactly this file,
+    /// read piece by piece (and only up to the first difference).
+    pub fn same_as(&self, old: &File, path: &Path) -> Result<bool> {
+        let mut c = Compare::new(old, path);
+        self.write(&mut c)?;
+        Ok(c.same())
+    }
+
+    /// The whole file in memory.
+    pub fn to_vec(&self) -> Result<Vec<u8>> {
+        let mut image = Vec::new();
+        self.write(&mut image)?;
+        Ok(image)
+    }
+}
+
+/// The carried emulators read again, each checked to be the version first
+/// read, before and after its image is written.
+struct Again<'a> {
+    from: &'a [(&'a Path, Stamp)],
+}
+
+impl link::Emulators for Again<'_> {
+    fn read(&mut self, i: usize) -> Result<link::Source> {
+        let (path, stamp) = self.from[i];
+        let (file, emulator) = open_emulator(path)?;
+        if emulator.stamp != stamp {
             return Err(link::changed(path.as_os_str().as_bytes()));
         }
-        Ok(file.bytes)
-    };
-    let image = link::build(
-        shim,
-        spec.target,
-        &carried,
-        &by_path,
-        spec.flags,
-        spec.prelink_base,
-        &mut read_again,
-    )?;
-    Ok(Built {
-        image,
-        by_path: by_path_why,
-    })
+        Ok(link::Source {
+            bytes: emulator.bytes,
+            file: Some(file),
+        })
+    }
+
+    fn check(&mut self, i: usize, source: &link::Source) -> Result<()> {
+        let (path, stamp) = self.from[i];
+        let now = source
+            .file
+            .as_ref()
+            .map(|f| f.metadata().map(|m| Stamp::of(&m)));
+        match now {
+            Some(Ok(now)) if now != stamp => Err(link::changed(path.as_os_str().as_bytes())),
+            Some(Err(e)) => Err(Error::io("cannot read the emulator", path, &e)),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// An emulator file's bytes, and what identifies that version of it.
@@ -216,10 +337,15 @@ impl Stamp {
 }
 
 fn read_emulator(path: &Path) -> Result<EmulatorFile> {
+    open_emulator(path).map(|(_, e)| e)
+}
+
+/// [`read_emulator`], keeping the file open.
+fn open_emulator(path: &Path) -> Result<(File, EmulatorFile)> {
     use std::io::Read;
     let err = |e: std::io::Error| Error::io("cannot read the emulator", path, &e);
-    let mut f = std::fs::File::open(path).map_err(err)?;
-    let stat = |f: &std::fs::File| -> std::io::Result<Stamp> { Ok(Stamp::of(&f.metadata()?)) };
+    let mut f = File::open(path).map_err(err)?;
+    let stat = |f: &File| -> std::io::Result<Stamp> { Ok(Stamp::of(&f.metadata()?)) };
     let stamp = stat(&f).map_err(err)?;
     let mut bytes = Vec::with_capacity(usize::try_from(stamp.len).unwrap_or(0));
     f.read_to_end(&mut bytes).map_err(err)?;
@@ -227,7 +353,7 @@ fn read_emulator(path: &Path) -> Result<EmulatorFile> {
     if stat(&f).map_err(err)? != stamp || bytes.len() as u64 != stamp.len {
         return Err(link::changed(path.as_os_str().as_bytes()));
     }
-    Ok(EmulatorFile { bytes, stamp })
+    Ok((f, EmulatorFile { bytes, stamp }))
 }
 
 #[cfg(test)]
