@@ -10,9 +10,10 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use qemu_shim_interpfile::output::WRITE_CHUNK;
 use qemu_shim_registry::arch::{self, Arch, ARCHES};
 use qemu_shim_registry::binfmt::{self, Binfmt};
 use qemu_shim_registry::format::{EntryFile, Flags, Kind, RegisterLine};
@@ -381,7 +382,10 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     // What each carried emulator was, as it is read for the build: its
     // stamp, hash and version go into the install record (see `sources`).
     let mut seen: Vec<(PathBuf, sources::FileStamp, String, Option<String>)> = Vec::new();
-    let built = interp::build_with(&shim, &config, &mut |path, stamp, bytes| {
+    // Planned now (each emulator read once, one at a time); written, or
+    // compared with the installed file, piece by piece (see
+    // `qemu_shim_interpfile::Prepared`): never whole in memory.
+    let built = interp::prepare_with(&shim, &config, &mut |path, stamp, bytes| {
         let version = config
             .emulators
             .iter()
@@ -398,9 +402,10 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
         ));
     })
     .map_err(|e| e.context(format!("interpreter {}", source.display())))?;
-    let image = built.image;
     let file_changed = match &old_file {
-        Some(f) => !same_contents(f, &image).map_err(|e| Error::io("cannot read", &dest, &e))?,
+        Some(f) => !built
+            .same_as(f, &dest)
+            .map_err(|e| e.context(format!("interpreter {}", source.display())))?,
         None => true,
     };
     // Undoing needs no copy of the old file either: `apply` keeps it under
@@ -499,7 +504,7 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
             &mut j,
             &dir.missing,
             &dest,
-            &image,
+            &built,
             file_changed,
             &steps,
             &strays,
@@ -854,7 +859,7 @@ fn apply(
     j: &mut Journal<'_>,
     missing_dirs: &[PathBuf],
     dest: &Path,
-    image: &[u8],
+    image: &interp::Prepared<'_>,
     file_changed: bool,
     steps: &[Step],
     strays: &[(String, EntryFile)],
@@ -883,10 +888,13 @@ fn apply(
     if file_changed {
         // Taken before the new file is renamed over the old one.
         let undo = keep_old_file(dest)?;
-        let total = image.len() as u64;
+        let total = image.len()?;
         let p = &mut j.progress;
-        let written = write_file_with(dest, image, 0o755, &mut |done| {
-            p.bytes("qemu-shim: writing the interpreter file", done, total)
+        let written = write_file_by(dest, 0o755, &mut |f| {
+            image.write_file(f, dest, &mut |done| {
+                p.bytes("qemu-shim: writing the interpreter file", done, total)
+            })?;
+            Ok(())
         });
         if let Err(e) = written {
             // The path still holds the old file: nothing to undo.
@@ -952,64 +960,58 @@ fn apply(
     Ok(())
 }
 
-/// Bytes per write of the interpreter file: the kernel's fault-around
-/// window (and `qemu_shim_interpfile::ALIGN`).
-const WRITE_CHUNK: usize = 64 * 1024;
-
 /// Writes `bytes` to `dest` through a temporary file in the same directory
 /// renamed into place, so `dest` is at every moment the old file or the
 /// whole new one. Mode 0755.
+#[cfg(test)]
 pub fn write_file(dest: &Path, bytes: &[u8]) -> Result<()> {
     write_file_mode(dest, bytes, 0o755)
 }
 
 /// [`write_file`] with another mode.
 pub fn write_file_mode(dest: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    write_file_with(dest, bytes, mode, &mut |_| {})
+    write_file_by(dest, mode, &mut |f| {
+        // In pieces of `WRITE_CHUNK`: see there.
+        for (i, chunk) in bytes.chunks(WRITE_CHUNK).enumerate() {
+            f.write_all_at(chunk, (i * WRITE_CHUNK) as u64)
+                .map_err(|e| Error::io("cannot write", dest, &e))?;
+        }
+        Ok(())
+    })
 }
 
-/// [`write_file_mode`], calling `done` with the bytes written so far after
-/// each piece.
-pub fn write_file_with(
+/// [`write_file_mode`] of what `write` writes into the new, empty file
+/// (an interpreter file streamed by `qemu_shim_interpfile::Prepared`).
+pub fn write_file_by(
     dest: &Path,
-    bytes: &[u8],
     mode: u32,
-    done: &mut dyn FnMut(u64),
+    write: &mut dyn FnMut(&fs::File) -> Result<()>,
 ) -> Result<()> {
     let tmp = beside(dest, "tmp");
-    let written = (|| -> io::Result<()> {
+    let written = (|| -> Result<()> {
+        let io_err = |e: io::Error| Error::io("cannot write", dest, &e);
         // O_EXCL already refuses a link at the name; O_NOFOLLOW says so in
         // the call too, and O_CLOEXEC keeps it from any child.
-        let mut f = fs::OpenOptions::new()
+        let f = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(mode)
             .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(&tmp)?;
+            .open(&tmp)
+            .map_err(io_err)?;
         // The umask may have cleared bits of the mode asked for.
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        // In 64 KiB writes: the page cache keeps a file in folios as large
-        // as the writes that filled it (ext4 on Linux 6.18, here), and a
-        // fault in a mapping maps the whole folio. Written at once, every
-        // emulated process would count megabytes more of the file in its
-        // RSS than once the pages come back from disk (measured:
-        // docs/self-contained.md).
-        let mut written = 0u64;
-        for chunk in bytes.chunks(WRITE_CHUNK) {
-            f.write_all(chunk)?;
-            written += chunk.len() as u64;
-            done(written);
-        }
-        f.sync_all()?;
+        f.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(io_err)?;
+        write(&f)?;
+        f.sync_all().map_err(io_err)?;
         // Closed before it takes the path: an entry without F execs the
         // file by path, and a file still open for writing fails that exec
         // with ETXTBSY.
         drop(f);
-        fs::rename(&tmp, dest)
+        fs::rename(&tmp, dest).map_err(io_err)
     })();
-    written.map_err(|e| {
+    written.inspect_err(|_| {
         let _ = fs::remove_file(&tmp);
-        Error::io("cannot write", dest, &e)
     })
 }
 
@@ -1351,34 +1353,6 @@ fn open_installed(path: &Path) -> Result<Option<fs::File>> {
 /// an interpreter file we can read, as for a whole file that fails.
 fn installed_config(f: &fs::File) -> Option<Spec> {
     interp::read_spec(&interp::read_head(f).ok()??).ok()
-}
-
-/// Bytes per piece when comparing the installed file with the new image.
-const COMPARE_CHUNK: usize = 1 << 20;
-
-/// Whether the file holds exactly `image`: the sizes first, then piece by
-/// piece, holding one piece of the file at a time.
-fn same_contents(f: &fs::File, image: &[u8]) -> io::Result<bool> {
-    use std::os::unix::fs::FileExt;
-    if f.metadata()?.len() != image.len() as u64 {
-        return Ok(false);
-    }
-    let mut buf = vec![0u8; COMPARE_CHUNK.min(image.len())];
-    let mut at = 0u64;
-    for want in image.chunks(COMPARE_CHUNK) {
-        let got = &mut buf[..want.len()];
-        match f.read_exact_at(got, at) {
-            Ok(()) => {}
-            // Shorter than it said: not the same.
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(false),
-            Err(e) => return Err(e),
-        }
-        if got != want {
-            return Ok(false);
-        }
-        at += want.len() as u64;
-    }
-    Ok(true)
 }
 
 /// Writes the binfmt.d file (mode 0644), creating its directory if it is
@@ -1845,28 +1819,6 @@ mod tests {
     }
 
     #[test]
-    fn the_installed_file_is_compared_piece_by_piece() {
-        let t = TempDir::new();
-        let path = t.path().join("f");
-        let image: Vec<u8> = (0..3 * COMPARE_CHUNK + 5)
-            .map(|i| (i % 251) as u8)
-            .collect();
-        std::fs::write(&path, &image).unwrap();
-        let f = std::fs::File::open(&path).unwrap();
-        assert!(same_contents(&f, &image).unwrap());
-        // The last byte of the last piece, the first of a middle one.
-        for at in [image.len() - 1, COMPARE_CHUNK] {
-            let mut other = image.clone();
-            other[at] ^= 1;
-            assert!(!same_contents(&f, &other).unwrap(), "byte {at}");
-        }
-        assert!(!same_contents(&f, &image[..image.len() - 1]).unwrap());
-        assert!(!same_contents(&f, &[]).unwrap());
-        std::fs::write(&path, b"").unwrap();
-        assert!(same_contents(&std::fs::File::open(&path).unwrap(), &[]).unwrap());
-    }
-
-    #[test]
     fn the_installed_table_is_read_from_the_head_of_the_file() {
         use qemu_shim_interpfile::test_support::elf_with_section;
         use qemu_shim_registry::dispatch;
@@ -1892,7 +1844,7 @@ mod tests {
             "the test file ends with its section headers"
         );
         // What follows (carried emulators) is not read.
-        image.resize(image.len() + 4 * COMPARE_CHUNK, 0xee);
+        image.resize(image.len() + (4 << 20), 0xee);
         std::fs::write(&path, &image).unwrap();
         let f = open_installed(&path).unwrap().unwrap();
         assert_eq!(installed_config(&f), Some(config));

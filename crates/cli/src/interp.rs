@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 
 use qemu_shim_interpfile::Target;
 pub use qemu_shim_interpfile::{
-    build, build_with, read_head, read_spec, read_spec_file, region, Spec, Stamp,
+    prepare, prepare_with, read_head, read_spec, read_spec_file, region, Prepared, Spec, Stamp,
 };
+/// The whole file in memory: for tests.
+#[cfg(test)]
+pub use qemu_shim_interpfile::build;
 use qemu_shim_registry::dispatch;
 
 use crate::error::{Error, Result};

@@ -374,14 +374,18 @@ fn cached_interpreter(
         plain: plain.to_vec(),
         cpu: Vec::new(),
     };
-    let built = interp::build(&shim, &config)
+    let built = interp::prepare(&shim, &config)
         .map_err(|e| e.context(format!("interpreter {}", source.display())))?;
     // The stamp goes first: a run killed between the two writes leaves a
     // stamp that no longer matches the file's inputs only if the inputs
     // changed, and then the next run rebuilds anyway; the file itself is
     // replaced whole (written beside it, renamed).
     let _ = fs::remove_file(&stamp_path);
-    install::write_file(&path, &built.image).map_err(cache_hint)?;
+    install::write_file_by(&path, 0o755, &mut |f| {
+        built.write_file(f, &path, &mut |_| {})?;
+        Ok(())
+    })
+    .map_err(cache_hint)?;
     let by_path: Vec<String> = built.by_path.iter().map(|(a, _)| a.clone()).collect();
     let mut stamp = key;
     stamp.push_str("--\n");

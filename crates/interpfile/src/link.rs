@@ -319,8 +319,14 @@ pub fn plan(file: &[u8], target: Target) -> std::result::Result<ImagePlan, Strin
     }
     // Pre-relocated only if it can be whole: every entry relative, every
     // word in the image. Checked now so the table, written first, can say.
+    let image = Image {
+        file,
+        copies: &copies,
+        min_vaddr,
+        span,
+    };
     let relocs = find_relocs(&elf, file)
-        .filter(|r| relocation_writes(file, &copies, min_vaddr, span, r, 0, target).is_some());
+        .filter(|r| relocation_writes(&image, r, 0, target, &mut |_| {}).is_some());
     Ok(ImagePlan {
         copies,
         span,
@@ -330,33 +336,33 @@ pub fn plan(file: &[u8], target: Target) -> std::result::Result<ImagePlan, Strin
     })
 }
 
-/// An emulator's bytes, read again to be copied, and the file they were
-/// read from (open), from which an [`Output`] may share extents.
-pub struct Source {
-    pub bytes: Vec<u8>,
-    pub file: Option<File>,
-}
-
 /// How the linker gets each carried emulator again, one at a time.
 pub trait Emulators {
-    /// `carried[i]`'s file, read again.
-    fn read(&mut self, i: usize) -> Result<Source>;
+    /// Reads `carried[i]`'s file again into `buf` (its old contents
+    /// dropped, its allocation reused: one emulator's worth of memory for
+    /// the whole file). Returns the file, open, if an [`Output`] may take
+    /// the bytes from it (share its extents).
+    fn read(&mut self, i: usize, buf: &mut Vec<u8>) -> Result<Option<File>>;
     /// Called once `carried[i]`'s image went to the output: fails if its
     /// file changed since [`Emulators::read`] (what an output took from the
     /// file itself may then differ from the bytes checked).
-    fn check(&mut self, i: usize, source: &Source) -> Result<()> {
-        let _ = (i, source);
+    fn check(&mut self, i: usize, file: Option<&File>) -> Result<()> {
+        let _ = (i, file);
         Ok(())
+    }
+    /// The size of the largest file, if known: one buffer of that size
+    /// then serves them all, never grown (a grown one leaves the old
+    /// behind in the allocator's heap).
+    fn largest(&self) -> usize {
+        0
     }
 }
 
 /// Emulators given as bytes only (tests, callers without files).
 impl Emulators for &mut dyn FnMut(usize) -> Result<Vec<u8>> {
-    fn read(&mut self, i: usize) -> Result<Source> {
-        Ok(Source {
-            bytes: self(i)?,
-            file: None,
-        })
+    fn read(&mut self, i: usize, buf: &mut Vec<u8>) -> Result<Option<File>> {
+        *buf = self(i)?;
+        Ok(None)
     }
 }
 
@@ -461,39 +467,43 @@ impl Link<'_> {
         let first = layout.placed.first().copied().unwrap_or(layout.seg_size);
         out.zeros(first - table.len() as u64)?;
 
+        // Reused from one emulator to the next, so memory does not grow
+        // with their number.
+        let mut scratch = Scratch {
+            bytes: Vec::with_capacity(emus.largest()),
+            ..Scratch::default()
+        };
         for (i, (c, at)) in self.carried.iter().zip(&layout.placed).enumerate() {
             if out.done() {
                 return Ok(());
             }
             let p = &c.plan;
-            let src = emus.read(i)?;
+            let file = emus.read(i, &mut scratch.bytes)?;
             // The layout was made from the first read: the bytes copied
             // must be planned the same way, or the table and the image
             // would disagree. Planning them again is cheap next to reading
             // them.
-            if plan(&src.bytes, self.target).as_ref() != Ok(p) {
+            if plan(&scratch.bytes, self.target).as_ref() != Ok(p) {
                 return Err(changed(c.path));
             }
-            let writes = match (self.base, p.relocs) {
-                (Some(base), Some(r)) => {
-                    let bias = base
-                        .wrapping_add(layout.seg_vaddr + at)
-                        .wrapping_sub(p.min_vaddr);
-                    relocation_writes(
-                        &src.bytes,
-                        &p.copies,
-                        p.min_vaddr,
-                        p.span,
-                        &r,
-                        bias,
-                        self.target,
-                    )
-                    .ok_or_else(|| changed(c.path))?
-                }
-                _ => Vec::new(),
-            };
-            emit_image(out, p, &src, &writes)?;
-            emus.check(i, &src)?;
+            scratch.writes.clear();
+            if let (Some(base), Some(r)) = (self.base, p.relocs) {
+                let bias = base
+                    .wrapping_add(layout.seg_vaddr + at)
+                    .wrapping_sub(p.min_vaddr);
+                let image = Image {
+                    file: &scratch.bytes,
+                    copies: &p.copies,
+                    min_vaddr: p.min_vaddr,
+                    span: p.span,
+                };
+                let writes = &mut scratch.writes;
+                writes.reserve_exact(usize::try_from(r.count).unwrap_or(0).saturating_add(3));
+                relocation_writes(&image, &r, bias, self.target, &mut |w| writes.push(w))
+                    .ok_or_else(|| changed(c.path))?;
+            }
+            emit_image(out, p, file.as_ref(), &mut scratch)?;
+            emus.check(i, file.as_ref())?;
         }
         Ok(())
     }
@@ -520,72 +530,95 @@ fn describe(p: &ImagePlan, layout: &Layout, at: u64, base: Option<u64>) -> Carri
     d
 }
 
-/// The bytes of an image from `from` (its offset in the image, as in
-/// memory) into `buf`: each copy of the plan in turn (a later one wins
-/// where two overlap), zeros elsewhere.
-fn read_image(file: &[u8], copies: &[(u64, u64, u64)], from: u64, buf: &mut [u8]) {
-    buf.fill(0);
-    let to = from + buf.len() as u64;
-    for &(off, v, len) in copies {
-        let (s, e) = (v.max(from), (v + len).min(to));
-        if s < e {
-            let src = (off + s - v) as usize;
-            buf[(s - from) as usize..(e - from) as usize]
-                .copy_from_slice(&file[src..src + (e - s) as usize]);
+/// An image as the emulator file describes it: the plan's copies of the
+/// file's bytes, in memory from `min_vaddr`, `span` bytes.
+struct Image<'a> {
+    file: &'a [u8],
+    copies: &'a [(u64, u64, u64)],
+    min_vaddr: u64,
+    span: u64,
+}
+
+impl Image<'_> {
+    /// Its bytes from `from` (an offset in the image) into `buf`: each copy
+    /// in turn (a later one wins where two overlap), zeros elsewhere.
+    fn read(&self, from: u64, buf: &mut [u8]) {
+        buf.fill(0);
+        let to = from + buf.len() as u64;
+        for &(off, v, len) in self.copies {
+            let (s, e) = (v.max(from), (v + len).min(to));
+            if s < e {
+                let src = (off + s - v) as usize;
+                buf[(s - from) as usize..(e - from) as usize]
+                    .copy_from_slice(&self.file[src..src + (e - s) as usize]);
+            }
         }
     }
 }
 
-/// The writes that pre-relocate one image for load bias `bias`: each
-/// relative relocation's word (its place in the image, its value), in
-/// table order, then the three words of the dynamic section that take the
-/// relocations out of it (so its C library does not apply them again).
-/// A later write wins where two meet. `None` unless every entry is
-/// relative and every place lies in the image (`span` bytes), so that an
-/// image is relocated whole or not at all.
+/// The writes that pre-relocate one image for load bias `bias`, handed to
+/// `each`: each relative relocation's word (its place in the image, its
+/// value), in table order, then the three words of the dynamic section
+/// that take the relocations out of it (so its C library does not apply
+/// them again). A later write wins where two meet. `None` (and what was
+/// handed on is to be dropped) unless every entry is relative and every
+/// place lies in the image, so that an image is relocated whole or not at
+/// all.
 fn relocation_writes(
-    file: &[u8],
-    copies: &[(u64, u64, u64)],
-    min_vaddr: u64,
-    span: u64,
+    image: &Image<'_>,
     r: &Relocs,
     bias: u64,
     target: Target,
-) -> Option<Vec<(u64, u64)>> {
+    each: &mut dyn FnMut((u64, u64)),
+) -> Option<()> {
     let in_image = |v: u64| -> Option<u64> {
-        let at = v.checked_sub(min_vaddr)?;
-        (at.checked_add(8)? <= span).then_some(at)
+        let at = v.checked_sub(image.min_vaddr)?;
+        (at.checked_add(8)? <= image.span).then_some(at)
     };
-    let mut writes = Vec::with_capacity(usize::try_from(r.count).ok()?.saturating_add(3));
     let mut e = [0u8; SIZEOF_RELA];
     for i in 0..r.count {
         let at = r
             .rela
             .wrapping_add(i.wrapping_mul(r.relaent))
-            .checked_sub(min_vaddr)?;
-        if at.checked_add(SIZEOF_RELA as u64)? > span {
+            .checked_sub(image.min_vaddr)?;
+        if at.checked_add(SIZEOF_RELA as u64)? > image.span {
             return None;
         }
-        read_image(file, copies, at, &mut e);
+        image.read(at, &mut e);
         let rela: Rela = e.pread_with(0, LE).ok()?;
         if rela.r_info as u32 != target.r_relative() {
             return None;
         }
-        writes.push((
+        each((
             in_image(rela.r_offset)?,
             bias.wrapping_add(rela.r_addend as u64),
         ));
     }
     let taken = r.count * r.relaent;
-    for ((v, old), new) in [r.rela_at, r.relasz_at, r.count_at].into_iter().zip([
+    for ((v, _), new) in [r.rela_at, r.relasz_at, r.count_at].into_iter().zip([
         r.rela_at.1.wrapping_add(taken),
         r.relasz_at.1.wrapping_sub(taken),
         0,
     ]) {
-        let _ = old;
-        writes.push((in_image(v)?, new));
+        each((in_image(v)?, new));
     }
-    Some(writes)
+    Some(())
+}
+
+/// What writing an image needs besides the emulator, kept from one image
+/// to the next.
+#[derive(Default)]
+struct Scratch {
+    /// The emulator's file.
+    bytes: Vec<u8>,
+    /// Its pre-relocation writes, in order.
+    writes: Vec<(u64, u64)>,
+    /// Their indices sorted by place.
+    order: Vec<usize>,
+    /// Pages some write meets.
+    dirty: Vec<bool>,
+    /// A piece made in memory.
+    buf: Vec<u8>,
 }
 
 /// How one page of an image gets into the file.
@@ -607,12 +640,26 @@ enum PageKind {
 fn emit_image(
     out: &mut dyn Output,
     p: &ImagePlan,
-    src: &Source,
-    writes: &[(u64, u64)],
+    file: Option<&File>,
+    scratch: &mut Scratch,
 ) -> Result<()> {
+    let Scratch {
+        bytes,
+        writes,
+        order,
+        dirty,
+        buf,
+    } = scratch;
+    let image = Image {
+        file: bytes,
+        copies: &p.copies,
+        min_vaddr: p.min_vaddr,
+        span: p.span,
+    };
     let pages = p.span / PAGE;
-    let mut dirty = vec![false; pages as usize];
-    for &(place, _) in writes {
+    dirty.clear();
+    dirty.resize(pages as usize, false);
+    for &(place, _) in writes.iter() {
         for at in [place, place + 7] {
             if let Some(d) = dirty.get_mut((at / PAGE) as usize) {
                 *d = true;
@@ -620,7 +667,9 @@ fn emit_image(
         }
     }
     // The writes by place, to find those of a piece.
-    let mut order: Vec<usize> = (0..writes.len()).collect();
+    order.clear();
+    order.reserve_exact(writes.len());
+    order.extend(0..writes.len());
     order.sort_by_key(|&i| writes[i].0);
     let kind = |page: u64| -> PageKind {
         if dirty[page as usize] {
@@ -639,7 +688,6 @@ fn emit_image(
         }
         kind
     };
-    let mut buf = Vec::new();
     let mut page = 0u64;
     while page < pages {
         let first = kind(page);
@@ -659,8 +707,8 @@ fn emit_image(
         match first {
             PageKind::Zero => out.zeros(to - from)?,
             PageKind::Copy(off) => {
-                let bytes = &src.bytes[off as usize..(off + to - from) as usize];
-                match &src.file {
+                let bytes = &bytes[off as usize..(off + to - from) as usize];
+                match file {
                     Some(f) => out.copy(f, off, bytes)?,
                     None => out.bytes(bytes)?,
                 }
@@ -670,9 +718,9 @@ fn emit_image(
                 while at < to {
                     let n = (to - at).min(WRITE_CHUNK as u64);
                     buf.resize(n as usize, 0);
-                    read_image(&src.bytes, &p.copies, at, &mut buf);
-                    apply(&mut buf, at, writes, &order);
-                    out.bytes(&buf)?;
+                    image.read(at, buf);
+                    apply(buf, at, writes, order);
+                    out.bytes(buf)?;
                     at += n;
                 }
             }

@@ -156,12 +156,23 @@ pub fn prepare_with<'a>(
     // before anything is built, as when they were all held at once: one
     // that cannot be read fails the build first.
     let mut seen = Vec::new();
+    // One buffer for all, as large as the largest: memory does not grow
+    // with their number.
+    let largest = spec
+        .emulators
+        .iter()
+        .filter_map(|(_, p)| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .max()
+        .unwrap_or(0);
+    let mut bytes = Vec::with_capacity(usize::try_from(largest).unwrap_or(0));
     for (_, p) in &spec.emulators {
-        let file = read_emulator(p)?;
-        inspect(p, &file.stamp, &file.bytes);
-        let plan = link::plan(&file.bytes, spec.target);
-        seen.push((file.stamp, plan));
+        let (_, stamp) = read_into(p, &mut bytes)?;
+        inspect(p, &stamp, &bytes);
+        let plan = link::plan(&bytes, spec.target);
+        seen.push((stamp, plan));
     }
+    drop(bytes);
     for ((arch, file_path), (stamp, plan)) in spec.emulators.iter().zip(seen) {
         let path = file_path.as_os_str().as_bytes();
         let convention = spec.convention_by_path(arch);
@@ -273,36 +284,28 @@ struct Again<'a> {
 }
 
 impl link::Emulators for Again<'_> {
-    fn read(&mut self, i: usize) -> Result<link::Source> {
+    fn read(&mut self, i: usize, buf: &mut Vec<u8>) -> Result<Option<File>> {
         let (path, stamp) = self.from[i];
-        let (file, emulator) = open_emulator(path)?;
-        if emulator.stamp != stamp {
+        let (file, now) = read_into(path, buf)?;
+        if now != stamp {
             return Err(link::changed(path.as_os_str().as_bytes()));
         }
-        Ok(link::Source {
-            bytes: emulator.bytes,
-            file: Some(file),
-        })
+        Ok(Some(file))
     }
 
-    fn check(&mut self, i: usize, source: &link::Source) -> Result<()> {
+    fn check(&mut self, i: usize, file: Option<&File>) -> Result<()> {
         let (path, stamp) = self.from[i];
-        let now = source
-            .file
-            .as_ref()
-            .map(|f| f.metadata().map(|m| Stamp::of(&m)));
-        match now {
+        match file.map(|f| f.metadata().map(|m| Stamp::of(&m))) {
             Some(Ok(now)) if now != stamp => Err(link::changed(path.as_os_str().as_bytes())),
             Some(Err(e)) => Err(Error::io("cannot read the emulator", path, &e)),
             _ => Ok(()),
         }
     }
-}
 
-/// An emulator file's bytes, and what identifies that version of it.
-struct EmulatorFile {
-    bytes: Vec<u8>,
-    stamp: Stamp,
+    fn largest(&self) -> usize {
+        let max = self.from.iter().map(|(_, s)| s.len).max().unwrap_or(0);
+        usize::try_from(max).unwrap_or(0)
+    }
 }
 
 /// Which file and which version of it: device, inode, size, and change
@@ -336,24 +339,23 @@ impl Stamp {
     }
 }
 
-fn read_emulator(path: &Path) -> Result<EmulatorFile> {
-    open_emulator(path).map(|(_, e)| e)
-}
-
-/// [`read_emulator`], keeping the file open.
-fn open_emulator(path: &Path) -> Result<(File, EmulatorFile)> {
+/// Reads the emulator at `path` into `buf` (replacing what it held, its
+/// allocation reused), and returns it open and what version of it that was.
+fn read_into(path: &Path, buf: &mut Vec<u8>) -> Result<(File, Stamp)> {
     use std::io::Read;
     let err = |e: std::io::Error| Error::io("cannot read the emulator", path, &e);
     let mut f = File::open(path).map_err(err)?;
     let stat = |f: &File| -> std::io::Result<Stamp> { Ok(Stamp::of(&f.metadata()?)) };
     let stamp = stat(&f).map_err(err)?;
-    let mut bytes = Vec::with_capacity(usize::try_from(stamp.len).unwrap_or(0));
-    f.read_to_end(&mut bytes).map_err(err)?;
+    buf.clear();
+    // Exactly: a grown buffer would double.
+    buf.reserve_exact(usize::try_from(stamp.len).unwrap_or(0));
+    f.read_to_end(buf).map_err(err)?;
     // Written while being read: the bytes may mix two versions.
-    if stat(&f).map_err(err)? != stamp || bytes.len() as u64 != stamp.len {
+    if stat(&f).map_err(err)? != stamp || buf.len() as u64 != stamp.len {
         return Err(link::changed(path.as_os_str().as_bytes()));
     }
-    Ok((f, EmulatorFile { bytes, stamp }))
+    Ok((f, stamp))
 }
 
 #[cfg(test)]
@@ -367,14 +369,15 @@ mod tests {
         std::fs::write(&path, b"the same bytes").unwrap();
         // Kept linked so the replacement cannot reuse its inode number.
         std::fs::hard_link(&path, dir.path().join("old")).unwrap();
-        let first = read_emulator(&path).unwrap();
-        assert!(read_emulator(&path).unwrap().stamp == first.stamp);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let first = read_into(&path, &mut a).unwrap().1;
+        assert!(read_into(&path, &mut b).unwrap().1 == first);
         let new = dir.path().join("new");
         std::fs::write(&new, b"the same bytes").unwrap();
         std::fs::rename(&new, &path).unwrap();
-        let second = read_emulator(&path).unwrap();
-        assert_eq!(second.bytes, first.bytes);
-        assert!(second.stamp != first.stamp);
+        let second = read_into(&path, &mut b).unwrap().1;
+        assert_eq!(a, b);
+        assert!(second != first);
     }
 
     #[test]
