@@ -5,13 +5,13 @@
 
 use std::path::{Path, PathBuf};
 
+/// The whole file in memory: for tests.
+#[cfg(test)]
+pub use qemu_shim_interpfile::build;
 use qemu_shim_interpfile::Target;
 pub use qemu_shim_interpfile::{
     prepare, prepare_with, read_head, read_spec, read_spec_file, region, Prepared, Spec, Stamp,
 };
-/// The whole file in memory: for tests.
-#[cfg(test)]
-pub use qemu_shim_interpfile::build;
 use qemu_shim_registry::dispatch;
 
 use crate::error::{Error, Result};
