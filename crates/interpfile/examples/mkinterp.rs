@@ -17,7 +17,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use qemu_shim_interpfile::{build, read_spec, Spec, Target};
+use qemu_shim_interpfile::{prepare, read_spec_file, Spec, Target};
 use qemu_shim_registry_core::arch;
 use qemu_shim_registry_core::dispatch::FLAG_ASSUME_P;
 
@@ -79,21 +79,27 @@ fn run() -> Result<(), String> {
         plain: Vec::new(),
         cpu,
     };
-    let built = build(&image, &spec).map_err(|e| e.to_string())?;
-    for (arch, why) in &built.by_path {
+    let prepared = prepare(&image, &spec).map_err(|e| e.to_string())?;
+    for (arch, why) in &prepared.by_path {
         if carry {
             return Err(format!("{arch} was not carried: {why}"));
         }
     }
-    std::fs::write(&out, &built.image)
+    // Streamed into the file, as install writes it.
+    let _ = std::fs::remove_file(&out);
+    let file = std::fs::File::create_new(&out)
         .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
-    std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+    prepared
+        .write_file(&file, &out, &mut |_| {})
+        .map_err(|e| e.to_string())?;
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o755))
         .map_err(|e| format!("cannot chmod {}: {e}", out.display()))?;
-    let back = read_spec(&built.image).map_err(|e| e.to_string())?;
+    drop(file);
+    let back = read_spec_file(&out).map_err(|e| e.to_string())?;
     println!(
         "{}: {} bytes, carry={}, prelink_base={}, flags={:#x}",
         out.display(),
-        built.image.len(),
+        prepared.len().map_err(|e| e.to_string())?,
         back.carry,
         back.prelink_base
             .map_or("none".into(), |b| format!("{b:#x}")),
