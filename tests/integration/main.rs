@@ -13,7 +13,7 @@ mod cli;
 mod containers;
 mod ecosystem;
 mod hostile;
-mod install_memory;
+mod install_cost;
 mod install_trust;
 mod interp_errors;
 mod kernel_exec;

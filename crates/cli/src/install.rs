@@ -853,13 +853,44 @@ fn decide(
     }
 }
 
+/// The new interpreter file as [`apply`] writes it: streamed, never whole
+/// in memory.
+trait NewFile {
+    fn file_size(&self) -> Result<u64>;
+    /// Writes it into `f` (new, empty; `dest` names it in errors), telling
+    /// `progress` the bytes done.
+    fn write_to(&self, f: &fs::File, dest: &Path, progress: &mut dyn FnMut(u64)) -> Result<()>;
+}
+
+impl NewFile for interp::Prepared<'_> {
+    fn file_size(&self) -> Result<u64> {
+        Ok(interp::Prepared::file_size(self)?)
+    }
+    fn write_to(&self, f: &fs::File, dest: &Path, progress: &mut dyn FnMut(u64)) -> Result<()> {
+        self.write_file(f, dest, progress)?;
+        Ok(())
+    }
+}
+
+/// Bytes, for the tests of [`apply`].
+#[cfg(test)]
+impl<const N: usize> NewFile for [u8; N] {
+    fn file_size(&self) -> Result<u64> {
+        Ok(N as u64)
+    }
+    fn write_to(&self, f: &fs::File, dest: &Path, _: &mut dyn FnMut(u64)) -> Result<()> {
+        f.write_all_at(self, 0)
+            .map_err(|e| Error::io("cannot write", dest, &e))
+    }
+}
+
 /// Writes the file and changes the entries, recording each step in `j`.
 #[allow(clippy::too_many_arguments)]
 fn apply(
     j: &mut Journal<'_>,
     missing_dirs: &[PathBuf],
     dest: &Path,
-    image: &interp::Prepared<'_>,
+    image: &dyn NewFile,
     file_changed: bool,
     steps: &[Step],
     strays: &[(String, EntryFile)],
@@ -888,13 +919,12 @@ fn apply(
     if file_changed {
         // Taken before the new file is renamed over the old one.
         let undo = keep_old_file(dest)?;
-        let total = image.len()?;
+        let total = image.file_size()?;
         let p = &mut j.progress;
         let written = write_file_by(dest, 0o755, &mut |f| {
-            image.write_file(f, dest, &mut |done| {
+            image.write_to(f, dest, &mut |done| {
                 p.bytes("qemu-shim: writing the interpreter file", done, total)
-            })?;
-            Ok(())
+            })
         });
         if let Err(e) = written {
             // The path still holds the old file: nothing to undo.

@@ -99,7 +99,7 @@ fn run() -> Result<(), String> {
     println!(
         "{}: {} bytes, carry={}, prelink_base={}, flags={:#x}",
         out.display(),
-        prepared.len().map_err(|e| e.to_string())?,
+        prepared.file_size().map_err(|e| e.to_string())?,
         back.carry,
         back.prelink_base
             .map_or("none".into(), |b| format!("{b:#x}")),

@@ -410,7 +410,7 @@ pub fn build(
 
 impl Link<'_> {
     /// The size of the file, without reading any emulator.
-    pub fn len(&self) -> Result<u64> {
+    pub fn file_size(&self) -> Result<u64> {
         region::region(self.shim)?;
         let interp = Interpreter::read(self.shim, self.target)?;
         if self.carried.is_empty() {

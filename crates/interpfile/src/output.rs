@@ -171,7 +171,8 @@ impl Output for FileOut<'_> {
 
     fn copy(&mut self, src: &File, src_at: u64, bytes: &[u8]) -> Result<()> {
         let len = bytes.len() as u64;
-        let aligned = self.at % PAGE == 0 && src_at % PAGE == 0 && len % PAGE == 0;
+        let aligned =
+            self.at.is_multiple_of(PAGE) && src_at.is_multiple_of(PAGE) && len.is_multiple_of(PAGE);
         if let (true, true, Some(n)) = (self.clone, aligned, NonZeroU64::new(len)) {
             let cloned = reflink_copy::ReflinkBlockBuilder::new(src, self.file, n)
                 .from_offset(src_at)

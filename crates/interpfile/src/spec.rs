@@ -207,7 +207,7 @@ pub fn prepare_with<'a>(
     }
     // The interpreter is checked now, not once the emulators are read
     // again.
-    prepared.len()?;
+    prepared.file_size()?;
     Ok(prepared)
 }
 
@@ -224,11 +224,11 @@ impl Prepared<'_> {
     }
 
     /// The size of the file.
-    pub fn len(&self) -> Result<u64> {
+    pub fn file_size(&self) -> Result<u64> {
         if !self.spec.carry {
             return Ok(self.shim.len() as u64);
         }
-        self.link().len()
+        self.link().file_size()
     }
 
     /// Hands the file to `out`, in order, reading each carried emulator
