@@ -403,9 +403,8 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     })
     .map_err(|e| e.context(format!("interpreter {}", source.display())))?;
     let file_changed = match &old_file {
-        Some(f) => !built
-            .same_as(f, &dest)
-            .map_err(|e| e.context(format!("interpreter {}", source.display())))?,
+        // Its errors name the file or the emulator that failed.
+        Some(f) => !built.same_as(f, &dest)?,
         None => true,
     };
     // Undoing needs no copy of the old file either: `apply` keeps it under
