@@ -98,12 +98,14 @@ fn fault_points(what: [&str; 4]) -> [(&'static str, String, String); 4] {
             "-e trace=mkdir,mkdirat".into(),
             format!("-e inject=mkdir,mkdirat:{}:when=$n", what[2]),
         ),
-        // Past the native probe's few writes, inside the 64 KiB pieces of
-        // the interpreter file: one point only.
+        // Inside the interpreter file's positioned writes of at most
+        // 64 KiB (only its own pieces and the small files install writes
+        // use pwrite; on a file system that shares extents, its unchanged
+        // pages are cloned instead): one point only.
         (
             "file",
-            "-e trace=write".into(),
-            format!("-e inject=write:{}:when=150", what[3]),
+            "-e trace=pwrite64".into(),
+            format!("-e inject=pwrite64:{}:when=150", what[3]),
         ),
     ]
 }
