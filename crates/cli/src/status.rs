@@ -879,13 +879,24 @@ fn write_findings(out: &mut dyn Write, s: &Status) {
     if !others.is_empty() {
         let _ = writeln!(out, "other entries: {}", others.join(", "));
     }
-    for e in s.entries.iter().filter(|e| e.problem.is_some()) {
-        let _ = writeln!(
-            out,
-            "problem: {}: {}",
-            e.name,
-            e.problem.as_deref().unwrap_or_default()
-        );
+    // One line per problem, naming the entries that have it: an
+    // interpreter file that cannot be read is every entry's problem.
+    let mut problems: Vec<(&str, Vec<&str>)> = Vec::new();
+    for e in &s.entries {
+        let Some(p) = e.problem.as_deref() else {
+            continue;
+        };
+        match problems.iter_mut().find(|(q, _)| *q == p) {
+            Some((_, names)) => names.push(&e.name),
+            None => problems.push((p, vec![&e.name])),
+        }
+    }
+    for (p, names) in problems {
+        let who = match names.as_slice() {
+            [_, _, _, _, ..] => format!("{} entries ({}, …)", names.len(), names[0]),
+            _ => names.join(", "),
+        };
+        let _ = writeln!(out, "problem: {who}: {p}");
     }
     for a in &s.arches {
         if let Some(m) = a.qemu_shim.as_ref().and_then(|o| o.emulator.as_ref()) {
@@ -1518,6 +1529,35 @@ s390x (linux/s390x)
   run by:     nothing: no enabled entry matches its programs
   qemu-shim:  no entry
 "
+        );
+    }
+
+    #[test]
+    fn one_problem_of_many_entries_is_one_line() {
+        let lines: Vec<_> = ["aarch64", "s390x", "arm", "riscv64", "ppc64le"]
+            .iter()
+            .map(|n| register_line(arch::by_name(n).unwrap(), "/gone/qemu-shim-interp"))
+            .collect();
+        let entries: Vec<_> = lines
+            .iter()
+            .map(|l| (l.name.clone(), entry(l, true)))
+            .collect();
+        let gone = || Err(Error::new("cannot read /gone/qemu-shim-interp: gone"));
+        let s = build(Path::new("/b"), true, Some(true), &entries, |_| gone());
+        let text = render(&s, Detail::Summary);
+        let problems: Vec<&str> = text.lines().filter(|l| l.starts_with("problem")).collect();
+        assert_eq!(
+            problems,
+            ["problem: 5 entries (qemu-shim-aarch64, …): cannot read /gone/qemu-shim-interp: gone"],
+            "{text}"
+        );
+        let s = build(Path::new("/b"), true, Some(true), &entries[..2], |_| gone());
+        let text = render(&s, Detail::Summary);
+        assert!(
+            text.contains(
+                "\nproblem: qemu-shim-aarch64, qemu-shim-s390x: cannot read /gone/qemu-shim-interp: gone\n"
+            ),
+            "{text}"
         );
     }
 
