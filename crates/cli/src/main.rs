@@ -39,11 +39,11 @@ use crate::cli::{Cli, Command};
 use crate::error::Error;
 use crate::report::write_json;
 
-/// Exit code: the command did what was asked (`which`: a binfmt_misc entry
-/// matches the file).
+/// Exit code: the command did what was asked (`which`: something runs the
+/// file, the CPU or an entry's emulator; `doctor`: nothing is broken).
 pub const EXIT_OK: u8 = 0;
-/// Exit code: the command failed (`which`: no entry matches the file). The
-/// reason is printed as one line on stderr.
+/// Exit code: the command failed, the reason printed as one line on stderr;
+/// or `which` found nothing that runs the file, `doctor` something broken.
 pub const EXIT_FAILED: u8 = 1;
 /// Exit code: the command line was wrong (printed by clap).
 pub const EXIT_USAGE: u8 = 2;
@@ -269,6 +269,23 @@ mod tests {
                 qemu_shim_registry::dispatch::VERSION
             )),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn reports_take_arches_and_json() {
+        let cli = Cli::try_parse_from(["qemu-shim", "status", "arm64", "s390x", "-v"]).unwrap();
+        let Command::Status(a) = cli.command else {
+            panic!("not status")
+        };
+        assert_eq!((a.arches.len(), a.verbose, a.json), (2, true, false));
+        let e = Cli::try_parse_from(["qemu-shim", "status", "--verbose", "--json"]).unwrap_err();
+        assert_eq!(e.exit_code(), i32::from(EXIT_USAGE));
+        let cli = Cli::try_parse_from(["qemu-shim", "which", "--json", "./p"]).unwrap();
+        assert!(matches!(cli.command, Command::Which(a) if a.json));
+        let cli = Cli::try_parse_from(["qemu-shim", "doctor", "arm64,riscv64", "--json"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Doctor(a) if a.json && a.arches == ["arm64,riscv64"])
         );
     }
 
