@@ -399,7 +399,7 @@ fn status_which_and_doctor_report_for_people_and_scripts() {
     sandbox_caps(
         As::Root,
         &s,
-        r#"
+        &r#"
 R=/proc/sys/fs/binfmt_misc
 "$CLI" install aarch64 s390x --quiet --emulator-dir "$EMUS" --install-dir "$S/inst"
 "$CLI" install arm --quiet --no-carry --emulator-dir "$EMUS" --install-dir "$S/inst2"
@@ -421,7 +421,10 @@ cap which-s390x "$CLI" which --json "$FIX/busybox/s390x/busybox"
 cap doctor "$CLI" doctor --json --binfmt-d-dir "$S/bd"
 cap doctor-arm64 "$CLI" doctor arm64,armhf --binfmt-d-dir "$S/bd"
 cap doctor-ppc64el "$CLI" doctor ppc64el --binfmt-d-dir "$S/bd"
-"#,
+cap doctor-host "$CLI" doctor "$HOST" --binfmt-d-dir "$S/bd"
+cap status-host "$CLI" status "$HOST"
+"#
+        .replace("$HOST", std::env::consts::ARCH),
     );
     let json = |name: &str| -> serde_json::Value {
         let c = s.cap(name);
@@ -701,6 +704,28 @@ cap doctor-ppc64el "$CLI" doctor ppc64el --binfmt-d-dir "$S/bd"
             "\nBROKEN  ppc64le: no qemu-shim entry is registered (fix: qemu-shim install ppc64le)\n"
         ),
         "{c}"
+    );
+    // The host's own arch needs no entry: neither broken nor "nothing".
+    let host = std::env::consts::ARCH;
+    let c = s.cap("doctor-host");
+    assert!(
+        c.rc == 0
+            && c.stdout.contains(&format!(
+                "\nok      {host}: native: this CPU runs its programs, no entry needed\n"
+            )),
+        "{c}"
+    );
+    let c = s.cap("status-host");
+    assert!(
+        c.rc == 0
+            && c.stdout.contains(
+                "\n  run by:     this CPU: the arch is native and no enabled entry matches it\n"
+            ),
+        "{c}"
+    );
+    assert!(
+        v["native"].as_array().unwrap().iter().any(|a| a == host),
+        "{v}"
     );
 }
 

@@ -294,13 +294,26 @@ pub fn doctor(opts: &Options) -> Result<Report> {
             );
         }
     }
-    // Arches asked for by name that have no entry of ours at all.
-    for a in only.iter().flatten() {
-        if !per_arch.iter().any(|l| l.arch.as_deref() == Some(a.name)) {
-            per_arch.push(
+    // Arches asked for by name that have no entry of ours at all: native
+    // ones need none (and install refuses them).
+    let missing: Vec<_> = only
+        .iter()
+        .flatten()
+        .filter(|a| !per_arch.iter().any(|l| l.arch.as_deref() == Some(a.name)))
+        .collect();
+    if !missing.is_empty() {
+        let native = crate::select::native()?.0;
+        for a in missing {
+            per_arch.push(if crate::select::is_in(a, &native) {
+                arch_line(
+                    Verdict::Ok,
+                    a.name,
+                    "native: this CPU runs its programs, no entry needed",
+                )
+            } else {
                 arch_line(Verdict::Broken, a.name, "no qemu-shim entry is registered")
-                    .fixed_by(format!("qemu-shim install {}", a.name)),
-            );
+                    .fixed_by(format!("qemu-shim install {}", a.name))
+            });
         }
     }
     per_arch.sort_by(|x, y| x.arch.cmp(&y.arch));

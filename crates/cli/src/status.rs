@@ -41,6 +41,9 @@ pub struct Status {
     /// The names of the enabled entries, sorted (tonistiigi/binfmt's
     /// `emulators`: what its status lists from the directory).
     pub emulators: Vec<String>,
+    /// The arches this machine's CPU runs itself (qemu's names, arch-table
+    /// order), as the registry's probe found them.
+    pub native: Vec<&'static str>,
     pub binfmt_misc: RootStatus,
     /// Every arch an entry matches or qemu-shim has an entry for, sorted
     /// by name; with arch names given, only those.
@@ -149,8 +152,11 @@ pub struct ArchStatus {
     /// `null` for arches docker has no name for.
     pub platform: Option<&'static str>,
     /// The entry the kernel runs for this arch's programs: the first
-    /// enabled one that matches them; `null` when none does.
+    /// enabled one that matches them; `null` when none does (then this
+    /// CPU runs them if `native`, else nothing does).
     pub winner: Option<String>,
+    /// This machine's CPU runs the arch itself.
+    pub native: bool,
     /// The winner matches only some of the arch's programs.
     pub partial: bool,
     /// Later enabled entries that also match, never (or only partly) reached.
@@ -252,6 +258,7 @@ pub fn build(
     Status {
         supported: Vec::new(),
         emulators,
+        native: Vec::new(),
         binfmt_misc: RootStatus {
             root: root.display().to_string(),
             mounted,
@@ -396,6 +403,7 @@ fn arch_rows(
                 arch: name,
                 platform: arch::by_name(name).and_then(Arch::platform),
                 winner: w.map(|w| entries[w.entry].0.clone()),
+                native: false,
                 partial: w.is_some_and(|w| w.partial),
                 shadowed: w.map_or_else(Vec::new, |w| {
                     w.shadowed.iter().map(|&i| entries[i].0.clone()).collect()
@@ -420,6 +428,7 @@ pub fn keep_arches(s: &mut Status, only: &[&'static Arch]) {
                 arch: o.name,
                 platform: o.platform(),
                 winner: None,
+                native: s.native.contains(&o.name),
                 partial: false,
                 shadowed: Vec::new(),
                 disabled: Vec::new(),
@@ -438,6 +447,10 @@ pub fn keep_arches(s: &mut Status, only: &[&'static Arch]) {
 pub fn verify_platforms(s: &mut Status) {
     use qemu_shim_registry::programs::{self, Kind};
     let native = crate::select::native().map(|(n, _)| n).unwrap_or_default();
+    s.native = native.iter().map(|a| a.name).collect();
+    for a in &mut s.arches {
+        a.native = s.native.contains(&a.arch);
+    }
     let mut probes = crate::doctor::Probes::default();
     let mut runs: Vec<&'static Arch> = native;
     let status_on = s.binfmt_misc.enabled == Some(true);
@@ -841,7 +854,11 @@ fn write_arch_table(out: &mut dyn Write, s: &Status) {
             Some(o) if !o.pinned => "not pinned",
             Some(_) => "enabled",
         };
-        let mut run_by = a.winner.clone().unwrap_or_else(|| "nothing".into());
+        let mut run_by = match &a.winner {
+            Some(w) => w.clone(),
+            None if a.native => "the CPU (native)".into(),
+            None => "nothing".into(),
+        };
         if a.partial {
             run_by.push_str(" (some)");
         }
@@ -938,6 +955,7 @@ fn write_arch(out: &mut dyn Write, s: &Status, a: &ArchStatus) {
     let mut t = TextTable::default();
     let mut kv = |k: &str, v: String| t.row(vec![format!("{k}:"), v]);
     let run_by = match &a.winner {
+        None if a.native => "this CPU: the arch is native and no enabled entry matches it".into(),
         None => "nothing: no enabled entry matches its programs".to_string(),
         Some(w) => {
             let mut v = w.clone();
