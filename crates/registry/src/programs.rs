@@ -265,29 +265,27 @@ mod tests {
     use crate::elf;
     use crate::test_support::qemu;
     use std::fs;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     use std::path::PathBuf;
     use std::process::{Command, Stdio};
     use std::time::Duration;
 
     /// A directory other users can read (the euid probes run as them),
     /// removed on drop.
-    struct Dir(PathBuf);
+    struct Dir(tempfile::TempDir);
 
     impl Dir {
         fn new() -> Dir {
-            let d = std::env::temp_dir().join(format!(
-                "qemu-shim-programs.{}.{:?}",
-                std::process::id(),
-                std::thread::current().id()
-            ));
-            let _ = fs::remove_dir_all(&d);
-            fs::DirBuilder::new().mode(0o755).create(&d).unwrap();
+            let d = tempfile::Builder::new()
+                .prefix("qemu-shim-programs-")
+                .permissions(fs::Permissions::from_mode(0o755))
+                .tempdir()
+                .unwrap();
             Dir(d)
         }
 
         fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
-            let p = self.0.join(name);
+            let p = self.0.path().join(name);
             let mut f = fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -296,12 +294,6 @@ mod tests {
                 .unwrap();
             std::io::Write::write_all(&mut f, bytes).unwrap();
             p
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
         }
     }
 

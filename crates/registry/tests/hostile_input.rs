@@ -302,7 +302,8 @@ fn damaged_elf_headers_never_panic_and_accepted_ones_are_sound() {
 
 /// qemu-user 7.2 dies by SIGSEGV loading a read-only segment whose memory
 /// size exceeds its file size (found by the damaged-program corpus in the
-/// suite's tests/hostile.rs): such a file is refused, a writable one kept.
+/// suite's tests/integration/hostile.rs): such a file is refused, a
+/// writable one kept.
 #[test]
 fn read_only_segments_with_a_zero_filled_part_are_refused() {
     let p = probe::exit_program("aarch64").unwrap();

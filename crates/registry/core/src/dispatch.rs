@@ -492,7 +492,13 @@ impl<'a> RawIter<'a> {
         let name = core::str::from_utf8(name).map_err(|_| TableError::BadString)?;
         // The path must end with its NUL and hold no other.
         let (last, path) = path.split_last().ok_or(TableError::BadString)?;
-        if *last != 0 || path.is_empty() || path.contains(&0) || name.is_empty() {
+        // The name as encode writes it: non-empty, no NUL.
+        if *last != 0
+            || path.is_empty()
+            || path.contains(&0)
+            || name.is_empty()
+            || name.contains('\0')
+        {
             return Err(TableError::BadString);
         }
         self.rest = r.get(end..).ok_or(TableError::Corrupt)?;
@@ -702,6 +708,34 @@ mod tests {
                 TableError::BadString
             );
         }
+    }
+
+    /// Found by the fuzzer (fuzz/fuzz_targets/dispatch_table.rs): the
+    /// reader took an arch name holding a NUL, which the writer refuses, so
+    /// a table could read back as one that cannot be written.
+    #[test]
+    fn name_with_nul_is_refused_by_reader_as_by_writer() {
+        let mut region = [0u8; 128];
+        let e = [Entry {
+            arch: "i3",
+            convention: Convention::ExecByPath,
+            path: b"/q",
+        }];
+        let used = encode(&e, 0, &mut region).unwrap();
+        assert!(Table::parse(&region[..used]).is_ok());
+        region[HEADER + 4 + 1] = 0; // "i3" -> "i\0"
+        assert_eq!(
+            Table::parse(&region[..used]).unwrap_err(),
+            TableError::BadString
+        );
+        let nul = [Entry {
+            arch: "i\0",
+            ..e[0]
+        }];
+        assert_eq!(
+            encode(&nul, 0, &mut region).unwrap_err(),
+            TableError::BadString
+        );
     }
 
     #[test]
