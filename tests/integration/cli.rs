@@ -681,8 +681,9 @@ cap status-host "$CLI" status "$HOST"
     assert_eq!(
         l["fix"],
         format!(
-            "qemu-shim install s390x --install-dir {}",
-            s.join("inst").display()
+            "qemu-shim install s390x --install-dir {} --binfmt-d-dir {}",
+            s.join("inst").display(),
+            s.join("bd").display()
         ),
         "{d}"
     );
@@ -696,9 +697,10 @@ cap status-host "$CLI" status "$HOST"
     let c = s.cap("doctor-ppc64el");
     assert_eq!(c.rc, 1, "{c}");
     assert!(
-        c.stdout.contains(
-            "\nBROKEN  ppc64le: no qemu-shim entry is registered (fix: qemu-shim install ppc64le)\n"
-        ),
+        c.stdout.contains(&format!(
+            "\nBROKEN  ppc64le: no qemu-shim entry is registered (fix: qemu-shim install ppc64le --binfmt-d-dir {})\n",
+            s.join("bd").display()
+        )),
         "{c}"
     );
     // The host's own arch needs no entry: neither broken nor "nothing".

@@ -122,35 +122,27 @@ pub struct Line {
     pub arch: Option<String>,
     /// What was found.
     pub message: String,
-    /// A command that fixes it, runnable as printed.
+    /// A command that fixes it, runnable as printed (with `sh -c`).
     pub fix: Option<String>,
-    /// What the fix does, or another way.
-    pub fix_note: Option<String>,
 }
 
 impl Line {
-    /// The line's text after its verdict word: `ARCH: MESSAGE (fix: FIX;
-    /// NOTE)`.
+    /// The line's text after its verdict word: `ARCH: MESSAGE (fix:
+    /// COMMAND)`, the command alone in the parentheses that end the line,
+    /// so a script can take it (issue 18, item 1).
     pub fn text(&self) -> String {
         let mut t = match &self.arch {
             Some(a) => format!("{a}: {}", self.message),
             None => self.message.clone(),
         };
-        match (&self.fix, &self.fix_note) {
-            (Some(f), Some(n)) => t.push_str(&format!(" (fix: {f}; {n})")),
-            (Some(f), None) => t.push_str(&format!(" (fix: {f})")),
-            (None, _) => {}
+        if let Some(f) = &self.fix {
+            t.push_str(&format!(" (fix: {f})"));
         }
         t
     }
 
     fn fixed_by(mut self, fix: impl Into<String>) -> Line {
         self.fix = Some(fix.into());
-        self
-    }
-
-    fn fix_note(mut self, note: impl Into<String>) -> Line {
-        self.fix_note = Some(note.into());
         self
     }
 }
@@ -162,7 +154,6 @@ fn line(verdict: Verdict, message: impl Into<String>) -> Line {
         arch: None,
         message: message.into(),
         fix: None,
-        fix_note: None,
     }
 }
 
@@ -223,16 +214,17 @@ pub fn doctor(opts: &Options) -> Result<Report> {
             line(
                 Verdict::Broken,
                 format!(
-                    "binfmt_misc is not mounted at {root}: {}",
+                    "binfmt_misc is not mounted at {root}: {}; `qemu-shim install` mounts it too",
                     crate::root::unmounted_why(),
                 ),
             )
-            .fixed_by(format!("mount -t binfmt_misc binfmt_misc {root}"))
-            .fix_note("or qemu-shim install, which mounts it"),
+            .fixed_by(format!("mount -t binfmt_misc binfmt_misc {root}")),
         );
         return Ok(Report::new(bf.root(), lines));
     }
     let s = status::collect(&bf)?;
+    // What every install command below needs to act where doctor looked.
+    let tail = command_tail(opts);
     let table_on = s.binfmt_misc.enabled == Some(true);
     lines.push(if table_on {
         line(
@@ -265,14 +257,22 @@ pub fn doctor(opts: &Options) -> Result<Report> {
     if only.is_none() && ours.is_empty() && boot.is_empty() {
         lines.push(
             line(Verdict::Broken, "no qemu-shim entries are registered")
-                .fixed_by("qemu-shim install"),
+                .fixed_by(format!("qemu-shim install{tail}")),
         );
         return Ok(Report::new(bf.root(), lines));
     }
     let mut probes = Probes::default();
     let mut per_arch = Vec::new();
     for e in &ours {
-        per_arch.push(check_entry(&bf, &s, e, table_on, kernel, &mut probes)?);
+        per_arch.push(check_entry(
+            &bf,
+            &s,
+            e,
+            table_on,
+            kernel,
+            &tail,
+            &mut probes,
+        )?);
     }
     // Entries the binfmt.d file registers at boot but that are not there.
     for l in &boot {
@@ -290,7 +290,7 @@ pub fn doctor(opts: &Options) -> Result<Report> {
                         persist::path_in(&opts.binfmt_d_dir).display(),
                     ),
                 )
-                .fixed_by(install_command(arch, &l.interpreter, &flags)),
+                .fixed_by(install_command(arch, &l.interpreter, &flags, &tail)),
             );
         }
     }
@@ -312,7 +312,7 @@ pub fn doctor(opts: &Options) -> Result<Report> {
                 )
             } else {
                 arch_line(Verdict::Broken, a.name, "no qemu-shim entry is registered")
-                    .fixed_by(format!("qemu-shim install {}", a.name))
+                    .fixed_by(format!("qemu-shim install {}{tail}", a.name))
             });
         }
     }
@@ -355,7 +355,10 @@ pub fn kernel_lines(kernel: Option<Kernel>) -> Vec<Line> {
     }
     for (v, what) in lacks {
         let (verdict, why) = match v {
-            Kernel(4, 8) => (Verdict::Broken, "entries cannot be pinned"),
+            Kernel(4, 8) => (
+                Verdict::Broken,
+                "entries cannot be pinned: install with --no-pin, or use a newer kernel",
+            ),
             Kernel(5, 12) => (
                 Verdict::Note,
                 "the interpreter learns of P from its table instead",
@@ -365,19 +368,13 @@ pub fn kernel_lines(kernel: Option<Kernel>) -> Vec<Line> {
                 "containers cannot have their own binfmt_misc (the test suite needs it)",
             ),
         };
-        let l = line(
+        out.push(line(
             verdict,
             format!(
                 "kernel {}.{} lacks {what} (≥ {}.{}): {why}",
                 k.0, k.1, v.0, v.1
             ),
-        );
-        out.push(if verdict == Verdict::Broken {
-            l.fixed_by("qemu-shim install --no-pin")
-                .fix_note("or a newer kernel")
-        } else {
-            l
-        });
+        ));
     }
     out
 }
@@ -400,6 +397,7 @@ fn check_entry(
     e: &status::EntryStatus,
     table_on: bool,
     kernel: Option<Kernel>,
+    tail: &str,
     probes: &mut Probes,
 ) -> Result<Line> {
     let Some(a) = owned_arch(&e.name) else {
@@ -409,7 +407,7 @@ fn check_entry(
         ));
     };
     let arch = a.name;
-    let fix = install_command(arch, &e.interpreter, &e.flags);
+    let fix = install_command(arch, &e.interpreter, &e.flags, tail);
     let broken = |what: String, fix: &str| Ok(arch_line(Verdict::Broken, arch, what).fixed_by(fix));
     let theirs = |w: &&status::ArchStatus| {
         w.arch == arch && w.winner.as_deref().is_some_and(|n| n != e.name)
@@ -434,7 +432,7 @@ fn check_entry(
     } else if kernel.is_some_and(|k| k < Kernel(4, 8)) {
         return broken(
             format!("{} is pinned on a kernel without F", e.name),
-            "qemu-shim install --no-pin",
+            &install_command(arch, &e.interpreter, &e.flags.replace('F', ""), tail),
         );
     }
     if let Some(w) = s.arches.iter().find(theirs) {
@@ -547,18 +545,33 @@ fn shadowed(bf: &Binfmt, s: &Status, arch: &str, winner: &str, fix: &str) -> Lin
     arch_line(
         Verdict::Broken,
         arch,
-        format!("programs run through {winner}{interp}, which the kernel tries first"),
+        format!(
+            "programs run through {winner}{interp}, which the kernel tries first; installing again makes ours the newest, or remove theirs with echo -1 > {}/{winner}",
+            bf.root().display()
+        ),
     )
     .fixed_by(fix)
-    .fix_note(format!(
-        "it registers ours again as the newest; or remove theirs: echo -1 > {}/{winner}",
-        bf.root().display()
-    ))
+}
+
+/// The options every install command doctor prints needs to act on what
+/// doctor looked at: its binfmt_misc directory and binfmt.d directory, when
+/// not the defaults (issue 18, item 1: a fix works as printed).
+fn command_tail(opts: &Options) -> String {
+    let mut tail = String::new();
+    if let Some(d) = &opts.binfmt_dir {
+        tail.push_str(&format!(" --binfmt-dir {}", d.display()));
+    }
+    if opts.binfmt_d_dir != Path::new(crate::cli::DEFAULT_BINFMT_D_DIR) {
+        tail.push_str(&format!(" --binfmt-d-dir {}", opts.binfmt_d_dir.display()));
+    }
+    tail
 }
 
 /// The install command that registers `e` again as it is: same install
-/// directory and the same choices of carrying and pinning.
-fn install_command(arch: &str, interpreter: &str, flags: &str) -> String {
+/// directory and the same choices of carrying, credentials and pinning
+/// (`tail`: see [`command_tail`]). Install takes each emulator from where
+/// the last install found it (issue 18, item 1), so no --emulator-dir.
+fn install_command(arch: &str, interpreter: &str, flags: &str, tail: &str) -> String {
     let mut cmd = format!("qemu-shim install {arch}");
     if let Some(dir) = Path::new(interpreter).parent() {
         if dir != Path::new(crate::install::DEFAULT_INSTALL_DIR) {
@@ -569,9 +582,14 @@ fn install_command(arch: &str, interpreter: &str, flags: &str) -> String {
     if !flags.contains('O') {
         cmd.push_str(" --no-carry");
     }
+    // O without C: carried, registered with --no-credentials.
+    if flags.contains('O') && !flags.contains('C') {
+        cmd.push_str(" --no-credentials");
+    }
     if !flags.contains('F') {
         cmd.push_str(" --no-pin");
     }
+    cmd.push_str(tail);
     cmd
 }
 
@@ -883,11 +901,10 @@ mod tests {
     #[test]
     fn a_line_renders_its_arch_message_and_fix() {
         let l = arch_line(Verdict::Broken, "s390x", "programs run through x")
-            .fixed_by("qemu-shim install s390x")
-            .fix_note("it registers ours again");
+            .fixed_by("qemu-shim install s390x");
         assert_eq!(
             l.text(),
-            "s390x: programs run through x (fix: qemu-shim install s390x; it registers ours again)"
+            "s390x: programs run through x (fix: qemu-shim install s390x)"
         );
         let r = Report::new(
             Path::new("/b"),
@@ -899,7 +916,7 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "ok      binfmt_misc mounted
-BROKEN  s390x: programs run through x (fix: qemu-shim install s390x; it registers ours again)
+BROKEN  s390x: programs run through x (fix: qemu-shim install s390x)
 "
         );
         assert_eq!(
@@ -909,9 +926,9 @@ BROKEN  s390x: programs run through x (fix: qemu-shim install s390x; it register
                 "ok": false,
                 "checks": [
                     {"verdict": "ok", "arch": null, "message": "binfmt_misc mounted",
-                     "fix": null, "fix_note": null},
+                     "fix": null},
                     {"verdict": "broken", "arch": "s390x", "message": "programs run through x",
-                     "fix": "qemu-shim install s390x", "fix_note": "it registers ours again"}
+                     "fix": "qemu-shim install s390x"}
                 ]
             })
         );
