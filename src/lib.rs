@@ -264,6 +264,33 @@ pub fn sandbox(who: As, script: &str, env: &[(&str, &OsStr)]) -> Output {
     cmd.output().expect("spawn unshare (util-linux)")
 }
 
+/// Compiles the C program `source` with `compiler` (`cc`, or
+/// `aarch64-linux-gnu-gcc` for a foreign test program), statically, warnings
+/// as errors, to `out` (the source is written next to it, as `out.c`).
+/// Panics naming the packages to install when the compiler or its C
+/// library is missing (scripts/test installs both).
+pub fn compile_c(compiler: &str, source: &str, out: &Path) {
+    let src = out.with_extension("c");
+    fs::write(&src, source).unwrap_or_else(|e| panic!("write {}: {e}", src.display()));
+    let packages = match compiler {
+        "aarch64-linux-gnu-gcc" => "gcc-aarch64-linux-gnu libc6-dev-arm64-cross",
+        _ => "gcc libc6-dev",
+    };
+    let o = Command::new(compiler)
+        .args(["-static", "-O2", "-Wall", "-Werror", "-o"])
+        .arg(out)
+        .arg(&src)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {compiler} ({e}): apt-get install {packages} (scripts/test does)")
+        });
+    assert!(
+        o.status.success(),
+        "{compiler} failed (are {packages} installed?):\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 /// Output's stdout as text.
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

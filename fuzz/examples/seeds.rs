@@ -117,6 +117,7 @@ fn run() -> Result<(), String> {
     }
     let base = Target::X86_64.prelink_range().0;
     let one = vec![emulators[0].clone()];
+    let one_arch = emulators[0].0.clone();
     let configs: [(&str, Vec<(String, PathBuf)>, bool, Option<u64>, Vec<String>); 5] = [
         ("all-carried", emulators.clone(), true, Some(base), vec![]),
         ("one-arch", one.clone(), true, Some(base), vec![]),
@@ -132,6 +133,12 @@ fn run() -> Result<(), String> {
             carry,
             prelink_base,
             plain,
+            // A CPU model (issue 15) in one of them.
+            cpu: if name == "one-arch" {
+                vec![(one_arch.clone(), "max".into())]
+            } else {
+                vec![]
+            },
         };
         let built = build(&image, &spec).map_err(|e| format!("{name}: {e}"))?;
         let r = region(&built.image).map_err(|e| format!("{name}: {e}"))?;

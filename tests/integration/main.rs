@@ -20,3 +20,4 @@ mod packaging;
 mod permissions;
 mod run;
 mod self_contained;
+mod settings;

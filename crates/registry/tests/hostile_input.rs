@@ -397,6 +397,11 @@ fn dispatch_tables_round_trip_and_damaged_ones_never_panic() {
                 arch: a,
                 convention: convention(&mut rng),
                 path: p,
+                cpu: if rng.next().is_multiple_of(2) {
+                    b"max"
+                } else {
+                    b""
+                },
             })
             .collect();
         let flags = rng.next() as u16;

@@ -4,9 +4,8 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
-use qemu_shim_suite::{sandbox_full_map, set_mode, Scratch};
+use qemu_shim_suite::{compile_c, sandbox_full_map, set_mode, Scratch};
 
 use super::direct_qemu_aarch64;
 
@@ -17,25 +16,8 @@ use super::direct_qemu_aarch64;
 const FDS_C: &str = include_str!("fds.c");
 
 /// Compiles `fds` (see [`FDS_C`]) for aarch64, statically, to `out`.
-fn fds_program(s: &Scratch, out: &Path) {
-    let src = s.join("fds.c");
-    fs::write(&src, FDS_C).unwrap();
-    let o = Command::new("aarch64-linux-gnu-gcc")
-        .args(["-static", "-O2", "-Wall", "-Werror", "-o"])
-        .arg(out)
-        .arg(&src)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run aarch64-linux-gnu-gcc ({e}): apt-get install gcc-aarch64-linux-gnu \
-                 libc6-dev-arm64-cross (scripts/test does)"
-            )
-        });
-    assert!(
-        o.status.success(),
-        "aarch64-linux-gnu-gcc failed (is libc6-dev-arm64-cross installed?):\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+fn fds_program(out: &Path) {
+    compile_c("aarch64-linux-gnu-gcc", FDS_C, out);
 }
 
 /// How a caller leaves the standard descriptors (the sandbox's stdin is
@@ -83,7 +65,7 @@ fn a_closed_stdin_never_lets_qemu_reopen_the_program_by_path_issue_10() {
         s.join("prot/suid"),
         s.join("prot/plain"),
     );
-    fds_program(&s, &plain);
+    fds_program(&plain);
     fs::copy(&plain, &xonly).unwrap();
     fs::copy(&plain, &suid).unwrap();
     set_mode(&xonly, 0o711);
