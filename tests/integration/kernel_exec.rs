@@ -405,7 +405,7 @@ in_both_modes!(proc_self_exe_survives_a_chdir: proc_self_exe_survives_a_chdir_ca
 /// directory when it names the very file the kernel opened, and the path
 /// as given otherwise; argv and argv0 stay as the caller wrote them, and
 /// the guest's AT_EXECFN (qemu's path) shows which path qemu got.
-/// `procexe DIR` (tests/procexe.c) changes to DIR, then prints argv0,
+/// `procexe DIR` (tests/integration/procexe.c) changes to DIR, then prints argv0,
 /// AT_EXECFN, readlink and open of /proc/self/exe.
 fn proc_self_exe_survives_a_chdir(mode: Mode) {
     let s = Scratch::new("procexe");
