@@ -1580,6 +1580,24 @@ s390x (linux/s390x)
     }
 
     #[test]
+    fn an_entry_without_f_is_not_pinned_in_its_row() {
+        let a = arch::by_name("aarch64").unwrap();
+        let mut ours = register_line(a, "/i/qemu-shim-interp");
+        ours.flags = "POC".parse().unwrap();
+        let entries = vec![(ours.name.clone(), entry(&ours, true))];
+        let s = build(Path::new("/b"), true, Some(true), &entries, |_| {
+            Ok(file(true, "/q/qemu-aarch64-static"))
+        });
+        let text = render(&s, Detail::Summary);
+        let row: Vec<&str> = text.lines().nth(2).unwrap().split("  ").collect();
+        assert!(row.contains(&"not pinned"), "{text}");
+        assert_eq!(
+            s.arches[0].qemu_shim.as_ref().map(|o| o.pinned),
+            Some(false)
+        );
+    }
+
+    #[test]
     fn supported_lists_the_host_first_then_arm_v7_and_v6() {
         let by = |n| arch::by_name(n).unwrap();
         let runs = [
