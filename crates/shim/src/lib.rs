@@ -10,7 +10,7 @@
 //! ```text
 //! kernel, no P:  [interp, /path/prog, arg1, …]
 //! kernel, P:     [interp, /path/prog, argv0, arg1, …]
-//! emulator:      [qemu-ARCH, -0, argv0, --, /path/prog, arg1, …]   (environment untouched)
+//! emulator:      [qemu-ARCH, -0, argv0, [-cpu, CPU,] --, /path/prog, arg1, …]   (environment untouched)
 //! ```
 //!
 //! For qemu, a relative `/path/prog` becomes absolute when that is known to
@@ -238,7 +238,8 @@ fn try_run<'a>(p: &Process<'a>) -> Result<Never, Failure<'a>> {
             return Err(f);
         }
     };
-    let convention = table.find(target.arch.name).map(|e| e.convention);
+    let entry = table.find(target.arch.name);
+    let convention = entry.map(|e| e.convention);
     // qemu runs it: carried, by path, or (no table: run by hand from the
     // build tree) Debian's from /usr/bin. Not box64 or FEX, which find
     // x86 loaders their own way.
@@ -261,8 +262,13 @@ fn try_run<'a>(p: &Process<'a>) -> Result<Never, Failure<'a>> {
     } else {
         None
     };
+    let mut model = [0u8; sys::MAX_CPU];
+    let cpu = match entry {
+        Some(e) if qemu => cpu_model(&mut model, e.cpu, aux.secure, &p.envp),
+        _ => None,
+    };
     if let Some(Convention::Carried(c)) = convention {
-        return start_carried(p, &c, &source, &inv, p_layout, program);
+        return start_carried(p, &c, &source, &inv, p_layout, program, cpu);
     }
 
     // The emulator is started by path and re-opens the program itself: the
@@ -278,7 +284,34 @@ fn try_run<'a>(p: &Process<'a>) -> Result<Never, Failure<'a>> {
             .text("setuid/setgid program: refusing to run its emulator by path")
             .hint("install with carried emulators (the default) to run setuid programs"));
     }
-    exec_emulator(&table, target.arch, &inv, program, &p.argv, &p.envp)
+    exec_emulator(&table, target.arch, &inv, program, cpu, &p.argv, &p.envp)
+}
+
+/// The CPU model qemu is started with (`-cpu MODEL`): the one the
+/// administrator chose for the arch (`cpu` in the table, empty for qemu's
+/// default), unless an unprivileged user set `QEMU_CPU` for their own
+/// program — qemu's `-cpu` beats its variable, and the user's choice
+/// should win there (debugging stays possible). Under AT_SECURE the
+/// variable is dropped from the environment and the administrator's model
+/// always applies. `QEMU_CPU` is never added to the environment: the
+/// program's children would inherit it.
+fn cpu_model<'b>(
+    buf: &'b mut [u8; sys::MAX_CPU],
+    chosen: &[u8],
+    secure: bool,
+    envp: &CStrArray<'_>,
+) -> Option<&'b CStr> {
+    if chosen.is_empty() {
+        return None;
+    }
+    if !secure
+        && envp
+            .iter_from(0)
+            .any(|e| e.to_bytes().starts_with(b"QEMU_CPU="))
+    {
+        return None;
+    }
+    c_path(buf, chosen)
 }
 
 /// The program's path made absolute against the working directory, for
@@ -548,6 +581,7 @@ fn start_carried<'a>(
     inv: &Invocation<'a>,
     p_layout: bool,
     program: Option<&CStr>,
+    cpu: Option<&CStr>,
 ) -> Result<Never, Failure<'a>> {
     let secure = p.aux.secure;
     if secure && !matches!(source, Source::KernelFd(_)) {
@@ -566,6 +600,7 @@ fn start_carried<'a>(
         drop_env: if secure { secure_drops } else { keep_all },
         randomize: secure,
         program,
+        cpu,
     };
     let err = sys::launch(p, &launch);
     sys::close(source.fd());
@@ -584,12 +619,13 @@ const DEFAULT_DIR: &str = "/usr/bin/";
 const DEFAULT_SUFFIXES: [&str; 2] = ["-static", ""];
 
 /// Execs the emulator by path; qemu gets `program` as the program's path
-/// if given (see [`absolute_program`]).
+/// if given (see [`absolute_program`]), and `-cpu` with `cpu`.
 fn exec_emulator<'a>(
     table: &Table<'static>,
     arch: &'static Arch,
     inv: &Invocation<'a>,
     program: Option<&CStr>,
+    cpu: Option<&CStr>,
     argv: &CStrArray<'a>,
     envp: &CStrArray<'a>,
 ) -> Result<Never, Failure<'a>> {
@@ -620,7 +656,7 @@ fn exec_emulator<'a>(
             let Some(path) = c_path(&mut buf, line.as_bytes()) else {
                 continue;
             };
-            let err = try_exec(path, inv, program, argv, envp, false)?;
+            let err = try_exec(path, inv, program, None, argv, envp, false)?;
             if err != Errno::ENOENT {
                 return Err(exec_failure(err, shown, arch, inv));
             }
@@ -647,7 +683,7 @@ fn exec_emulator<'a>(
                 return Err(not_found(shown));
             };
             let plain = entry.convention == Convention::ExecPlain;
-            let err = try_exec(path, inv, program, argv, envp, plain)?;
+            let err = try_exec(path, inv, program, cpu, argv, envp, plain)?;
             if err == Errno::ENOENT {
                 return Err(not_found(shown).hint(
                     "the emulator must exist at that path in this mount namespace; reinstall with `qemu-shim install`",
@@ -681,8 +717,8 @@ fn c_path<'b>(buf: &'b mut [u8], path: &[u8]) -> Option<&'b CStr> {
 }
 
 /// Builds the emulator's argv and execs it: qemu's command line
-/// `EMULATOR -0 ARGV0 -- PROGRAM ARGS…` (PROGRAM: `program` if given, else
-/// the path as the kernel gave it), or with `plain` the one emulators
+/// `EMULATOR -0 ARGV0 [-cpu CPU] -- PROGRAM ARGS…` (PROGRAM: `program` if
+/// given, else the path as the kernel gave it), or with `plain` the one emulators
 /// without an argv0 option take (box64, FEX), `EMULATOR PROGRAM ARGS…`,
 /// always with the path as given. Returns the exec's error (ENOENT is left
 /// to the caller, which may try another path); fails only when the argv
@@ -691,18 +727,25 @@ fn try_exec<'a>(
     path: &CStr,
     inv: &Invocation<'a>,
     program: Option<&CStr>,
+    cpu: Option<&CStr>,
     argv: &CStrArray<'a>,
     envp: &CStrArray<'a>,
     plain: bool,
 ) -> Result<Errno, Failure<'a>> {
     let rest = argv.len().saturating_sub(inv.rest);
-    let qemu: [&CStr; 5] = [
-        path,
-        c"-0",
-        inv.argv0,
-        c"--",
-        program.unwrap_or(inv.program),
-    ];
+    let given = program.unwrap_or(inv.program);
+    let with_cpu: [&CStr; 7];
+    let without: [&CStr; 5];
+    let qemu: &[&CStr] = match cpu {
+        Some(model) => {
+            with_cpu = [path, c"-0", inv.argv0, c"-cpu", model, c"--", given];
+            &with_cpu
+        }
+        None => {
+            without = [path, c"-0", inv.argv0, c"--", given];
+            &without
+        }
+    };
     // Without `--`, a relative path starting with `-` would read as an
     // option: make every relative path start with `./`.
     let mut dotted = [0u8; PATH_BUF + 2];
@@ -718,7 +761,7 @@ fn try_exec<'a>(
         },
     };
     let plain_lead: [&CStr; 2] = [path, program];
-    let lead: &[&CStr] = if plain { &plain_lead } else { &qemu };
+    let lead: &[&CStr] = if plain { &plain_lead } else { qemu };
     let slots = sys::map_slots(lead.len() + rest + 1).map_err(|e| {
         Failure::new(EXIT_CANNOT_RUN, Some(inv.program))
             .text("cannot build the emulator's arguments")

@@ -586,18 +586,29 @@ pub const PATH_MAX: usize = 4096;
 /// reads a path starting with `-` as an option.
 const END_OF_OPTIONS: &[u8; 3] = b"--\0";
 
-/// Most words [`launch`] inserts into the block: `--`, the path as given
-/// kept as argv0 (no P layout, see [`Launch::program`]), an AT_EXECFD pair.
-const MAX_INSERTED: usize = 4;
+/// qemu's option naming the CPU model (issue 15), inserted before `--`
+/// with the model the administrator chose for the arch.
+const CPU_OPTION: &[u8; 5] = b"-cpu\0";
+
+/// Longest CPU model the table holds, its NUL included (a u8 length).
+pub const MAX_CPU: usize = 255;
+
+/// Most words [`launch`] inserts into the block: `-cpu` and its model,
+/// `--`, the path as given kept as argv0 (no P layout, see
+/// [`Launch::program`]), an AT_EXECFD pair.
+const MAX_INSERTED: usize = 6;
 
 /// Bytes `_start` leaves free below the kernel's stack block, so that
 /// [`launch`] can move the block down by the words it inserts plus the
-/// strings they point to, `--` and a program path up to [`PATH_MAX`]:
-/// those strings must live in the block the emulator receives, not in this
-/// interpreter's image (which a setuid exec may unmap). A multiple of 16,
-/// so the stack pointer stays aligned; 4,144 bytes, one more stack page.
-pub const GAP: usize =
-    (MAX_INSERTED + (END_OF_OPTIONS.len() + PATH_MAX).div_ceil(8)).next_multiple_of(2) * 8;
+/// strings they point to: `-cpu` and a model up to [`MAX_CPU`], `--` and a
+/// program path up to [`PATH_MAX`]. Those strings must live in the block
+/// the emulator receives, not in this interpreter's image (which a setuid
+/// exec may unmap). A multiple of 16, so the stack pointer stays aligned;
+/// 4,416 bytes, one more stack page.
+pub const GAP: usize = (MAX_INSERTED
+    + (END_OF_OPTIONS.len() + CPU_OPTION.len() + MAX_CPU + PATH_MAX).div_ceil(8))
+.next_multiple_of(2)
+    * 8;
 
 const AT_PHDR: usize = 3;
 const AT_PHENT: usize = 4;
@@ -627,6 +638,10 @@ pub struct Launch<'a> {
     /// emulator told so with AT_FLAGS_PRESERVE_ARGV0. One longer than
     /// [`PATH_MAX`] is not used.
     pub program: Option<&'a CStr>,
+    /// The CPU model to start qemu with (`-cpu MODEL` before `--`),
+    /// copied into the stack block; one longer than [`MAX_CPU`] is not
+    /// used.
+    pub cpu: Option<&'a CStr>,
 }
 
 /// The auxv values a carried emulator gets instead of the interpreter's:
@@ -741,8 +756,9 @@ fn move_to_random(from: usize, len: usize) -> Result<usize, Errno> {
 
 /// Starts the carried emulator as the kernel would start a binfmt_misc
 /// interpreter: its segments get their protections, the kernel's stack
-/// block is rewritten in place (argv gains `--` after `argv[0]`, and the
-/// program's path may be replaced: see [`Launch::program`]; auxv tells the
+/// block is rewritten in place (argv gains `--` after `argv[0]`, `-cpu
+/// MODEL` before it with [`Launch::cpu`], and the program's path may be
+/// replaced: see [`Launch::program`]; auxv tells the
 /// emulator's program headers and entry, AT_EXECFD and AT_FLAGS), and
 /// control jumps to its entry point. Returns only if a protection cannot be
 /// set or there is no kernel stack; nothing is changed in the stack block
@@ -805,6 +821,7 @@ pub fn launch(p: &Process<'_>, l: &Launch<'_>) -> Errno {
         add_execfd: (!has_execfd).then_some(l.execfd as usize),
         program,
         keep_argv0,
+        cpu: l.cpu.filter(|c| c.to_bytes_with_nul().len() <= MAX_CPU),
     };
     if plan.shift() * 8 > GAP {
         // Unreachable: GAP is sized for the most a plan can hold.
@@ -839,17 +856,31 @@ struct Rewrite<'a> {
     program: Option<&'a CStr>,
     /// Keep the kernel's argv[1] after `program`, as argv0.
     keep_argv0: bool,
+    /// `-cpu` and this model before `--`, at most [`MAX_CPU`] bytes with
+    /// its NUL.
+    cpu: Option<&'a CStr>,
 }
 
 impl Rewrite<'_> {
     /// Words inserted into argv and auxv.
     fn inserted(&self) -> usize {
-        1 + usize::from(self.keep_argv0) + if self.add_execfd.is_some() { 2 } else { 0 }
+        1 + usize::from(self.keep_argv0)
+            + if self.add_execfd.is_some() { 2 } else { 0 }
+            + if self.cpu.is_some() { 2 } else { 0 }
     }
 
-    /// Bytes of the strings placed after the block: `--`, then `program`.
+    /// Bytes of the CPU option and model, if any.
+    fn cpu_bytes(&self) -> usize {
+        self.cpu
+            .map_or(0, |c| CPU_OPTION.len() + c.to_bytes_with_nul().len())
+    }
+
+    /// Bytes of the strings placed after the block: `--`, then `-cpu` and
+    /// the model, then `program`.
     fn string_bytes(&self) -> usize {
-        END_OF_OPTIONS.len() + self.program.map_or(0, |p| p.to_bytes_with_nul().len())
+        END_OF_OPTIONS.len()
+            + self.cpu_bytes()
+            + self.program.map_or(0, |p| p.to_bytes_with_nul().len())
     }
 
     /// Words the block moves down: room for the inserted words and the
@@ -863,7 +894,8 @@ impl Rewrite<'_> {
 /// Rewrites the kernel's stack block at `old` (`words` long, auxv's
 /// AT_NULL pair included) for the emulator and returns the new block's
 /// start, the emulator's initial stack pointer: argv gains `--` after
-/// argv[0] and, with `plan.program`, argv[1] becomes that path (with
+/// `argv[0]` (`-cpu MODEL --` with `plan.cpu`) and, with `plan.program`,
+/// argv[1] becomes that path (with
 /// `plan.keep_argv0`, the old argv[1] follows it); envp loses what
 /// `plan.drop_env` rejects; auxv values are edited by `plan.edits`, and
 /// `plan.add_execfd` is added as AT_EXECFD.
@@ -874,7 +906,8 @@ impl Rewrite<'_> {
 /// words inserted so far, which never goes below zero. The new argv, envp
 /// and auxv therefore hold exactly the kernel's pointers and values with
 /// the stated edits, terminated as the kernel terminates them. Then the
-/// strings new argv slots point to, `--` and the program's path, are
+/// strings new argv slots point to, `--`, `-cpu` and the model, and the
+/// program's path, are
 /// copied right after the longest block the rewrite can produce, still
 /// below `old + words` (the shift leaves room for them), which was all
 /// read by then: they live in the emulator's stack block, above its stack
@@ -886,8 +919,8 @@ impl Rewrite<'_> {
 ///   words long, with at least `plan.shift()` writable words below it
 ///   that nothing else uses, and every argv and envp pointer must point
 ///   to a NUL-terminated string;
-/// - `plan.program`, if any, must not lie in the block or the words below
-///   it.
+/// - `plan.program` and `plan.cpu`, if any, must not lie in the block or
+///   the words below it.
 unsafe fn rewrite_stack(old: *mut usize, words: usize, plan: &Rewrite<'_>) -> *mut usize {
     let shift = plan.shift();
     // SAFETY: every read and write below stays within the block the
@@ -899,16 +932,25 @@ unsafe fn rewrite_stack(old: *mut usize, words: usize, plan: &Rewrite<'_>) -> *m
         let new = old.sub(shift);
         let strings = new.add(words + plan.inserted()).cast::<u8>();
         let dashes = strings;
-        let path = strings.add(END_OF_OPTIONS.len());
+        let cpu_option = dashes.add(END_OF_OPTIONS.len());
+        let model = cpu_option.add(CPU_OPTION.len());
+        let path = strings.add(END_OF_OPTIONS.len() + plan.cpu_bytes());
         let argc = *old;
         let mut r = 1usize; // read index, in words from `old`
         let mut w = 1usize; // write index, in words from `new`
-        new.write(argc + 1 + usize::from(plan.keep_argv0));
-        // argv[0], "--", the program's path (argv[1] or ours, with the
-        // kernel's after it as argv0), the rest of argv and its null.
+        let cpu_words = if plan.cpu.is_some() { 2 } else { 0 };
+        new.write(argc + 1 + usize::from(plan.keep_argv0) + cpu_words);
+        // argv[0], "-cpu" and the model, "--", the program's path (argv[1]
+        // or ours, with the kernel's after it as argv0), the rest of argv
+        // and its null.
         new.add(w).write(*old.add(r));
         w += 1;
         r += 1;
+        if plan.cpu.is_some() {
+            new.add(w).write(cpu_option as usize);
+            new.add(w + 1).write(model as usize);
+            w += 2;
+        }
         new.add(w).write(dashes as usize);
         w += 1;
         let given = *old.add(r);
@@ -961,6 +1003,11 @@ unsafe fn rewrite_stack(old: *mut usize, words: usize, plan: &Rewrite<'_>) -> *m
         new.add(w + 1).write(0);
         // The strings, now that the whole block has been read.
         core::ptr::copy_nonoverlapping(END_OF_OPTIONS.as_ptr(), dashes, END_OF_OPTIONS.len());
+        if let Some(c) = plan.cpu {
+            core::ptr::copy_nonoverlapping(CPU_OPTION.as_ptr(), cpu_option, CPU_OPTION.len());
+            let c = c.to_bytes_with_nul();
+            core::ptr::copy_nonoverlapping(c.as_ptr(), model, c.len());
+        }
         if let Some(p) = plan.program {
             let p = p.to_bytes_with_nul();
             core::ptr::copy_nonoverlapping(p.as_ptr(), path, p.len());
@@ -1157,7 +1204,12 @@ mod tests {
         a.iter_from(0).map(CStr::to_bytes).collect()
     }
 
-    fn plan(program: Option<&CStr>, keep_argv0: bool, add_execfd: Option<usize>) -> Rewrite<'_> {
+    fn plan<'a>(
+        program: Option<&'a CStr>,
+        keep_argv0: bool,
+        add_execfd: Option<usize>,
+        cpu: Option<&'a CStr>,
+    ) -> Rewrite<'a> {
         Rewrite {
             edits: AuxEdits {
                 phdr: 0x1000,
@@ -1170,6 +1222,7 @@ mod tests {
             add_execfd,
             program,
             keep_argv0,
+            cpu,
         }
     }
 
@@ -1193,20 +1246,35 @@ mod tests {
         longest.resize(PATH_MAX - 1, b'a');
         longest.push(0);
         let longest = CStr::from_bytes_with_nul(&longest).unwrap();
-        for (program, keep, fd) in [
-            (None, false, None),
-            (None, false, Some(5)),
-            (Some(c"/work/d/prog"), false, None),
-            (Some(c"/work/d/prog"), true, Some(5)),
-            (Some(longest), false, None),
-            (Some(longest), true, Some(5)),
+        let mut model = std::vec![b'm'; MAX_CPU - 1];
+        model.push(0);
+        let longest_model = CStr::from_bytes_with_nul(&model).unwrap();
+        for (program, keep, fd, cpu) in [
+            (None, false, None, None),
+            (None, false, Some(5), None),
+            (Some(c"/work/d/prog"), false, None, None),
+            (Some(c"/work/d/prog"), true, Some(5), None),
+            (Some(longest), false, None, None),
+            (Some(longest), true, Some(5), None),
+            (None, false, None, Some(c"arm1176")),
+            (Some(c"/work/d/prog"), true, Some(5), Some(c"max,sve=off")),
+            (Some(longest), true, Some(5), Some(longest_model)),
         ] {
             let kernel_auxv: &[_] = if fd.is_some() { &auxv } else { &with_fd };
-            let r = rewritten(&kernel_argv, &envp, kernel_auxv, &plan(program, keep, fd));
+            let r = rewritten(
+                &kernel_argv,
+                &envp,
+                kernel_auxv,
+                &plan(program, keep, fd, cpu),
+            );
             assert_eq!((r.old - r.new) % 2, 0, "stack pointer not 16-byte aligned");
             let p = r.process();
             let path = program.map_or(&b"./prog"[..], CStr::to_bytes);
-            let mut want: Vec<&[u8]> = std::vec![b"/interp", b"--", path];
+            let mut want: Vec<&[u8]> = std::vec![b"/interp"];
+            if let Some(c) = cpu {
+                want.extend([&b"-cpu"[..], c.to_bytes()]);
+            }
+            want.extend([&b"--"[..], path]);
             if keep {
                 want.push(b"./prog");
             }
@@ -1221,12 +1289,20 @@ mod tests {
                     secure: false,
                 }
             );
-            // One env entry dropped; `--`, argv0 and AT_EXECFD inserted.
-            let new_words = r.words - 1 + 1 + usize::from(keep) + 2 * usize::from(fd.is_some());
+            // One env entry dropped; `--`, argv0, AT_EXECFD and `-cpu
+            // MODEL` inserted.
+            let new_words = r.words - 1
+                + 1
+                + usize::from(keep)
+                + 2 * usize::from(fd.is_some())
+                + 2 * usize::from(cpu.is_some());
             assert_eq!(p.stack.as_ref().unwrap().words, new_words);
             let argv = |i| p.argv.get(i).unwrap();
-            assert!(r.in_block(argv(1), new_words));
-            assert_eq!(program.is_some(), r.in_block(argv(2), new_words));
+            let c = 2 * usize::from(cpu.is_some());
+            for i in 1..=1 + c {
+                assert!(r.in_block(argv(i), new_words), "argv[{i}]");
+            }
+            assert_eq!(program.is_some(), r.in_block(argv(2 + c), new_words));
             assert_eq!(argv(0).as_ptr(), kernel_argv[0].as_ptr());
             assert!(r.mem[r.old + r.words..].iter().all(|&w| w == UNTOUCHED));
         }

@@ -36,12 +36,12 @@ fn persisted_entries_survive_a_systemd_binfmt_start_and_win() {
         &s,
         r#"
 R=/proc/sys/fs/binfmt_misc
-cap failing "$CLI" install aarch64 --persist --binfmt-d-dir "$S/afile/binfmt.d" --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap failing install_shim aarch64 --persist --binfmt-d-dir "$S/afile/binfmt.d"
 cap after-failing sh -c 'ls "$0"; ls -A "$1"' "$R" "$S"
-cap install "$CLI" install aarch64 --persist --binfmt-d-dir "$S/binfmt.d" --emulator-dir "$EMUS" --install-dir "$S/inst"
-cap again "$CLI" install aarch64 --persist --binfmt-d-dir "$S/binfmt.d" --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap install install_shim aarch64 --persist --binfmt-d-dir "$S/binfmt.d"
+cap again install_shim aarch64 --persist --binfmt-d-dir "$S/binfmt.d"
 cap conf-before cat "$S/binfmt.d/zz-qemu-shim.conf"
-cap changed "$CLI" install aarch64 --no-credentials --binfmt-d-dir "$S/binfmt.d" --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap changed install_shim aarch64 --no-credentials --binfmt-d-dir "$S/binfmt.d"
 cap entry cat "$R/qemu-shim-aarch64"
 "#,
     );
@@ -183,7 +183,7 @@ fn doctor_passes_a_healthy_install_and_names_each_broken_arch() {
 R=/proc/sys/fs/binfmt_misc
 D="$CLI doctor --binfmt-d-dir $S/bd"
 cap empty $D
-"$CLI" install aarch64 --emulator-dir "$EMUS" --install-dir "$S/inst" >/dev/null
+install_shim aarch64 >/dev/null
 "$CLI" install s390x --no-carry --emulator-dir "$S/emus" --install-dir "$S/inst2" >/dev/null
 cap healthy $D
 echo 0 >"$R/qemu-shim-aarch64"
@@ -194,7 +194,7 @@ cap shadowed $D
 echo -1 >"$R/qemu-aarch64"
 printf 'not an emulator' >"$S/emus/qemu-s390x-static"
 cap emulator $D
-"$CLI" install aarch64 --persist --binfmt-d-dir "$S/bd" --emulator-dir "$EMUS" --install-dir "$S/inst" >/dev/null
+install_shim aarch64 --persist --binfmt-d-dir "$S/bd" >/dev/null
 echo -1 >"$R/qemu-shim-aarch64"
 cap not-registered $D
 grep '^:qemu-shim-aarch64:' "$S/bd/zz-qemu-shim.conf" | sed 's/:POCF$/:OCF/' | tr -d '\n' >"$R/register"
@@ -205,9 +205,15 @@ cap no-p $D
 
     let c = s.cap("empty");
     assert_eq!(c.rc, 1, "{c}");
+    // Each install command doctor prints names the binfmt.d directory it
+    // looked at, so it acts there (issue 18, item 1).
+    let bd = s.join("bd");
     line_of(
         &c,
-        "BROKEN  no qemu-shim entries are registered (fix: qemu-shim install)",
+        &format!(
+            "BROKEN  no qemu-shim entries are registered (fix: qemu-shim install --binfmt-d-dir {})",
+            bd.display()
+        ),
     );
 
     let c = s.cap("healthy");
@@ -242,8 +248,9 @@ cap no-p $D
     assert_eq!(
         line_of(&c, "BROKEN  aarch64: "),
         format!(
-            "BROKEN  aarch64: qemu-shim-aarch64 is disabled (fix: qemu-shim install aarch64 --install-dir {})",
-            std::fs::canonicalize(&inst).unwrap().display()
+            "BROKEN  aarch64: qemu-shim-aarch64 is disabled (fix: qemu-shim install aarch64 --install-dir {} --binfmt-d-dir {})",
+            std::fs::canonicalize(&inst).unwrap().display(),
+            bd.display()
         )
     );
     line_of(&c, "ok      s390x: ");
@@ -253,8 +260,9 @@ cap no-p $D
     let l = line_of(&c, "BROKEN  aarch64: ");
     assert!(
         l.contains("programs run through qemu-aarch64 (/bin/false), which the kernel tries first")
-            && l.contains("(fix: qemu-shim install aarch64")
-            && l.contains("echo -1 > /proc/sys/fs/binfmt_misc/qemu-aarch64)"),
+            && l.contains(
+                "or remove theirs with echo -1 > /proc/sys/fs/binfmt_misc/qemu-aarch64 (fix: qemu-shim install aarch64"
+            ),
         "{l}"
     );
     line_of(&c, "ok      s390x: ");
@@ -266,7 +274,7 @@ cap no-p $D
         l.contains("the probe program exited 126, not 42")
             && l.contains("qemu-s390x-static: exec format error")
             && l.contains("(fix: qemu-shim install s390x --install-dir ")
-            && l.ends_with(" --no-carry)"),
+            && l.ends_with(&format!(" --no-carry --binfmt-d-dir {})", bd.display())),
         "{l}"
     );
     line_of(&c, "ok      aarch64: ");
@@ -277,9 +285,10 @@ cap no-p $D
     assert_eq!(
         line_of(&c, "BROKEN  aarch64: "),
         format!(
-            "BROKEN  aarch64: qemu-shim-aarch64 is in {} but not registered (fix: qemu-shim install aarch64 --install-dir {})",
+            "BROKEN  aarch64: qemu-shim-aarch64 is in {} but not registered (fix: qemu-shim install aarch64 --install-dir {} --binfmt-d-dir {})",
             s.join("bd/zz-qemu-shim.conf").display(),
-            std::fs::canonicalize(&inst).unwrap().display()
+            std::fs::canonicalize(&inst).unwrap().display(),
+            bd.display()
         )
     );
 
@@ -306,7 +315,7 @@ fn doctor_checks_setuid_programs_on_every_arch_where_c_is_on() {
         &s,
         r#"
 R=/proc/sys/fs/binfmt_misc
-"$CLI" install --quiet --emulator-dir "$EMUS" --install-dir "$S/inst"
+install_shim --quiet
 cap all "$CLI" doctor --binfmt-d-dir "$S/bd"
 cap nobody nobody "$CLI" doctor --binfmt-d-dir "$S/bd"
 "$CLI" uninstall --quiet --install-dir "$S/inst"
@@ -446,8 +455,7 @@ cap rest "$CLI" uninstall --json --install-dir "$S/inst" --binfmt-d-dir "$S/bd"
 cap left ls -A "$S/bd"
 "#,
     );
-    let c = s.cap("install");
-    assert_eq!(c.rc, 0, "{c}");
+    s.installed();
     let names = |text: &str| -> Vec<String> {
         parse_binfmt_d(text)
             .into_iter()

@@ -50,7 +50,7 @@ fn entry_flags(entry: &str) -> Option<&str> {
 /// aarch64 entry, whose flags tell which mode took effect.
 fn install(mode: Mode, arches: &str) -> String {
     format!(
-        "cap install \"$CLI\" install {arches} {} --emulator-dir \"$EMUS\" --install-dir \"$S/inst\"\n\
+        "cap install install_shim {arches} {}\n\
          cap entry cat /proc/sys/fs/binfmt_misc/qemu-shim-aarch64\n",
         mode.option()
     )
@@ -58,8 +58,7 @@ fn install(mode: Mode, arches: &str) -> String {
 
 #[track_caller]
 fn assert_installed(s: &Scratch, mode: Mode) {
-    let c = s.cap("install");
-    assert_eq!(c.rc, 0, "install failed:\n{c}");
+    s.installed();
     let e = s.cap("entry");
     assert!(
         e.rc == 0 && entry_flags(&e.stdout).is_some_and(|f| mode.fits(f)),
@@ -279,7 +278,7 @@ cap bare-env env -- -uname -m
 
 /// Carried emulators are read from the interpreter file: the emulator the
 /// install found may go away. (Started by path, the same loss is exit 127:
-/// tests/interp_errors.rs.)
+/// tests/integration/interp_errors.rs.)
 #[test]
 fn carried_emulators_need_no_emulator_file() {
     let s = Scratch::new("carried-no-file");
@@ -295,8 +294,7 @@ rm -r "$S/emus"
 cap run "$FIX/busybox/arm64/busybox" uname -m
 "#,
     );
-    let c = s.cap("install");
-    assert_eq!(c.rc, 0, "install failed:\n{c}");
+    s.installed();
     assert_runs(&s.cap("run"), "aarch64\n");
 }
 
@@ -314,12 +312,12 @@ fn pinned_entries_work_where_the_interpreter_path_is_missing() {
         r#"
 bb=$FIX/busybox/arm64/busybox
 R=/proc/sys/fs/binfmt_misc
-cap install "$CLI" install aarch64 --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap install install_shim aarch64
 cap entry cat "$R/qemu-shim-aarch64"
 mount -t tmpfs tmpfs "$S/inst"
 cap pinned "$bb" uname -m
 umount "$S/inst"
-cap install-nopin "$CLI" install aarch64 --no-pin --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap install-nopin install_shim aarch64 --no-pin
 cap entry-nopin cat "$R/qemu-shim-aarch64"
 cap nopin-visible "$bb" uname -m
 mount -t tmpfs tmpfs "$S/inst"
@@ -409,7 +407,7 @@ in_both_modes!(proc_self_exe_survives_a_chdir: proc_self_exe_survives_a_chdir_ca
 /// directory when it names the very file the kernel opened, and the path
 /// as given otherwise; argv and argv0 stay as the caller wrote them, and
 /// the guest's AT_EXECFN (qemu's path) shows which path qemu got.
-/// `procexe DIR` (tests/procexe.c) changes to DIR, then prints argv0,
+/// `procexe DIR` (tests/integration/procexe.c) changes to DIR, then prints argv0,
 /// AT_EXECFN, readlink and open of /proc/self/exe.
 fn proc_self_exe_survives_a_chdir(mode: Mode) {
     let s = Scratch::new("procexe");
