@@ -502,6 +502,10 @@ fn check_entry(
         .filter(|i| i.path == e.interpreter)
         .flat_map(|i| &i.emulators)
         .find(|m| m.arch == arch);
+    if let Some(c) = emu.and_then(|m| m.cpu.as_ref()) {
+        // The probes above ran under it: the entry starts qemu that way.
+        notes.push(format!("qemu runs with -cpu {c} (the config's)"));
+    }
     if let Some(m) = emu {
         match m.source {
             "stale" => {

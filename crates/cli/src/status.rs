@@ -93,6 +93,10 @@ pub struct EmulatorStatus {
     pub source_version: Option<String>,
     /// When `unknown`: why.
     pub source_note: Option<String>,
+    /// The qemu CPU model the administrator chose for this arch (config
+    /// `cpu`, issue 15): qemu runs with `-cpu MODEL`; `null` for qemu's
+    /// default.
+    pub cpu: Option<String>,
 }
 
 /// What `status` reads from an interpreter file.
@@ -609,6 +613,7 @@ pub fn read_interpreter(path: &Path) -> Result<InterpreterFile> {
                 Freshness::Unknown(why) => Some(why),
                 _ => None,
             },
+            cpu: (!e.cpu.is_empty()).then(|| String::from_utf8_lossy(e.cpu).into_owned()),
         });
     }
     Ok(InterpreterFile {
@@ -804,10 +809,17 @@ fn emulator_cell(s: &Status, a: &ArchStatus) -> String {
         (Some(_), None) => false,
     };
     if ours_wins {
+        let cpu = |m: &EmulatorStatus| {
+            m.cpu
+                .as_ref()
+                .map_or(String::new(), |c| format!(" -cpu {c}"))
+        };
         return match ours.and_then(|o| o.emulator.as_ref()) {
-            Some(m) if m.carried => format!("carried {}", short_version(m.version.as_deref())),
+            Some(m) if m.carried => {
+                format!("carried {}{}", short_version(m.version.as_deref()), cpu(m))
+            }
             // The path is in `status ARCH` and --verbose: the table stays narrow.
-            Some(m) => format!("by path {}", short_version(m.version.as_deref())),
+            Some(m) => format!("by path {}{}", short_version(m.version.as_deref()), cpu(m)),
             None => "-".into(),
         };
     }
@@ -1005,6 +1017,9 @@ fn write_arch(out: &mut dyn Write, s: &Status, a: &ArchStatus) {
                         format!("{name} {version}, by path: {}", m.emulator)
                     },
                 );
+                if let Some(c) = &m.cpu {
+                    kv("cpu", format!("{c} (qemu -cpu, from the config)"));
+                }
                 kv(
                     "source",
                     match m.source {
@@ -1149,6 +1164,9 @@ fn write_interpreter(out: &mut dyn Write, i: &InterpreterStatus) {
         } else {
             format!("by path  {}  {version}", m.emulator)
         };
+        if let Some(c) = &m.cpu {
+            how.push_str(&format!("  -cpu {c}"));
+        }
         match m.source {
             "stale" => how.push_str(&format!("  {}", stale_text(m))),
             "vanished" if m.carried => {
@@ -1215,6 +1233,7 @@ mod tests {
                 source: "current",
                 source_version: None,
                 source_note: None,
+                cpu: None,
             }],
         }
     }

@@ -145,6 +145,9 @@ pub struct WhichEntry {
     /// started by path, in the program's mount namespace). `null` for
     /// others' entries, or when the table cannot be read.
     pub carried: Option<bool>,
+    /// For ours: the qemu CPU model the administrator chose for the arch
+    /// (`-cpu`, config `cpu`); `null` for qemu's default or others' entries.
+    pub cpu: Option<String>,
     /// Why ours would not run it (the interpreter's table has no emulator
     /// for the arch, it refuses the file, the file cannot be read).
     pub problem: Option<String>,
@@ -237,6 +240,7 @@ pub fn which(file: &Path, binfmt_dir: Option<&Path>) -> Result<(Which, u8)> {
                 interpreter: e.interpreter.clone(),
                 emulator: None,
                 carried: None,
+                cpu: None,
                 problem: None,
                 name,
             };
@@ -248,6 +252,9 @@ pub fn which(file: &Path, binfmt_dir: Option<&Path>) -> Result<(Which, u8)> {
                                 entry.emulator = Some(p.display().to_string());
                                 entry.carried =
                                     Some(cfg.carry && !cfg.plain.iter().any(|x| x == a.name));
+                                let model = cfg.cpu(a.name);
+                                entry.cpu = (!model.is_empty())
+                                    .then(|| String::from_utf8_lossy(model).into_owned());
                             }
                             None => {
                                 entry.problem = Some(format!(
@@ -333,6 +340,9 @@ pub fn write_text(out: &mut dyn Write, w: &Which) {
         (None, _, None) => "unknown".into(),
     };
     let _ = writeln!(out, "emulator:    {emulator}");
+    if let Some(c) = &e.cpu {
+        let _ = writeln!(out, "cpu:         {c} (qemu -cpu, from the config)");
+    }
     for n in &w.notes {
         let _ = writeln!(out, "note: {n}");
     }
@@ -472,6 +482,7 @@ mod tests {
             interpreter: "/i/qemu-shim-interp".into(),
             emulator: Some("/usr/bin/qemu-aarch64-static".into()),
             carried: Some(true),
+            cpu: None,
             problem: None,
         });
         assert_eq!(
