@@ -7,10 +7,15 @@
 //! one read-only PT_LOAD (carried emulators)   each emulator's memory image        [link]
 //! ```
 //!
-//! - [`build`] makes a file from the built interpreter and a [`Spec`]
+//! - [`prepare`] plans a file from the built interpreter and a [`Spec`]
 //!   (emulators, flags, carried or by path, pre-relocation base) for a
 //!   [`Target`] host arch, which is a parameter, not the arch this crate is
-//!   compiled for: an x86_64 build writes an aarch64 host's file.
+//!   compiled for: an x86_64 build writes an aarch64 host's file. The
+//!   [`Prepared`] file is then written ([`Prepared::write_file`]: sparse,
+//!   sharing the emulators' extents where the file system can) or compared
+//!   with an installed one ([`Prepared::same_as`]), streamed one emulator at
+//!   a time into an [`Output`]; [`build`] makes it in memory (tests, small
+//!   files).
 //! - [`read_spec`], [`read_spec_file`] and [`read_head`] read an installed
 //!   file back; [`region`] finds its table.
 //!
