@@ -1007,6 +1007,30 @@ mod tests {
     }
 
     #[test]
+    fn writes_that_straddle_a_piece_land_in_both_in_table_order() {
+        // Words at the end of one piece and across into the next, one
+        // written twice (the later wins), one overlapping another.
+        let writes = [
+            (4, 0x1111_1111_1111_1111),
+            (12, 0x2222_2222_2222_2222),
+            (4, 0x3333_3333_3333_3333),
+            (14, 0x4444_4444_4444_4444),
+        ];
+        let mut order: Vec<usize> = (0..writes.len()).collect();
+        order.sort_by_key(|&i| writes[i].0);
+        let mut whole = [0u8; 32];
+        apply(&mut whole, 0, &writes, &order);
+        let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
+        apply(&mut a, 0, &writes, &order);
+        apply(&mut b, 16, &writes, &order);
+        assert_eq!([a, b].concat(), whole);
+        assert_eq!(whole[4..12], [0x33; 8]);
+        assert_eq!(whole[12..14], [0x22; 2]);
+        assert_eq!(whole[14..22], [0x44; 8]);
+        assert_eq!(whole[22..], [0; 10]);
+    }
+
+    #[test]
     fn an_emulator_that_cannot_be_read_again_fails_the_build() {
         let carried = [carry(&emulator(0x300))];
         let r = build(&shim(), T, &carried, &[], 0, None, &mut |_| {
