@@ -20,6 +20,13 @@ left() {
 # The table in match order (newest first), for the entries that run
 # aarch64 and the markers registered between steps.
 order() { ls -U "$B" | grep -E '^(qemu-aarch64|qemu-shim-aarch64|marker[0-9])$' | tr '\n' ' '; }
+# The package's files (not directories) still there, and its dpkg info.
+files_left() {
+	while read -r f; do
+		[ -d "$R$f" ] || [ ! -e "$R$f" ] || echo "$f"
+	done <"$S/pkg-files"
+	ls "$R/var/lib/dpkg/info" | grep '^qemu-shim\.' || true
+}
 marker() { printf ':marker%s:E::marker%s::/bin/true:' "$1" "$1" >"$B/register"; }
 
 # 1. No /proc in the root: binfmt_misc cannot be mounted there. The
@@ -102,11 +109,22 @@ cap removed-left left
 cap reinstall-qemu in_root dpkg -i /pkg/qemu-new.deb
 cap reinstalled-left left
 
-# 9. The table reachable but read-only (as /proc/sys is in a docker
-#    container): purge cannot remove our entries. It does not fail, says so
-#    in one line with the command, keeps the file they run, drops the
-#    binfmt.d line. The command, run where the table is writable, removes
-#    exactly ours.
+# 9. Purged (the package upgraded from v1, the emulators upgraded,
+#    removed and back): nothing of ours is left — no entry, no
+#    /var/lib/qemu-shim, no binfmt.d line, none of the package's files —
+#    and the other entries (Debian's, someone else's) stay.
+in_root dpkg-query -L qemu-shim >"$S/pkg-files"
+cap purge in_root dpkg --purge qemu-shim
+cap purged-left left
+cap others ls "$B"
+cap files-left files_left
+
+# 10. The table reachable but read-only (as /proc/sys is in a docker
+#     container): purge cannot remove our entries. It does not fail, says
+#     so in one line with the command, keeps the file they run, drops the
+#     binfmt.d line. The command, run where the table is writable, removes
+#     exactly ours.
+cap install-again in_root dpkg -i /pkg/qemu-shim.deb
 mount --bind "$R$B" "$R$B"
 mount -o remount,bind,ro "$R$B"
 cap purge-ro in_root dpkg --purge qemu-shim
@@ -115,14 +133,8 @@ umount "$R$B"
 cmd=$(sed -n 's/.*remove them where the table is writable with: //p' "$CAPS/purge-ro.err" | head -n 1)
 cap purge-ro-command in_root sh -c "$cmd"
 cap purge-ro-command-left left
+cap purge-ro-others ls "$B"
 rm -r "$R/var/lib/qemu-shim"
-
-# 10. Installed again, purged: nothing of ours is left; the other entries
-#     (Debian's, someone else's) stay.
-cap install-again in_root dpkg -i /pkg/qemu-shim.deb
-cap purge in_root dpkg --purge qemu-shim
-cap purged-left left
-cap others ls "$B"
 
 # 11. In a container (docker's marker file): registration is skipped, but
 #     what this system registers by hand from the package's file (as the
