@@ -320,6 +320,15 @@ fn deb_package_registers_follows_qemu_upgrades_and_purges_clean() {
         ),
         "{supported}"
     );
+    // tonistiigi/binfmt's `emulators`: every entry, in match order, so
+    // ours before Debian's.
+    let emus = json(&st)["emulators"].clone();
+    let at = |n: &str| {
+        emus.as_array()
+            .and_then(|a| a.iter().position(|e| e == n))
+            .unwrap_or_else(|| panic!("no {n} in emulators: {emus}"))
+    };
+    assert!(at("qemu-shim-aarch64") < at("qemu-aarch64"), "{emus}");
 
     // 5. Package upgrade: unpacked, the entries are still there and run;
     //    configured, the file is rewritten (the interpreter changed) and
