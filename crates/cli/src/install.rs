@@ -350,6 +350,7 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
         }
     }
     emulators.sort_by_key(|(a, _)| ARCHES.iter().position(|r| std::ptr::eq(r, *a)));
+    let cpu = cpu_models(&cfg, &emulators, &plain)?;
 
     // A pre-relocated file keeps its address across installs, so an
     // install that changes nothing else writes the same file.
@@ -371,6 +372,7 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
             .map(|(a, p)| (a.name.to_string(), p.clone()))
             .collect(),
         plain,
+        cpu,
     };
     progress.say(&format!(
         "qemu-shim: building the interpreter file ({} emulators)",
@@ -1569,6 +1571,32 @@ fn report(
     if nothing_to_do {
         let _ = writeln!(out, "nothing to do: already installed");
     }
+}
+
+/// The CPU models the config chooses for the arches in the new table
+/// (qemu's only: a plain emulator's `cpu` is refused when the config is
+/// read), each checked by running its arch's probe program under it with
+/// the emulator the table will start.
+fn cpu_models(
+    cfg: &config::Config,
+    emulators: &[(&'static Arch, PathBuf)],
+    plain: &[String],
+) -> Result<Vec<(String, String)>> {
+    let names: Vec<&str> = emulators
+        .iter()
+        .map(|(a, _)| a.name)
+        .filter(|n| !plain.iter().any(|p| p == n))
+        .collect();
+    let models = cfg.cpu_models(&names);
+    for (arch, model) in &models {
+        let (a, emulator) = emulators
+            .iter()
+            .find(|(a, _)| a.name == arch)
+            .expect("models are chosen from these arches");
+        let at = cfg.whereabouts(a).unwrap_or_else(|| "config".into());
+        crate::cpu::check(a, emulator, model, &at)?;
+    }
+    Ok(models)
 }
 
 #[cfg(test)]

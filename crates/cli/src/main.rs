@@ -7,6 +7,7 @@
 mod analysis;
 mod cli;
 mod config;
+mod cpu;
 #[cfg(test)]
 mod deploy_tests;
 mod doctor;

@@ -5,7 +5,8 @@
 use std::fs;
 
 use qemu_shim_suite::{
-    as_nobody, assert_runs, busybox, cli, emulator_dir, sandbox_caps, As, Captured, Scratch,
+    as_nobody, assert_runs, busybox, cli, emulator_dir, sandbox_caps, sandbox_installed, As,
+    Captured, Scratch,
 };
 
 /// Asserts a captured CLI run failed with exit `code` and one line
@@ -35,11 +36,11 @@ snapshot() {
 	for e in /proc/sys/fs/binfmt_misc/*; do echo "== $e"; cat "$e"; done
 	stat -c '%n %i %Y %a' "$S/inst/qemu-shim-interp"
 }
-cap first "$CLI" install --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap first install_shim
 cap status1 "$CLI" status
 cap json1 "$CLI" status --json
 cap snap1 snapshot
-cap second "$CLI" install --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap second install_shim
 cap status2 "$CLI" status
 cap json2 "$CLI" status --json
 cap snap2 snapshot
@@ -138,7 +139,7 @@ magic='\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00'
 mask='\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff'
 printf '%s' ":other-aarch64:M::$magic:$mask:/bin/false:" >"$R/register"
 cap other-before "$FIX/busybox/arm64/busybox" uname -m
-cap install "$CLI" install aarch64 s390x --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap install install_shim aarch64 s390x
 cap ours "$FIX/busybox/arm64/busybox" uname -m
 cap other-entry-installed cat "$R/other-aarch64"
 cap uninstall "$CLI" uninstall --install-dir "$S/inst"
@@ -154,8 +155,7 @@ cap inst-after ls -A "$S"
         c.rc == 1 && c.stdout.is_empty(),
         "the other entry does not answer:\n{c}"
     );
-    let c = s.cap("install");
-    assert_eq!(c.rc, 0, "install failed:\n{c}");
+    s.installed();
     assert_runs(&s.cap("ours"), "aarch64\n");
     let c = s.cap("uninstall");
     assert_eq!(c.rc, 0, "uninstall failed:\n{c}");
@@ -192,12 +192,12 @@ cap inst-after ls -A "$S"
 fn install_and_uninstall_take_debian_and_entry_names_lists_and_all() {
     let s = Scratch::new("names");
     busybox("armhf");
-    sandbox_caps(
+    sandbox_installed(
         As::Root,
         &s,
+        "ARM64,armhf",
         r#"
 R=/proc/sys/fs/binfmt_misc
-cap install "$CLI" install ARM64,armhf --emulator-dir "$EMUS" --install-dir "$S/inst"
 cap entries1 sh -c "ls $R | grep qemu-shim-"
 cap run "$FIX/busybox/armhf/busybox" uname -m
 cap one "$CLI" uninstall qemu-shim-arm --install-dir "$S/inst"
@@ -206,8 +206,6 @@ cap all "$CLI" uninstall all --install-dir "$S/inst"
 cap entries3 sh -c "ls $R | grep -c qemu-shim-"
 "#,
     );
-    let c = s.cap("install");
-    assert_eq!(c.rc, 0, "install failed:\n{c}");
     assert_runs(&s.cap("entries1"), "qemu-shim-aarch64\nqemu-shim-arm\n");
     assert_runs(&s.cap("run"), "armv7l\n");
     assert_eq!(s.cap("one").rc, 0, "{}", s.cap("one"));
@@ -228,7 +226,7 @@ fn errors_are_one_format_with_true_hints() {
         &s,
         r#"
 chmod 0755 "$S"
-"$CLI" install aarch64 --quiet --emulator-dir "$EMUS" --install-dir "$S/inst"
+install_shim aarch64 --quiet
 cap uninstall-nobody nobody "$CLI" uninstall aarch64 --install-dir "$S/inst"
 cap emudir-missing "$CLI" install aarch64 --emulator-dir "$S/nonexistent" --install-dir "$S/inst2"
 cap emudir-file "$CLI" install aarch64 --emulator-dir "$EMUS/qemu-aarch64-static" --install-dir "$S/inst2"
@@ -317,13 +315,12 @@ fn status_json_has_the_documented_fields() {
         r#"
 R=/proc/sys/fs/binfmt_misc
 printf '%s' ':other-txt:E::qsx::/bin/false:' >"$R/register"
-cap install "$CLI" install aarch64 --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap install install_shim aarch64
 echo 0 >"$R/other-txt"
 cap json "$CLI" status --json
 "#,
     );
-    let c = s.cap("install");
-    assert_eq!(c.rc, 0, "install failed:\n{c}");
+    s.installed();
     let c = s.cap("json");
     assert_eq!(c.rc, 0, "status --json failed:\n{c}");
     let v: serde_json::Value = serde_json::from_str(&c.stdout)
@@ -388,15 +385,14 @@ fn which_names_the_arch_entry_and_emulator() {
         &s,
         r#"
 cap before "$CLI" which "$FIX/busybox/arm64/busybox"
-cap install "$CLI" install aarch64 --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap install install_shim aarch64
 cap arm64 "$CLI" which "$FIX/busybox/arm64/busybox"
 cap i386 "$CLI" which "$FIX/busybox/i386/busybox"
 echo 'not a program' >"$S/text"
 cap text "$CLI" which "$S/text"
 "#,
     );
-    let c = s.cap("install");
-    assert_eq!(c.rc, 0, "install failed:\n{c}");
+    s.installed();
     let c = s.cap("before");
     assert_eq!(c.rc, 1, "which with no entry registered must exit 1:\n{c}");
     let c = s.cap("arm64");
@@ -430,12 +426,12 @@ fn install_errors_name_the_problem_and_change_nothing() {
         r#"
 R=/proc/sys/fs/binfmt_misc
 mkdir "$S/empty" "$S/notbinfmt"
-cap unknown "$CLI" install frobnicate --emulator-dir "$EMUS" --install-dir "$S/inst"
-cap native "$CLI" install x86_64 --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap unknown install_shim frobnicate
+cap native install_shim x86_64
 cap none-all "$CLI" install --emulator-dir "$S/empty" --install-dir "$S/inst"
 cap none-one "$CLI" install aarch64 --emulator-dir "$S/empty" --install-dir "$S/inst"
-cap nodir "$CLI" install aarch64 --emulator-dir "$EMUS" --install-dir "$S/inst" --binfmt-dir "$S/nope"
-cap notbinfmt "$CLI" install aarch64 --emulator-dir "$EMUS" --install-dir "$S/inst" --binfmt-dir "$S/notbinfmt"
+cap nodir install_shim aarch64 --binfmt-dir "$S/nope"
+cap notbinfmt install_shim aarch64 --binfmt-dir "$S/notbinfmt"
 cap entries ls "$R"
 cap scratch ls -A "$S"
 cap notbinfmt-after ls -A "$S/notbinfmt"

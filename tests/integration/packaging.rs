@@ -1,6 +1,6 @@
 //! Issue 13: emulator updates never go unnoticed (the install record beside
 //! the interpreter file, compared by `status` and `doctor`, refreshed by
-//! `install`), and the Debian package (tests/deb-package.sh).
+//! `install`), and the Debian package (tests/integration/deb-package.sh).
 
 use std::fs;
 
@@ -130,9 +130,9 @@ cap vanished-doctor $D
     );
 }
 
-/// The .deb scripts/build-deb made for `version` (default: the workspace's
-/// version); panics when it is missing or older than the release CLI
-/// (built from older sources).
+/// The .deb scripts/build-deb made for the workspace's version followed by
+/// `suffix` (`~prev`: the older package scripts/test builds); panics when
+/// it is missing or older than the release CLI (built from older sources).
 fn built_deb(suffix: &str) -> std::path::PathBuf {
     let dir = qemu_shim_suite::target_dir().join("debian");
     let version = format!("{}{suffix}", env!("CARGO_PKG_VERSION"));

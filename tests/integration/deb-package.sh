@@ -1,12 +1,12 @@
 # deb-package.sh: the Debian package's life in a Debian 12 chroot (issue 13),
-# run by tests/packaging.rs inside a user namespace with a full uid map and
-# a private binfmt_misc instance (already proven private), after CAP_SH.
-# $R is a fresh copy of a debootstrap'ed bookworm (minbase) root holding in
-# /pkg: qemu-shim.deb (this version), qemu-shim-prev.deb (the same build
-# packaged as an older version), qemu-old.deb and qemu-new.deb (two
-# qemu-user-static versions), binfmt-support.deb and libpipeline1.deb
+# run by tests/integration/packaging.rs inside a user namespace with a full
+# uid map and a private binfmt_misc instance (already proven private), after
+# CAP_SH. $R is a fresh copy of a debootstrap'ed bookworm (minbase) root
+# holding in /pkg: qemu-shim.deb (this version), qemu-shim-prev.deb (the
+# same build packaged as an older version), qemu-old.deb and qemu-new.deb
+# (two qemu-user-static versions), binfmt-support.deb and libpipeline1.deb
 # (Debian's update-binfmts), busybox (arm64, static). Each step's output
-# goes to $CAPS through `cap`; tests/packaging.rs checks them.
+# goes to $CAPS through `cap`; tests/integration/packaging.rs checks them.
 B=/proc/sys/fs/binfmt_misc
 F=/var/lib/qemu-shim/qemu-shim-interp
 in_root() { chroot "$R" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
