@@ -120,13 +120,21 @@ cap others ls "$B"
 cap files-left files_left
 
 # 10. The table reachable but read-only (as /proc/sys is in a docker
-#     container): purge cannot remove our entries. It does not fail, says
-#     so in one line with the command, keeps the file they run, drops the
-#     binfmt.d line. The command, run where the table is writable, removes
-#     exactly ours.
+#     container): our entries cannot be removed. Neither remove nor purge
+#     fails; each dpkg run says so in one line with the command; the file
+#     they run stays, the binfmt.d line goes. First remove, then purge,
+#     as two runs; then purge alone, one run. The command, run where the
+#     table is writable, removes exactly ours.
+ro() { mount --bind "$R$B" "$R$B" && mount -o remount,bind,ro "$R$B"; }
 cap install-again in_root dpkg -i /pkg/qemu-shim.deb
-mount --bind "$R$B" "$R$B"
-mount -o remount,bind,ro "$R$B"
+ro
+cap remove-ro in_root dpkg -r qemu-shim
+cap remove-ro-left left
+cap purge-ro1 in_root dpkg --purge qemu-shim
+cap purge-ro1-left left
+umount "$R$B"
+cap install-again2 in_root dpkg -i /pkg/qemu-shim.deb
+ro
 cap purge-ro in_root dpkg --purge qemu-shim
 cap purge-ro-left left
 umount "$R$B"

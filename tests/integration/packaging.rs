@@ -430,26 +430,55 @@ fn deb_package_registers_follows_qemu_upgrades_and_purges_clean() {
     );
     assert_eq!(s.cap("files-left").stdout, "", "{}", s.cap("files-left"));
 
-    // 10. A read-only table: purge succeeds with one warning line, keeps the
-    //     file the entries still run, drops the binfmt.d line; the warning's
-    //     command removes exactly ours.
+    // 10. A read-only table: remove, then purge, each succeed with one
+    //     warning line; the file the entries still run stays, the binfmt.d
+    //     line goes. Purge in one run: one line too, whose command removes
+    //     exactly ours.
+    let one_warning = |name: &str, start: &str| {
+        let c = s.cap(name);
+        ok(&c);
+        let w = our_lines(&c);
+        assert!(
+            w.len() == 1
+                && w[0].starts_with(start)
+                && w[0].contains(
+                    "remove them where the table is writable with: for e in \
+                     /proc/sys/fs/binfmt_misc/qemu-shim-*; do grep -qx 'interpreter \
+                     /var/lib/qemu-shim/qemu-shim-interp' \"$e\" && echo -1 >\"$e\"; done"
+                ),
+            "{c}"
+        );
+        let left = s.cap(&format!("{name}-left")).stdout;
+        assert!(
+            left.contains("qemu-shim-aarch64\n")
+                && left.contains("/var/lib/qemu-shim\n")
+                && !left.contains("binfmt.d"),
+            "{left}\n{c}"
+        );
+    };
     ok(&s.cap("install-again"));
-    let c = s.cap("purge-ro");
-    ok(&c);
-    let w = our_lines(&c);
+    let prerm = "qemu-shim: warning: registration not removed (cannot write ";
+    one_warning("remove-ro", prerm);
+    // Removed all the same: the binary is gone.
+    assert!(s
+        .cap("remove-ro-left")
+        .stdout
+        .ends_with("/var/lib/qemu-shim\n"));
+    one_warning("purge-ro1", "qemu-shim: warning: ");
     assert!(
-        w.len() == 1
-            && w[0].starts_with("qemu-shim: warning: registration not removed (cannot write ")
-            && w[0].contains("/var/lib/qemu-shim/qemu-shim-interp stays while entries use it"),
-        "{c}"
+        s.cap("purge-ro1").stderr.contains(
+            " entries still run /var/lib/qemu-shim/qemu-shim-interp \
+             (the table is not writable here): it stays;"
+        ),
+        "{}",
+        s.cap("purge-ro1")
     );
-    let left = s.cap("purge-ro-left").stdout;
-    assert!(
-        left.contains("qemu-shim-aarch64\n")
-            && left.ends_with("/var/lib/qemu-shim\n")
-            && !left.contains("binfmt.d"),
-        "{left}\n{c}"
-    );
+    ok(&s.cap("install-again2"));
+    one_warning("purge-ro", prerm);
+    assert!(s
+        .cap("purge-ro")
+        .stderr
+        .contains("/var/lib/qemu-shim/qemu-shim-interp stays while entries use it"));
     ok(&s.cap("purge-ro-command"));
     assert_eq!(
         s.cap("purge-ro-command-left").stdout,
