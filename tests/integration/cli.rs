@@ -103,7 +103,10 @@ cap files ls -A "$S"
     }
     assert_eq!(
         s.cap("named").stdout,
-        "nothing to do: no qemu-shim entries\n"
+        format!(
+            "nothing to do: no qemu-shim entries use {}/mine/qemu-shim-interp\n",
+            s.path().display()
+        )
     );
     assert!(
         s.cap("all")

@@ -207,7 +207,14 @@ pub fn uninstall(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
         }
     }
     if lines.is_empty() {
-        lines.push("nothing to do: no qemu-shim entries".into());
+        lines.push(if opts.only_install_dir {
+            format!(
+                "nothing to do: no qemu-shim entries use {}",
+                own_file[0].display()
+            )
+        } else {
+            "nothing to do: no qemu-shim entries".into()
+        });
     }
     for l in lines {
         let _ = writeln!(out, "{l}");
