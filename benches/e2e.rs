@@ -89,12 +89,14 @@ struct Options {
     modes: Vec<Mode>,
     /// Alternate shim and direct exec by exec instead of in blocks.
     interleave: bool,
+    /// Exec the programs by a relative path.
+    relative: bool,
     /// Set in the re-executed child: the scratch directory to work in.
     inside: Option<PathBuf>,
 }
 
 const USAGE: &str = "usage: scripts/bench-e2e [--rounds N] [--execs M] [--mode MODE[,MODE...]]
-                        [--interleave] [--startup-execs K]
+                        [--interleave] [--relative] [--startup-execs K]
   --rounds N         paired rounds (default 15)
   --execs M          emulated `busybox true` per side per round (default 200)
   --mode MODES       how qemu-shim is installed, comma-separated, run one after
@@ -105,6 +107,10 @@ const USAGE: &str = "usage: scripts/bench-e2e [--rounds N] [--execs M] [--mode M
                      (default: M shim execs then M direct ones, or the other
                      way round, alternating per round); steadier on a busy
                      machine
+  --relative         exec the programs by a relative path (`shim/busybox`
+                     from their parent directory), as a shell running
+                     `./prog` does: the interpreter then also makes the path
+                     absolute for qemu (getcwd, stat); default: absolute
   --startup-execs K  execs per side when timing the bare interpreter
                      (default 1000; 0 skips it)";
 
@@ -115,6 +121,7 @@ fn parse_args(args: &[String]) -> Result<Options> {
         startup_execs: 1000,
         modes: Mode::ALL.to_vec(),
         interleave: false,
+        relative: false,
         inside: None,
     };
     let mut it = args.iter();
@@ -147,6 +154,7 @@ fn parse_args(args: &[String]) -> Result<Options> {
                 o.inside = Some(PathBuf::from(v));
             }
             "--interleave" => o.interleave = true,
+            "--relative" => o.relative = true,
             // cargo bench passes --bench; libtest-style flags are ignored.
             "--bench" => {}
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
@@ -255,6 +263,7 @@ fn outside(o: &Options) -> Result<()> {
             .args(["--execs", &o.execs.to_string()])
             .args(["--startup-execs", &startup.to_string()])
             .args(o.interleave.then_some("--interleave"))
+            .args(o.relative.then_some("--relative"))
             .status()
             .map_err(|e| format!("cannot run unshare (util-linux): {e}"))?;
         if !status.success() {
@@ -429,9 +438,19 @@ fn inside(o: &Options, dir: &Path) -> Result<()> {
         shim.raw_flags,
         size(Path::new(&shim.interpreter))?
     );
+    let (shim_prog, direct_prog) = if o.relative {
+        std::env::set_current_dir(dir).map_err(|e| format!("cd {}: {e}", dir.display()))?;
+        (
+            PathBuf::from("shim/busybox"),
+            PathBuf::from("direct/busybox"),
+        )
+    } else {
+        (shim_prog, direct_prog)
+    };
     let report = Report {
         execs: o.execs,
         interleave: o.interleave,
+        relative: o.relative,
         rounds: timed_rounds(o, &shim_prog, &direct_prog)?,
         memory: memory(&shim_prog, &direct_prog)?,
     };
@@ -826,6 +845,7 @@ fn startup(n: usize, interp: &Path) -> Result<Startup> {
 struct Report {
     execs: usize,
     interleave: bool,
+    relative: bool,
     rounds: Vec<Round>,
     memory: (Memory, Memory),
 }
@@ -867,12 +887,17 @@ impl Report {
         println!();
         println!(
             "{} paired rounds x {m} emulated `busybox true` per side, {}; \
-             address randomisation on",
+             address randomisation on; {}",
             self.rounds.len(),
             if self.interleave {
                 "alternating exec by exec"
             } else {
                 "in blocks, which side first alternating per round"
+            },
+            if self.relative {
+                "started by a relative path"
+            } else {
+                "started by an absolute path"
             }
         );
         println!();

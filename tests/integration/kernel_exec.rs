@@ -1,15 +1,17 @@
 //! Foreign programs run through the installed interpreter on the real
 //! kernel, in a private binfmt_misc instance: every busybox fixture, argv0
 //! (applet symlinks, `exec -a`), arguments, exit status, streams, signals,
-//! `/proc/self/exe`, relative paths and paths that look like options. Each
-//! check runs in both of install's modes: emulators carried in the
-//! interpreter file (the default, flags POF) and started by path
-//! (`--no-carry`, flags PF); the two take different code paths from the
-//! kernel's stack to the emulator.
+//! `/proc/self/exe` (also after the program changes directory, issue 15),
+//! relative paths and paths that look like options. Each check runs in
+//! both of install's modes: emulators carried in the interpreter file (the
+//! default, flags POF) and started by path (`--no-carry`, flags PF); the
+//! two take different code paths from the kernel's stack to the emulator.
 
 use std::fs;
 
-use qemu_shim_suite::{assert_runs, busybox, compile_c, sandbox_caps, As, Scratch, BUSYBOXES};
+use qemu_shim_suite::{
+    assert_runs, busybox, compile_c, sandbox_caps, sandbox_full_map, As, Scratch, BUSYBOXES,
+};
 
 /// How the interpreter starts the emulator.
 #[derive(Debug, Clone, Copy)]
@@ -405,7 +407,7 @@ in_both_modes!(proc_self_exe_survives_a_chdir: proc_self_exe_survives_a_chdir_ca
 /// directory when it names the very file the kernel opened, and the path
 /// as given otherwise; argv and argv0 stay as the caller wrote them, and
 /// the guest's AT_EXECFN (qemu's path) shows which path qemu got.
-/// `procexe DIR` (tests/procexe.c) changes to DIR, then prints argv0,
+/// `procexe DIR` (tests/integration/procexe.c) changes to DIR, then prints argv0,
 /// AT_EXECFN, readlink and open of /proc/self/exe.
 fn proc_self_exe_survives_a_chdir(mode: Mode) {
     let s = Scratch::new("procexe");
@@ -519,5 +521,52 @@ done
     assert_runs(&c, &out("./prog", deep, &format!("={deep}"), "=same"));
     for len in [4091, 4095, 4096, 5000] {
         assert_runs(&s.cap(&format!("long-{len}")), &lost("./prog", "!2"));
+    }
+}
+
+/// A setuid program (flag C: AT_SECURE) run by nobody from its directory:
+/// the interpreter's getcwd and stat run with the program's credentials,
+/// and the stack rewrite that also moves the pre-relocated image to a
+/// random address and drops the caller's QEMU_* variables (here
+/// QEMU_STRACE, which would print qemu's trace on stderr) carries the
+/// absolute path as well.
+#[test]
+fn proc_self_exe_survives_a_chdir_in_a_setuid_program() {
+    let s = Scratch::new("procexe-suid");
+    compile_c(
+        "aarch64-linux-gnu-gcc",
+        include_str!("procexe.c"),
+        &s.join("procexe"),
+    );
+    sandbox_full_map(
+        &s,
+        r#"
+mkdir -p "$S/d/sub"
+cp "$S/procexe" "$S/d/prog"
+chmod 4755 "$S/d/prog"
+cd "$S/d"
+cap install "$CLI" install aarch64 --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap entry cat /proc/sys/fs/binfmt_misc/qemu-shim-aarch64
+cap suid nobody ./prog sub
+cap suid-strace nobody env QEMU_STRACE=1 ./prog sub
+cap install-noprelink "$CLI" install aarch64 --no-prelink --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap suid-noprelink nobody ./prog sub
+"#,
+    );
+    for step in ["install", "install-noprelink"] {
+        assert_eq!(s.cap(step).rc, 0, "{}", s.cap(step));
+    }
+    let e = s.cap("entry");
+    assert!(
+        entry_flags(&e.stdout).is_some_and(|f| f.contains('C')),
+        "the entry must have C for a setuid exec:\n{e}"
+    );
+    let prog = format!(
+        "{}/d/prog",
+        fs::canonicalize(s.path()).expect("canonicalize").display()
+    );
+    let want = format!("argv0=./prog\nexecfn={prog}\nexe={prog}\nopen=same\n");
+    for name in ["suid", "suid-strace", "suid-noprelink"] {
+        assert_runs(&s.cap(name), &want);
     }
 }

@@ -673,7 +673,7 @@ cap size stat -c %s "$S/inst/qemu-shim-interp"
 cap size2 stat -c %s "$S/inst2/qemu-shim-interp"
 rm "$S/emus/qemu-aarch64-static" "$S/emus/qemu-arm-static"
 cap json "$CLI" status --json
-cap text "$CLI" status
+cap text "$CLI" status --verbose
 "#,
     );
     for n in ["install", "install2"] {

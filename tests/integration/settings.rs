@@ -38,6 +38,12 @@ cap v6-setuid nobody "$S/suid/busybox" uname -m
 cap v6-setuid-env nobody env QEMU_CPU=cortex-a7 "$S/suid/busybox" uname -m
 cap environ nobody env QEMU_CPU=cortex-a7 "$S/bin/busybox" sh -c 'echo "${QEMU_CPU-unset}"'
 cap environ-admin "$S/bin/busybox" sh -c 'echo "${QEMU_CPU-unset}"'
+cap status "$CLI" status
+cap status-arm "$CLI" status armel
+cap status-json "$CLI" status --json
+cap which "$CLI" which "$S/bin/busybox"
+cap which-json "$CLI" which --json "$S/bin/busybox"
+cap doctor "$CLI" doctor arm
 
 cap bad install_shim arm --config "$S/bad.toml"
 cap plain install_shim arm --config "$S/plain.toml"
@@ -69,6 +75,44 @@ cap by-path-user-env nobody env QEMU_CPU=cortex-a7 "$S/bin/busybox" uname -m
     // would inherit it): the guest sees the user's own, or none.
     assert_runs(&s.cap("environ"), "cortex-a7\n");
     assert_runs(&s.cap("environ-admin"), "unset\n");
+    // status (text and JSON), which and doctor show the model.
+    let status = s.cap("status");
+    let row = status
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("arm "))
+        .unwrap_or("");
+    assert!(row.contains("-cpu arm1176"), "status row:\n{status}");
+    assert!(
+        s.cap("status-arm").stdout.contains("cpu:"),
+        "{}",
+        s.cap("status-arm")
+    );
+    assert!(
+        s.cap("status-arm").stdout.contains("arm1176"),
+        "{}",
+        s.cap("status-arm")
+    );
+    let json: serde_json::Value = serde_json::from_str(&s.cap("status-json").stdout).unwrap();
+    let arm = json["arches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["arch"] == "arm")
+        .unwrap_or_else(|| panic!("no arm in {json}"));
+    assert_eq!(arm["qemu_shim"]["emulator"]["cpu"], "arm1176", "{arm}");
+    assert!(
+        s.cap("which").stdout.contains("cpu:         arm1176"),
+        "{}",
+        s.cap("which")
+    );
+    let which: serde_json::Value = serde_json::from_str(&s.cap("which-json").stdout).unwrap();
+    assert_eq!(which["entry"]["cpu"], "arm1176", "{which}");
+    let doctor = s.cap("doctor");
+    assert!(
+        doctor.rc == 0 && doctor.stdout.contains("-cpu arm1176"),
+        "{doctor}"
+    );
     // A model qemu refuses, or one for box64, is one line, and the table
     // stays as it was.
     assert_refused(
