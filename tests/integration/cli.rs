@@ -77,6 +77,55 @@ cap run "$FIX/busybox/arm64/busybox" uname -m
     assert_runs(&s.cap("run"), "aarch64\n");
 }
 
+/// `uninstall --only-install-dir` (what the Debian package's prerm runs)
+/// takes only the entries on that directory's file: another install's
+/// entry stays, even when named, and its file with it.
+#[test]
+fn uninstall_only_install_dir_leaves_other_installs_alone() {
+    let s = Scratch::new("uninstall-only");
+    sandbox_caps(
+        As::Root,
+        &s,
+        r#"
+R=/proc/sys/fs/binfmt_misc
+I="$CLI install --no-carry --emulator-dir $EMUS"
+cap mine $I aarch64 --install-dir "$S/mine"
+cap theirs $I s390x --install-dir "$S/theirs"
+cap named "$CLI" uninstall s390x --only-install-dir --install-dir "$S/mine"
+cap all "$CLI" uninstall --only-install-dir --install-dir "$S/mine"
+cap entries ls "$R"
+cap theirs-entry cat "$R/qemu-shim-s390x"
+cap files ls -A "$S"
+"#,
+    );
+    for c in ["mine", "theirs", "named", "all"] {
+        assert_eq!(s.cap(c).rc, 0, "{}", s.cap(c));
+    }
+    assert_eq!(
+        s.cap("named").stdout,
+        format!(
+            "nothing to do: no qemu-shim entries use {}/mine/qemu-shim-interp\n",
+            s.path().display()
+        )
+    );
+    assert!(
+        s.cap("all")
+            .stdout
+            .starts_with("removed        qemu-shim-aarch64\n"),
+        "{}",
+        s.cap("all")
+    );
+    assert_eq!(
+        s.cap("entries").stdout,
+        "qemu-shim-s390x\nregister\nstatus\n"
+    );
+    assert!(s.cap("theirs-entry").stdout.contains(&format!(
+        "interpreter {}/theirs/qemu-shim-interp\n",
+        s.path().display()
+    )));
+    assert_eq!(s.cap("files").stdout, "caps\ntheirs\n");
+}
+
 /// Someone else's entry for the same files: ours, registered later, is
 /// tried first; uninstall removes ours (two arches here: a full carried
 /// install writes some 350 MB) and hands the files back to it.

@@ -130,23 +130,24 @@ cap vanished-doctor $D
     );
 }
 
-/// The .deb scripts/build-deb made; panics when it is missing or older
-/// than the release CLI (built from older sources).
-fn built_deb() -> std::path::PathBuf {
+/// The .deb scripts/build-deb made for the workspace's version followed by
+/// `suffix` (`~prev`: the older package scripts/test builds); panics when
+/// it is missing or older than the release CLI (built from older sources).
+fn built_deb(suffix: &str) -> std::path::PathBuf {
     let dir = qemu_shim_suite::target_dir().join("debian");
-    let deb = fs::read_dir(&dir)
-        .ok()
-        .and_then(|d| {
-            d.flatten()
-                .map(|e| e.path())
-                .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no .deb in {}: run scripts/build-deb first (scripts/test does)",
-                dir.display()
-            )
-        });
+    let version = format!("{}{suffix}", env!("CARGO_PKG_VERSION"));
+    let arch = std::process::Command::new("dpkg")
+        .arg("--print-architecture")
+        .output()
+        .expect("spawn dpkg");
+    let arch = String::from_utf8_lossy(&arch.stdout).trim().to_string();
+    let deb = dir.join(format!("qemu-shim_{version}_{arch}.deb"));
+    assert!(
+        deb.exists(),
+        "no {}: run scripts/test (it runs scripts/build-deb, and \
+         QEMU_SHIM_DEB_VERSION=<version>~prev scripts/build-deb) first",
+        deb.display()
+    );
     let mtime = |p: &std::path::Path| fs::metadata(p).and_then(|m| m.modified()).unwrap();
     assert!(
         mtime(&deb) >= mtime(&qemu_shim_suite::cli()),
@@ -156,8 +157,8 @@ fn built_deb() -> std::path::PathBuf {
     deb
 }
 
-/// The debootstrap'ed root and the two qemu-user-static packages
-/// scripts/fetch-deb-fixtures caches.
+/// The debootstrap'ed root and the packages scripts/fetch-deb-fixtures
+/// caches.
 fn deb_cache(name: &str) -> std::path::PathBuf {
     let p = qemu_shim_suite::target_dir().join("deb-cache").join(name);
     assert!(
@@ -197,18 +198,31 @@ fn aarch64_winner(c: &Captured) -> String {
         .to_string()
 }
 
+/// The lines of `c`'s stderr that mention qemu-shim.
+fn our_lines(c: &Captured) -> Vec<&str> {
+    c.stderr
+        .lines()
+        .filter(|l| l.contains("qemu-shim"))
+        .collect()
+}
+
 /// Issue 13, item 2: the package built by scripts/build-deb, in a Debian 12
-/// chroot whose binfmt_misc is this test's private instance. Installed where
-/// binfmt_misc cannot be mounted it configures with one warning; then it
-/// registers on configure, follows a qemu-user-static upgrade through its
-/// dpkg trigger (new carried copies, ours first again over Debian's own
-/// entry), drops its registration when the emulators are removed and
-/// brings it back when they return, and purges to nothing, leaving
-/// others' entries alone.
+/// chroot whose binfmt_misc is this test's private instance, next to
+/// Debian's own registration (binfmt-support installed). Installed where
+/// binfmt_misc cannot be mounted it configures with one warning; it
+/// registers on configure; a package upgrade keeps the entries registered
+/// and running throughout and rewrites the file only when the interpreter
+/// changed; a qemu-user-static upgrade or reinstall (whose postinst
+/// re-registers Debian's entries as the newest) has the trigger put ours
+/// first again; removing the emulators drops our registration and
+/// reinstalling them brings it back; purge removes exactly ours, also in a
+/// container, and where the table is read-only says so in one line whose
+/// command works.
 #[test]
 fn deb_package_registers_follows_qemu_upgrades_and_purges_clean() {
     let s = Scratch::new("deb");
-    let deb = built_deb();
+    let deb = built_deb("");
+    let prev = built_deb("~prev");
     let root = s.join("root");
     // Copied by the host's root: the cached root holds device nodes, which
     // a user namespace cannot create.
@@ -222,49 +236,67 @@ fn deb_package_registers_follows_qemu_upgrades_and_purges_clean() {
     let pkg = root.join("pkg");
     fs::create_dir(&pkg).unwrap();
     fs::copy(&deb, pkg.join("qemu-shim.deb")).unwrap();
-    for n in ["qemu-old.deb", "qemu-new.deb"] {
+    fs::copy(&prev, pkg.join("qemu-shim-prev.deb")).unwrap();
+    for n in [
+        "qemu-old.deb",
+        "qemu-new.deb",
+        "binfmt-support.deb",
+        "libpipeline1.deb",
+    ] {
         fs::copy(deb_cache(n), pkg.join(n)).unwrap();
     }
     fs::copy(qemu_shim_suite::busybox("arm64"), pkg.join("busybox")).unwrap();
-    let version_of = |n: &str| {
+    let version_of = |p: &std::path::Path| {
         let o = std::process::Command::new("dpkg-deb")
             .args(["-f"])
-            .arg(deb_cache(n))
+            .arg(p)
             .arg("Version")
             .output()
             .expect("spawn dpkg-deb");
         String::from_utf8_lossy(&o.stdout).trim().to_string()
     };
-    let (old, new) = (version_of("qemu-old.deb"), version_of("qemu-new.deb"));
+    let (old, new) = (
+        version_of(&deb_cache("qemu-old.deb")),
+        version_of(&deb_cache("qemu-new.deb")),
+    );
     qemu_shim_suite::sandbox_full_map(
         &s,
         &format!("R=\"$S/root\"\n{}", include_str!("deb-package.sh")),
     );
+    let runs = |name: &str| qemu_shim_suite::assert_runs(&s.cap(name), "aarch64\n");
 
     // 1. binfmt_misc cannot be mounted: configured, one warning.
     ok(&s.cap("qemu-old"));
     let c = s.cap("no-proc");
     ok(&c);
-    let warnings: Vec<&str> = c
-        .stderr
-        .lines()
-        .filter(|l| l.contains("qemu-shim"))
-        .collect();
+    let w = our_lines(&c);
     assert!(
-        warnings.len() == 1
-            && warnings[0].starts_with("qemu-shim: warning: registration pending: ")
-            && warnings[0].ends_with("(apply it with: qemu-shim install --persist)"),
+        w.len() == 1
+            && w[0].starts_with("qemu-shim: warning: registration pending: ")
+            && w[0].ends_with("(apply it with: qemu-shim install --persist)"),
         "{c}"
     );
     assert_eq!(s.cap("no-proc-status").stdout, "install ok installed");
     assert_eq!(s.cap("no-proc-left").stdout, "/usr/bin/qemu-shim\n");
 
-    // 2. Purged, then installed: registered on configure, persisted.
+    // 2. Purged before it ever registered: nothing left.
     ok(&s.cap("purge-pending"));
     assert_eq!(s.cap("purge-pending-left").stdout, "");
-    let c = s.cap("install");
+
+    // 3. Debian's postinst registered its entries through update-binfmts.
+    ok(&s.cap("binfmt-support"));
+    ok(&s.cap("debian-register"));
+    assert!(
+        s.cap("debian-left").stdout.contains("qemu-aarch64\n"),
+        "{}\n{}",
+        s.cap("debian-left"),
+        s.cap("debian-register")
+    );
+
+    // 4. The older package: registered on configure, persisted, first.
+    let c = s.cap("install-v1");
     ok(&c);
-    let left = s.cap("installed-left").stdout;
+    let left = s.cap("v1-left").stdout;
     for want in [
         "qemu-shim-aarch64\n",
         "/var/lib/qemu-shim\n",
@@ -272,24 +304,63 @@ fn deb_package_registers_follows_qemu_upgrades_and_purges_clean() {
     ] {
         assert!(left.contains(want), "{want:?} missing:\n{left}\n{c}");
     }
-    qemu_shim_suite::assert_runs(&s.cap("run-old"), "aarch64\n");
-    let e = aarch64_emulator(&s.cap("status-old"));
+    runs("run-v1");
+    let st = s.cap("status-v1");
+    let e = aarch64_emulator(&st);
     assert!(
         e["version"].as_str().is_some_and(|v| v.contains(&old)),
         "{e}"
     );
     assert_eq!(e["source"], "current", "{e}");
-    let supported = json(&s.cap("status-old"))["supported"].clone();
+    assert_eq!(aarch64_winner(&st), "qemu-shim-aarch64", "{st}");
+    let supported = json(&st)["supported"].clone();
     assert!(
         supported.as_array().is_some_and(
             |a| a.iter().any(|p| p == "linux/arm64") && a.iter().any(|p| p == "linux/amd64")
         ),
         "{supported}"
     );
+    // tonistiigi/binfmt's `emulators`: the enabled entries, ours and
+    // Debian's, sorted as its directory listing is.
+    let emus = json(&st)["emulators"].clone();
+    let names: Vec<&str> = emus
+        .as_array()
+        .map(|a| a.iter().filter_map(|e| e.as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        names.contains(&"qemu-shim-aarch64")
+            && names.contains(&"qemu-aarch64")
+            && names.windows(2).all(|w| w[0] < w[1]),
+        "{emus}"
+    );
 
-    // 3. Debian's entry won, then qemu-user-static upgraded: the trigger
-    //    carried the new emulators and put ours first again.
-    assert_eq!(aarch64_winner(&s.cap("distro-status")), "qemu-aarch64");
+    // 5. Package upgrade: unpacked, the entries are still there and run;
+    //    configured, the file is rewritten (the interpreter changed) and
+    //    ours run first; the same version again rewrites nothing.
+    let c = s.cap("unpack-v2");
+    ok(&c);
+    assert!(our_lines(&c).iter().all(|l| !l.contains("warning")), "{c}");
+    assert!(
+        s.cap("unpacked-entries")
+            .stdout
+            .contains("qemu-shim-aarch64\n"),
+        "{}",
+        s.cap("unpacked-entries")
+    );
+    runs("run-unpacked");
+    let c = s.cap("configure-v2");
+    ok(&c);
+    assert!(our_lines(&c).iter().all(|l| !l.contains("warning")), "{c}");
+    assert_eq!(s.cap("v2-version").stdout, env!("CARGO_PKG_VERSION"));
+    runs("run-v2");
+    assert_eq!(aarch64_winner(&s.cap("status-v2")), "qemu-shim-aarch64");
+    assert_ne!(s.cap("inode-v1").stdout, s.cap("inode-v2").stdout);
+    ok(&s.cap("reinstall-v2"));
+    runs("run-v2-again");
+    assert_eq!(s.cap("inode-v2").stdout, s.cap("inode-v2-again").stdout);
+
+    // 6. qemu-user-static upgraded: Debian's entry re-registered (newer
+    //    than the marker), ours newer still, carrying the new emulators.
     let c = s.cap("upgrade");
     ok(&c);
     let updated: Vec<&str> = c
@@ -301,7 +372,12 @@ fn deb_package_registers_follows_qemu_upgrades_and_purges_clean() {
         updated.len() == 1 && updated[0].contains(&old) && updated[0].contains(&new),
         "{c}"
     );
-    qemu_shim_suite::assert_runs(&s.cap("run-new"), "aarch64\n");
+    assert_eq!(
+        s.cap("order-upgrade").stdout,
+        "qemu-shim-aarch64 qemu-aarch64 marker1 ",
+        "{c}"
+    );
+    runs("run-new");
     let st = s.cap("status-new");
     let e = aarch64_emulator(&st);
     assert!(
@@ -310,11 +386,24 @@ fn deb_package_registers_follows_qemu_upgrades_and_purges_clean() {
     );
     assert_eq!(e["source"], "current", "{e}");
     assert_eq!(aarch64_winner(&st), "qemu-shim-aarch64", "{st}");
-    assert_ne!(s.cap("inode-old").stdout, s.cap("inode-new").stdout);
+    assert_ne!(s.cap("inode-v2-again").stdout, s.cap("inode-new").stdout);
     let d = s.cap("doctor-new");
     assert!(d.rc == 0 && !d.stdout.contains("stale"), "{d}");
 
-    // 4. Emulators removed: our registration goes, with one warning;
+    // 7. Reinstalled: Debian's entry newest again, then ours; the file
+    //    unchanged.
+    let c = s.cap("same-qemu");
+    ok(&c);
+    assert!(!c.stdout.contains("qemu-shim: updated"), "{c}");
+    assert_eq!(
+        s.cap("order-same").stdout,
+        "qemu-shim-aarch64 qemu-aarch64 marker2 marker1 ",
+        "{c}"
+    );
+    assert_eq!(aarch64_winner(&s.cap("status-same")), "qemu-shim-aarch64");
+    assert_eq!(s.cap("inode-new").stdout, s.cap("inode-same").stdout);
+
+    // 8. Emulators removed: our registration goes, with one warning;
     //    back with them.
     let c = s.cap("remove-qemu");
     ok(&c);
@@ -333,28 +422,104 @@ fn deb_package_registers_follows_qemu_upgrades_and_purges_clean() {
         s.cap("reinstalled-left")
     );
 
-    // 5. Purged: nothing of ours left, the other entry kept.
-    ok(&s.cap("purge"));
-    assert_eq!(s.cap("purged-left").stdout, "", "{}", s.cap("purge"));
+    // 9. Purged: nothing of ours left, Debian's and the other entry kept.
+    let c = s.cap("purge");
+    ok(&c);
+    assert!(our_lines(&c).iter().all(|l| !l.contains("warning")), "{c}");
+    assert_eq!(s.cap("purged-left").stdout, "", "{c}");
+    let others = s.cap("others").stdout;
     assert!(
-        s.cap("others").stdout.contains("someone-else\n"),
-        "{}",
-        s.cap("others")
+        others.contains("someone-else\n") && others.contains("qemu-aarch64\n"),
+        "{others}"
     );
+    assert_eq!(s.cap("files-left").stdout, "", "{}", s.cap("files-left"));
 
-    // 6. In a container: the host's entry of ours is left alone both ways.
+    // 10. A read-only table: remove, then purge, each succeed with one
+    //     warning line; the file the entries still run stays, the binfmt.d
+    //     line goes. Purge in one run: one line too, whose command removes
+    //     exactly ours.
+    let one_warning = |name: &str, start: &str| {
+        let c = s.cap(name);
+        ok(&c);
+        let w = our_lines(&c);
+        assert!(
+            w.len() == 1
+                && w[0].starts_with(start)
+                && w[0].contains(
+                    "remove them where the table is writable with: for e in \
+                     /proc/sys/fs/binfmt_misc/qemu-shim-*; do grep -qx 'interpreter \
+                     /var/lib/qemu-shim/qemu-shim-interp' \"$e\" && echo -1 >\"$e\"; done"
+                ),
+            "{c}"
+        );
+        let left = s.cap(&format!("{name}-left")).stdout;
+        assert!(
+            left.contains("qemu-shim-aarch64\n")
+                && left.contains("/var/lib/qemu-shim\n")
+                && !left.contains("binfmt.d"),
+            "{left}\n{c}"
+        );
+    };
+    ok(&s.cap("install-again"));
+    let prerm = "qemu-shim: warning: registration not removed (cannot write ";
+    one_warning("remove-ro", prerm);
+    // Removed all the same: the binary is gone.
+    assert!(s
+        .cap("remove-ro-left")
+        .stdout
+        .ends_with("/var/lib/qemu-shim\n"));
+    one_warning("purge-ro1", "qemu-shim: warning: ");
+    assert!(
+        s.cap("purge-ro1").stderr.contains(
+            " entries still run /var/lib/qemu-shim/qemu-shim-interp \
+             (the table is not writable here): it stays;"
+        ),
+        "{}",
+        s.cap("purge-ro1")
+    );
+    ok(&s.cap("install-again2"));
+    one_warning("purge-ro", prerm);
+    assert!(s
+        .cap("purge-ro")
+        .stderr
+        .contains("/var/lib/qemu-shim/qemu-shim-interp stays while entries use it"));
+    ok(&s.cap("purge-ro-command"));
+    assert_eq!(
+        s.cap("purge-ro-command-left").stdout,
+        "/var/lib/qemu-shim\n",
+        "{}",
+        s.cap("purge-ro-command")
+    );
+    assert_eq!(s.cap("purge-ro-others").stdout, others);
+
+    // 11. In a container: registration skipped; what was registered by
+    //     hand from the package's file goes on purge, the host's entry
+    //     stays; entries on the package's path without the file here are
+    //     the host's and stay.
     let c = s.cap("container-install");
     ok(&c);
+    let w = our_lines(&c);
     assert!(
-        c.stderr
-            .contains("qemu-shim: warning: in a container: registration skipped"),
+        w.len() == 1
+            && w[0].starts_with("qemu-shim: warning: in a container: registration skipped"),
         "{c}"
     );
-    ok(&s.cap("container-purge"));
+    ok(&s.cap("container-register"));
     assert_eq!(
-        s.cap("container-left").stdout,
-        "qemu-shim-aarch64\n",
-        "{}",
-        s.cap("container-purge")
+        s.cap("container-registered").stdout,
+        "qemu-shim-aarch64\nqemu-shim-s390x\n/var/lib/qemu-shim\n\
+         /etc/binfmt.d/zz-qemu-shim.conf\n/usr/bin/qemu-shim\n"
+    );
+    let c = s.cap("container-purge");
+    ok(&c);
+    assert!(our_lines(&c).iter().all(|l| !l.contains("warning")), "{c}");
+    assert_eq!(s.cap("container-left").stdout, "qemu-shim-s390x\n", "{c}");
+    ok(&s.cap("container-install2"));
+    let c = s.cap("container-purge2");
+    ok(&c);
+    assert_eq!(
+        s.cap("container-left2").stdout,
+        "qemu-shim-aarch64\nqemu-shim-s390x\n",
+        "{c}"
     );
 }

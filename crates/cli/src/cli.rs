@@ -267,6 +267,14 @@ pub struct UninstallArgs {
     #[arg(long, value_name = "DIR", default_value = DEFAULT_INSTALL_DIR)]
     pub install_dir: PathBuf,
 
+    /// Only entries whose interpreter is the file in --install-dir
+    ///
+    /// Entries of qemu-shim installed elsewhere (another --install-dir, or
+    /// the host's, seen from a container that shares its table) stay. The
+    /// Debian package removes its registration this way.
+    #[arg(long)]
+    pub only_install_dir: bool,
+
     /// Where install --persist wrote its binfmt.d file (its lines for the
     /// entries removed go; the file goes once empty)
     #[arg(long, value_name = "DIR", default_value = DEFAULT_BINFMT_D_DIR)]

@@ -123,6 +123,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 &uninstall::Options {
                     arches: a.arches,
                     install_dir: a.install_dir,
+                    only_install_dir: a.only_install_dir,
                     binfmt_dir,
                     binfmt_d_dir: a.binfmt_d_dir,
                 },

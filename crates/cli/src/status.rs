@@ -1312,7 +1312,8 @@ mod tests {
                 "version": null,
                 "source": "current",
                 "source_version": null,
-                "source_note": null
+                "source_note": null,
+                "cpu": null
             }])
         );
     }

@@ -8,6 +8,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use qemu_shim_registry::binfmt;
+use qemu_shim_registry::format::EntryFile;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -23,6 +24,8 @@ pub struct Options {
     pub arches: Vec<String>,
     /// Where an unused interpreter file may also be left.
     pub install_dir: PathBuf,
+    /// Only entries whose interpreter is the file in `install_dir`.
+    pub only_install_dir: bool,
     pub binfmt_dir: Option<PathBuf>,
     /// Where `install --persist` wrote its binfmt.d file.
     pub binfmt_d_dir: PathBuf,
@@ -65,14 +68,29 @@ pub fn uninstall(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     };
     let existing = if mounted { bf.list()? } else { Vec::new() };
 
+    let install_dir = fs::canonicalize(&opts.install_dir).unwrap_or(opts.install_dir.clone());
+    // The install directory's file, as given and as resolved: an entry
+    // names the path install wrote.
+    let own_file = [
+        opts.install_dir.join(interp::FILE_NAME),
+        install_dir.join(interp::FILE_NAME),
+    ];
+    let wanted = |e: &EntryFile| {
+        !opts.only_install_dir || own_file.iter().any(|f| Path::new(&e.interpreter) == f)
+    };
     let targets: Vec<String> = if named.is_empty() {
         existing
             .iter()
-            .filter(|(n, _)| n.starts_with(binfmt::OWNED_PREFIX))
+            .filter(|(n, e)| n.starts_with(binfmt::OWNED_PREFIX) && wanted(e))
             .map(|(n, _)| n.clone())
             .collect()
     } else {
-        named.iter().map(|a| binfmt::entry_name(a.name)).collect()
+        named
+            .iter()
+            .map(|a| binfmt::entry_name(a.name))
+            // Named, but another install's: not ours to remove here.
+            .filter(|n| existing.iter().all(|(en, e)| en != n || wanted(e)))
+            .collect()
     };
 
     let mut lines = Vec::new();
@@ -115,7 +133,6 @@ pub fn uninstall(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     // Interpreter files: those the removed entries used, and, when removing
     // everything, the one in the install directory (a failed or partial
     // earlier run may have left it without entries).
-    let install_dir = fs::canonicalize(&opts.install_dir).unwrap_or(opts.install_dir.clone());
     if named.is_empty() {
         files.insert(install_dir.join(interp::FILE_NAME));
         // What a killed install left would keep the directory.
@@ -190,7 +207,14 @@ pub fn uninstall(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
         }
     }
     if lines.is_empty() {
-        lines.push("nothing to do: no qemu-shim entries".into());
+        lines.push(if opts.only_install_dir {
+            format!(
+                "nothing to do: no qemu-shim entries use {}",
+                own_file[0].display()
+            )
+        } else {
+            "nothing to do: no qemu-shim entries".into()
+        });
     }
     for l in lines {
         let _ = writeln!(out, "{l}");
