@@ -205,9 +205,15 @@ cap no-p $D
 
     let c = s.cap("empty");
     assert_eq!(c.rc, 1, "{c}");
+    // Each install command doctor prints names the binfmt.d directory it
+    // looked at, so it acts there (issue 18, item 1).
+    let bd = s.join("bd");
     line_of(
         &c,
-        "BROKEN  no qemu-shim entries are registered (fix: qemu-shim install)",
+        &format!(
+            "BROKEN  no qemu-shim entries are registered (fix: qemu-shim install --binfmt-d-dir {})",
+            bd.display()
+        ),
     );
 
     let c = s.cap("healthy");
@@ -242,8 +248,9 @@ cap no-p $D
     assert_eq!(
         line_of(&c, "BROKEN  aarch64: "),
         format!(
-            "BROKEN  aarch64: qemu-shim-aarch64 is disabled (fix: qemu-shim install aarch64 --install-dir {})",
-            std::fs::canonicalize(&inst).unwrap().display()
+            "BROKEN  aarch64: qemu-shim-aarch64 is disabled (fix: qemu-shim install aarch64 --install-dir {} --binfmt-d-dir {})",
+            std::fs::canonicalize(&inst).unwrap().display(),
+            bd.display()
         )
     );
     line_of(&c, "ok      s390x: ");
@@ -253,8 +260,9 @@ cap no-p $D
     let l = line_of(&c, "BROKEN  aarch64: ");
     assert!(
         l.contains("programs run through qemu-aarch64 (/bin/false), which the kernel tries first")
-            && l.contains("(fix: qemu-shim install aarch64")
-            && l.contains("echo -1 > /proc/sys/fs/binfmt_misc/qemu-aarch64)"),
+            && l.contains(
+                "or remove theirs with echo -1 > /proc/sys/fs/binfmt_misc/qemu-aarch64 (fix: qemu-shim install aarch64"
+            ),
         "{l}"
     );
     line_of(&c, "ok      s390x: ");
@@ -266,7 +274,7 @@ cap no-p $D
         l.contains("the probe program exited 126, not 42")
             && l.contains("qemu-s390x-static: exec format error")
             && l.contains("(fix: qemu-shim install s390x --install-dir ")
-            && l.ends_with(" --no-carry)"),
+            && l.ends_with(&format!(" --no-carry --binfmt-d-dir {})", bd.display())),
         "{l}"
     );
     line_of(&c, "ok      aarch64: ");
@@ -277,9 +285,10 @@ cap no-p $D
     assert_eq!(
         line_of(&c, "BROKEN  aarch64: "),
         format!(
-            "BROKEN  aarch64: qemu-shim-aarch64 is in {} but not registered (fix: qemu-shim install aarch64 --install-dir {})",
+            "BROKEN  aarch64: qemu-shim-aarch64 is in {} but not registered (fix: qemu-shim install aarch64 --install-dir {} --binfmt-d-dir {})",
             s.join("bd/zz-qemu-shim.conf").display(),
-            std::fs::canonicalize(&inst).unwrap().display()
+            std::fs::canonicalize(&inst).unwrap().display(),
+            bd.display()
         )
     );
 

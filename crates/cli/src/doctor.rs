@@ -130,7 +130,7 @@ pub fn doctor(opts: &Options, out: &mut dyn Write) -> Result<u8> {
         lines.push(line(
             Verdict::Broken,
             format!(
-                "binfmt_misc is not mounted at {}: {} (fix: `qemu-shim install` mounts it, or mount -t binfmt_misc binfmt_misc {})",
+                "binfmt_misc is not mounted at {}: {}; `qemu-shim install` mounts it too (fix: mount -t binfmt_misc binfmt_misc {})",
                 bf.root().display(),
                 crate::root::unmounted_why(),
                 bf.root().display()
@@ -139,6 +139,8 @@ pub fn doctor(opts: &Options, out: &mut dyn Write) -> Result<u8> {
         return finish(out, &lines);
     }
     let s = status::collect(&bf)?;
+    // What every install command below needs to act where doctor looked.
+    let tail = command_tail(opts);
     let table_on = s.binfmt_misc.enabled == Some(true);
     lines.push(if table_on {
         line(
@@ -174,13 +176,21 @@ pub fn doctor(opts: &Options, out: &mut dyn Write) -> Result<u8> {
     if ours.is_empty() && boot.is_empty() {
         lines.push(line(
             Verdict::Broken,
-            "no qemu-shim entries are registered (fix: qemu-shim install)",
+            format!("no qemu-shim entries are registered (fix: qemu-shim install{tail})"),
         ));
         return finish(out, &lines);
     }
     let mut probes = Probes::default();
     for e in &ours {
-        lines.push(check_entry(&bf, &s, e, table_on, kernel, &mut probes)?);
+        lines.push(check_entry(
+            &bf,
+            &s,
+            e,
+            table_on,
+            kernel,
+            &tail,
+            &mut probes,
+        )?);
     }
     if let Some(why) = &probes.setuid_skipped {
         lines.push(line(Verdict::Note, format!("setuid not checked: {why}")));
@@ -197,7 +207,7 @@ pub fn doctor(opts: &Options, out: &mut dyn Write) -> Result<u8> {
                     "{arch}: {} is in {} but not registered (fix: {})",
                     l.name,
                     persist::path_in(&opts.binfmt_d_dir).display(),
-                    install_command(arch, &l.interpreter, &flags)
+                    install_command(arch, &l.interpreter, &flags, &tail)
                 ),
             ));
         }
@@ -243,7 +253,7 @@ pub fn kernel_lines(kernel: Option<Kernel>) -> Vec<Line> {
         let (verdict, why) = match v {
             Kernel(4, 8) => (
                 Verdict::Broken,
-                "entries cannot be pinned (fix: install with --no-pin, or a newer kernel)",
+                "entries cannot be pinned: install with --no-pin, or use a newer kernel",
             ),
             Kernel(5, 12) => (
                 Verdict::Note,
@@ -283,6 +293,7 @@ fn check_entry(
     e: &status::EntryStatus,
     table_on: bool,
     kernel: Option<Kernel>,
+    tail: &str,
     probes: &mut Probes,
 ) -> Result<Line> {
     let Some(a) = owned_arch(&e.name) else {
@@ -292,7 +303,7 @@ fn check_entry(
         ));
     };
     let arch = a.name;
-    let fix = install_command(arch, &e.interpreter, &e.flags);
+    let fix = install_command(arch, &e.interpreter, &e.flags, tail);
     let broken = |what: String, fix: &str| {
         Ok(line(
             Verdict::Broken,
@@ -322,7 +333,7 @@ fn check_entry(
     } else if kernel.is_some_and(|k| k < Kernel(4, 8)) {
         return broken(
             format!("{} is pinned on a kernel without F", e.name),
-            "qemu-shim install --no-pin",
+            &install_command(arch, &e.interpreter, &e.flags.replace('F', ""), tail),
         );
     }
     if let Some(w) = s
@@ -436,15 +447,31 @@ fn shadowed(bf: &Binfmt, s: &Status, arch: &str, winner: &str, fix: &str) -> Lin
     line(
         Verdict::Broken,
         format!(
-            "{arch}: programs run through {winner}{interp}, which the kernel tries first (fix: {fix} registers ours again as the newest; or remove theirs: echo -1 > {}/{winner})",
+            "{arch}: programs run through {winner}{interp}, which the kernel tries first; installing again makes ours the newest, or remove theirs with echo -1 > {}/{winner} (fix: {fix})",
             bf.root().display()
         ),
     )
 }
 
+/// The options every install command doctor prints needs to act on what
+/// doctor looked at: its binfmt_misc directory and binfmt.d directory, when
+/// not the defaults (issue 18, item 1: a fix works as printed).
+fn command_tail(opts: &Options) -> String {
+    let mut tail = String::new();
+    if let Some(d) = &opts.binfmt_dir {
+        tail.push_str(&format!(" --binfmt-dir {}", d.display()));
+    }
+    if opts.binfmt_d_dir != Path::new(crate::cli::DEFAULT_BINFMT_D_DIR) {
+        tail.push_str(&format!(" --binfmt-d-dir {}", opts.binfmt_d_dir.display()));
+    }
+    tail
+}
+
 /// The install command that registers `e` again as it is: same install
-/// directory and the same choices of carrying and pinning.
-fn install_command(arch: &str, interpreter: &str, flags: &str) -> String {
+/// directory and the same choices of carrying, credentials and pinning
+/// (`tail`: see [`command_tail`]). Install takes each emulator from where
+/// the last install found it (issue 18, item 1), so no --emulator-dir.
+fn install_command(arch: &str, interpreter: &str, flags: &str, tail: &str) -> String {
     let mut cmd = format!("qemu-shim install {arch}");
     if let Some(dir) = Path::new(interpreter).parent() {
         if dir != Path::new(crate::install::DEFAULT_INSTALL_DIR) {
@@ -455,9 +482,14 @@ fn install_command(arch: &str, interpreter: &str, flags: &str) -> String {
     if !flags.contains('O') {
         cmd.push_str(" --no-carry");
     }
+    // O without C: carried, registered with --no-credentials.
+    if flags.contains('O') && !flags.contains('C') {
+        cmd.push_str(" --no-credentials");
+    }
     if !flags.contains('F') {
         cmd.push_str(" --no-pin");
     }
+    cmd.push_str(tail);
     cmd
 }
 

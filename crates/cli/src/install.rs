@@ -23,6 +23,7 @@ use crate::config;
 use crate::emulator::{self, Search};
 use crate::error::{Error, Result};
 use crate::interp::{self, Spec};
+use crate::origin;
 use crate::persist;
 use crate::progress::Progress;
 use crate::root;
@@ -215,7 +216,9 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
         Some(names) => select::resolve_foreign(names, &native)?,
         None => select::foreign(&native),
     };
-    let search = Search::new(&opts.emulator_dirs)?;
+    // `--emulator-dir` that cannot be searched is an error only for an arch
+    // that needs it (one the installed file carries can be kept).
+    let search = Search::new(&opts.emulator_dirs);
     // The administrator's per-arch emulator choice, read now and written
     // into the table: the interpreter never reads it.
     let euid = nix::unistd::geteuid().as_raw();
@@ -224,34 +227,6 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     // and the caller's own (the same, as root).
     let owners = trust::Owners::system().and(euid);
     let host = qemu_shim_registry::probe::host_arch().map(|a| a.name);
-    // Arches whose emulator takes the plain command line (box64, FEX).
-    let mut plain: Vec<String> = Vec::new();
-    let mut found: Vec<(&'static Arch, PathBuf)> = Vec::new();
-    let mut missing: Vec<&'static Arch> = Vec::new();
-    for a in &chosen {
-        match cfg.emulator(a, &search, host)? {
-            Some((p, is_plain)) => {
-                if is_plain {
-                    plain.push(a.name.to_string());
-                }
-                found.push((a, p));
-            }
-            None => missing.push(a),
-        }
-    }
-    if explicit && !missing.is_empty() {
-        return Err(no_emulator(&search, &missing));
-    }
-    for (a, p) in &found {
-        check_source(opts, &owners, &format!("the emulator for {}", a.name), p)?;
-    }
-    if found.is_empty() {
-        return Err(Error::new(format!(
-            "no emulator found for any foreign arch: looked for qemu-<arch>-static or qemu-<arch> in {}",
-            dirs_text(&search)
-        ))
-        .hint(search.hint()));
-    }
 
     // 2. The interpreter image, configured below once the arch set is known.
     let source = match &opts.interpreter {
@@ -301,54 +276,64 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     let old_record = sources::read(&dest).ok().flatten();
     let old_record_bytes = fs::read(&record_path).ok();
 
-    // 5. Our entries on the same file that were not asked for stay, so the
-    //    new table must still name their emulators.
-    let mut emulators = found.clone();
+    // 5. Emulators: for the arches asked for, then for our entries on the
+    //    same file that were not asked for (they stay, so the new table
+    //    must still name their emulators).
+    let installed = origin::Installed::read(&dest, old_file.as_ref());
+    let finder = origin::Finder {
+        cfg: &cfg,
+        search: &search,
+        given: !opts.emulator_dirs.is_empty(),
+        installed: &installed,
+        host,
+    };
+    let mut r = Resolved::default();
+    let mut missing: Vec<&'static Arch> = Vec::new();
+    for a in &chosen {
+        r.take(a, finder.find(a, false)?, &mut missing);
+    }
+    if explicit && !missing.is_empty() {
+        return Err(no_emulator(
+            search.as_ref().map_err(Error::clone)?,
+            &missing,
+        ));
+    }
+    if r.found.is_empty() {
+        let search = search.as_ref().map_err(Error::clone)?;
+        return Err(Error::new(format!(
+            "no emulator found for any foreign arch: looked for qemu-<arch>-static or qemu-<arch> in {}",
+            dirs_text(search)
+        ))
+        .hint(search.hint()));
+    }
     let mut carried = Vec::new();
+    let mut unknown = Vec::new();
     for (name, entry) in &existing {
         let Some(a) = owned_arch(name) else { continue };
-        if entry.interpreter != dest_str || emulators.iter().any(|(f, _)| std::ptr::eq(*f, a)) {
+        if entry.interpreter != dest_str || r.found.iter().any(|(f, _)| std::ptr::eq(*f, a)) {
             continue;
         }
-        // The config decides for them too; else they keep what they had.
-        let old = if cfg.choice(a).is_some() {
-            cfg.emulator(a, &search, host)?.map(|(p, is_plain)| {
-                if is_plain {
-                    plain.push(a.name.to_string());
-                }
-                p
-            })
-        } else {
-            if old_config
-                .as_ref()
-                .is_some_and(|c| c.plain.iter().any(|n| n == a.name))
-            {
-                plain.push(a.name.to_string());
-            }
-            old_config
-                .as_ref()
-                .and_then(|c| c.emulator(a.name))
-                .map(Path::to_path_buf)
-                .or_else(|| search.find(a))
-        };
-        match old {
-            Some(p) => {
-                check_source(opts, &owners, &format!("the emulator for {}", a.name), &p)?;
-                emulators.push((a, p));
-                carried.push(a);
-            }
-            None => {
-                return Err(Error::new(format!(
-                    "{name} uses {dest_str}, but no emulator for {} is known to keep it working",
-                    a.name
-                ))
-                .hint(format!(
-                    "`qemu-shim uninstall {}`, or pass --emulator-dir",
-                    a.name
-                )))
-            }
+        carried.push(a);
+        r.take(a, finder.find(a, true)?, &mut unknown);
+    }
+    if let Some(a) = unknown.first() {
+        return Err(Error::new(format!(
+            "{} uses {dest_str}, but no emulator for {} is known to keep it working",
+            binfmt::entry_name(a.name),
+            a.name
+        ))
+        .hint(format!(
+            "`qemu-shim uninstall {}`, or pass --emulator-dir",
+            a.name
+        )));
+    }
+    let Resolved { found, kept, plain } = r;
+    for (a, p) in &found {
+        if !select::is_in(a, &kept) {
+            check_source(opts, &owners, &format!("the emulator for {}", a.name), p)?;
         }
     }
+    let mut emulators = found;
     emulators.sort_by_key(|(a, _)| ARCHES.iter().position(|r| std::ptr::eq(r, *a)));
 
     // A pre-relocated file keeps its address across installs, so an
@@ -372,38 +357,26 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
             .collect(),
         plain,
     };
-    progress.say(&format!(
-        "qemu-shim: building the interpreter file ({} emulators)",
-        config.emulators.len()
-    ));
-    // What each carried emulator was, as it is read for the build: its
-    // stamp, hash and version go into the install record (see `sources`).
-    let mut seen: Vec<(PathBuf, sources::FileStamp, String, Option<String>)> = Vec::new();
-    let built = interp::build_with(&shim, &config, &mut |path, stamp, bytes| {
-        let version = config
+    // An arch found nowhere but carried in the installed file keeps that
+    // file as it is; else the file is built and compared with it.
+    let (built, seen, file_changed) = if kept.is_empty() {
+        build_and_compare(&shim, &source, &config, &dest, old_file, &mut progress)?
+    } else {
+        drop(old_file);
+        check_keep(&config, &installed, old_record.as_ref(), &kept, &dest)?;
+        let by_path = config
             .emulators
             .iter()
-            .find(|(_, p)| p == path)
-            .and_then(|(a, _)| arch::by_name(a))
-            .and_then(|a| {
-                crate::status::find_version(bytes, format!("{} version ", a.emulator).as_bytes())
-            });
-        seen.push((
-            path.to_path_buf(),
-            sources::FileStamp::from(stamp),
-            sources::sha256_hex(bytes),
-            version,
-        ));
-    })
-    .map_err(|e| e.context(format!("interpreter {}", source.display())))?;
-    let image = built.image;
-    let file_changed = match &old_file {
-        Some(f) => !same_contents(f, &image).map_err(|e| Error::io("cannot read", &dest, &e))?,
-        None => true,
+            .filter(|(a, _)| !installed.carries(a))
+            .map(|(a, _)| (a.clone(), "not carried in the installed file".to_string()))
+            .collect();
+        let built = interp::Built {
+            image: Vec::new(),
+            by_path,
+        };
+        (built, Vec::new(), false)
     };
-    // Undoing needs no copy of the old file either: `apply` keeps it under
-    // a second name (see `keep_old_file`).
-    drop(old_file);
+    let image = &built.image;
 
     // 6. One step per entry.
     let mut steps = Vec::new();
@@ -466,13 +439,17 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     // The install record: what each emulator was when read for this file.
     // Rewritten with the file, or alone when only a stamp moved (a package
     // reinstalled with the same bytes).
-    let sources = record_sources(
-        &config,
-        &built.by_path,
-        opts.carry,
-        &seen,
-        old_record.as_ref(),
-    )?;
+    // A kept file keeps its record (`check_keep` found it true).
+    let sources = match (&old_record, kept.is_empty()) {
+        (Some(r), false) => r.emulators.clone(),
+        _ => record_sources(
+            &config,
+            &built.by_path,
+            opts.carry,
+            &seen,
+            old_record.as_ref(),
+        )?,
+    };
     let record_now = |interpreter: sources::FileStamp| sources::Record {
         format: sources::FORMAT,
         interpreter,
@@ -497,7 +474,7 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
             &mut j,
             &dir.missing,
             &dest,
-            &image,
+            image,
             file_changed,
             &steps,
             &strays,
@@ -583,6 +560,19 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
             );
         }
     }
+    if !kept.is_empty() {
+        let paths: Vec<String> = kept
+            .iter()
+            .filter_map(|a| installed.path(a.name))
+            .map(|p| p.display().to_string())
+            .collect();
+        let _ = writeln!(
+            out,
+            "note: the emulator for {} is gone ({}): registered from the copy {dest_str} carries, which gets no updates until it is back",
+            select::names_of(&kept),
+            paths.join(", ")
+        );
+    }
     for s in steps.iter().filter(|s| select::is_in(s.arch, &native)) {
         let _ = writeln!(
             out,
@@ -627,6 +617,149 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
         emulators_updated: updated,
         notes: Vec::new(),
     })
+}
+
+/// The emulators found for an install, as [`origin::Finder`] finds them.
+#[derive(Default)]
+struct Resolved {
+    /// Arch and emulator path (for a kept arch, the path its table names).
+    found: Vec<(&'static Arch, PathBuf)>,
+    /// Arches re-registered from the installed file's own copy.
+    kept: Vec<&'static Arch>,
+    /// Arches whose emulator takes the plain command line (box64, FEX).
+    plain: Vec<String>,
+}
+
+impl Resolved {
+    fn take(&mut self, a: &'static Arch, o: origin::Origin, missing: &mut Vec<&'static Arch>) {
+        match o {
+            origin::Origin::Found { path, plain } => {
+                if plain {
+                    self.plain.push(a.name.to_string());
+                }
+                self.found.push((a, path));
+            }
+            origin::Origin::Kept(path) => {
+                self.kept.push(a);
+                self.found.push((a, path));
+            }
+            origin::Origin::Missing => missing.push(a),
+        }
+    }
+}
+
+/// What each carried emulator was when read for the build: path, stamp,
+/// hash and version (see `sources`).
+type Seen = Vec<(PathBuf, sources::FileStamp, String, Option<String>)>;
+
+/// Builds the interpreter file for `config` and compares it with the
+/// installed one (`old_file`, dropped after): the built file, what was
+/// read for it, and whether it differs.
+fn build_and_compare(
+    shim: &[u8],
+    source: &Path,
+    config: &Spec,
+    dest: &Path,
+    old_file: Option<fs::File>,
+    progress: &mut Progress,
+) -> Result<(interp::Built, Seen, bool)> {
+    progress.say(&format!(
+        "qemu-shim: building the interpreter file ({} emulators)",
+        config.emulators.len()
+    ));
+    // What each carried emulator was, as it is read for the build: its
+    // stamp, hash and version go into the install record (see `sources`).
+    let mut seen: Seen = Vec::new();
+    let built = interp::build_with(shim, config, &mut |path, stamp, bytes| {
+        let version = config
+            .emulators
+            .iter()
+            .find(|(_, p)| p == path)
+            .and_then(|(a, _)| arch::by_name(a))
+            .and_then(|a| {
+                crate::status::find_version(bytes, format!("{} version ", a.emulator).as_bytes())
+            });
+        seen.push((
+            path.to_path_buf(),
+            sources::FileStamp::from(stamp),
+            sources::sha256_hex(bytes),
+            version,
+        ));
+    })
+    .map_err(|e| e.context(format!("interpreter {}", source.display())))?;
+    let file_changed = match &old_file {
+        Some(f) => {
+            !same_contents(f, &built.image).map_err(|e| Error::io("cannot read", dest, &e))?
+        }
+        None => true,
+    };
+    // Undoing needs no copy of the old file either: `apply` keeps it under
+    // a second name (see `keep_old_file`).
+    drop(old_file);
+    Ok((built, seen, file_changed))
+}
+
+/// Refuses to keep the installed file for the `kept` arches (emulators
+/// found nowhere, carried there) unless it is exactly what this run would
+/// build: the same table (arches, paths, options) and every other source
+/// unchanged since the record. A new file cannot take a kept copy: it is
+/// laid out and pre-relocated for the old one, not the emulator's file.
+fn check_keep(
+    config: &Spec,
+    installed: &origin::Installed,
+    record: Option<&sources::Record>,
+    kept: &[&'static Arch],
+    dest: &Path,
+) -> Result<()> {
+    let why = if installed.spec.as_ref() != Some(config) {
+        let had: Vec<&str> = installed
+            .spec
+            .iter()
+            .flat_map(|s| &s.emulators)
+            .map(|(a, _)| a.as_str())
+            .collect();
+        let new: Vec<&str> = config
+            .emulators
+            .iter()
+            .map(|(a, _)| a.as_str())
+            .filter(|a| !had.contains(a))
+            .collect();
+        Some(if new.is_empty() {
+            "this run changes its table".to_string()
+        } else {
+            format!("this run adds {}", new.join(", "))
+        })
+    } else {
+        config
+            .emulators
+            .iter()
+            .filter(|(a, _)| !kept.iter().any(|k| k.name == a))
+            .find(|(a, p)| {
+                let now = fs::metadata(p).ok().map(|m| sources::FileStamp::of(&m));
+                let was = record
+                    .and_then(|r| r.source(a))
+                    .filter(|s| Path::new(&s.path) == p.as_path())
+                    .map(|s| s.stamp);
+                now.is_none() || now != was
+            })
+            .map(|(a, p)| format!("the emulator for {a} ({}) changed", p.display()))
+    };
+    let Some(why) = why else { return Ok(()) };
+    let names = select::names_of(kept);
+    let paths: Vec<String> = kept
+        .iter()
+        .filter_map(|a| installed.path(a.name))
+        .map(|p| p.display().to_string())
+        .collect();
+    Err(Error::new(format!(
+        "cannot rebuild {}: {why}, but the emulator for {names} is gone ({}), and the copy that file carries cannot be moved into a new one",
+        dest.display(),
+        paths.join(", ")
+    ))
+    .hint(format!(
+        "put it back, pass --emulator-dir with a directory that holds it, or `qemu-shim uninstall {}` first",
+        kept.iter().map(|a| a.name).collect::<Vec<_>>().join(" ")
+    )))
 }
 
 /// The install record's emulators for a file built from `config`: carried

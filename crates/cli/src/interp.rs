@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use qemu_shim_interpfile::Target;
 pub use qemu_shim_interpfile::{
-    build, build_with, read_head, read_spec, read_spec_file, region, Spec, Stamp,
+    build, build_with, read_head, read_spec, read_spec_file, region, Built, Spec, Stamp,
 };
 use qemu_shim_registry::dispatch;
 

@@ -14,6 +14,7 @@ mod emulator;
 mod error;
 mod install;
 mod interp;
+mod origin;
 mod persist;
 #[cfg(test)]
 mod plain_tests;

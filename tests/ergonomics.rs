@@ -1,0 +1,204 @@
+//! Issue 18 on the real kernel, in a private binfmt_misc instance: install
+//! remembers where its emulators came from, every fix line `doctor`
+//! prints works as printed, sizes are told and controllable.
+
+use std::fs;
+
+use qemu_shim_suite::{assert_runs, busybox, sandbox_caps, As, Captured, Scratch};
+
+/// The shell function `heal TAG [DOCTOR ARGS…]`: runs doctor; while it
+/// fails (three rounds at most), runs each fix line it printed, verbatim,
+/// with `sh -c`, then doctor again. Captures `TAG.doctorN`, `TAG.fixN.M`
+/// (and the command in `TAG.fixN.M.cmd`), and the rounds run in
+/// `TAG.rounds`.
+const HEAL_SH: &str = r#"
+heal() {
+	heal_tag=$1
+	shift
+	heal_round=0
+	while :; do
+		cap "$heal_tag.doctor$heal_round" qemu-shim doctor --binfmt-d-dir "$S/bd" "$@"
+		[ "$(cat "$CAPS/$heal_tag.doctor$heal_round.rc")" != 0 ] || break
+		[ $heal_round -lt 3 ] || break
+		sed -n 's/.*(fix: \(.*\))$/\1/p' "$CAPS/$heal_tag.doctor$heal_round.out" >"$S/fixes"
+		heal_n=0
+		while IFS= read -r heal_fix; do
+			printf '%s\n' "$heal_fix" >"$CAPS/$heal_tag.fix$heal_round.$heal_n.cmd"
+			cap "$heal_tag.fix$heal_round.$heal_n" sh -c "$heal_fix" </dev/null
+			heal_n=$((heal_n + 1))
+		done <"$S/fixes"
+		heal_round=$((heal_round + 1))
+	done
+	echo "$heal_round" >"$CAPS/$heal_tag.rounds"
+}
+"#;
+
+/// Asserts doctor found `tag`'s breakage, that each fix it printed ran
+/// and that doctor then passed.
+#[track_caller]
+fn assert_healed(s: &Scratch, tag: &str, broken: &str) {
+    let rounds: usize = fs::read_to_string(s.join(&format!("caps/{tag}.rounds")))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let first = s.cap(&format!("{tag}.doctor0"));
+    assert!(
+        first.rc == 1 && first.stdout.contains(broken),
+        "{tag}: doctor did not report {broken:?}:\n{first}"
+    );
+    assert!(rounds >= 1, "{tag}: no fix ran");
+    for round in 0..rounds {
+        let doctor = s.cap(&format!("{tag}.doctor{round}"));
+        let fixes = doctor
+            .stdout
+            .lines()
+            .filter(|l| l.contains("(fix: "))
+            .count();
+        assert!(
+            fixes > 0,
+            "{tag}: doctor failed without a fix line:\n{doctor}"
+        );
+        for n in 0..fixes {
+            let name = format!("{tag}.fix{round}.{n}");
+            let cmd = fs::read_to_string(s.join(&format!("caps/{name}.cmd"))).unwrap();
+            let c = s.cap(&name);
+            assert_eq!(c.rc, 0, "{tag}: the fix `{}` failed:\n{c}", cmd.trim());
+        }
+    }
+    let last = s.cap(&format!("{tag}.doctor{rounds}"));
+    assert!(
+        last.rc == 0 && !last.stdout.contains("BROKEN"),
+        "{tag}: doctor still fails after its fixes ran:\n{last}"
+    );
+}
+
+/// Issue 18, item 1: after a quickstart-style install from
+/// `--emulator-dir`, installing again without it works (the emulators'
+/// sources are remembered), and each way doctor finds things broken is
+/// fixed by running the fix lines it prints, as printed. The default
+/// install directory is used, on a tmpfs over /usr/local/lib in the
+/// sandbox's mount namespace, so that `qemu-shim install` as doctor prints
+/// it needs no options.
+#[test]
+fn doctor_fix_lines_work_as_printed() {
+    let s = Scratch::new("doctor-fixes");
+    busybox("arm64");
+    let script = format!(
+        r#"{HEAL_SH}
+export PATH="$(dirname "$CLI"):$PATH"
+R=/proc/sys/fs/binfmt_misc
+mount -t tmpfs -o mode=0755 qemu-shim-test /usr/local/lib
+mkdir "$S/emus" "$S/bd"
+cp "$EMUS/qemu-aarch64-static" "$EMUS/qemu-s390x-static" "$S/emus/"
+cap quickstart qemu-shim install aarch64 s390x --emulator-dir "$S/emus" --persist --binfmt-d-dir "$S/bd"
+cap again qemu-shim install linux/arm64
+echo 0 >"$R/qemu-shim-aarch64"
+heal disabled
+magic='\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00'
+mask='\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff'
+printf '%s' ":other-aarch64:M::$magic:$mask:/bin/false:" >"$R/register"
+heal shadowed
+echo -1 >"$R/other-aarch64"
+echo 0 >"$R/status"
+heal table-off
+echo -1 >"$R/qemu-shim-s390x"
+heal not-registered
+printf '\0' >>"$S/emus/qemu-aarch64-static"
+heal stale
+rm /usr/local/lib/qemu-shim/qemu-shim-interp
+heal file-gone
+echo -1 >"$R/qemu-shim-aarch64"
+echo -1 >"$R/qemu-shim-s390x"
+rm "$S/bd/zz-qemu-shim.conf"
+heal no-entries
+mkdir "$S/bf"
+heal unmounted --binfmt-dir "$S/bf"
+cap run "$FIX/busybox/arm64/busybox" uname -m
+"#
+    );
+    sandbox_caps(As::Root, &s, &script);
+    let c = s.cap("quickstart");
+    assert_eq!(c.rc, 0, "{c}");
+    // The reproduction of item 1: no --emulator-dir the second time.
+    let c = s.cap("again");
+    assert_eq!(c.rc, 0, "install without --emulator-dir failed:\n{c}");
+    for (tag, broken) in [
+        ("disabled", "BROKEN  aarch64: qemu-shim-aarch64 is disabled"),
+        (
+            "shadowed",
+            "programs run through other-aarch64 (/bin/false)",
+        ),
+        ("table-off", "is disabled as a whole"),
+        ("not-registered", "qemu-shim-s390x is in "),
+        ("stale", "the carried emulator is stale"),
+        ("file-gone", "BROKEN  aarch64: qemu-shim-aarch64: "),
+        ("no-entries", "no qemu-shim entries are registered"),
+        ("unmounted", "binfmt_misc is not mounted at "),
+    ] {
+        assert_healed(&s, tag, broken);
+    }
+    assert_runs(&s.cap("run"), "aarch64\n");
+}
+
+/// Issue 18, item 1: an arch whose emulator is gone from where it was
+/// installed from (the --emulator-dir moved) is re-registered from the
+/// copy the installed file carries, with one note; an install that would
+/// need a new file says why it cannot, and changes nothing.
+#[test]
+fn a_carried_arch_whose_source_is_gone_is_registered_from_the_installed_file() {
+    let s = Scratch::new("kept");
+    busybox("arm64");
+    sandbox_caps(
+        As::Root,
+        &s,
+        r#"
+R=/proc/sys/fs/binfmt_misc
+mkdir "$S/emus" "$S/mips"
+cp "$EMUS/qemu-aarch64-static" "$EMUS/qemu-s390x-static" "$S/emus/"
+cp "$EMUS/qemu-mips-static" "$S/mips/"
+cap first "$CLI" install aarch64 s390x --emulator-dir "$S/emus" --install-dir "$S/inst"
+mv "$S/emus" "$S/moved"
+echo -1 >"$R/qemu-shim-aarch64"
+cap same-dir "$CLI" install linux/arm64 --install-dir "$S/inst" --emulator-dir "$S/emus"
+cap run "$FIX/busybox/arm64/busybox" uname -m
+echo -1 >"$R/qemu-shim-aarch64"
+cap no-dir "$CLI" install aarch64 --install-dir "$S/inst"
+cap before sh -c "stat -c %i $S/inst/qemu-shim-interp; ls $R"
+cap add "$CLI" install mips --install-dir "$S/inst" --emulator-dir "$S/mips"
+cap after sh -c "stat -c %i $S/inst/qemu-shim-interp; ls $R"
+"#,
+    );
+    assert_eq!(s.cap("first").rc, 0, "{}", s.cap("first"));
+    let notes = |c: &Captured| -> Vec<String> {
+        c.stdout
+            .lines()
+            .filter(|l| l.starts_with("note: "))
+            .map(str::to_string)
+            .collect()
+    };
+    for tag in ["same-dir", "no-dir"] {
+        let c = s.cap(tag);
+        assert!(c.rc == 0 && c.stderr.is_empty(), "{c}");
+        assert!(c.stdout.contains("registered qemu-shim-aarch64"), "{c}");
+        let n = notes(&c);
+        assert!(
+            n.len() == 1
+                && n[0].contains("the emulator for aarch64, s390x is gone (")
+                && n[0].contains("registered from the copy ")
+                && n[0].contains("which gets no updates until it is back"),
+            "{c}"
+        );
+    }
+    assert_runs(&s.cap("run"), "aarch64\n");
+    let c = s.cap("add");
+    assert!(
+        c.rc == 1
+            && c.stderr.starts_with("qemu-shim: error: cannot rebuild ")
+            && c.stderr
+                .contains("this run adds mips, but the emulator for aarch64, s390x is gone")
+            && c.stderr.contains("(hint: put it back, pass --emulator-dir"),
+        "{c}"
+    );
+    assert_eq!(s.cap("before").stdout, s.cap("after").stdout);
+}
