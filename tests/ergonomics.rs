@@ -202,3 +202,34 @@ cap after sh -c "stat -c %i $S/inst/qemu-shim-interp; ls $R"
     );
     assert_eq!(s.cap("before").stdout, s.cap("after").stdout);
 }
+
+/// Issue 18, item 7: tonistiigi/binfmt's `--install ARCHES` and
+/// `--uninstall 'qemu-*'` are aliases of install and uninstall.
+#[test]
+fn tonistiigi_install_and_uninstall_spellings_work() {
+    let s = Scratch::new("aliases");
+    busybox("arm64");
+    sandbox_caps(
+        As::Root,
+        &s,
+        r#"
+R=/proc/sys/fs/binfmt_misc
+cap install "$CLI" --install arm64 --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap run "$FIX/busybox/arm64/busybox" uname -m
+cap uninstall "$CLI" --uninstall 'qemu-*' --install-dir "$S/inst"
+cap left sh -c "ls $R; ls -A $S"
+"#,
+    );
+    let c = s.cap("install");
+    assert!(
+        c.rc == 0 && c.stdout.contains("registered qemu-shim-aarch64"),
+        "{c}"
+    );
+    assert_runs(&s.cap("run"), "aarch64\n");
+    let c = s.cap("uninstall");
+    assert!(
+        c.rc == 0 && c.stdout.contains("removed        qemu-shim-aarch64"),
+        "{c}"
+    );
+    assert_runs(&s.cap("left"), "register\nstatus\ncaps\n");
+}

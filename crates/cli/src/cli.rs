@@ -56,6 +56,8 @@ Examples:
   qemu-shim uninstall                   remove qemu-shim's entries and its interpreter
   qemu-shim doctor                      check every arch works, and how to fix those that do not
   qemu-shim run -- ./hello-arm64 -v     run one program, without root, in a private binfmt_misc
+  qemu-shim --install all               alias (tonistiigi/binfmt's spelling) of `install all`
+  qemu-shim --uninstall 'qemu-*'        alias of `uninstall 'qemu-*'`: every entry of qemu-shim's
 
 Exit status:
   0  done (which: an entry matches the file)
@@ -72,6 +74,11 @@ Exit status:
 /// and starts the matching qemu-user emulator with the program's own argv[0].
 /// Only qemu-shim's entries (named qemu-shim-<arch>) are ever changed;
 /// entries from distro packages or other tools are left alone.
+///
+/// tonistiigi/binfmt's spellings are taken as aliases: `qemu-shim --install
+/// ARCHES` (a comma list, or all) is `qemu-shim install ARCHES`, and
+/// `qemu-shim --uninstall PATTERNS` (such as 'qemu-*') is `qemu-shim
+/// uninstall PATTERNS`.
 #[derive(Debug, Parser)]
 #[command(name = "qemu-shim", version, after_long_help = EXAMPLES)]
 pub struct Cli {
@@ -257,7 +264,9 @@ pub struct ReportArgs {
 /// qemu-shim entry points at it. Other tools' entries are never touched.
 #[derive(Debug, Args)]
 pub struct UninstallArgs {
-    /// Architectures to unregister, named as for install (default, or `all`: all of qemu-shim's entries)
+    /// Architectures to unregister, named as for install, or shell patterns
+    /// matching those names (`qemu-*`, as tonistiigi/binfmt takes them)
+    /// (default, `all` or `qemu-*`: all of qemu-shim's entries)
     #[arg(value_name = "ARCH|PLATFORM")]
     pub arches: Vec<String>,
 
