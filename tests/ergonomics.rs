@@ -233,3 +233,53 @@ cap left sh -c "ls $R; ls -A $S"
     );
     assert_runs(&s.cap("left"), "register\nstatus\ncaps\n");
 }
+
+/// Issue 18, items 2 and 6: install says what it wrote and its size, lists
+/// what changed and sums up the rest in one line; --verbose lists all.
+#[test]
+fn install_reports_changes_and_the_file_size_and_verbose_lists_all() {
+    let s = Scratch::new("quiet-report");
+    sandbox_caps(
+        As::Root,
+        &s,
+        r#"
+cap first "$CLI" install aarch64 s390x --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap size stat -c %s "$S/inst/qemu-shim-interp"
+cap again "$CLI" install s390x --install-dir "$S/inst"
+cap verbose "$CLI" install s390x --install-dir "$S/inst" --verbose
+"#,
+    );
+    let size: u64 = s.cap("size").stdout.trim().parse().unwrap();
+    let mib = format!("{:.1} MiB", size as f64 / (1024.0 * 1024.0));
+    let file = fs::canonicalize(s.join("inst"))
+        .unwrap()
+        .join("qemu-shim-interp");
+    let c = s.cap("first");
+    assert!(
+        c.rc == 0
+            && c.stdout.ends_with(&format!(
+                "written    {} ({mib}, 2 emulators carried)\n",
+                file.display()
+            )),
+        "{c}"
+    );
+    let file_line = format!(
+        "unchanged  {} ({mib}, 2 emulators carried)\n",
+        file.display()
+    );
+    assert_runs(
+        &s.cap("again"),
+        &format!(
+            "unchanged  2 entries: s390x, aarch64 (--verbose lists them)\n{file_line}nothing to do: already installed\n"
+        ),
+    );
+    let c = s.cap("verbose");
+    let lines: Vec<&str> = c.stdout.lines().collect();
+    assert!(
+        c.rc == 0
+            && lines.len() == 4
+            && lines[0].starts_with("unchanged  qemu-shim-s390x ")
+            && lines[1].starts_with("unchanged  qemu-shim-aarch64 "),
+        "{c}"
+    );
+}

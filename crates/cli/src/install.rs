@@ -102,6 +102,10 @@ pub struct Options {
     pub allow_untrusted: bool,
     /// Show progress on stderr if it is a terminal.
     pub progress: bool,
+    /// Write no text report (`--quiet`, `--json`).
+    pub quiet: bool,
+    /// List every entry, not only those that changed (`--verbose`).
+    pub verbose: bool,
 }
 
 /// What an install did: `install --json`'s report.
@@ -122,6 +126,12 @@ pub struct Summary {
     /// Carried emulators whose file changed since the previous install,
     /// with the versions before and after.
     pub emulators_updated: Vec<Updated>,
+    /// The interpreter file's size in bytes, as installed.
+    pub interpreter_size: u64,
+    /// How many emulators it carries (the others are started by path).
+    pub emulators_carried: usize,
+    /// Files a killed run left, removed by this one.
+    pub leftovers_removed: Vec<String>,
     /// The report's `note:` lines, without `note: `.
     pub notes: Vec<String>,
 }
@@ -139,6 +149,9 @@ pub struct EntrySummary {
     pub flags: String,
     /// Where the emulator was found.
     pub emulator: String,
+    /// Named on the command line (else an entry of ours on the same file,
+    /// kept working).
+    pub asked: bool,
 }
 
 /// A file in [`Summary`].
@@ -248,7 +261,15 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     let (bf, mounted_here) = root::open_for_change(opts.binfmt_dir.as_deref())?;
     // Held until this run ends: another install or uninstall on this
     // table waits, then plans from what this one left.
-    let _lock = lock_table(&bf, out)?;
+    // The note is printed while waiting; quiet, it goes to the report's
+    // notes instead (`--json`).
+    let (_lock, lock_note) = if opts.quiet {
+        let (lock, note) = lock_table_noting(&bf, &mut io::sink())?;
+        (lock, note)
+    } else {
+        let (lock, _) = lock_table_noting(&bf, out)?;
+        (lock, None)
+    };
     let existing = bf.list()?;
 
     // 4. Where the interpreter goes.
@@ -511,53 +532,23 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     } else {
         Vec::new()
     };
-    for f in remove_leftovers(&dir.path) {
-        let _ = writeln!(
-            out,
-            "removed    {} (left by an interrupted run)",
-            f.display()
-        );
-    }
+    let leftovers = remove_leftovers(&dir.path);
 
-    // 8. Report.
-    if new_persist.is_some() {
-        let _ = writeln!(
-            out,
-            "{:<10} {}",
-            if persist_changed {
-                "written"
-            } else {
-                "unchanged"
-            },
-            persist_path.display()
-        );
-    }
-    report(
-        out,
-        &bf,
-        &dest,
-        file_changed,
-        &steps,
-        &missing,
-        nothing_to_do,
-        &existing,
-    );
-    // After the file's line: what the new file carries that the old did not.
-    for u in &updated {
-        let _ = writeln!(
-            out,
-            "updated    the {} emulator: {} -> {}",
-            u.arch,
-            u.from.as_deref().unwrap_or("version unknown"),
-            u.to.as_deref().unwrap_or("version unknown")
-        );
+    // 8. Report: data first, then its text (JSON is the same data).
+    let mut notes = Vec::new();
+    notes.extend(lock_note);
+    notes.extend(overlap_notes(&steps, &existing));
+    if let Ok(false) = bf.status_enabled() {
+        notes.push(format!(
+            "binfmt_misc is disabled as a whole (hint: echo 1 > {}/status)",
+            bf.root().display()
+        ));
     }
     if opts.carry {
         for (arch, why) in &built.by_path {
-            let _ = writeln!(
-                out,
-                "note: the emulator for {arch} is started by path, not carried: {why}"
-            );
+            notes.push(format!(
+                "the emulator for {arch} is started by path, not carried: {why}"
+            ));
         }
     }
     if !kept.is_empty() {
@@ -566,27 +557,28 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
             .filter_map(|a| installed.path(a.name))
             .map(|p| p.display().to_string())
             .collect();
-        let _ = writeln!(
-            out,
-            "note: the emulator for {} is gone ({}): registered from the copy {dest_str} carries, which gets no updates until it is back",
+        notes.push(format!(
+            "the emulator for {} is gone ({}): registered from the copy {dest_str} carries, which gets no updates until it is back",
             select::names_of(&kept),
             paths.join(", ")
-        );
+        ));
     }
     for s in steps.iter().filter(|s| select::is_in(s.arch, &native)) {
-        let _ = writeln!(
-            out,
-            "note: {} is for {}, which this machine runs natively (hint: qemu-shim uninstall {})",
+        notes.push(format!(
+            "{} is for {}, which this machine runs natively (hint: qemu-shim uninstall {})",
             s.line.name, s.arch.name, s.arch.name
-        );
+        ));
     }
     if let Some(n) = probe_note {
-        let _ = writeln!(out, "note: native arches: {n}");
+        notes.push(format!("native arches: {n}"));
     }
     if let Some(n) = root::mount_lifetime_note(mounted_here) {
-        let _ = writeln!(out, "note: {n}");
+        notes.push(n.to_string());
     }
-    Ok(Summary {
+    let size = fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
+    let sum = Summary {
+        interpreter_size: size,
+        emulators_carried: config.emulators.len() - built.by_path.len().min(config.emulators.len()),
         interpreter: dest_str,
         interpreter_written: file_changed,
         entries: steps
@@ -605,6 +597,7 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
                     reason,
                     flags: s.line.flags.to_string(),
                     emulator: s.emulator.display().to_string(),
+                    asked: !s.carried,
                 }
             })
             .collect(),
@@ -615,8 +608,13 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
         }),
         unchanged: nothing_to_do,
         emulators_updated: updated,
-        notes: Vec::new(),
-    })
+        leftovers_removed: leftovers.iter().map(|p| p.display().to_string()).collect(),
+        notes,
+    };
+    if !opts.quiet {
+        write_text(out, &sum, opts.verbose);
+    }
+    Ok(sum)
 }
 
 /// The emulators found for an install, as [`origin::Finder`] finds them.
@@ -1174,22 +1172,27 @@ pub struct TableLock(#[allow(dead_code)] nix::fcntl::Flock<fs::File>);
 /// Takes the table's lock, waiting (and saying so on `out`) while another
 /// run holds it.
 pub fn lock_table(bf: &Binfmt, out: &mut dyn Write) -> Result<TableLock> {
+    lock_table_noting(bf, out).map(|(lock, _)| lock)
+}
+
+/// [`lock_table`], also returning the note it wrote while it waited.
+fn lock_table_noting(bf: &Binfmt, out: &mut dyn Write) -> Result<(TableLock, Option<String>)> {
     use nix::errno::Errno;
     use nix::fcntl::{Flock, FlockArg};
     let root = bf.root();
     let dir = fs::File::open(root).map_err(|e| Error::io("cannot open", root, &e))?;
     let lock_err = |e: Errno| Error::io("cannot lock", root, &io::Error::from(e));
     match Flock::lock(dir, FlockArg::LockExclusiveNonblock) {
-        Ok(l) => Ok(TableLock(l)),
+        Ok(l) => Ok((TableLock(l), None)),
         Err((dir, Errno::EWOULDBLOCK)) => {
-            let _ = writeln!(
-                out,
-                "note: waiting for another qemu-shim install or uninstall on {}",
+            let note = format!(
+                "waiting for another qemu-shim install or uninstall on {}",
                 root.display()
             );
+            let _ = writeln!(out, "note: {note}");
             let _ = out.flush();
             Flock::lock(dir, FlockArg::LockExclusive)
-                .map(TableLock)
+                .map(|l| (TableLock(l), Some(note)))
                 .map_err(|(_, e)| lock_err(e))
         }
         Err((_, e)) => Err(lock_err(e)),
@@ -1625,57 +1628,10 @@ impl<'a> Journal<'a> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn report(
-    out: &mut dyn Write,
-    bf: &Binfmt,
-    dest: &Path,
-    file_changed: bool,
-    steps: &[Step],
-    missing: &[&'static Arch],
-    nothing_to_do: bool,
-    existing: &[(String, EntryFile)],
-) {
-    // Entries not asked for are re-registered only because the file they
-    // share changed: one line for all of them.
-    let (kept, listed): (Vec<&Step>, Vec<&Step>) = steps
-        .iter()
-        .partition(|s| s.carried && file_changed && matches!(s.action, Action::Replace(..)));
-    let width = listed.iter().map(|s| s.line.name.len()).max().unwrap_or(0);
-    for s in listed {
-        let (what, why) = match &s.action {
-            Action::Register => ("registered", String::new()),
-            Action::Unchanged => ("unchanged", String::new()),
-            Action::Enable => ("enabled", " (was disabled)".to_string()),
-            Action::Replace(_, why) => ("replaced", format!(" ({why})")),
-        };
-        let _ = writeln!(
-            out,
-            "{what:<10} {:<width$}  {}{why}",
-            s.line.name,
-            s.emulator.display()
-        );
-    }
-    if !kept.is_empty() {
-        let names: Vec<&str> = kept.iter().map(|s| s.arch.name).collect();
-        let _ = writeln!(
-            out,
-            "replaced   {} other qemu-shim entries on the same interpreter file, which changed: {}",
-            kept.len(),
-            names.join(", ")
-        );
-    }
-    let _ = writeln!(
-        out,
-        "{:<10} {}",
-        if file_changed { "written" } else { "unchanged" },
-        dest.display()
-    );
-    if !missing.is_empty() {
-        let _ = writeln!(out, "no emulator for: {}", select::names_of(missing));
-    }
-    // Others' entries that also match an arch we serve: ours is tried
-    // first now, but say so, as removing ours hands those files to them.
+/// Notes on others' entries that also match an arch we serve: ours is
+/// tried first now, but removing ours hands those files to them.
+fn overlap_notes(steps: &[Step], existing: &[(String, EntryFile)]) -> Vec<String> {
+    let mut notes = Vec::new();
     for s in steps {
         for (n, e) in existing {
             if n.starts_with(binfmt::OWNED_PREFIX) {
@@ -1684,23 +1640,114 @@ fn report(
             let overlaps =
                 pattern(e).is_some_and(|p| p.relation(s.arch) != analysis::Relation::Disjoint);
             if e.enabled && overlaps {
-                let _ = writeln!(
-                    out,
-                    "note: {n} ({}) also matches {} programs; {} is tried first",
+                notes.push(format!(
+                    "{n} ({}) also matches {} programs; {} is tried first",
                     e.interpreter, s.arch.name, s.line.name
-                );
+                ));
             }
         }
     }
-    if let Ok(false) = bf.status_enabled() {
+    notes
+}
+
+/// A size as people read it: bytes, KiB or MiB with one decimal.
+pub fn size_text(bytes: u64) -> String {
+    const KIB: u64 = 1024;
+    const MIB: u64 = 1024 * 1024;
+    if bytes >= MIB {
+        format!("{:.1} MiB", bytes as f64 / MIB as f64)
+    } else if bytes >= KIB {
+        format!("{:.1} KiB", bytes as f64 / KIB as f64)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+/// Writes the report's text: what changed, one line each (all entries
+/// with `verbose`), one line for the entries left as they were (issue 18,
+/// item 6), the interpreter file with its size, then the notes.
+pub fn write_text(out: &mut dyn Write, sum: &Summary, verbose: bool) {
+    for f in &sum.leftovers_removed {
+        let _ = writeln!(out, "removed    {f} (left by an interrupted run)");
+    }
+    if let Some(f) = &sum.binfmt_d {
+        let what = if f.written { "written" } else { "unchanged" };
+        let _ = writeln!(out, "{what:<10} {}", f.path);
+    }
+    // Entries not asked for are re-registered only because the file they
+    // share changed: one line for all of them.
+    let (kept, listed): (Vec<&EntrySummary>, Vec<&EntrySummary>) = sum
+        .entries
+        .iter()
+        .partition(|e| !e.asked && sum.interpreter_written && e.action == "replaced");
+    let (shown, same): (Vec<&EntrySummary>, Vec<&EntrySummary>) = listed
+        .into_iter()
+        .partition(|e| verbose || e.action != "unchanged");
+    let width = shown.iter().map(|e| e.name.len()).max().unwrap_or(0);
+    for e in &shown {
+        let why = match (e.action, &e.reason) {
+            ("enabled", _) => " (was disabled)".to_string(),
+            (_, Some(why)) => format!(" ({why})"),
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
-            "note: binfmt_misc is disabled as a whole (hint: echo 1 > {}/status)",
-            bf.root().display()
+            "{:<10} {:<width$}  {}{why}",
+            e.action, e.name, e.emulator
         );
     }
-    if nothing_to_do {
+    if !same.is_empty() {
+        let names: Vec<&str> = same.iter().map(|e| e.arch).collect();
+        let _ = writeln!(
+            out,
+            "unchanged  {} {}: {} (--verbose lists them)",
+            same.len(),
+            if same.len() == 1 { "entry" } else { "entries" },
+            names.join(", ")
+        );
+    }
+    if !kept.is_empty() {
+        let names: Vec<&str> = kept.iter().map(|e| e.arch).collect();
+        let _ = writeln!(
+            out,
+            "replaced   {} other qemu-shim entries on the same interpreter file, which changed: {}",
+            kept.len(),
+            names.join(", ")
+        );
+    }
+    let carried = match sum.emulators_carried {
+        1 => "1 emulator carried".to_string(),
+        n => format!("{n} emulators carried"),
+    };
+    let _ = writeln!(
+        out,
+        "{:<10} {} ({}, {carried})",
+        if sum.interpreter_written {
+            "written"
+        } else {
+            "unchanged"
+        },
+        sum.interpreter,
+        size_text(sum.interpreter_size)
+    );
+    if !sum.no_emulator.is_empty() {
+        let _ = writeln!(out, "no emulator for: {}", sum.no_emulator.join(", "));
+    }
+    // What the new file carries that the old did not.
+    for u in &sum.emulators_updated {
+        let _ = writeln!(
+            out,
+            "updated    the {} emulator: {} -> {}",
+            u.arch,
+            u.from.as_deref().unwrap_or("version unknown"),
+            u.to.as_deref().unwrap_or("version unknown")
+        );
+    }
+    if sum.unchanged {
         let _ = writeln!(out, "nothing to do: already installed");
+    }
+    for n in &sum.notes {
+        let _ = writeln!(out, "note: {n}");
     }
 }
 

@@ -119,9 +119,8 @@ fn run(cli: Cli) -> Result<u8, Error> {
     let binfmt_dir = cli.binfmt_dir;
     match cli.command {
         Command::Install(a) => {
-            let mut text = Vec::new();
             let quiet = a.report.quiet || a.report.json;
-            let mut sum = install::install(
+            let sum = install::install(
                 &install::Options {
                     arches: a.arches,
                     emulator_dirs: a.emulator_dir,
@@ -137,16 +136,12 @@ fn run(cli: Cli) -> Result<u8, Error> {
                     persist: a.persist,
                     binfmt_d_dir: a.binfmt_d_dir,
                     progress: !quiet,
+                    quiet,
+                    verbose: a.verbose,
                 },
-                if quiet { &mut text } else { &mut out },
+                &mut out,
             )?;
             if a.report.json {
-                // The notes the text report would have printed.
-                sum.notes = String::from_utf8_lossy(&text)
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("note: "))
-                    .map(str::to_string)
-                    .collect();
                 write_json(&mut out, &sum)?;
             }
         }
