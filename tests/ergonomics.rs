@@ -283,3 +283,90 @@ cap verbose "$CLI" install s390x --install-dir "$S/inst" --verbose
         "{c}"
     );
 }
+
+/// Issue 18, item 2: uninstalling arches rewrites the interpreter file
+/// without their emulators, and registers the remaining entries again so
+/// they pin the new file (with F, an entry left alone would keep the old
+/// file's blocks); the remaining arches run after. When an emulator the
+/// new file needs is gone, the file is kept and uninstall says why.
+#[test]
+fn uninstalling_arches_shrinks_the_file_and_the_rest_still_run() {
+    let s = Scratch::new("shrink");
+    busybox("arm64");
+    busybox("s390x");
+    sandbox_caps(
+        As::Root,
+        &s,
+        r#"
+R=/proc/sys/fs/binfmt_misc
+mkdir "$S/emus"
+cp "$EMUS/qemu-aarch64-static" "$EMUS/qemu-s390x-static" "$EMUS/qemu-riscv64-static" "$S/emus/"
+cap install "$CLI" install aarch64 s390x riscv64 --emulator-dir "$S/emus" --install-dir "$S/inst"
+cap size0 stat -c %s "$S/inst/qemu-shim-interp"
+cap one "$CLI" uninstall riscv64 --install-dir "$S/inst"
+cap json "$CLI" uninstall riscv64 --install-dir "$S/inst" --json
+cap size1 stat -c %s "$S/inst/qemu-shim-interp"
+cap table sh -c "ls $R | grep qemu-shim-"
+cap arm64 "$FIX/busybox/arm64/busybox" uname -m
+cap s390x "$FIX/busybox/s390x/busybox" uname -m
+cap status "$CLI" status --json
+rm "$S/emus/qemu-aarch64-static"
+cap gone "$CLI" uninstall s390x --install-dir "$S/inst"
+cap size2 stat -c %s "$S/inst/qemu-shim-interp"
+cap arm64-after "$FIX/busybox/arm64/busybox" uname -m
+"#,
+    );
+    assert_eq!(s.cap("install").rc, 0, "{}", s.cap("install"));
+    let size = |n: &str| -> u64 { s.cap(n).stdout.trim().parse().unwrap() };
+    let (before, after) = (size("size0"), size("size1"));
+    assert!(
+        after + 10 * 1024 * 1024 < before,
+        "the file did not shrink: {before} -> {after}"
+    );
+    let c = s.cap("one");
+    let file = fs::canonicalize(s.join("inst"))
+        .unwrap()
+        .join("qemu-shim-interp");
+    assert!(
+        c.rc == 0
+            && c.stdout.contains("removed        qemu-shim-riscv64\n")
+            && c.stdout.contains(&format!(
+                "rewritten      {} without the emulators for riscv64 (",
+                file.display()
+            )),
+        "{c}"
+    );
+    // A second time: nothing is left to drop.
+    let c = s.cap("json");
+    let v: serde_json::Value =
+        serde_json::from_str(&c.stdout).unwrap_or_else(|e| panic!("{e}: {c}"));
+    assert_eq!(
+        v["not_registered"],
+        serde_json::json!(["qemu-shim-riscv64"]),
+        "{v}"
+    );
+    assert_runs(&s.cap("table"), "qemu-shim-aarch64\nqemu-shim-s390x\n");
+    assert_runs(&s.cap("arm64"), "aarch64\n");
+    assert_runs(&s.cap("s390x"), "s390x\n");
+    let v: serde_json::Value = serde_json::from_str(&s.cap("status").stdout).unwrap();
+    let text = v.to_string();
+    assert!(
+        !text.contains("riscv64-static"),
+        "status still names riscv64's emulator: {v}"
+    );
+
+    // The emulator aarch64 needs for a new file is gone: kept, and why.
+    let c = s.cap("gone");
+    assert!(
+        c.rc == 0
+            && c.stdout.contains("removed        qemu-shim-s390x\n")
+            && c.stdout.contains(&format!(
+                "kept           {} (still used; it still carries the emulators of the entries removed, as it cannot be rebuilt: cannot rebuild {}: this run changes its table, but the emulator for aarch64 is gone (",
+                file.display(),
+                file.display()
+            )),
+        "{c}"
+    );
+    assert_eq!(size("size2"), after);
+    assert_runs(&s.cap("arm64-after"), "aarch64\n");
+}

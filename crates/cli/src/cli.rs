@@ -268,7 +268,10 @@ pub struct ReportArgs {
 ///
 /// Without arguments, removes every entry named qemu-shim-*; with
 /// architectures, only theirs. An interpreter file is deleted once no
-/// qemu-shim entry points at it. Other tools' entries are never touched.
+/// qemu-shim entry points at it; one still used is rewritten without the
+/// emulators of the entries removed (from the files the others were
+/// installed from; the others are registered again on the new file), or
+/// kept, saying why it cannot be. Other tools' entries are never touched.
 #[derive(Debug, Args)]
 pub struct UninstallArgs {
     /// Architectures to unregister, named as for install, or shell patterns

@@ -106,6 +106,9 @@ pub struct Options {
     pub quiet: bool,
     /// List every entry, not only those that changed (`--verbose`).
     pub verbose: bool,
+    /// Register no arch: rebuild the file for our entries already on it
+    /// (`uninstall` shrinking a file, see there). `arches` is ignored.
+    pub rebuild_only: bool,
 }
 
 /// What an install did: `install --json`'s report.
@@ -223,7 +226,12 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     progress.say("qemu-shim: probing which arches this machine runs natively");
     let (native, probe_note) = select::native()?;
     // `all` (or nothing named) is every foreign arch with an emulator.
-    let named = select::names(&opts.arches)?;
+    // Rebuilding only: no arch is named, our entries on the file stay.
+    let named = if opts.rebuild_only {
+        Some(Vec::new())
+    } else {
+        select::names(&opts.arches)?
+    };
     let explicit = named.is_some();
     let chosen = match &named {
         Some(names) => select::resolve_foreign(names, &native)?,
@@ -319,7 +327,7 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
             &missing,
         ));
     }
-    if r.found.is_empty() {
+    if r.found.is_empty() && !opts.rebuild_only {
         let search = search.as_ref().map_err(Error::clone)?;
         return Err(Error::new(format!(
             "no emulator found for any foreign arch: looked for qemu-<arch>-static or qemu-<arch> in {}",
@@ -346,6 +354,11 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
         .hint(format!(
             "`qemu-shim uninstall {}`, or pass --emulator-dir",
             a.name
+        )));
+    }
+    if r.found.is_empty() {
+        return Err(Error::new(format!(
+            "no entry of qemu-shim uses {dest_str}: nothing to rebuild"
         )));
     }
     let Resolved { found, kept, plain } = r;

@@ -138,6 +138,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                     progress: !quiet,
                     quiet,
                     verbose: a.verbose,
+                    rebuild_only: false,
                 },
                 &mut out,
             )?;
