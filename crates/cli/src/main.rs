@@ -201,6 +201,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 interpreter: a.interpreter,
                 cache_dir: a.cache_dir,
                 config: a.config,
+                arches: a.arch,
                 command: a.command,
             });
             print_error(&e);

@@ -94,7 +94,7 @@ pub const EXIT_NOT_FOUND: u8 = 127;
 /// Name of the stamp file beside the cached interpreter file.
 const STAMP: &str = "qemu-shim-interp.stamp";
 /// First line of the stamp: bump when its meaning changes.
-const STAMP_VERSION: &str = "qemu-shim run cache 2";
+const STAMP_VERSION: &str = "qemu-shim run cache 3";
 
 /// What `run` was asked to do.
 #[derive(Debug, Clone)]
@@ -108,6 +108,10 @@ pub struct Options {
     pub cache_dir: Option<PathBuf>,
     /// `--config`; `None`: [`config::DEFAULT_PATH`] if it exists.
     pub config: Option<PathBuf>,
+    /// `--arch`: the arches to register; empty: the program's own (from
+    /// its ELF header), or every foreign arch when it is not a foreign
+    /// program (a native one, a script: it may start any).
+    pub arches: Vec<String>,
     /// The program and its arguments (at least the program).
     pub command: Vec<OsString>,
 }
@@ -155,15 +159,36 @@ fn prepare_and_exec(opts: &Options) -> std::result::Result<std::convert::Infalli
     let cfg =
         config::load(opts.config.as_deref(), nix::unistd::geteuid().as_raw()).map_err(setup)?;
     let host = qemu_shim_registry::probe::host_arch().map(|a| a.name);
+    // Only what the program needs goes into the cache (issue 18, item 2).
+    let named = wanted_arches(&opts.arches, prog, &native).map_err(setup)?;
     let mut found: Vec<(&'static Arch, PathBuf)> = Vec::new();
     let mut plain: Vec<String> = Vec::new();
-    for a in select::foreign(&native) {
-        if let Some((p, is_plain)) = cfg.emulator(a, &search, host).map_err(setup)? {
-            if is_plain {
-                plain.push(a.name.to_string());
+    let mut missing = Vec::new();
+    for a in named.clone().unwrap_or_else(|| select::foreign(&native)) {
+        match cfg.emulator(a, &search, host).map_err(setup)? {
+            Some((p, is_plain)) => {
+                if is_plain {
+                    plain.push(a.name.to_string());
+                }
+                found.push((a, p));
             }
-            found.push((a, p));
+            None => missing.push(a),
         }
+    }
+    if let (Some(_), [a, ..]) = (&named, missing.as_slice()) {
+        let how = if opts.arches.is_empty() {
+            format!(" (the arch of {})", Path::new(prog).display())
+        } else {
+            String::new()
+        };
+        return Err(setup(
+            Error::new(format!(
+                "no emulator for {}{how}: {}",
+                a.name,
+                crate::emulator::looked_for(&search, a)
+            ))
+            .hint(search.hint()),
+        ));
     }
     if found.is_empty() {
         return Err(setup(
@@ -187,7 +212,9 @@ fn prepare_and_exec(opts: &Options) -> std::result::Result<std::convert::Infalli
         Some(d) => d.clone(),
         None => default_cache_dir().map_err(setup)?,
     };
-    let cached = cached_interpreter(&dir, &source, &found, &plain).map_err(setup)?;
+    let set = named.as_deref().map(set_name);
+    let cached =
+        cached_interpreter(&dir, set.as_deref(), &source, &found, &plain).map_err(setup)?;
 
     // 2. The private namespace and its binfmt_misc instance.
     single_threaded().map_err(setup)?;
@@ -230,6 +257,63 @@ fn prepare_and_exec(opts: &Options) -> std::result::Result<std::convert::Infalli
         )),
         code,
     ))
+}
+
+/// The arches `run` registers: those named with `--arch` (`None`: all,
+/// as `all` says), else the program's own arch when it is a foreign ELF
+/// program, else `None`: every foreign arch (a native program or a script
+/// may start programs of any arch).
+fn wanted_arches(
+    named: &[String],
+    prog: &std::ffi::OsStr,
+    native: &[&'static Arch],
+) -> Result<Option<Vec<&'static Arch>>> {
+    if !named.is_empty() {
+        return match select::names(named)? {
+            Some(names) => select::resolve_foreign(&names, native).map(Some),
+            None => Ok(None),
+        };
+    }
+    Ok(program_arch(prog)
+        .filter(|a| !select::is_in(a, native))
+        .map(|a| vec![a]))
+}
+
+/// The arch of the program `run` was asked to start, from its ELF header:
+/// `prog` itself when it names a path, else the first executable of that
+/// name in PATH, as execvp finds it. `None` when it cannot be read or is
+/// not ELF for an arch in the table.
+fn program_arch(prog: &std::ffi::OsStr) -> Option<&'static Arch> {
+    use std::io::Read;
+    let path = if prog.as_bytes().contains(&b'/') {
+        PathBuf::from(prog)
+    } else {
+        let dirs = std::env::var_os("PATH")?;
+        std::env::split_paths(&dirs)
+            .map(|d| d.join(prog))
+            .find(|p| crate::emulator::is_executable_file(p))?
+    };
+    // What binfmt_misc sees: the first 256 bytes (BINPRM_BUF_SIZE).
+    let mut head = Vec::with_capacity(256);
+    fs::File::open(path)
+        .ok()?
+        .take(256)
+        .read_to_end(&mut head)
+        .ok()?;
+    qemu_shim_registry::arch::classify(&head)
+}
+
+/// The cached file's name suffix for an arch set: the names joined with
+/// `+` (`aarch64+s390x`), or, for a set too long for a file name, a hash of
+/// that.
+fn set_name(arches: &[&'static Arch]) -> String {
+    let joined = arches.iter().map(|a| a.name).collect::<Vec<_>>().join("+");
+    if joined.len() <= 100 {
+        joined
+    } else {
+        let hash = crate::sources::sha256_hex(joined.as_bytes());
+        format!("set-{}", &hash[..16])
+    }
 }
 
 fn kernel_release() -> String {
@@ -322,9 +406,13 @@ struct Cached {
 }
 
 /// The cached interpreter file in `dir` for `found`, built now unless the
-/// stamp says the file there was built from the same inputs.
+/// stamp says the file there was built from the same inputs. Each arch set
+/// has its own file (`set`: its name, [`set_name`]; `None`: every foreign
+/// arch), so runs of programs of different arches do not rebuild each
+/// other's, and a user's cache holds the emulators their programs use.
 fn cached_interpreter(
     dir: &Path,
+    set: Option<&str>,
     source: &Path,
     found: &[(&'static Arch, PathBuf)],
     plain: &[String],
@@ -341,8 +429,13 @@ fn cached_interpreter(
     // Checked (made if missing) before anything in it is read; from here
     // on the resolved path, which no other user can change.
     let dir = &cache_dir_checked(dir, uid)?;
-    let path = dir.join(interp::FILE_NAME);
-    let stamp_path = dir.join(STAMP);
+    let (path, stamp_path) = match set {
+        None => (dir.join(interp::FILE_NAME), dir.join(STAMP)),
+        Some(set) => (
+            dir.join(format!("{}.{set}", interp::FILE_NAME)),
+            dir.join(format!("{}.{set}.stamp", interp::FILE_NAME)),
+        ),
+    };
     if let Ok(stamp) = fs::read_to_string(&stamp_path) {
         if let Some(by_path) = stamp_matches(&stamp, &key) {
             if path.is_file() {
