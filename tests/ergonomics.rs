@@ -314,6 +314,8 @@ rm "$S/emus/qemu-aarch64-static"
 cap gone "$CLI" uninstall s390x --install-dir "$S/inst"
 cap size2 stat -c %s "$S/inst/qemu-shim-interp"
 cap arm64-after "$FIX/busybox/arm64/busybox" uname -m
+cap status-kept "$CLI" status --json
+cap status-kept-text "$CLI" status
 "#,
     );
     assert_eq!(s.cap("install").rc, 0, "{}", s.cap("install"));
@@ -369,4 +371,28 @@ cap arm64-after "$FIX/busybox/arm64/busybox" uname -m
     );
     assert_eq!(size("size2"), after);
     assert_runs(&s.cap("arm64-after"), "aarch64\n");
+    // status says which emulators the kept file holds for no entry.
+    let v: serde_json::Value = serde_json::from_str(&s.cap("status-kept").stdout).unwrap();
+    let used: Vec<(String, bool)> = v["interpreters"][0]["emulators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["arch"].as_str().unwrap().to_string(),
+                m["used"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        used,
+        [("s390x".to_string(), false), ("aarch64".to_string(), true)],
+        "{v}"
+    );
+    let c = s.cap("status-kept-text");
+    assert!(
+        c.stdout
+            .contains("carries 2 emulators; used by no entry: s390x\n"),
+        "{c}"
+    );
 }

@@ -83,6 +83,9 @@ pub struct EmulatorStatus {
     pub source_version: Option<String>,
     /// When `unknown`: why.
     pub source_note: Option<String>,
+    /// An entry of ours on this file runs this arch (else the file only
+    /// holds it: an uninstall that could not rewrite the file, issue 18).
+    pub used: bool,
 }
 
 /// What `status` reads from an interpreter file.
@@ -255,9 +258,18 @@ pub fn build(
         .into_iter()
         .map(|path| match files.remove(&path) {
             Some(Ok(f)) => InterpreterStatus {
+                emulators: f
+                    .emulators
+                    .into_iter()
+                    .map(|mut m| {
+                        m.used = entries.iter().any(|(n, e)| {
+                            e.interpreter == path && owned_arch(n).is_some_and(|a| a.name == m.arch)
+                        });
+                        m
+                    })
+                    .collect(),
                 path,
                 size: Some(f.size),
-                emulators: f.emulators,
                 problem: None,
             },
             Some(Err(problem)) => InterpreterStatus {
@@ -434,6 +446,7 @@ pub fn read_interpreter(path: &Path) -> Result<InterpreterFile> {
                 Freshness::Unknown(why) => Some(why),
                 _ => None,
             },
+            used: true,
         });
     }
     Ok(InterpreterFile {
@@ -789,9 +802,21 @@ fn write_interpreter(out: &mut dyn Write, i: &InterpreterStatus) {
     if by_path > 0 {
         what.push(format!("starts {by_path} by path"));
     }
+    // What the file holds for no entry of ours (issue 18, item 2).
+    let unused: Vec<&str> = i
+        .emulators
+        .iter()
+        .filter(|m| !m.used)
+        .map(|m| m.arch.as_str())
+        .collect();
+    let unused = if unused.is_empty() {
+        String::new()
+    } else {
+        format!("; used by no entry: {}", unused.join(", "))
+    };
     let _ = writeln!(
         out,
-        "interpreter {} ({}): {} {}",
+        "interpreter {} ({}): {} {}{unused}",
         i.path,
         human_size(size),
         what.join(", "),
@@ -878,6 +903,7 @@ mod tests {
                 source: "current",
                 source_version: None,
                 source_note: None,
+                used: true,
             }],
         }
     }
@@ -935,7 +961,8 @@ mod tests {
                 "version": null,
                 "source": "current",
                 "source_version": null,
-                "source_note": null
+                "source_note": null,
+                "used": true
             }])
         );
     }
