@@ -374,6 +374,7 @@ fn installed_region() -> (Vec<u8>, Vec<String>) {
             arch: n,
             convention: Convention::ExecByPath,
             path: p,
+            cpu: b"",
         })
         .collect();
     let mut region = vec![0u8; REGION_SIZE];

@@ -12,7 +12,6 @@ use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 /// The script that fetches third-party fixtures into the cache.
@@ -132,38 +131,30 @@ pub fn interp() -> PathBuf {
     release_bin("qemu-shim-interp")
 }
 
-/// A fresh scratch directory, removed on drop. World-readable so tests that
-/// drop to an unprivileged uid can reach it.
+/// A fresh scratch directory (`qemu-shim-test-TAG-…` under the system temp
+/// dir), removed on drop. World-readable (0755) so tests that drop to an
+/// unprivileged uid can reach it.
 pub struct Scratch {
-    path: PathBuf,
+    dir: tempfile::TempDir,
 }
 
 impl Scratch {
     pub fn new(tag: &str) -> Scratch {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "qemu-shim-test-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).expect("create scratch dir");
-        set_mode(&path, 0o755);
-        Scratch { path }
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("qemu-shim-test-{tag}-"))
+            .tempdir()
+            .expect("create scratch dir");
+        // Explicitly: tempfile makes it 0700.
+        set_mode(dir.path(), 0o755);
+        Scratch { dir }
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.dir.path()
     }
 
     pub fn join(&self, rel: &str) -> PathBuf {
-        self.path.join(rel)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.path);
+        self.path().join(rel)
     }
 }
 
@@ -273,6 +264,33 @@ pub fn sandbox(who: As, script: &str, env: &[(&str, &OsStr)]) -> Output {
     cmd.output().expect("spawn unshare (util-linux)")
 }
 
+/// Compiles the C program `source` with `compiler` (`cc`, or
+/// `aarch64-linux-gnu-gcc` for a foreign test program), statically, warnings
+/// as errors, to `out` (the source is written next to it, as `out.c`).
+/// Panics naming the packages to install when the compiler or its C
+/// library is missing (scripts/test installs both).
+pub fn compile_c(compiler: &str, source: &str, out: &Path) {
+    let src = out.with_extension("c");
+    fs::write(&src, source).unwrap_or_else(|e| panic!("write {}: {e}", src.display()));
+    let packages = match compiler {
+        "aarch64-linux-gnu-gcc" => "gcc-aarch64-linux-gnu libc6-dev-arm64-cross",
+        _ => "gcc libc6-dev",
+    };
+    let o = Command::new(compiler)
+        .args(["-static", "-O2", "-Wall", "-Werror", "-o"])
+        .arg(out)
+        .arg(&src)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {compiler} ({e}): apt-get install {packages} (scripts/test does)")
+        });
+    assert!(
+        o.status.success(),
+        "{compiler} failed (are {packages} installed?):\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 /// Output's stdout as text.
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -307,6 +325,15 @@ pub const CAP_SH: &str = r#"cap() {
 	cap_rc=0
 	"$@" >"$CAPS/$cap_name.out" 2>"$CAPS/$cap_name.err" || cap_rc=$?
 	echo "$cap_rc" >"$CAPS/$cap_name.rc"
+}
+"#;
+
+/// Shell function `install_shim ARGS…` for sandbox scripts: `qemu-shim
+/// install ARGS…` with the fetched emulators (`$EMUS`), into `$S/inst`:
+/// the install most tests start from. Loaded by [`sandbox_caps`] and
+/// [`sandbox_full_map`]; [`sandbox_installed`] runs it first.
+pub const INSTALL_SH: &str = r#"install_shim() {
+	"$CLI" install "$@" --emulator-dir "$EMUS" --install-dir "$S/inst"
 }
 "#;
 
@@ -372,14 +399,23 @@ impl Scratch {
     pub fn cap(&self, name: &str) -> Captured {
         captured(&self.join("caps"), name)
     }
+
+    /// Asserts the install the script captured as `install` (`cap install
+    /// install_shim …`, see [`INSTALL_SH`]) succeeded, and returns it.
+    #[track_caller]
+    pub fn installed(&self) -> Captured {
+        let c = self.cap("install");
+        assert_eq!(c.rc, 0, "install failed:\n{c}");
+        c
+    }
 }
 
-/// Runs `script` like [`sandbox`] with [`CAP_SH`] loaded, `$S` naming the
-/// scratch dir `s` and `$CAPS` its `caps/`, and asserts the script itself
-/// succeeded (its setup steps; the checked commands run under `cap`). For
-/// [`As::Nobody`] the scratch dir itself (not what is already in it) is
-/// given to nobody so the script can create files there, while files the
-/// test made as root stay root's.
+/// Runs `script` like [`sandbox`] with [`CAP_SH`] and [`INSTALL_SH`]
+/// loaded, `$S` naming the scratch dir `s` and `$CAPS` its `caps/`, and
+/// asserts the script itself succeeded (its setup steps; the checked
+/// commands run under `cap`). For [`As::Nobody`] the scratch dir itself
+/// (not what is already in it) is given to nobody so the script can create
+/// files there, while files the test made as root stay root's.
 pub fn sandbox_caps(who: As, s: &Scratch, script: &str) -> Output {
     let caps = s.join("caps");
     fs::create_dir_all(&caps).expect("create caps dir");
@@ -390,10 +426,25 @@ pub fn sandbox_caps(who: As, s: &Scratch, script: &str) -> Output {
     }
     let o = sandbox(
         who,
-        &format!("{CAP_SH}{script}"),
+        &format!("{CAP_SH}{INSTALL_SH}{script}"),
         &[("S", s.path().as_os_str()), ("CAPS", caps.as_os_str())],
     );
     assert_ok(&o);
+    o
+}
+
+/// The shared start of the tests that check what runs once qemu-shim is
+/// installed: runs `script` like [`sandbox_caps`] after `cap install
+/// install_shim ARGS` (qemu-shim installed into `$S/inst` with
+/// `install_args`, [`INSTALL_SH`]), and asserts that install succeeded.
+/// The script's own checks are read with [`Scratch::cap`] afterwards.
+pub fn sandbox_installed(who: As, s: &Scratch, install_args: &str, script: &str) -> Output {
+    let o = sandbox_caps(
+        who,
+        s,
+        &format!("cap install install_shim {install_args}\n{script}"),
+    );
+    s.installed();
     o
 }
 
@@ -453,7 +504,7 @@ exec >"$S/script.out" 2>"$S/script.err" </dev/null
     );
     let mut child = Command::new("unshare")
         .args(["--user", "--mount", "--", "sh", "-euc"])
-        .arg(format!("{prologue}{CAP_SH}{script}"))
+        .arg(format!("{prologue}{CAP_SH}{INSTALL_SH}{script}"))
         .arg("full-map")
         .env("CLI", cli())
         .env("INTERP", interp())

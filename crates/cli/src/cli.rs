@@ -51,7 +51,8 @@ Examples:
   qemu-shim install                     register every foreign arch that has an emulator
   qemu-shim install aarch64 linux/riscv64
                                         register these two (others stay as they are)
-  qemu-shim status                      show every binfmt_misc entry and which one wins
+  qemu-shim status                      which entry runs each arch, and its emulator
+  qemu-shim status arm64                everything about one arch
   qemu-shim which ./hello-arm64         which entry and emulator would run this file
   qemu-shim uninstall                   remove qemu-shim's entries and its interpreter
   qemu-shim doctor                      check every arch works, and how to fix those that do not
@@ -60,8 +61,9 @@ Examples:
   qemu-shim --uninstall 'qemu-*'        alias of `uninstall 'qemu-*'`: every entry of qemu-shim's
 
 Exit status:
-  0  done (which: an entry matches the file)
-  1  failed, or which: no entry matches the file
+  0  done (which: something runs the file, natively or through an entry;
+     doctor: nothing is broken)
+  1  failed (which: nothing runs the file; doctor: something is broken)
   2  bad command line
   run: the program's own status; 125 qemu-shim failed, 126 the program cannot
   be executed, 127 the program is not found";
@@ -293,25 +295,39 @@ pub struct UninstallArgs {
     pub report: ReportArgs,
 }
 
-/// Show every binfmt_misc entry and which one runs each architecture
+/// Show which entry runs each architecture, and qemu-shim's entries
 ///
-/// Lists all entries, qemu-shim's and others', in the order the kernel
-/// tries them (newest first). For each it shows the architecture it matches,
-/// whether it is enabled, its flags and interpreter, and for qemu-shim's
-/// entries the emulator the interpreter starts. An entry that matches an
-/// architecture but never runs because an earlier one matches first is
-/// marked as shadowed.
+/// One row per architecture, sorted by name: its docker platform, the state
+/// of qemu-shim's entry for it (enabled, disabled, not pinned, problem), the
+/// entry the kernel runs its programs with (and the later ones it wins
+/// over: the kernel tries the newest entry first), the emulator (carried in
+/// the interpreter file with its version, started by path, or another
+/// tool's interpreter) and how the emulator compares with the file it was
+/// installed from. Then one line per problem, and the platforms that run
+/// here (the native ones, and each arch whose tiny probe program just ran
+/// through the table).
 ///
-/// Each emulator is compared with the file it was installed from (by its
-/// stat stamp; the file is read only when that moved): a carried copy
-/// whose file changed since install is marked STALE (programs still run
-/// the old copy; `qemu-shim install` refreshes it), one whose file is gone
-/// gets no updates. Finally the platforms that run here are listed (the
-/// native ones, and each arch whose tiny probe program just ran through
-/// the table); --json gives them as `supported`, in docker's spelling.
+/// Each emulator is compared with its file by its stat stamp (the file is
+/// read only when that moved): a carried copy whose file changed since
+/// install is STALE (programs still run the old copy; `qemu-shim install`
+/// refreshes it); one whose file is gone is vanished and gets no updates.
+///
+/// Name architectures (as install takes them) for everything about them;
+/// --verbose adds every entry, ours and others', in the order the kernel
+/// tries them, and every interpreter file with its emulators; --json gives
+/// all of it, with tonistiigi/binfmt's `supported` and `emulators` lists.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Print JSON instead of text
+    /// Show everything about these architectures (default: a table of all)
+    #[arg(value_name = "ARCH|PLATFORM")]
+    pub arches: Vec<String>,
+
+    /// Also list every entry in match order and every interpreter file
+    #[arg(long, short, conflicts_with = "json")]
+    pub verbose: bool,
+
+    /// Print the whole report as one JSON object (with arch names: only
+    /// their rows in `arches`)
     #[arg(long)]
     pub json: bool,
 }
@@ -320,12 +336,19 @@ pub struct StatusArgs {
 ///
 /// Reads the file's ELF header, names its architecture (or says it is
 /// native, not ELF, or malformed), and shows the binfmt_misc entry the
-/// kernel would pick for it and the emulator that would run it. Exits 0
-/// when an entry matches, 1 when none does.
+/// kernel would pick for it and the emulator that would run it, carried in
+/// the interpreter file or started by path. Exits 0 when something runs
+/// the file (this CPU, natively, or an entry's emulator), 1 when nothing
+/// does (no entry for a foreign arch, or qemu-shim's interpreter would
+/// refuse it).
 #[derive(Debug, Args)]
 pub struct WhichArgs {
     /// The program to look at
     pub file: PathBuf,
+
+    /// Print the answer as one JSON object
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Run one program with qemu-shim, without root and without touching the host's table
@@ -399,8 +422,18 @@ pub struct RunArgs {
 /// 1 otherwise.
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
+    /// Check only these architectures, named as for install (default: every
+    /// arch qemu-shim has an entry for); one named without an entry is broken
+    #[arg(value_name = "ARCH|PLATFORM")]
+    pub arches: Vec<String>,
+
     /// Where install --persist writes its binfmt.d file (its entries are
     /// checked to be registered)
     #[arg(long, value_name = "DIR", default_value = DEFAULT_BINFMT_D_DIR)]
     pub binfmt_d_dir: PathBuf,
+
+    /// Print the checks as one JSON object: `ok`, and `checks`, each with
+    /// its verdict, arch, message and fix
+    #[arg(long)]
+    pub json: bool,
 }

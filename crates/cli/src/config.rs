@@ -10,7 +10,18 @@
 //!
 //! [arch."linux/386"]
 //! emulator = "fex"
+//!
+//! [arch.arm]
+//! cpu = "arm1176"                # qemu's -cpu model for this arch
 //! ```
+//!
+//! `cpu` chooses the CPU model qemu emulates for an arch (qemu's `-cpu`;
+//! `emulator` may then be left out: qemu is implied). `install` checks it
+//! by running that arch's probe program under the model, and writes it
+//! into the table; the interpreter passes `-cpu MODEL` to qemu at every
+//! exec — unless an unprivileged user set `QEMU_CPU` for their own program
+//! (debugging stays possible; a setuid program ignores it). box64 and FEX
+//! take no CPU model: a `cpu` key with them is refused.
 //!
 //! Each emulator is started with the command line it takes:
 //! - `qemu`: carried in the interpreter file, or by path with
@@ -51,60 +62,60 @@ pub const DEFAULT_PATH: &str = "/etc/qemu-shim/config.toml";
 
 /// An emulator other than qemu, or qemu itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum EmulatorKind {
     Qemu,
     Box64,
     Fex,
 }
 
-impl Kind {
-    fn parse(s: &str) -> Option<Kind> {
+impl EmulatorKind {
+    fn parse(s: &str) -> Option<EmulatorKind> {
         match s {
-            "qemu" => Some(Kind::Qemu),
-            "box64" => Some(Kind::Box64),
-            "fex" => Some(Kind::Fex),
+            "qemu" => Some(EmulatorKind::Qemu),
+            "box64" => Some(EmulatorKind::Box64),
+            "fex" => Some(EmulatorKind::Fex),
             _ => None,
         }
     }
 
     pub fn name(self) -> &'static str {
         match self {
-            Kind::Qemu => "qemu",
-            Kind::Box64 => "box64",
-            Kind::Fex => "fex",
+            EmulatorKind::Qemu => "qemu",
+            EmulatorKind::Box64 => "box64",
+            EmulatorKind::Fex => "fex",
         }
     }
 
     /// Whether it takes the plain command line (`EMULATOR PROGRAM ARGS…`).
     pub fn plain(self) -> bool {
-        self != Kind::Qemu
+        self != EmulatorKind::Qemu
     }
 
     /// The program name looked for in the emulator directories (qemu's
     /// depends on the arch: the caller's search handles it).
     fn program(self) -> Option<&'static str> {
         match self {
-            Kind::Qemu => None,
-            Kind::Box64 => Some("box64"),
-            Kind::Fex => Some("FEXInterpreter"),
+            EmulatorKind::Qemu => None,
+            EmulatorKind::Box64 => Some("box64"),
+            EmulatorKind::Fex => Some("FEXInterpreter"),
         }
     }
 
     /// The guest arches it runs, `None`: any.
     fn guests(self) -> Option<&'static [&'static str]> {
         match self {
-            Kind::Qemu => None,
-            Kind::Box64 => Some(&["x86_64"]),
-            Kind::Fex => Some(&["x86_64", "i386"]),
+            EmulatorKind::Qemu => None,
+            EmulatorKind::Box64 => Some(&["x86_64"]),
+            EmulatorKind::Fex => Some(&["x86_64", "i386"]),
         }
     }
 
     /// The hosts it runs on, `None`: any.
     fn hosts(self) -> Option<&'static [&'static str]> {
         match self {
-            Kind::Qemu => None,
-            Kind::Box64 => Some(&["aarch64", "riscv64", "loongarch64", "ppc64le"]),
-            Kind::Fex => Some(&["aarch64"]),
+            EmulatorKind::Qemu => None,
+            EmulatorKind::Box64 => Some(&["aarch64", "riscv64", "loongarch64", "ppc64le"]),
+            EmulatorKind::Fex => Some(&["aarch64"]),
         }
     }
 }
@@ -113,9 +124,11 @@ impl Kind {
 #[derive(Debug, Clone)]
 pub struct Choice {
     pub arch: &'static Arch,
-    pub kind: Kind,
+    pub kind: EmulatorKind,
     /// `path`, if given.
     pub path: Option<PathBuf>,
+    /// `cpu`, if given: qemu's CPU model for this arch.
+    pub cpu: Option<String>,
     /// The line of its table header, for messages.
     line: usize,
 }
@@ -129,6 +142,30 @@ pub struct Config {
 }
 
 impl Config {
+    /// The CPU model chosen for each of `arches` the file gives one, for
+    /// the interpreter file's table.
+    pub fn cpu_models(&self, arches: &[&str]) -> Vec<(String, String)> {
+        self.choices
+            .iter()
+            .filter(|c| arches.contains(&c.arch.name))
+            .filter_map(|c| Some((c.arch.name.to_string(), c.cpu.clone()?)))
+            .collect()
+    }
+
+    /// The file and line of `a`'s table, for messages (`config:LINE` when
+    /// the config was not read from a file).
+    pub fn whereabouts(&self, a: &Arch) -> Option<String> {
+        let c = self.choice(a)?;
+        Some(format!(
+            "{}:{}",
+            self.source
+                .as_deref()
+                .unwrap_or(Path::new("config"))
+                .display(),
+            c.line
+        ))
+    }
+
     /// The choice for `a`, if the file names it.
     pub fn choice(&self, a: &Arch) -> Option<&Choice> {
         self.choices.iter().find(|c| std::ptr::eq(c.arch, a))
@@ -325,6 +362,30 @@ struct FileToml {
 struct ArchToml {
     emulator: Option<toml::Spanned<String>>,
     path: Option<toml::Spanned<String>>,
+    cpu: Option<toml::Spanned<String>>,
+}
+
+/// Whether `model` can be a qemu `-cpu` argument: a model name with
+/// optional `,property=value` settings (`max`, `cortex-a7`, `z14.2-base`,
+/// `max,sve=off`). Anything else (spaces, quotes, an option-like leading
+/// `-`) is refused before qemu sees it; qemu itself judges the name.
+fn cpu_syntax(model: &str) -> std::result::Result<(), String> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || "._+-,=".contains(c);
+    if model.is_empty() {
+        return Err("cpu must not be empty (leave it out for qemu's default)".into());
+    }
+    if model.len() > 128 {
+        return Err(format!(
+            "cpu model is {} bytes long; at most 128",
+            model.len()
+        ));
+    }
+    if model.starts_with(['-', ',', '=']) || !model.chars().all(ok_char) {
+        return Err(format!(
+            "cpu \"{model}\" is not a qemu CPU model (letters, digits and . _ + - , = only)"
+        ));
+    }
+    Ok(())
 }
 
 /// Parses the file's text; an error is its line number and message.
@@ -345,18 +406,43 @@ pub fn parse(text: &str) -> std::result::Result<Config, (usize, String)> {
             return Err((line, format!("{} is configured twice", arch.name)));
         }
         let t = table.into_inner();
-        let emulator = t
-            .emulator
-            .ok_or_else(|| (line, format!("[arch.{name}] has no emulator = …")))?;
-        let kind = Kind::parse(emulator.get_ref()).ok_or_else(|| {
-            (
-                line_of(emulator.span().start),
-                format!(
-                    "unknown emulator \"{}\": qemu, box64 or fex",
-                    emulator.get_ref()
-                ),
-            )
-        })?;
+        // A table with only a CPU model is about qemu.
+        let kind = match (&t.emulator, &t.cpu) {
+            (Some(emulator), _) => EmulatorKind::parse(emulator.get_ref()).ok_or_else(|| {
+                (
+                    line_of(emulator.span().start),
+                    format!(
+                        "unknown emulator \"{}\": qemu, box64 or fex",
+                        emulator.get_ref()
+                    ),
+                )
+            })?,
+            (None, Some(_)) => EmulatorKind::Qemu,
+            (None, None) => {
+                return Err((
+                    line,
+                    format!("[arch.{name}] has no emulator = … (or cpu = …)"),
+                ))
+            }
+        };
+        let cpu = match t.cpu {
+            None => None,
+            Some(c) => {
+                let at = line_of(c.span().start);
+                if kind.plain() {
+                    return Err((
+                        at,
+                        format!(
+                            "{} takes no CPU model: cpu is a qemu setting (leave it out for {})",
+                            kind.name(),
+                            arch.name
+                        ),
+                    ));
+                }
+                cpu_syntax(c.get_ref()).map_err(|m| (at, m))?;
+                Some(c.into_inner())
+            }
+        };
         let path = match t.path {
             None => None,
             Some(p) => {
@@ -374,6 +460,7 @@ pub fn parse(text: &str) -> std::result::Result<Config, (usize, String)> {
             arch,
             kind,
             path,
+            cpu,
             line,
         });
     }
@@ -404,7 +491,7 @@ path = "/opt/qemu #8/qemu-aarch64"
 "#;
 
     /// Each choice as (arch, emulator, path), in the order written.
-    fn choices_of(c: &Config) -> Vec<(&'static str, Kind, Option<&Path>)> {
+    fn choices_of(c: &Config) -> Vec<(&'static str, EmulatorKind, Option<&Path>)> {
         c.choices
             .iter()
             .map(|c| (c.arch.name, c.kind, c.path.as_deref()))
@@ -419,18 +506,36 @@ path = "/opt/qemu #8/qemu-aarch64"
             [
                 (
                     "x86_64",
-                    Kind::Box64,
+                    EmulatorKind::Box64,
                     Some(Path::new("/usr/local/bin/box64"))
                 ),
-                ("i386", Kind::Fex, None),
+                ("i386", EmulatorKind::Fex, None),
                 (
                     "aarch64",
-                    Kind::Qemu,
+                    EmulatorKind::Qemu,
                     Some(Path::new("/opt/qemu #8/qemu-aarch64"))
                 ),
             ]
         );
         assert!(c.choices[0].kind.plain() && !c.choices[2].kind.plain());
+    }
+
+    #[test]
+    fn cpu_models_imply_qemu_and_reach_the_table_for_their_arches_only() {
+        let c = parse(
+            "[arch.armhf]\ncpu = 'arm1176'\n[arch.aarch64]\nemulator = \"qemu\"\ncpu = \"max,sve=off\"\n[arch.s390x]\nemulator = \"qemu\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.choices[0].kind, EmulatorKind::Qemu);
+        assert_eq!(
+            c.cpu_models(&["arm", "aarch64", "s390x"]),
+            [
+                ("arm".to_string(), "arm1176".to_string()),
+                ("aarch64".to_string(), "max,sve=off".to_string())
+            ]
+        );
+        assert_eq!(c.cpu_models(&["aarch64"]).len(), 1);
+        assert_eq!(c.whereabouts(c.choices[1].arch).unwrap(), "config:3");
     }
 
     #[test]
@@ -440,7 +545,7 @@ path = "/opt/qemu #8/qemu-aarch64"
             (
                 "[arch.x86_64]\nemulater = \"box64\"",
                 2,
-                "unknown field `emulater`, expected `emulator` or `path`",
+                "unknown field `emulater`, expected one of `emulator`, `path`, `cpu`",
             ),
             (
                 "[arch.x86_64]\nemulator = \"rosetta\"",
@@ -458,6 +563,19 @@ path = "/opt/qemu #8/qemu-aarch64"
                 "invalid basic string",
             ),
             ("[arch.x86_64]\npath = \"/x\"", 1, "no emulator"),
+            (
+                "[arch.x86_64]\nemulator = \"box64\"\ncpu = \"max\"",
+                3,
+                "box64 takes no CPU model: cpu is a qemu setting (leave it out for x86_64)",
+            ),
+            (
+                "[arch.arm]\ncpu = \"arm1176 -d\"",
+                2,
+                "cpu \"arm1176 -d\" is not a qemu CPU model (letters, digits and . _ + - , = only)",
+            ),
+            ("[arch.arm]\ncpu = \"-d\"", 2, "is not a qemu CPU model"),
+            ("[arch.arm]\ncpu = \"\"", 2, "cpu must not be empty"),
+            ("[arch.arm]\ncpu = 7", 2, "invalid type"),
             (
                 "[arch.x86_64]\npath = \"box64\"\nemulator = \"box64\"",
                 2,
@@ -540,7 +658,11 @@ path = "/opt/qemu #8/qemu-aarch64"
             let c = parse(text).unwrap_or_else(|e| panic!("{text:?}: {e:?}"));
             assert_eq!(
                 choices_of(&c),
-                [("x86_64", Kind::Box64, Some(Path::new("/opt/b\\x/box64")))],
+                [(
+                    "x86_64",
+                    EmulatorKind::Box64,
+                    Some(Path::new("/opt/b\\x/box64"))
+                )],
                 "{text:?}"
             );
         }

@@ -16,6 +16,10 @@
 //!   started as nobody (65534): setuid programs get the file's credentials.
 //!   This needs root and a probe directory that honours setuid bits; where
 //!   that is missing doctor says the check was not made, and why.
+//!
+//! The report is data ([`Report`], one [`Line`] per check): `--json`
+//! prints it, [`write_text`] renders it; `doctor ARCH…` checks only those
+//! arches.
 
 use std::fs;
 use std::io::{self, Write};
@@ -27,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use qemu_shim_registry::binfmt::{self, Binfmt};
 use qemu_shim_registry::programs::{self, Kind};
+use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::install::{owned_arch, STAND_IN_SUFFIX};
@@ -49,6 +54,9 @@ pub struct Options {
     pub binfmt_dir: Option<PathBuf>,
     /// Where `install --persist` writes its binfmt.d file.
     pub binfmt_d_dir: PathBuf,
+    /// Check only these arches (names as install takes them); empty: every
+    /// arch qemu-shim has an entry for.
+    pub arches: Vec<String>,
 }
 
 /// A kernel version, from `uname -r`.
@@ -77,7 +85,8 @@ const FEATURES: [(Kernel, &str); 3] = [
 ];
 
 /// The verdict on one line of the report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Ok,
     /// Works, with a limit worth knowing.
@@ -103,23 +112,96 @@ impl Verdict {
     }
 }
 
-/// One line of the report.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One check's result: a line of the text report, an element of
+/// `checks` in `doctor --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Line {
     pub verdict: Verdict,
-    pub text: String,
+    /// The arch the check is about (qemu's name); `null` for the table and
+    /// the kernel.
+    pub arch: Option<String>,
+    /// What was found.
+    pub message: String,
+    /// A command that fixes it, runnable as printed (with `sh -c`).
+    pub fix: Option<String>,
 }
 
-fn line(verdict: Verdict, text: impl Into<String>) -> Line {
-    Line {
-        verdict,
-        text: text.into(),
+impl Line {
+    /// The line's text after its verdict word: `ARCH: MESSAGE (fix:
+    /// COMMAND)`, the command alone in the parentheses that end the line,
+    /// so a script can take it (issue 18, item 1).
+    pub fn text(&self) -> String {
+        let mut t = match &self.arch {
+            Some(a) => format!("{a}: {}", self.message),
+            None => self.message.clone(),
+        };
+        if let Some(f) = &self.fix {
+            t.push_str(&format!(" (fix: {f})"));
+        }
+        t
+    }
+
+    fn fixed_by(mut self, fix: impl Into<String>) -> Line {
+        self.fix = Some(fix.into());
+        self
     }
 }
 
-/// Runs `doctor`, writing one line per check to `out`; the exit code is
-/// 0 when nothing is broken, 1 otherwise.
-pub fn doctor(opts: &Options, out: &mut dyn Write) -> Result<u8> {
+/// A line about the table, the kernel or the run itself.
+fn line(verdict: Verdict, message: impl Into<String>) -> Line {
+    Line {
+        verdict,
+        arch: None,
+        message: message.into(),
+        fix: None,
+    }
+}
+
+/// A line about one arch.
+fn arch_line(verdict: Verdict, arch: &str, message: impl Into<String>) -> Line {
+    Line {
+        arch: Some(arch.to_string()),
+        ..line(verdict, message)
+    }
+}
+
+/// The whole report; its JSON form is `doctor --json`'s output.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// The binfmt_misc directory checked.
+    pub binfmt_misc: String,
+    /// Nothing is broken (the exit code is 0).
+    pub ok: bool,
+    /// Every check, in the text report's order.
+    pub checks: Vec<Line>,
+}
+
+impl Report {
+    fn new(root: &Path, checks: Vec<Line>) -> Report {
+        Report {
+            binfmt_misc: root.display().to_string(),
+            ok: !checks.iter().any(|l| l.verdict == Verdict::Broken),
+            checks,
+        }
+    }
+
+    /// 0 when nothing is broken, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        if self.ok {
+            crate::EXIT_OK
+        } else {
+            crate::EXIT_FAILED
+        }
+    }
+}
+
+/// Runs `doctor`: every check, as data.
+pub fn doctor(opts: &Options) -> Result<Report> {
+    let only = match crate::select::names(&opts.arches)? {
+        Some(names) => Some(crate::select::resolve(&names, None)?),
+        None => None,
+    };
+    let asked = |a: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x.name == a));
     let bf = root::open_for_read(opts.binfmt_dir.as_deref());
     let mut lines = Vec::new();
     let kernel = nix::sys::utsname::uname()
@@ -127,16 +209,18 @@ pub fn doctor(opts: &Options, out: &mut dyn Write) -> Result<u8> {
         .and_then(|u| u.release().to_str().and_then(Kernel::parse));
     lines.extend(kernel_lines(kernel));
     if !bf.is_mounted() {
-        lines.push(line(
-            Verdict::Broken,
-            format!(
-                "binfmt_misc is not mounted at {}: {}; `qemu-shim install` mounts it too (fix: mount -t binfmt_misc binfmt_misc {})",
-                bf.root().display(),
-                crate::root::unmounted_why(),
-                bf.root().display()
-            ),
-        ));
-        return finish(out, &lines);
+        let root = bf.root().display();
+        lines.push(
+            line(
+                Verdict::Broken,
+                format!(
+                    "binfmt_misc is not mounted at {root}: {}; `qemu-shim install` mounts it too",
+                    crate::root::unmounted_why(),
+                ),
+            )
+            .fixed_by(format!("mount -t binfmt_misc binfmt_misc {root}")),
+        );
+        return Ok(Report::new(bf.root(), lines));
     }
     let s = status::collect(&bf)?;
     // What every install command below needs to act where doctor looked.
@@ -151,38 +235,36 @@ pub fn doctor(opts: &Options, out: &mut dyn Write) -> Result<u8> {
         line(
             Verdict::Broken,
             format!(
-                "binfmt_misc at {} is disabled as a whole: no entry runs (fix: echo 1 > {}/status)",
+                "binfmt_misc at {} is disabled as a whole: no entry runs",
                 bf.root().display(),
-                bf.root().display()
             ),
         )
+        .fixed_by(format!("echo 1 > {}/status", bf.root().display()))
     });
-    let boot = persisted(&opts.binfmt_d_dir);
+    let boot: Vec<_> = persisted(&opts.binfmt_d_dir)
+        .into_iter()
+        .filter(|l| asked(owned_arch(&l.name).map_or(l.name.as_str(), |a| a.name)))
+        .collect();
     let mut ours: Vec<&status::EntryStatus> = s
         .entries
         .iter()
         .filter(|e| e.owned && !e.name.ends_with(STAND_IN_SUFFIX))
+        .filter(|e| only.is_none() || owned_arch(&e.name).is_some_and(|a| asked(a.name)))
         .collect();
-    // In the arch table's order, as `status` lists arches (the table's own
-    // order is the kernel's match order, newest first).
-    ours.sort_by_key(|e| {
-        owned_arch(&e.name).map_or(usize::MAX, |a| {
-            qemu_shim_registry::arch::ARCHES
-                .iter()
-                .position(|r| std::ptr::eq(r, a))
-                .unwrap_or(usize::MAX)
-        })
-    });
-    if ours.is_empty() && boot.is_empty() {
-        lines.push(line(
-            Verdict::Broken,
-            format!("no qemu-shim entries are registered (fix: qemu-shim install{tail})"),
-        ));
-        return finish(out, &lines);
+    // By arch name, as `status` lists arches (the table's own order is the
+    // kernel's match order, newest first).
+    ours.sort_by_key(|e| owned_arch(&e.name).map_or(e.name.as_str(), |a| a.name));
+    if only.is_none() && ours.is_empty() && boot.is_empty() {
+        lines.push(
+            line(Verdict::Broken, "no qemu-shim entries are registered")
+                .fixed_by(format!("qemu-shim install{tail}")),
+        );
+        return Ok(Report::new(bf.root(), lines));
     }
     let mut probes = Probes::default();
+    let mut per_arch = Vec::new();
     for e in &ours {
-        lines.push(check_entry(
+        per_arch.push(check_entry(
             &bf,
             &s,
             e,
@@ -192,39 +274,61 @@ pub fn doctor(opts: &Options, out: &mut dyn Write) -> Result<u8> {
             &mut probes,
         )?);
     }
-    if let Some(why) = &probes.setuid_skipped {
-        lines.push(line(Verdict::Note, format!("setuid not checked: {why}")));
-    }
     // Entries the binfmt.d file registers at boot but that are not there.
     for l in &boot {
         if !ours.iter().any(|e| e.name == l.name) {
             let arch = owned_arch(&l.name).map_or(l.name.as_str(), |a| a.name);
             // The flags as the kernel would print them (C implies O).
             let flags = l.expected_entry().raw_flags;
-            lines.push(line(
-                Verdict::Broken,
-                format!(
-                    "{arch}: {} is in {} but not registered (fix: {})",
-                    l.name,
-                    persist::path_in(&opts.binfmt_d_dir).display(),
-                    install_command(arch, &l.interpreter, &flags, &tail)
-                ),
-            ));
+            per_arch.push(
+                arch_line(
+                    Verdict::Broken,
+                    arch,
+                    format!(
+                        "{} is in {} but not registered",
+                        l.name,
+                        persist::path_in(&opts.binfmt_d_dir).display(),
+                    ),
+                )
+                .fixed_by(install_command(arch, &l.interpreter, &flags, &tail)),
+            );
         }
     }
-    finish(out, &lines)
+    // Arches asked for by name that have no entry of ours at all: native
+    // ones need none (and install refuses them).
+    let missing: Vec<_> = only
+        .iter()
+        .flatten()
+        .filter(|a| !per_arch.iter().any(|l| l.arch.as_deref() == Some(a.name)))
+        .collect();
+    if !missing.is_empty() {
+        let native = crate::select::native()?.0;
+        for a in missing {
+            per_arch.push(if crate::select::is_in(a, &native) {
+                arch_line(
+                    Verdict::Ok,
+                    a.name,
+                    "native: this CPU runs its programs, no entry needed",
+                )
+            } else {
+                arch_line(Verdict::Broken, a.name, "no qemu-shim entry is registered")
+                    .fixed_by(format!("qemu-shim install {}{tail}", a.name))
+            });
+        }
+    }
+    per_arch.sort_by(|x, y| x.arch.cmp(&y.arch));
+    lines.extend(per_arch);
+    if let Some(why) = &probes.setuid_skipped {
+        lines.push(line(Verdict::Note, format!("setuid not checked: {why}")));
+    }
+    Ok(Report::new(bf.root(), lines))
 }
 
-fn finish(out: &mut dyn Write, lines: &[Line]) -> Result<u8> {
-    for l in lines {
-        let _ = writeln!(out, "{:<6}  {}", l.verdict.word(), l.text);
+/// Writes the report for people: one line per check, its verdict first.
+pub fn write_text(out: &mut dyn Write, r: &Report) {
+    for l in &r.checks {
+        let _ = writeln!(out, "{:<6}  {}", l.verdict.word(), l.text());
     }
-    let broken = lines.iter().any(|l| l.verdict == Verdict::Broken);
-    Ok(if broken {
-        crate::EXIT_FAILED
-    } else {
-        crate::EXIT_OK
-    })
 }
 
 /// One line on the kernel: which of our features it has.
@@ -304,11 +408,9 @@ fn check_entry(
     };
     let arch = a.name;
     let fix = install_command(arch, &e.interpreter, &e.flags, tail);
-    let broken = |what: String, fix: &str| {
-        Ok(line(
-            Verdict::Broken,
-            format!("{arch}: {what} (fix: {fix})"),
-        ))
+    let broken = |what: String, fix: &str| Ok(arch_line(Verdict::Broken, arch, what).fixed_by(fix));
+    let theirs = |w: &&status::ArchStatus| {
+        w.arch == arch && w.winner.as_deref().is_some_and(|n| n != e.name)
     };
     if !e.enabled {
         return broken(format!("{} is disabled", e.name), &fix);
@@ -316,12 +418,9 @@ fn check_entry(
     if let Some(p) = &e.problem {
         return broken(format!("{}: {p}", e.name), &fix);
     }
-    if let Some(w) = s
-        .arches
-        .iter()
-        .find(|w| w.arch == arch && w.winner != e.name && !w.partial)
-    {
-        return Ok(shadowed(bf, s, arch, &w.winner, &fix));
+    if let Some(w) = s.arches.iter().filter(theirs).find(|w| !w.partial) {
+        let winner = w.winner.as_deref().unwrap_or_default();
+        return Ok(shadowed(bf, s, arch, winner, &fix));
     }
     let mut notes = Vec::new();
     let mut verdict = Verdict::Ok;
@@ -336,13 +435,12 @@ fn check_entry(
             &install_command(arch, &e.interpreter, &e.flags.replace('F', ""), tail),
         );
     }
-    if let Some(w) = s
-        .arches
-        .iter()
-        .find(|w| w.arch == arch && w.winner != e.name)
-    {
+    if let Some(w) = s.arches.iter().find(theirs) {
         verdict = Verdict::Note;
-        notes.push(format!("{} takes some {arch} programs first", w.winner));
+        notes.push(format!(
+            "{} takes some {arch} programs first",
+            w.winner.as_deref().unwrap_or_default()
+        ));
     }
     // The probes, run through whatever entry the kernel picks.
     let ran = match programs::program(arch, Kind::Exit(PROBE_STATUS)) {
@@ -404,6 +502,10 @@ fn check_entry(
         .filter(|i| i.path == e.interpreter)
         .flat_map(|i| &i.emulators)
         .find(|m| m.arch == arch);
+    if let Some(c) = emu.and_then(|m| m.cpu.as_ref()) {
+        // The probes above ran under it: the entry starts qemu that way.
+        notes.push(format!("qemu runs with -cpu {c} (the config's)"));
+    }
     if let Some(m) = emu {
         match m.source {
             "stale" => {
@@ -434,7 +536,7 @@ fn check_entry(
             _ => {}
         }
     }
-    Ok(line(verdict, format!("{arch}: {}", notes.join("; "))))
+    Ok(arch_line(verdict, arch, notes.join("; ")))
 }
 
 /// The line for an arch whose programs another entry takes first.
@@ -444,13 +546,15 @@ fn shadowed(bf: &Binfmt, s: &Status, arch: &str, winner: &str, fix: &str) -> Lin
         .iter()
         .find(|x| x.name == winner)
         .map_or(String::new(), |o| format!(" ({})", o.interpreter));
-    line(
+    arch_line(
         Verdict::Broken,
+        arch,
         format!(
-            "{arch}: programs run through {winner}{interp}, which the kernel tries first; installing again makes ours the newest, or remove theirs with echo -1 > {}/{winner} (fix: {fix})",
+            "programs run through {winner}{interp}, which the kernel tries first; installing again makes ours the newest, or remove theirs with echo -1 > {}/{winner}",
             bf.root().display()
         ),
     )
+    .fixed_by(fix)
 }
 
 /// The options every install command doctor prints needs to act on what
@@ -796,6 +900,46 @@ mod tests {
         assert_ne!(owner, caller);
     }
 
+    /// Issue 18, item 7: the text line and `doctor --json`'s check are
+    /// one value; the fix is a command of its own in JSON.
+    #[test]
+    fn a_line_renders_its_arch_message_and_fix() {
+        let l = arch_line(Verdict::Broken, "s390x", "programs run through x")
+            .fixed_by("qemu-shim install s390x");
+        assert_eq!(
+            l.text(),
+            "s390x: programs run through x (fix: qemu-shim install s390x)"
+        );
+        let r = Report::new(
+            Path::new("/b"),
+            vec![line(Verdict::Ok, "binfmt_misc mounted"), l],
+        );
+        assert_eq!(r.exit_code(), crate::EXIT_FAILED);
+        let mut out = Vec::new();
+        write_text(&mut out, &r);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "ok      binfmt_misc mounted
+BROKEN  s390x: programs run through x (fix: qemu-shim install s390x)
+"
+        );
+        assert_eq!(
+            serde_json::to_value(&r).unwrap(),
+            serde_json::json!({
+                "binfmt_misc": "/b",
+                "ok": false,
+                "checks": [
+                    {"verdict": "ok", "arch": null, "message": "binfmt_misc mounted",
+                     "fix": null},
+                    {"verdict": "broken", "arch": "s390x", "message": "programs run through x",
+                     "fix": "qemu-shim install s390x"}
+                ]
+            })
+        );
+        let fine = Report::new(Path::new("/b"), vec![line(Verdict::Note, "n")]);
+        assert_eq!((fine.ok, fine.exit_code()), (true, crate::EXIT_OK));
+    }
+
     #[test]
     fn kernel_versions_parse_from_uname_release() {
         assert_eq!(Kernel::parse("6.18.0-1-amd64"), Some(Kernel(6, 18)));
@@ -813,13 +957,13 @@ mod tests {
         let mid = kernel_lines(Some(Kernel(5, 10)));
         assert!(mid.iter().all(|l| l.verdict != Verdict::Broken), "{mid:?}");
         assert!(
-            mid.iter().any(|l| l.text.contains("lacks AT_FLAGS")),
+            mid.iter().any(|l| l.message.contains("lacks AT_FLAGS")),
             "{mid:?}"
         );
         let old = kernel_lines(Some(Kernel(4, 4)));
         assert!(
             old.iter()
-                .any(|l| l.verdict == Verdict::Broken && l.text.contains("lacks F")),
+                .any(|l| l.verdict == Verdict::Broken && l.message.contains("lacks F")),
             "{old:?}"
         );
         assert_eq!(kernel_lines(None)[0].verdict, Verdict::Note);

@@ -369,6 +369,7 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     }
     let mut emulators = found;
     emulators.sort_by_key(|(a, _)| ARCHES.iter().position(|r| std::ptr::eq(r, *a)));
+    let cpu = cpu_models(&cfg, &emulators, &plain)?;
 
     // A pre-relocated file keeps its address across installs, so an
     // install that changes nothing else writes the same file.
@@ -390,6 +391,7 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
             .map(|(a, p)| (a.name.to_string(), p.clone()))
             .collect(),
         plain,
+        cpu,
     };
     // An arch found nowhere but carried in the installed file keeps that
     // file as it is; else the file is built and compared with it.
@@ -1762,6 +1764,32 @@ pub fn write_text(out: &mut dyn Write, sum: &Summary, verbose: bool) {
     for n in &sum.notes {
         let _ = writeln!(out, "note: {n}");
     }
+}
+
+/// The CPU models the config chooses for the arches in the new table
+/// (qemu's only: a plain emulator's `cpu` is refused when the config is
+/// read), each checked by running its arch's probe program under it with
+/// the emulator the table will start.
+fn cpu_models(
+    cfg: &config::Config,
+    emulators: &[(&'static Arch, PathBuf)],
+    plain: &[String],
+) -> Result<Vec<(String, String)>> {
+    let names: Vec<&str> = emulators
+        .iter()
+        .map(|(a, _)| a.name)
+        .filter(|n| !plain.iter().any(|p| p == n))
+        .collect();
+    let models = cfg.cpu_models(&names);
+    for (arch, model) in &models {
+        let (a, emulator) = emulators
+            .iter()
+            .find(|(a, _)| a.name == arch)
+            .expect("models are chosen from these arches");
+        let at = cfg.whereabouts(a).unwrap_or_else(|| "config".into());
+        crate::cpu::check(a, emulator, model, &at)?;
+    }
+    Ok(models)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 mod analysis;
 mod cli;
 mod config;
+mod cpu;
 #[cfg(test)]
 mod deploy_tests;
 mod doctor;
@@ -19,6 +20,7 @@ mod persist;
 #[cfg(test)]
 mod plain_tests;
 mod progress;
+mod report;
 mod root;
 mod run;
 mod select;
@@ -38,12 +40,13 @@ use clap::FromArgMatches;
 
 use crate::cli::{Cli, Command};
 use crate::error::Error;
+use crate::report::write_json;
 
-/// Exit code: the command did what was asked (`which`: a binfmt_misc entry
-/// matches the file).
+/// Exit code: the command did what was asked (`which`: something runs the
+/// file, the CPU or an entry's emulator; `doctor`: nothing is broken).
 pub const EXIT_OK: u8 = 0;
-/// Exit code: the command failed (`which`: no entry matches the file). The
-/// reason is printed as one line on stderr.
+/// Exit code: the command failed, the reason printed as one line on stderr;
+/// or `which` found nothing that runs the file, `doctor` something broken.
 pub const EXIT_FAILED: u8 = 1;
 /// Exit code: the command line was wrong (printed by clap).
 pub const EXIT_USAGE: u8 = 2;
@@ -101,14 +104,6 @@ fn print_error(e: &Error) {
         None => format!("qemu-shim: error: {}\n", e.message()),
     };
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
-}
-
-/// Prints `value` as pretty JSON and a newline.
-fn write_json(out: &mut dyn std::io::Write, value: &impl serde::Serialize) -> Result<(), Error> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| Error::new(format!("cannot write JSON: {e}")))?;
-    let _ = writeln!(out, "{text}");
-    Ok(())
 }
 
 /// Runs the command; `Ok` carries the exit code of a command that ran to
@@ -170,23 +165,48 @@ fn run(cli: Cli) -> Result<u8, Error> {
             if binfmt_dir.is_some() && !bf.is_mounted() {
                 return Err(root::not_mounted(bf.root()));
             }
+            // Names as install takes them; `all` (or none) is every arch.
+            let only = match select::names(&a.arches)? {
+                Some(names) => Some(select::resolve(&names, None)?),
+                None => None,
+            };
             let mut s = status::collect(&bf)?;
             status::verify_platforms(&mut s);
+            if let Some(only) = &only {
+                status::keep_arches(&mut s, only);
+            }
             if a.json {
-                status::write_json(&mut out, &s)?;
+                write_json(&mut out, &s)?;
             } else {
-                status::write_text(&mut out, &s);
+                let detail = match (&only, a.verbose) {
+                    (Some(_), _) => status::Detail::Arches,
+                    (None, true) => status::Detail::Verbose,
+                    (None, false) => status::Detail::Summary,
+                };
+                status::write_text(&mut out, &s, detail);
             }
         }
-        Command::Which(a) => return which::which(&a.file, binfmt_dir.as_deref(), &mut out),
+        Command::Which(a) => {
+            let (w, code) = which::which(&a.file, binfmt_dir.as_deref())?;
+            if a.json {
+                write_json(&mut out, &w)?;
+            } else {
+                which::write_text(&mut out, &w);
+            }
+            return Ok(code);
+        }
         Command::Doctor(a) => {
-            return doctor::doctor(
-                &doctor::Options {
-                    binfmt_dir,
-                    binfmt_d_dir: a.binfmt_d_dir,
-                },
-                &mut out,
-            )
+            let r = doctor::doctor(&doctor::Options {
+                binfmt_dir,
+                binfmt_d_dir: a.binfmt_d_dir,
+                arches: a.arches,
+            })?;
+            if a.json {
+                write_json(&mut out, &r)?;
+            } else {
+                doctor::write_text(&mut out, &r);
+            }
+            return Ok(r.exit_code());
         }
         Command::Run(a) => {
             if binfmt_dir.is_some() {
@@ -315,6 +335,23 @@ mod tests {
         assert_eq!(a.arches, ["qemu-*"]);
         // Only before a command: as an argument it is the command's own.
         assert!(parse(&["qemu-shim", "status", "--install", "all"]).is_err());
+    }
+
+    #[test]
+    fn reports_take_arches_and_json() {
+        let cli = Cli::try_parse_from(["qemu-shim", "status", "arm64", "s390x", "-v"]).unwrap();
+        let Command::Status(a) = cli.command else {
+            panic!("not status")
+        };
+        assert_eq!((a.arches.len(), a.verbose, a.json), (2, true, false));
+        let e = Cli::try_parse_from(["qemu-shim", "status", "--verbose", "--json"]).unwrap_err();
+        assert_eq!(e.exit_code(), i32::from(EXIT_USAGE));
+        let cli = Cli::try_parse_from(["qemu-shim", "which", "--json", "./p"]).unwrap();
+        assert!(matches!(cli.command, Command::Which(a) if a.json));
+        let cli = Cli::try_parse_from(["qemu-shim", "doctor", "arm64,riscv64", "--json"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Doctor(a) if a.json && a.arches == ["arm64,riscv64"])
+        );
     }
 
     #[test]

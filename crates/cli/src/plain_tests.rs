@@ -44,7 +44,7 @@ fn target_dir() -> PathBuf {
 
 /// A fetched fixture (relative to `$QEMU_SHIM_FIXTURES`, default
 /// `target/fixtures`); panics naming the fetch script when it is missing.
-fn fixture(rel: &str) -> PathBuf {
+pub(crate) fn fixture(rel: &str) -> PathBuf {
     let dir = std::env::var_os("QEMU_SHIM_FIXTURES")
         .map(PathBuf::from)
         .unwrap_or_else(|| target_dir().join("fixtures"));
@@ -264,6 +264,7 @@ fn plain_emulator_runs_programs_through_the_kernel() {
             prelink_base: None,
             emulators: vec![("aarch64".into(), qemu)],
             plain: vec!["aarch64".into()],
+            cpu: Vec::new(),
         },
     );
     let l = line(aarch64(), &interp, false);
@@ -292,6 +293,7 @@ fn plain_emulator_beside_carried_ones() {
             prelink_base: None,
             emulators: vec![("aarch64".into(), qemu), ("s390x".into(), s390x_qemu)],
             plain: vec!["aarch64".into()],
+            cpu: Vec::new(),
         },
     );
     let read = interp::read_spec_file(&interp).unwrap();
@@ -328,6 +330,7 @@ fn plain_emulator_missing_is_127_and_one_line_naming_it() {
             prelink_base: None,
             emulators: vec![("aarch64".into(), missing.clone())],
             plain: vec!["aarch64".into()],
+            cpu: Vec::new(),
         },
     );
     let script = format!("cap missing '{}' echo a\n", bb.display());

@@ -465,6 +465,7 @@ fn cached_interpreter(
             .map(|(a, p)| (a.name.to_string(), p.clone()))
             .collect(),
         plain: plain.to_vec(),
+        cpu: Vec::new(),
     };
     let built = interp::build(&shim, &config)
         .map_err(|e| e.context(format!("interpreter {}", source.display())))?;

@@ -1,7 +1,12 @@
-//! `qemu-shim status`: every binfmt_misc entry, ours and others', in the
-//! kernel's match order, which arch each is for, and which entry wins each
-//! arch; the interpreter files our entries use, with the emulators each
-//! carries or starts by path and their versions; as text or JSON.
+//! `qemu-shim status`: which entry runs each arch's programs, qemu-shim's
+//! entry for it and the emulator that entry starts (carried or by path,
+//! its version, and whether its source changed since install); with
+//! `--verbose`, every binfmt_misc entry, ours and others', in the kernel's
+//! match order, and the interpreter files our entries use; with arch names,
+//! everything about those arches.
+//!
+//! The report is data ([`Status`], built by [`build`] from the table):
+//! `--json` prints it, [`write_text`] renders it for people.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -10,7 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use qemu_shim_registry::arch;
+use qemu_shim_registry::arch::{self, Arch};
 use qemu_shim_registry::binfmt::{self, Binfmt};
 use qemu_shim_registry::dispatch::{Convention, Table, PROT_READ};
 use qemu_shim_registry::format::EntryFile;
@@ -21,28 +26,33 @@ use crate::emulator;
 use crate::error::{Error, Result};
 use crate::install::{owned_arch, pattern, STAND_IN_SUFFIX};
 use crate::interp::{self, Spec};
+use crate::report::{human_size, Table as TextTable};
 use crate::sources::{self, Freshness};
 
 /// The whole report; its JSON form is `status --json`'s output.
 #[derive(Debug, Serialize)]
 pub struct Status {
+    /// The platforms programs actually run for, docker spelling
+    /// (`linux/arm64`, `linux/arm/v7`, …), as tonistiigi/binfmt reports
+    /// them: the host's own first, then the other native ones and those
+    /// whose tiny probe program just ran through the table (see
+    /// [`verify_platforms`]). Arches without a platform name are left out.
+    pub supported: Vec<&'static str>,
+    /// The names of the enabled entries, sorted (tonistiigi/binfmt's
+    /// `emulators`: what its status lists from the directory).
+    pub emulators: Vec<String>,
+    /// The arches this machine's CPU runs itself (qemu's names, arch-table
+    /// order), as the registry's probe found them.
+    pub native: Vec<&'static str>,
     pub binfmt_misc: RootStatus,
+    /// Every arch an entry matches or qemu-shim has an entry for, sorted
+    /// by name; with arch names given, only those.
+    pub arches: Vec<ArchStatus>,
     /// Every entry, in the order the kernel tries them (newest first).
     pub entries: Vec<EntryStatus>,
-    /// Every arch some enabled entry matches, in arch-table order.
-    pub arches: Vec<ArchStatus>,
     /// The interpreter files our entries use, in the order the entries
     /// first name them.
     pub interpreters: Vec<InterpreterStatus>,
-    /// The platforms programs actually run for, docker spelling
-    /// (`linux/arm64`, `linux/arm/v7`, …), as tonistiigi/binfmt reports
-    /// them: the native ones, and those whose tiny probe program just ran
-    /// through the table (see [`verify_platforms`]). Arches without a
-    /// platform name are left out.
-    pub supported: Vec<&'static str>,
-    /// Every entry's name, in match order (tonistiigi/binfmt's
-    /// `emulators`).
-    pub emulators: Vec<String>,
 }
 
 /// One interpreter file of ours.
@@ -83,6 +93,10 @@ pub struct EmulatorStatus {
     pub source_version: Option<String>,
     /// When `unknown`: why.
     pub source_note: Option<String>,
+    /// The qemu CPU model the administrator chose for this arch (config
+    /// `cpu`, issue 15): qemu runs with `-cpu MODEL`; `null` for qemu's
+    /// default.
+    pub cpu: Option<String>,
     /// An entry of ours on this file runs this arch (else the file only
     /// holds it: an uninstall that could not rewrite the file, issue 18).
     pub used: bool,
@@ -136,15 +150,45 @@ pub struct EntryStatus {
     pub extension: Option<String>,
 }
 
+/// One arch: what runs its programs, and qemu-shim's entry for it.
 #[derive(Debug, Serialize)]
 pub struct ArchStatus {
+    /// qemu's name.
     pub arch: &'static str,
-    /// The entry the kernel runs for this arch's programs.
-    pub winner: String,
+    /// Its docker/OCI platform name (`linux/arm64`, `linux/arm/v7`);
+    /// `null` for arches docker has no name for.
+    pub platform: Option<&'static str>,
+    /// The entry the kernel runs for this arch's programs: the first
+    /// enabled one that matches them; `null` when none does (then this
+    /// CPU runs them if `native`, else nothing does).
+    pub winner: Option<String>,
+    /// This machine's CPU runs the arch itself.
+    pub native: bool,
     /// The winner matches only some of the arch's programs.
     pub partial: bool,
     /// Later enabled entries that also match, never (or only partly) reached.
     pub shadowed: Vec<String>,
+    /// Disabled entries for this arch (the kernel skips them).
+    pub disabled: Vec<String>,
+    /// qemu-shim's entry for this arch; `null` when none is registered.
+    pub qemu_shim: Option<OursStatus>,
+}
+
+/// qemu-shim's entry for one arch.
+#[derive(Debug, Serialize)]
+pub struct OursStatus {
+    /// `qemu-shim-ARCH`.
+    pub entry: String,
+    pub enabled: bool,
+    /// Registered with F.
+    pub pinned: bool,
+    pub flags: String,
+    pub interpreter: String,
+    /// What is wrong with it, if anything (the same as its entry's).
+    pub problem: Option<String>,
+    /// The emulator its interpreter file starts for the arch; `null` when
+    /// the file cannot be read or names none.
+    pub emulator: Option<EmulatorStatus>,
 }
 
 fn hex(b: &[u8]) -> String {
@@ -158,7 +202,7 @@ pub fn build(
     mounted: bool,
     enabled: Option<bool>,
     entries: &[(String, EntryFile)],
-    mut read: impl FnMut(&Path) -> Result<InterpreterFile>,
+    read: impl FnMut(&Path) -> Result<InterpreterFile>,
 ) -> Status {
     let views: Vec<EntryView<'_>> = entries
         .iter()
@@ -168,99 +212,35 @@ pub fn build(
         })
         .collect();
     let winners = analysis::winners(&views);
-    let mut files: BTreeMap<String, std::result::Result<InterpreterFile, String>> = BTreeMap::new();
-    let mut order: Vec<String> = Vec::new();
-
-    let mut out = Vec::new();
-    for (i, (name, e)) in entries.iter().enumerate() {
-        let arch = views[i].pattern.and_then(|p| p.arch());
-        let owned = name.starts_with(binfmt::OWNED_PREFIX);
-        let mut emulator_path = None;
-        let mut problem = None;
-        if owned {
-            let file = files.entry(e.interpreter.clone()).or_insert_with(|| {
-                order.push(e.interpreter.clone());
-                read(Path::new(&e.interpreter)).map_err(|err| err.to_string())
-            });
-            match (owned_arch(name), file) {
-                (None, _) if name.ends_with(STAND_IN_SUFFIX) => problem = Some(
-                    "a stand-in left by an interrupted install (`qemu-shim install` removes it)"
-                        .into(),
-                ),
-                (None, _) => problem = Some("its name names no arch qemu-shim knows".into()),
-                (Some(_), Err(err)) => problem = Some(err.clone()),
-                (Some(a), Ok(file)) => match file.config.emulator(a.name) {
-                    None => {
-                        problem = Some(format!(
-                            "the interpreter's table has no {} emulator",
-                            a.name
-                        ))
-                    }
-                    Some(p) => {
-                        emulator_path = Some(p.display().to_string());
-                        // A carried emulator needs nothing at its path.
-                        let carried = file.emulators.iter().any(|m| m.arch == a.name && m.carried);
-                        if !carried && !emulator::is_executable_file(p) {
-                            problem = Some(format!("emulator {} is missing", p.display()));
-                        }
-                    }
-                },
-            }
-            if problem.is_none() {
-                if let (Some(named), m) = (owned_arch(name), arch) {
-                    if m.is_none_or(|m| !std::ptr::eq(m, named)) {
-                        problem = Some(format!("its magic does not match {} programs", named.name));
-                    }
-                }
-            }
-        }
-        out.push(EntryStatus {
-            name: name.clone(),
-            arch: arch.map(|a| a.name),
-            enabled: e.enabled,
-            flags: e.raw_flags.clone(),
-            pinned: e.raw_flags.contains('F'),
-            interpreter: e.interpreter.clone(),
-            owned,
-            emulator: emulator_path,
-            wins: winners
+    let (files, order) = read_files(entries, read);
+    let out: Vec<EntryStatus> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, (name, e))| {
+            let arch = views[i].pattern.and_then(|p| p.arch());
+            let mut s = entry_status(name, e, arch, files.get(&e.interpreter));
+            s.wins = winners
                 .iter()
                 .filter(|w| w.entry == i)
                 .map(|w| w.arch.name)
-                .collect(),
-            shadowed: winners
+                .collect();
+            s.shadowed = winners
                 .iter()
                 .filter(|w| w.shadowed.contains(&i))
                 .map(|w| w.arch.name)
-                .collect(),
-            problem,
-            kind: if e.extension.is_some() {
-                "extension"
-            } else {
-                "magic"
-            },
-            offset: e.offset,
-            magic: e.magic.as_deref().map(hex),
-            mask: e.mask.as_deref().map(hex),
-            extension: e.extension.clone(),
-        });
-    }
-    let arches = winners
-        .iter()
-        .map(|w| ArchStatus {
-            arch: w.arch.name,
-            winner: entries[w.entry].0.clone(),
-            partial: w.partial,
-            shadowed: w.shadowed.iter().map(|&i| entries[i].0.clone()).collect(),
+                .collect();
+            s
         })
         .collect();
+    let arches = arch_rows(entries, &out, &winners, &files);
     let interpreters = order
         .into_iter()
-        .map(|path| match files.remove(&path) {
+        .map(|path| match files.get(&path) {
             Some(Ok(f)) => InterpreterStatus {
                 emulators: f
                     .emulators
-                    .into_iter()
+                    .iter()
+                    .cloned()
                     .map(|mut m| {
                         m.used = entries.iter().any(|(n, e)| {
                             e.interpreter == path && owned_arch(n).is_some_and(|a| a.name == m.arch)
@@ -276,7 +256,7 @@ pub fn build(
                 path,
                 size: None,
                 emulators: Vec::new(),
-                problem: Some(problem),
+                problem: Some(problem.clone()),
             },
             None => InterpreterStatus {
                 path,
@@ -286,33 +266,212 @@ pub fn build(
             },
         })
         .collect();
+    let mut emulators: Vec<String> = entries
+        .iter()
+        .filter(|(_, e)| e.enabled)
+        .map(|(n, _)| n.clone())
+        .collect();
+    emulators.sort();
     Status {
+        supported: Vec::new(),
+        emulators,
+        native: Vec::new(),
         binfmt_misc: RootStatus {
             root: root.display().to_string(),
             mounted,
             enabled,
         },
-        emulators: entries.iter().map(|(n, _)| n.clone()).collect(),
-        entries: out,
         arches,
+        entries: out,
         interpreters,
-        supported: Vec::new(),
     }
+}
+
+/// The interpreter files read, by path.
+type Files = BTreeMap<String, std::result::Result<InterpreterFile, String>>;
+
+/// Reads each interpreter file our entries name, once; and the paths in
+/// the order the entries first name them.
+fn read_files(
+    entries: &[(String, EntryFile)],
+    mut read: impl FnMut(&Path) -> Result<InterpreterFile>,
+) -> (Files, Vec<String>) {
+    let mut files = Files::new();
+    let mut order = Vec::new();
+    for (name, e) in entries {
+        if name.starts_with(binfmt::OWNED_PREFIX) && !files.contains_key(&e.interpreter) {
+            order.push(e.interpreter.clone());
+            let file = read(Path::new(&e.interpreter)).map_err(|err| err.to_string());
+            files.insert(e.interpreter.clone(), file);
+        }
+    }
+    (files, order)
+}
+
+/// One entry as the report shows it (its `wins` and `shadowed` left for
+/// the caller): for ours, the emulator its interpreter file names and
+/// what is wrong, if anything.
+fn entry_status(
+    name: &str,
+    e: &EntryFile,
+    arch: Option<&'static Arch>,
+    file: Option<&std::result::Result<InterpreterFile, String>>,
+) -> EntryStatus {
+    let owned = name.starts_with(binfmt::OWNED_PREFIX);
+    let mut emulator_path = None;
+    let mut problem = None;
+    if owned {
+        match (owned_arch(name), file) {
+            (None, _) if name.ends_with(STAND_IN_SUFFIX) => {
+                problem = Some(
+                    "a stand-in left by an interrupted install (`qemu-shim install` removes it)"
+                        .into(),
+                )
+            }
+            (None, _) => problem = Some("its name names no arch qemu-shim knows".into()),
+            (Some(_), None) => problem = Some("its interpreter file was not read".into()),
+            (Some(_), Some(Err(err))) => problem = Some(err.clone()),
+            (Some(a), Some(Ok(file))) => match file.config.emulator(a.name) {
+                None => {
+                    problem = Some(format!(
+                        "the interpreter's table has no {} emulator",
+                        a.name
+                    ))
+                }
+                Some(p) => {
+                    emulator_path = Some(p.display().to_string());
+                    // A carried emulator needs nothing at its path.
+                    let carried = file.emulators.iter().any(|m| m.arch == a.name && m.carried);
+                    if !carried && !emulator::is_executable_file(p) {
+                        problem = Some(format!("emulator {} is missing", p.display()));
+                    }
+                }
+            },
+        }
+        if problem.is_none() {
+            if let Some(named) = owned_arch(name) {
+                if arch.is_none_or(|m| !std::ptr::eq(m, named)) {
+                    problem = Some(format!("its magic does not match {} programs", named.name));
+                }
+            }
+        }
+    }
+    EntryStatus {
+        name: name.to_string(),
+        arch: arch.map(|a| a.name),
+        enabled: e.enabled,
+        flags: e.raw_flags.clone(),
+        pinned: e.raw_flags.contains('F'),
+        interpreter: e.interpreter.clone(),
+        owned,
+        emulator: emulator_path,
+        wins: Vec::new(),
+        shadowed: Vec::new(),
+        problem,
+        kind: if e.extension.is_some() {
+            "extension"
+        } else {
+            "magic"
+        },
+        offset: e.offset,
+        magic: e.magic.as_deref().map(hex),
+        mask: e.mask.as_deref().map(hex),
+        extension: e.extension.clone(),
+    }
+}
+
+/// One row per arch that an entry matches (enabled or not) or that
+/// qemu-shim has an entry for, sorted by arch name.
+fn arch_rows(
+    entries: &[(String, EntryFile)],
+    out: &[EntryStatus],
+    winners: &[analysis::Winner],
+    files: &Files,
+) -> Vec<ArchStatus> {
+    let mut names: Vec<&'static str> = winners.iter().map(|w| w.arch.name).collect();
+    names.extend(out.iter().filter_map(|e| e.arch));
+    names.extend(
+        out.iter()
+            .filter(|e| e.owned && !e.name.ends_with(STAND_IN_SUFFIX))
+            .filter_map(|e| owned_arch(&e.name).map(|a| a.name)),
+    );
+    names.sort_unstable();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|name| {
+            let w = winners.iter().find(|w| w.arch.name == name);
+            let ours = out
+                .iter()
+                .find(|e| e.owned && owned_arch(&e.name).is_some_and(|a| a.name == name))
+                .map(|e| OursStatus {
+                    entry: e.name.clone(),
+                    enabled: e.enabled,
+                    pinned: e.pinned,
+                    flags: e.flags.clone(),
+                    interpreter: e.interpreter.clone(),
+                    problem: e.problem.clone(),
+                    emulator: match files.get(&e.interpreter) {
+                        Some(Ok(f)) => f.emulators.iter().find(|m| m.arch == name).cloned(),
+                        _ => None,
+                    },
+                });
+            ArchStatus {
+                arch: name,
+                platform: arch::by_name(name).and_then(Arch::platform),
+                winner: w.map(|w| entries[w.entry].0.clone()),
+                native: false,
+                partial: w.is_some_and(|w| w.partial),
+                shadowed: w.map_or_else(Vec::new, |w| {
+                    w.shadowed.iter().map(|&i| entries[i].0.clone()).collect()
+                }),
+                disabled: out
+                    .iter()
+                    .filter(|e| !e.enabled && e.arch == Some(name))
+                    .map(|e| e.name.clone())
+                    .collect(),
+                qemu_shim: ours,
+            }
+        })
+        .collect()
+}
+
+/// Keeps only the rows of `only` (the arches named on the command line).
+pub fn keep_arches(s: &mut Status, only: &[&'static Arch]) {
+    s.arches.retain(|a| only.iter().any(|o| o.name == a.arch));
+    for o in only {
+        if !s.arches.iter().any(|a| a.arch == o.name) {
+            s.arches.push(ArchStatus {
+                arch: o.name,
+                platform: o.platform(),
+                winner: None,
+                native: s.native.contains(&o.name),
+                partial: false,
+                shadowed: Vec::new(),
+                disabled: Vec::new(),
+                qemu_shim: None,
+            });
+        }
+    }
+    s.arches.sort_by_key(|a| a.arch);
 }
 
 /// Fills `s.supported`: the native arches (the registry's probe), then
 /// each arch an enabled entry wins whose probe program, executed now
 /// through the kernel, exits as it was written to (the status doctor
-/// checks). In arch-table order. Probes that cannot be written or run (a
-/// read-only or noexec TMPDIR) leave their arch out: status still reports
-/// the table.
+/// checks). Probes that cannot be written or run (a read-only or noexec
+/// TMPDIR) leave their arch out: status still reports the table.
 pub fn verify_platforms(s: &mut Status) {
     use qemu_shim_registry::programs::{self, Kind};
     let native = crate::select::native().map(|(n, _)| n).unwrap_or_default();
+    s.native = native.iter().map(|a| a.name).collect();
+    for a in &mut s.arches {
+        a.native = s.native.contains(&a.arch);
+    }
     let mut probes = crate::doctor::Probes::default();
-    let mut runs: Vec<&'static arch::Arch> = native;
+    let mut runs: Vec<&'static Arch> = native;
     let status_on = s.binfmt_misc.enabled == Some(true);
-    for w in s.arches.iter().filter(|_| status_on) {
+    for w in s.arches.iter().filter(|w| status_on && w.winner.is_some()) {
         let Some(a) = arch::by_name(w.arch) else {
             continue;
         };
@@ -330,11 +489,32 @@ pub fn verify_platforms(s: &mut Status) {
             runs.push(a);
         }
     }
-    s.supported = arch::ARCHES
-        .iter()
-        .filter(|a| runs.iter().any(|r| std::ptr::eq(*r, *a)))
-        .filter_map(|a| a.platform())
-        .collect();
+    s.supported = supported(&runs, qemu_shim_registry::probe::host_arch());
+}
+
+/// The platform names of `runs` as buildkit's `SupportedPlatforms` (what
+/// tonistiigi/binfmt prints) orders them: the host's own first, then the
+/// others (here in arch-table order); arm answers for `linux/arm/v7` and
+/// `linux/arm/v6`, as there.
+fn supported(runs: &[&'static Arch], host: Option<&'static Arch>) -> Vec<&'static str> {
+    let host = host.filter(|h| select_has(runs, h));
+    let order = host.into_iter().chain(
+        arch::ARCHES
+            .iter()
+            .filter(|a| select_has(runs, a) && host.is_none_or(|h| !std::ptr::eq(h, *a))),
+    );
+    let mut out = Vec::new();
+    for a in order {
+        out.extend(a.platform());
+        if a.platform() == Some("linux/arm/v7") {
+            out.extend(a.platforms.iter().copied().filter(|p| *p == "linux/arm/v6"));
+        }
+    }
+    out
+}
+
+fn select_has(set: &[&'static Arch], a: &Arch) -> bool {
+    crate::select::is_in(a, set)
 }
 
 /// Longest version text kept.
@@ -446,6 +626,7 @@ pub fn read_interpreter(path: &Path) -> Result<InterpreterFile> {
                 Freshness::Unknown(why) => Some(why),
                 _ => None,
             },
+            cpu: (!e.cpu.is_empty()).then(|| String::from_utf8_lossy(e.cpu).into_owned()),
             used: true,
         });
     }
@@ -556,16 +737,20 @@ fn unreachable_file(path: &Path) -> Error {
     )
 }
 
-/// Writes the report as JSON.
-pub fn write_json(out: &mut dyn Write, s: &Status) -> Result<()> {
-    let text = serde_json::to_string_pretty(s)
-        .map_err(|e| crate::error::Error::new(format!("cannot write JSON: {e}")))?;
-    let _ = writeln!(out, "{text}");
-    Ok(())
+/// How much of the report the text shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// One row per arch, and a line for each problem.
+    Summary,
+    /// The summary, then every entry in match order and every interpreter
+    /// file with its emulators.
+    Verbose,
+    /// Everything about each arch in the report (`status ARCH…`).
+    Arches,
 }
 
 /// Writes the report as text for people.
-pub fn write_text(out: &mut dyn Write, s: &Status) {
+pub fn write_text(out: &mut dyn Write, s: &Status, detail: Detail) {
     let r = &s.binfmt_misc;
     if !r.mounted {
         let why = if Path::new(&r.root) == Path::new(binfmt::DEFAULT_ROOT) {
@@ -585,11 +770,18 @@ pub fn write_text(out: &mut dyn Write, s: &Status) {
         _ => "enabled",
     };
     let _ = writeln!(out, "binfmt_misc: {} (mounted, {state})", r.root);
+    if detail == Detail::Arches {
+        for a in &s.arches {
+            write_arch(out, s, a);
+        }
+        return;
+    }
     if s.entries.is_empty() {
         let _ = writeln!(out, "no entries");
         return;
     }
     write_arch_table(out, s);
+    write_findings(out, s);
     if !s.supported.is_empty() {
         let _ = writeln!(
             out,
@@ -597,38 +789,315 @@ pub fn write_text(out: &mut dyn Write, s: &Status) {
             s.supported.join(" ")
         );
     }
+    if detail == Detail::Verbose {
+        write_entries(out, s);
+        for i in &s.interpreters {
+            write_interpreter(out, i);
+        }
+    } else {
+        let _ = writeln!(
+            out,
+            "(one arch in full: qemu-shim status ARCH; every entry and interpreter file: --verbose)"
+        );
+    }
+}
+
+/// The first word of a version (`7.2.22` of `7.2.22 (Debian …)`), or `?`.
+fn short_version(v: Option<&str>) -> &str {
+    v.and_then(|v| v.split_whitespace().next()).unwrap_or("?")
+}
+
+/// The entry named `name`.
+fn entry<'a>(s: &'a Status, name: &str) -> Option<&'a EntryStatus> {
+    s.entries.iter().find(|e| e.name == name)
+}
+
+/// What runs the arch's programs, in a few words: the winner's emulator
+/// if it is ours (or ours, when nothing runs them), else the winner's
+/// interpreter.
+fn emulator_cell(s: &Status, a: &ArchStatus) -> String {
+    let ours = a.qemu_shim.as_ref();
+    let ours_wins = match (&a.winner, ours) {
+        (Some(w), Some(o)) => *w == o.entry,
+        (None, _) => true,
+        (Some(_), None) => false,
+    };
+    if ours_wins {
+        let cpu = |m: &EmulatorStatus| {
+            m.cpu
+                .as_ref()
+                .map_or(String::new(), |c| format!(" -cpu {c}"))
+        };
+        return match ours.and_then(|o| o.emulator.as_ref()) {
+            Some(m) if m.carried => {
+                format!("carried {}{}", short_version(m.version.as_deref()), cpu(m))
+            }
+            // The path is in `status ARCH` and --verbose: the table stays narrow.
+            Some(m) => format!("by path {}{}", short_version(m.version.as_deref()), cpu(m)),
+            None => "-".into(),
+        };
+    }
+    a.winner
+        .as_deref()
+        .and_then(|w| entry(s, w))
+        .map_or_else(|| "-".into(), |e| e.interpreter.clone())
+}
+
+/// How qemu-shim's emulator compares with its source, in a word or two.
+fn source_cell(a: &ArchStatus) -> String {
+    match a.qemu_shim.as_ref().and_then(|o| o.emulator.as_ref()) {
+        None => "-".into(),
+        Some(m) => match m.source {
+            "stale" => format!("STALE (now {})", short_version(m.source_version.as_deref())),
+            "vanished" if m.carried => "vanished".into(),
+            // A file started by path that is gone is a missing emulator,
+            // a problem of the entry.
+            "vanished" => "-".into(),
+            other => other.into(),
+        },
+    }
+}
+
+/// The table a person reads first: one row per arch, by name.
+fn write_arch_table(out: &mut dyn Write, s: &Status) {
+    if s.arches.is_empty() {
+        let _ = writeln!(out, "no entry matches programs of a known arch");
+        return;
+    }
+    let mut t = TextTable::new(&[
+        "ARCH",
+        "PLATFORM",
+        "QEMU-SHIM",
+        "RUN BY",
+        "EMULATOR",
+        "SOURCE",
+    ]);
+    for a in &s.arches {
+        let ours = match &a.qemu_shim {
+            None => "-",
+            Some(o) if o.problem.is_some() => "problem",
+            Some(o) if !o.enabled => "disabled",
+            Some(o) if !o.pinned => "not pinned",
+            Some(_) => "enabled",
+        };
+        let mut run_by = match &a.winner {
+            Some(w) => w.clone(),
+            None if a.native => "the CPU (native)".into(),
+            None => "nothing".into(),
+        };
+        if a.partial {
+            run_by.push_str(" (some)");
+        }
+        if !a.shadowed.is_empty() {
+            run_by.push_str(&format!(" over {}", a.shadowed.join(", ")));
+        }
+        t.row(vec![
+            a.arch.to_string(),
+            a.platform.unwrap_or("-").to_string(),
+            ours.to_string(),
+            run_by,
+            emulator_cell(s, a),
+            source_cell(a),
+        ]);
+    }
+    t.write(out, "");
+}
+
+/// One line for each thing to act on or know: entries for no single arch,
+/// problems, stale emulators, winners of only some programs.
+fn write_findings(out: &mut dyn Write, s: &Status) {
+    let others: Vec<String> = s
+        .entries
+        .iter()
+        .filter(|e| e.arch.is_none() && !e.owned)
+        .map(|e| {
+            let what = match &e.extension {
+                Some(x) => format!("extension .{x}"),
+                None => "magic of no single arch".into(),
+            };
+            let on = if e.enabled { "" } else { ", disabled" };
+            format!("{} ({what}{on})", e.name)
+        })
+        .collect();
+    if !others.is_empty() {
+        let _ = writeln!(out, "other entries: {}", others.join(", "));
+    }
+    // One line per problem, naming the entries that have it: an
+    // interpreter file that cannot be read is every entry's problem.
+    let mut problems: Vec<(&str, Vec<&str>)> = Vec::new();
+    for e in &s.entries {
+        let Some(p) = e.problem.as_deref() else {
+            continue;
+        };
+        match problems.iter_mut().find(|(q, _)| *q == p) {
+            Some((_, names)) => names.push(&e.name),
+            None => problems.push((p, vec![&e.name])),
+        }
+    }
+    for (p, names) in problems {
+        let who = match names.as_slice() {
+            [_, _, _, _, ..] => format!("{} entries ({}, …)", names.len(), names[0]),
+            _ => names.join(", "),
+        };
+        let _ = writeln!(out, "problem: {who}: {p}");
+    }
+    for a in &s.arches {
+        if let Some(m) = a.qemu_shim.as_ref().and_then(|o| o.emulator.as_ref()) {
+            if m.source == "stale" {
+                let _ = writeln!(out, "{}: {}", a.arch, stale_text(m));
+            }
+        }
+    }
+    for a in s.arches.iter().filter(|a| a.partial) {
+        let _ = writeln!(
+            out,
+            "note: {} matches only some {} programs; the others go to later entries or run natively",
+            a.winner.as_deref().unwrap_or_default(),
+            a.arch
+        );
+    }
+}
+
+fn stale_text(m: &EmulatorStatus) -> String {
+    format!(
+        "STALE: {} is now {}; programs still run the carried {} (hint: qemu-shim install)",
+        m.emulator,
+        m.source_version.as_deref().unwrap_or("another version"),
+        m.version.as_deref().unwrap_or("copy")
+    )
+}
+
+/// Everything about one arch.
+fn write_arch(out: &mut dyn Write, s: &Status, a: &ArchStatus) {
+    let _ = writeln!(out);
+    match a.platform {
+        Some(p) => {
+            let _ = writeln!(out, "{} ({p})", a.arch);
+        }
+        None => {
+            let _ = writeln!(out, "{}", a.arch);
+        }
+    }
+    let mut t = TextTable::default();
+    let mut kv = |k: &str, v: String| t.row(vec![format!("{k}:"), v]);
+    let run_by = match &a.winner {
+        None if a.native => "this CPU: the arch is native and no enabled entry matches it".into(),
+        None => "nothing: no enabled entry matches its programs".to_string(),
+        Some(w) => {
+            let mut v = w.clone();
+            if entry(s, w).is_some_and(|e| e.owned) {
+                v.push_str(" (qemu-shim's)");
+            }
+            if a.partial {
+                v.push_str(", for some of its programs only");
+            }
+            if !a.shadowed.is_empty() {
+                v.push_str(&format!(", over {}", a.shadowed.join(", ")));
+            }
+            v
+        }
+    };
+    kv("run by", run_by);
+    match &a.qemu_shim {
+        None => kv("qemu-shim", "no entry".into()),
+        Some(o) => {
+            kv(
+                "qemu-shim",
+                format!(
+                    "{}: {}, flags {}, {}",
+                    o.entry,
+                    if o.enabled { "enabled" } else { "disabled" },
+                    if o.flags.is_empty() { "none" } else { &o.flags },
+                    if o.pinned { "pinned" } else { "not pinned" }
+                ),
+            );
+            let file = s.interpreters.iter().find(|i| i.path == o.interpreter);
+            let size = file.and_then(|i| i.size).map(human_size);
+            kv(
+                "interpreter",
+                match size {
+                    Some(size) => format!("{} ({size})", o.interpreter),
+                    None => o.interpreter.clone(),
+                },
+            );
+            if let Some(m) = &o.emulator {
+                let version = m.version.as_deref().unwrap_or("version unknown");
+                let name = emulator_name(&m.arch, m.emulator.as_bytes());
+                kv(
+                    "emulator",
+                    if m.carried {
+                        format!("{name} {version}, carried (from {})", m.emulator)
+                    } else {
+                        format!("{name} {version}, by path: {}", m.emulator)
+                    },
+                );
+                if let Some(c) = &m.cpu {
+                    kv("cpu", format!("{c} (qemu -cpu, from the config)"));
+                }
+                kv(
+                    "source",
+                    match m.source {
+                        "stale" => stale_text(m),
+                        "vanished" if m.carried => format!(
+                            "vanished: {} is gone; this copy gets no updates",
+                            m.emulator
+                        ),
+                        "unknown" => format!(
+                            "unknown: {}",
+                            m.source_note.as_deref().unwrap_or("no install record")
+                        ),
+                        other => other.to_string(),
+                    },
+                );
+            }
+            if let Some(p) = &o.problem {
+                kv("problem", p.clone());
+            }
+        }
+    }
+    t.write(out, "  ");
+    let related: Vec<&EntryStatus> = s
+        .entries
+        .iter()
+        .filter(|e| {
+            e.arch == Some(a.arch) || e.wins.contains(&a.arch) || e.shadowed.contains(&a.arch)
+        })
+        .collect();
+    if related.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "  entries, in the order the kernel tries them:");
+    let mut t = TextTable::default();
+    for e in related {
+        let role = if e.wins.contains(&a.arch) {
+            "runs them"
+        } else if e.shadowed.contains(&a.arch) {
+            "shadowed"
+        } else if !e.enabled {
+            "disabled"
+        } else {
+            ""
+        };
+        t.row(vec![
+            e.name.clone(),
+            if e.enabled { "enabled" } else { "disabled" }.into(),
+            if e.flags.is_empty() { "-" } else { &e.flags }.into(),
+            e.interpreter.clone(),
+            role.into(),
+        ]);
+    }
+    t.write(out, "    ");
+}
+
+/// Every entry, in the kernel's order (`--verbose`).
+fn write_entries(out: &mut dyn Write, s: &Status) {
     let n = s.entries.len();
     let _ = writeln!(
         out,
         "{n} {}, in the order the kernel tries them:",
         if n == 1 { "entry" } else { "entries" }
     );
-    let wn = s
-        .entries
-        .iter()
-        .map(|e| e.name.len())
-        .max()
-        .unwrap_or(0)
-        .max(4);
-    let wa = s
-        .entries
-        .iter()
-        .map(|e| e.arch.map_or(1, str::len))
-        .max()
-        .unwrap_or(0)
-        .max(4);
-    let wf = s
-        .entries
-        .iter()
-        .map(|e| e.flags.len())
-        .max()
-        .unwrap_or(0)
-        .max(5);
-    let _ = writeln!(
-        out,
-        "  {:<wn$}  {:<wa$}  ENABLED  {:<wf$}  PINNED  INTERPRETER",
-        "NAME", "ARCH", "FLAGS"
-    );
+    let mut t = TextTable::new(&["NAME", "ARCH", "ENABLED", "FLAGS", "PINNED", "INTERPRETER"]);
     for e in &s.entries {
         let mut tail = e.interpreter.clone();
         if let Some(emu) = &e.emulator {
@@ -649,138 +1118,25 @@ pub fn write_text(out: &mut dyn Write, s: &Status) {
             } else {
                 "shadowed"
             };
-            tail.push_str(&format!("  ({how} by {} for {})", a.winner, a.arch));
+            tail.push_str(&format!(
+                "  ({how} by {} for {})",
+                a.winner.as_deref().unwrap_or_default(),
+                a.arch
+            ));
         }
         if let Some(p) = &e.problem {
             tail.push_str(&format!("  (problem: {p})"));
         }
-        let _ = writeln!(
-            out,
-            "  {:<wn$}  {:<wa$}  {:<7}  {:<wf$}  {:<6}  {tail}",
-            e.name,
-            e.arch.unwrap_or("-"),
-            if e.enabled { "yes" } else { "no" },
-            e.flags,
-            if e.pinned { "yes" } else { "no" },
-        );
+        t.row(vec![
+            e.name.clone(),
+            e.arch.unwrap_or("-").into(),
+            if e.enabled { "yes" } else { "no" }.into(),
+            if e.flags.is_empty() { "-" } else { &e.flags }.into(),
+            if e.pinned { "yes" } else { "no" }.into(),
+            tail,
+        ]);
     }
-    for i in &s.interpreters {
-        write_interpreter(out, i);
-    }
-    let partial: Vec<&ArchStatus> = s.arches.iter().filter(|a| a.partial).collect();
-    for a in partial {
-        let _ = writeln!(
-            out,
-            "note: {} matches only some {} programs; the others go to later entries or run natively",
-            a.winner, a.arch
-        );
-    }
-}
-
-/// One row of the per-arch table: what runs this arch's programs.
-struct ArchRow {
-    arch: &'static str,
-    platform: &'static str,
-    winner: String,
-    owner: &'static str,
-    pinned: &'static str,
-    emulator: String,
-    version: String,
-    also: String,
-}
-
-/// The table a person reads first: for each arch some enabled entry
-/// matches, the entry that runs its programs, whose it is, whether it is
-/// pinned, the emulator and its version, and the entries it shadows.
-fn write_arch_table(out: &mut dyn Write, s: &Status) {
-    if s.arches.is_empty() {
-        let _ = writeln!(out, "no enabled entry runs programs of a known arch");
-        return;
-    }
-    let rows: Vec<ArchRow> = s
-        .arches
-        .iter()
-        .map(|a| {
-            let e = s.entries.iter().find(|e| e.name == a.winner);
-            let m = e.filter(|e| e.owned).and_then(|e| {
-                s.interpreters
-                    .iter()
-                    .filter(|i| i.path == e.interpreter)
-                    .flat_map(|i| &i.emulators)
-                    .find(|m| m.arch == a.arch)
-            });
-            let emulator = match (e, m) {
-                (_, Some(m)) if m.carried => {
-                    format!("carried {}", emulator_name(&m.arch, m.emulator.as_bytes()))
-                }
-                (_, Some(m)) => m.emulator.clone(),
-                (Some(e), None) => e.interpreter.clone(),
-                (None, None) => "-".into(),
-            };
-            let mut notes = Vec::new();
-            if a.partial {
-                notes.push("matches only some programs".to_string());
-            }
-            if !a.shadowed.is_empty() {
-                notes.push(format!("shadows {}", a.shadowed.join(", ")));
-            }
-            ArchRow {
-                arch: a.arch,
-                platform: arch::by_name(a.arch)
-                    .and_then(|r| r.platform())
-                    .unwrap_or("-"),
-                winner: a.winner.clone(),
-                owner: if e.is_some_and(|e| e.owned) {
-                    "qemu-shim"
-                } else {
-                    "other"
-                },
-                pinned: if e.is_some_and(|e| e.pinned) {
-                    "yes"
-                } else {
-                    "no"
-                },
-                emulator,
-                version: m
-                    .and_then(|m| m.version.clone())
-                    .unwrap_or_else(|| "-".into()),
-                also: if notes.is_empty() {
-                    String::new()
-                } else {
-                    format!("  ({})", notes.join("; "))
-                },
-            }
-        })
-        .collect();
-    let w =
-        |f: &dyn Fn(&ArchRow) -> usize, min: usize| rows.iter().map(f).max().unwrap_or(0).max(min);
-    let wa = w(&|r| r.arch.len(), 4);
-    let wp = w(&|r| r.platform.len(), 8);
-    let ww = w(&|r| r.winner.len(), 6);
-    let we = w(&|r| r.emulator.len(), 8);
-    let wv = w(&|r| r.version.len(), 7);
-    let _ = writeln!(
-        out,
-        "  {:<wa$}  {:<wp$}  {:<ww$}  OWNER      PINNED  {:<we$}  VERSION",
-        "ARCH", "PLATFORM", "RUN BY", "EMULATOR"
-    );
-    for r in &rows {
-        let line = format!(
-            "  {:<wa$}  {:<wp$}  {:<ww$}  {:<9}  {:<6}  {:<we$}  {:<wv$}{}",
-            r.arch, r.platform, r.winner, r.owner, r.pinned, r.emulator, r.version, r.also
-        );
-        let _ = writeln!(out, "{}", line.trim_end());
-    }
-    let _ = writeln!(out);
-}
-
-/// Sizes for people: bytes below 1 MiB, else MiB with one decimal.
-fn human_size(n: u64) -> String {
-    if n < 1 << 20 {
-        format!("{n} bytes")
-    } else {
-        format!("{:.1} MiB", n as f64 / f64::from(1 << 20))
-    }
+    t.write(out, "  ");
 }
 
 fn write_interpreter(out: &mut dyn Write, i: &InterpreterStatus) {
@@ -826,7 +1182,7 @@ fn write_interpreter(out: &mut dyn Write, i: &InterpreterStatus) {
             "emulators"
         }
     );
-    let wa = i.emulators.iter().map(|m| m.arch.len()).max().unwrap_or(0);
+    let mut t = TextTable::default();
     for m in &i.emulators {
         let version = m.version.as_deref().unwrap_or("version unknown");
         let mut how = if m.carried {
@@ -834,19 +1190,19 @@ fn write_interpreter(out: &mut dyn Write, i: &InterpreterStatus) {
         } else {
             format!("by path  {}  {version}", m.emulator)
         };
+        if let Some(c) = &m.cpu {
+            how.push_str(&format!("  -cpu {c}"));
+        }
         match m.source {
-            "stale" => how.push_str(&format!(
-                "  STALE: {} is now {} (hint: qemu-shim install)",
-                m.emulator,
-                m.source_version.as_deref().unwrap_or("another version")
-            )),
+            "stale" => how.push_str(&format!("  {}", stale_text(m))),
             "vanished" if m.carried => {
                 how.push_str("  (its source is gone: this copy gets no updates)")
             }
             _ => {}
         }
-        let _ = writeln!(out, "  {:<wa$}  {how}", m.arch);
+        t.row(vec![m.arch.clone(), how]);
     }
+    t.write(out, "  ");
 }
 
 #[cfg(test)]
@@ -903,6 +1259,7 @@ mod tests {
                 source: "current",
                 source_version: None,
                 source_note: None,
+                cpu: None,
                 used: true,
             }],
         }
@@ -937,11 +1294,32 @@ mod tests {
         assert_eq!(e[2]["arch"], serde_json::Value::Null);
         assert_eq!(e[2]["type"], "extension");
         assert_eq!(e[2]["enabled"], false);
-        assert_eq!(v["arches"][0]["arch"], "aarch64");
-        assert_eq!(v["arches"][0]["winner"], "qemu-shim-aarch64");
-        assert_eq!(
-            v["arches"][0]["shadowed"],
-            serde_json::json!(["qemu-aarch64"])
+        let arches = v["arches"].as_array().unwrap();
+        assert_eq!(arches.len(), 1, "{v}");
+        let a = &arches[0];
+        assert_eq!(a["arch"], "aarch64");
+        assert_eq!(a["platform"], "linux/arm64");
+        assert_eq!(a["winner"], "qemu-shim-aarch64");
+        assert_eq!(a["partial"], false);
+        assert_eq!(a["shadowed"], serde_json::json!(["qemu-aarch64"]));
+        assert_eq!(a["disabled"], serde_json::json!([]));
+        let o = &a["qemu_shim"];
+        assert_eq!(o["entry"], "qemu-shim-aarch64");
+        assert_eq!(o["enabled"], true);
+        assert_eq!(o["pinned"], true);
+        assert_eq!(o["flags"], "POCF");
+        assert_eq!(o["interpreter"], "/opt/qemu-shim/qemu-shim-interp");
+        assert!(o["problem"].as_str().unwrap().contains("missing"), "{o}");
+        assert_eq!(o["emulator"]["carried"], false);
+        assert_eq!(o["emulator"]["source"], "current");
+        // tonistiigi/binfmt's two lists come first, as its status prints
+        // them: `emulators` names the enabled entries, sorted.
+        let text = serde_json::to_string(&sample()).unwrap();
+        assert!(
+            text.starts_with(
+                r#"{"supported":[],"emulators":["qemu-aarch64","qemu-shim-aarch64"],"#
+            ),
+            "{text}"
         );
         assert_eq!(v["binfmt_misc"]["mounted"], true);
         assert_eq!(e[0]["pinned"], true);
@@ -962,6 +1340,7 @@ mod tests {
                 "source": "current",
                 "source_version": null,
                 "source_note": null,
+                "cpu": null,
                 "used": true
             }])
         );
@@ -976,9 +1355,7 @@ mod tests {
             Ok(file(true, "/nonexistent/qemu-aarch64-static"))
         });
         assert_eq!(s.entries[0].problem, None);
-        let mut text = Vec::new();
-        write_text(&mut text, &s);
-        let text = String::from_utf8(text).unwrap();
+        let text = render(&s, Detail::Verbose);
         assert!(
             text.contains("(carried, from /nonexistent/qemu-aarch64-static)"),
             "{text}"
@@ -1101,14 +1478,31 @@ mod tests {
             s.entries[0].problem.as_deref(),
             Some("cannot read /x/qemu-shim-interp: no such file")
         );
-        let mut text = Vec::new();
-        write_text(&mut text, &s);
-        let text = String::from_utf8(text).unwrap();
-        assert!(text.contains("problem: cannot read"), "{text}");
+        let text = render(&s, Detail::Summary);
+        assert!(
+            text.contains(
+                "\nproblem: qemu-shim-aarch64: cannot read /x/qemu-shim-interp: no such file\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("\naarch64  linux/arm64  problem    qemu-shim-aarch64  -         -\n"),
+            "{text}"
+        );
     }
 
+    /// The text of `s` at `detail`.
+    fn render(s: &Status, detail: Detail) -> String {
+        let mut text = Vec::new();
+        write_text(&mut text, s, detail);
+        String::from_utf8(text).unwrap()
+    }
+
+    /// Issue 18, item 6: one row per arch, sorted by name (the kernel's
+    /// order is newest first), saying whose entry runs it over which, the
+    /// emulator and its source.
     #[test]
-    fn arch_table_says_who_runs_each_arch_at_a_glance() {
+    fn arch_table_is_one_row_per_arch_sorted_by_name() {
         let a = arch::by_name("aarch64").unwrap();
         let ours = register_line(a, "/i/qemu-shim-interp");
         let mut theirs = register_line(a, "/usr/bin/qemu-aarch64-static");
@@ -1118,38 +1512,192 @@ mod tests {
         let mut other = register_line(s390x, "/usr/bin/qemu-s390x-static");
         other.name = "qemu-s390x".into();
         other.flags = Default::default();
+        let riscv = arch::by_name("riscv64").unwrap();
+        let off = register_line(riscv, "/i/qemu-shim-interp");
         let entries = vec![
+            (other.name.clone(), entry(&other, true)),
+            (off.name.clone(), entry(&off, false)),
             (ours.name.clone(), entry(&ours, true)),
             (theirs.name.clone(), entry(&theirs, true)),
-            (other.name.clone(), entry(&other, true)),
         ];
         let s = build(Path::new("/b"), true, Some(true), &entries, |_| {
-            Ok(file(true, "/usr/bin/qemu-aarch64-static"))
+            let mut f = file(true, "/usr/bin/qemu-aarch64-static");
+            f.config.emulators.push(("riscv64".into(), "/q/r".into()));
+            let mut m = f.emulators[0].clone();
+            m.arch = "riscv64".into();
+            m.emulator = "/q/r".into();
+            m.source = "stale";
+            m.source_version = Some("7.2.99 (new)".into());
+            f.emulators.push(m);
+            Ok(f)
         });
-        let mut text = Vec::new();
-        write_text(&mut text, &s);
-        let text = String::from_utf8(text).unwrap();
-        let table: Vec<&str> = text.lines().skip(1).take(3).collect();
+        let text = render(&s, Detail::Summary);
+        let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
-            table,
+            lines,
             [
-                "  ARCH     PLATFORM     RUN BY             OWNER      PINNED  EMULATOR                    VERSION",
-                "  s390x    linux/s390x  qemu-s390x         other      no      /usr/bin/qemu-s390x-static  -",
-                "  aarch64  linux/arm64  qemu-shim-aarch64  qemu-shim  yes     carried qemu-aarch64        7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)  (shadows qemu-aarch64)",
+                "binfmt_misc: /b (mounted, enabled)",
+                "ARCH     PLATFORM       QEMU-SHIM  RUN BY                               EMULATOR                    SOURCE",
+                "aarch64  linux/arm64    enabled    qemu-shim-aarch64 over qemu-aarch64  carried 7.2.22              current",
+                "riscv64  linux/riscv64  disabled   nothing                              carried 7.2.22              STALE (now 7.2.99)",
+                "s390x    linux/s390x    -          qemu-s390x                           /usr/bin/qemu-s390x-static  -",
+                "riscv64: STALE: /q/r is now 7.2.99 (new); programs still run the carried 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3) (hint: qemu-shim install)",
+                "(one arch in full: qemu-shim status ARCH; every entry and interpreter file: --verbose)",
             ],
+            "{text}"
+        );
+        // Nothing the table leaves out is lost: --verbose has every entry
+        // and interpreter file.
+        let verbose = render(&s, Detail::Verbose);
+        assert!(
+            verbose.starts_with(&text[..text.find("(one arch").unwrap()]),
+            "{verbose}"
+        );
+        for want in [
+            "4 entries, in the order the kernel tries them:",
+            "  qemu-s390x         s390x    yes      -      no      /usr/bin/qemu-s390x-static",
+            "interpreter /i/qemu-shim-interp (1234 bytes): carries 2 emulators",
+            "(shadowed by qemu-shim-aarch64 for aarch64)",
+        ] {
+            assert!(verbose.contains(want), "{want:?} missing:\n{verbose}");
+        }
+    }
+
+    #[test]
+    fn one_arch_in_full() {
+        let mut s = sample();
+        keep_arches(
+            &mut s,
+            &[
+                arch::by_name("s390x").unwrap(),
+                arch::by_name("aarch64").unwrap(),
+            ],
+        );
+        let names: Vec<&str> = s.arches.iter().map(|a| a.arch).collect();
+        assert_eq!(names, ["aarch64", "s390x"]);
+        let text = render(&s, Detail::Arches);
+        assert_eq!(
+            text,
+            "binfmt_misc: /b (mounted, enabled)
+
+aarch64 (linux/arm64)
+  run by:       qemu-shim-aarch64 (qemu-shim's), over qemu-aarch64
+  qemu-shim:    qemu-shim-aarch64: enabled, flags POCF, pinned
+  interpreter:  /opt/qemu-shim/qemu-shim-interp (1234 bytes)
+  emulator:     qemu-aarch64 version unknown, by path: /nonexistent/qemu-aarch64
+  source:       current
+  problem:      emulator /nonexistent/qemu-aarch64 is missing
+  entries, in the order the kernel tries them:
+    qemu-shim-aarch64  enabled  POCF  /opt/qemu-shim/qemu-shim-interp  runs them
+    qemu-aarch64       enabled  OCF   /usr/bin/qemu-aarch64-static     shadowed
+
+s390x (linux/s390x)
+  run by:     nothing: no enabled entry matches its programs
+  qemu-shim:  no entry
+"
+        );
+    }
+
+    #[test]
+    fn one_problem_of_many_entries_is_one_line() {
+        let lines: Vec<_> = ["aarch64", "s390x", "arm", "riscv64", "ppc64le"]
+            .iter()
+            .map(|n| register_line(arch::by_name(n).unwrap(), "/gone/qemu-shim-interp"))
+            .collect();
+        let entries: Vec<_> = lines
+            .iter()
+            .map(|l| (l.name.clone(), entry(l, true)))
+            .collect();
+        let gone = || Err(Error::new("cannot read /gone/qemu-shim-interp: gone"));
+        let s = build(Path::new("/b"), true, Some(true), &entries, |_| gone());
+        let text = render(&s, Detail::Summary);
+        let problems: Vec<&str> = text.lines().filter(|l| l.starts_with("problem")).collect();
+        assert_eq!(
+            problems,
+            ["problem: 5 entries (qemu-shim-aarch64, …): cannot read /gone/qemu-shim-interp: gone"],
+            "{text}"
+        );
+        let s = build(Path::new("/b"), true, Some(true), &entries[..2], |_| gone());
+        let text = render(&s, Detail::Summary);
+        assert!(
+            text.contains(
+                "\nproblem: qemu-shim-aarch64, qemu-shim-s390x: cannot read /gone/qemu-shim-interp: gone\n"
+            ),
             "{text}"
         );
     }
 
     #[test]
+    fn an_entry_without_f_is_not_pinned_in_its_row() {
+        let a = arch::by_name("aarch64").unwrap();
+        let mut ours = register_line(a, "/i/qemu-shim-interp");
+        ours.flags = "POC".parse().unwrap();
+        let entries = vec![(ours.name.clone(), entry(&ours, true))];
+        let s = build(Path::new("/b"), true, Some(true), &entries, |_| {
+            Ok(file(true, "/q/qemu-aarch64-static"))
+        });
+        let text = render(&s, Detail::Summary);
+        let row: Vec<&str> = text.lines().nth(2).unwrap().split("  ").collect();
+        assert!(row.contains(&"not pinned"), "{text}");
+        assert_eq!(
+            s.arches[0].qemu_shim.as_ref().map(|o| o.pinned),
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn supported_lists_the_host_first_then_arm_v7_and_v6() {
+        let by = |n| arch::by_name(n).unwrap();
+        let runs = [
+            by("s390x"),
+            by("arm"),
+            by("x86_64"),
+            by("i386"),
+            by("sparc"),
+        ];
+        assert_eq!(
+            supported(&runs, Some(by("x86_64"))),
+            [
+                "linux/amd64",
+                "linux/386",
+                "linux/arm/v7",
+                "linux/arm/v6",
+                "linux/s390x"
+            ]
+        );
+        // A host whose own arch did not run is not listed for it.
+        assert_eq!(
+            supported(&[by("s390x")], Some(by("aarch64"))),
+            ["linux/s390x"]
+        );
+    }
+
+    #[test]
+    fn unmounted_and_empty_tables_say_so_in_one_line() {
+        let s = build(Path::new("/b"), false, None, &[], |_| unreachable!());
+        assert_eq!(
+            render(&s, Detail::Summary),
+            "binfmt_misc: /b is not mounted; no entries can be read\n"
+        );
+        let s = build(Path::new("/b"), true, Some(true), &[], |_| unreachable!());
+        assert_eq!(
+            render(&s, Detail::Summary),
+            "binfmt_misc: /b (mounted, enabled)\nno entries\n"
+        );
+    }
+
+    #[test]
     fn text_names_the_shadowing_entry() {
-        let mut text = Vec::new();
-        write_text(&mut text, &sample());
-        let text = String::from_utf8(text).unwrap();
+        let text = render(&sample(), Detail::Verbose);
         let line = text
             .lines()
             .find(|l| l.contains("qemu-aarch64-static"))
             .unwrap();
         assert!(line.contains("shadowed by qemu-shim-aarch64"), "{text}");
+        // The extension entry is for no arch: one line under the table.
+        assert!(
+            text.contains("\nother entries: python (extension .py, disabled)\n"),
+            "{text}"
+        );
     }
 }

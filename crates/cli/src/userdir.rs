@@ -292,7 +292,7 @@ mod tests {
         let me = nix::unistd::geteuid().as_raw();
         if me != 0 {
             // Only root can give a directory away; the end-to-end tests
-            // (tests/run.rs) cover the unprivileged side.
+            // (tests/integration/run.rs) cover the unprivileged side.
             return;
         }
         let t = crate::testutil::TempDir::new();

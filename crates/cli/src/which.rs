@@ -1,5 +1,8 @@
 //! `qemu-shim which FILE`: what the file is, which binfmt_misc entry the
-//! kernel would run it with, and which emulator would run it.
+//! kernel would run it with, and which emulator would run it (carried in
+//! the interpreter file, or started by path). The answer is data
+//! ([`Which`]): `--json` prints it, [`write_text`] renders it; the exit
+//! code says whether anything runs the file.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -11,11 +14,12 @@ use qemu_shim_registry::binfmt;
 use qemu_shim_registry::elf::{self, ElfError, Header};
 use qemu_shim_registry::format::BINPRM_BUF_SIZE;
 
-use crate::select;
+use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::interp;
 use crate::root;
+use crate::select;
 use crate::{EXIT_FAILED, EXIT_OK};
 
 /// Largest program header table read to validate a file; the kernel's ELF
@@ -26,8 +30,15 @@ const MAX_READ: usize = 1 << 20;
 #[derive(Debug)]
 pub enum FileKind {
     NotElf,
-    /// An ELF file of a known arch; `Err` when it would be refused as malformed.
-    Elf(Option<&'static Arch>, std::result::Result<(), ElfError>),
+    /// An ELF file: its arch if qemu-shim knows it, its `e_machine` if the
+    /// header could be read (the registry core's header check, the one the
+    /// interpreter runs), and `Err` when the interpreter would refuse it
+    /// as malformed.
+    Elf {
+        arch: Option<&'static Arch>,
+        machine: Option<u16>,
+        checked: std::result::Result<(), ElfError>,
+    },
 }
 
 /// Reads what the kernel would see of `path`: the first
@@ -59,12 +70,13 @@ fn classify_file(f: &File, head: &[u8], size: u64) -> std::io::Result<FileKind> 
     if !head.starts_with(b"\x7fELF") {
         return Ok(FileKind::NotElf);
     }
-    let a = arch::classify(head);
+    let arch = arch::classify(head);
+    let header = Header::parse(head);
     // The interpreter's order, so both give one verdict: the header, then
     // the arch, then the program headers.
-    let checked = match Header::parse(head) {
+    let checked = match header {
         Err(e) => Err(e),
-        Ok(_) if a.is_none() => Ok(()),
+        Ok(_) if arch.is_none() => Ok(()),
         Ok(h) => {
             let (off, len) = h.phdr_range();
             let end = usize::try_from(off).ok().and_then(|o| o.checked_add(len));
@@ -79,123 +91,261 @@ fn classify_file(f: &File, head: &[u8], size: u64) -> std::io::Result<FileKind> 
             elf::validate(&buf, size).map(|_| ())
         }
     };
-    Ok(FileKind::Elf(a, checked))
+    Ok(FileKind::Elf {
+        arch,
+        machine: header.ok().map(|h| h.machine),
+        checked,
+    })
 }
 
-/// Runs `which`; returns the exit code (0: an entry matches, 1: none).
-pub fn which(file: &Path, binfmt_dir: Option<&Path>, out: &mut dyn Write) -> Result<u8> {
+/// What `which` found, as data: `which --json` prints it as is, the text
+/// is rendered from it ([`write_text`]).
+#[derive(Debug, Serialize)]
+pub struct Which {
+    pub file: String,
+    /// `elf` or `not_elf`.
+    pub kind: &'static str,
+    /// The arch the header names (qemu's name); `null` when not ELF, or a
+    /// machine qemu-shim does not know.
+    pub arch: Option<&'static str>,
+    /// Its docker/OCI platform name (`linux/arm64`), if it has one.
+    pub platform: Option<&'static str>,
+    /// The header's `e_machine`, when the header could be read.
+    pub machine: Option<u16>,
+    /// This machine's CPU runs the arch itself.
+    pub native: bool,
+    /// Why the interpreter would refuse the file (its own words, the same
+    /// check), if it would.
+    pub refused: Option<String>,
+    /// The binfmt_misc entry the kernel would hand the file to; `null`:
+    /// none (see `no_entry`).
+    pub entry: Option<WhichEntry>,
+    /// Why no entry takes the file, when none does.
+    pub no_entry: Option<String>,
+    /// What would run it: `native` (the CPU, or the kernel's own loaders),
+    /// `emulator` (an entry's emulator or interpreter), `nothing`.
+    pub runs: &'static str,
+    /// Facts worth a line of their own.
+    pub notes: Vec<String>,
+}
+
+/// The entry that takes the file.
+#[derive(Debug, Serialize)]
+pub struct WhichEntry {
+    pub name: String,
+    /// Named `qemu-shim-*`.
+    pub owned: bool,
+    /// Flag letters as the kernel prints them.
+    pub flags: String,
+    pub interpreter: String,
+    /// For ours: the emulator the interpreter file's table names for the
+    /// arch; for others': their interpreter. `null` when there is none.
+    pub emulator: Option<String>,
+    /// For ours: the emulator's image is in the interpreter file (`false`:
+    /// started by path, in the program's mount namespace). `null` for
+    /// others' entries, or when the table cannot be read.
+    pub carried: Option<bool>,
+    /// For ours: the qemu CPU model the administrator chose for the arch
+    /// (`-cpu`, config `cpu`); `null` for qemu's default or others' entries.
+    pub cpu: Option<String>,
+    /// Why ours would not run it (the interpreter's table has no emulator
+    /// for the arch, it refuses the file, the file cannot be read).
+    pub problem: Option<String>,
+}
+
+/// Runs `which`: the report and its exit code (0: something runs the file,
+/// natively or through an entry; 1: nothing does).
+pub fn which(file: &Path, binfmt_dir: Option<&Path>) -> Result<(Which, u8)> {
     let (head, kind) = examine(file)?;
     let (native, _) = select::native()?;
     let is_native = |a: &Arch| select::is_in(a, &native);
-    let what = match &kind {
-        FileKind::NotElf => "not an ELF program".to_string(),
-        // The interpreter's words for the same files (issue 18, item 5).
-        FileKind::Elf(None, Err(e)) => format!("{e}: qemu-shim refuses to run it"),
-        FileKind::Elf(None, Ok(())) => {
-            let machine = head.get(18..20).map_or(0, |b| {
-                if head.get(5) == Some(&2) {
-                    u16::from_be_bytes([b[0], b[1]])
-                } else {
-                    u16::from_le_bytes([b[0], b[1]])
-                }
-            });
-            format!("unknown machine: ELF e_machine {machine} (no arch qemu-shim knows)")
-        }
-        FileKind::Elf(Some(a), checked) => {
-            let role = if is_native(a) {
-                "native: the CPU runs it"
-            } else {
-                "foreign"
-            };
-            match checked {
-                Ok(()) => format!("{} ({role})", a.name),
-                Err(e) => format!("{} ({role}), but {e}: qemu-shim refuses to run it", a.name),
-            }
-        }
+    let (arch, machine, refused) = match &kind {
+        FileKind::NotElf => (None, None, None),
+        FileKind::Elf {
+            arch,
+            machine,
+            checked,
+        } => (
+            *arch,
+            *machine,
+            match (arch, checked) {
+                (_, Err(e)) => Some(e.to_string()),
+                (None, Ok(())) => Some(format!(
+                    "unknown machine: ELF e_machine {} (no arch qemu-shim knows)",
+                    machine.unwrap_or(0)
+                )),
+                (Some(_), Ok(())) => None,
+            },
+        ),
     };
-    let _ = writeln!(out, "file:        {}", file.display());
-    let _ = writeln!(out, "arch:        {what}");
+    let mut w = Which {
+        file: file.display().to_string(),
+        kind: if matches!(kind, FileKind::NotElf) {
+            "not_elf"
+        } else {
+            "elf"
+        },
+        arch: arch.map(|a| a.name),
+        platform: arch.and_then(|a| a.platform()),
+        machine,
+        native: arch.is_some_and(is_native),
+        refused,
+        entry: None,
+        no_entry: None,
+        runs: "nothing",
+        notes: Vec::new(),
+    };
+    // What runs the file when no entry takes it: the CPU for a native
+    // program, the kernel's script loader for `#!`.
+    let natively = w.native && w.refused.is_none() || head.starts_with(b"#!");
 
     let bf = root::open_for_read(binfmt_dir);
-    if !bf.is_mounted() {
-        let _ = writeln!(
-            out,
-            "entry:       none (binfmt_misc is not mounted at {})",
+    let found = if !bf.is_mounted() {
+        Err(format!(
+            "binfmt_misc is not mounted at {}",
             bf.root().display()
-        );
-        return Ok(EXIT_FAILED);
-    }
-    if !bf.status_enabled()? {
-        let _ = writeln!(
-            out,
-            "entry:       none (binfmt_misc is disabled at {})",
+        ))
+    } else if !bf.status_enabled()? {
+        Err(format!(
+            "binfmt_misc is disabled at {}",
             bf.root().display()
-        );
-        return Ok(EXIT_FAILED);
-    }
-    let Some((name, e)) = bf.winner(&head)? else {
-        let how = match &kind {
-            FileKind::Elf(Some(a), _) if is_native(a) => {
-                "none: the kernel runs it natively".to_string()
+        ))
+    } else {
+        bf.winner(&head)?.ok_or_else(|| match (&kind, arch) {
+            (FileKind::Elf { .. }, Some(a)) if is_native(a) => {
+                "the kernel runs it natively".to_string()
             }
-            FileKind::Elf(Some(a), _) => format!(
-                "none: nothing is registered for {}; running it fails with \"Exec format error\"",
+            (FileKind::Elf { .. }, Some(a)) => format!(
+                "nothing is registered for {}; running it fails with \"Exec format error\"",
                 a.name
             ),
-            FileKind::Elf(None, _) => {
-                "none: the kernel's own ELF loader takes it (it runs if this CPU can run it)"
-                    .to_string()
+            (FileKind::Elf { .. }, None) => {
+                "the kernel's own ELF loader takes it (it runs if this CPU can run it)".to_string()
             }
-            FileKind::NotElf => "none: the kernel's own loaders take it (#! scripts run; \
-                                 anything else fails with \"Exec format error\")"
+            (FileKind::NotElf, _) => "the kernel's own loaders take it (#! scripts run; \
+                                      anything else fails with \"Exec format error\")"
                 .to_string(),
-        };
-        let _ = writeln!(out, "entry:       {how}");
-        return Ok(EXIT_FAILED);
+        })
     };
-    let owned = name.starts_with(binfmt::OWNED_PREFIX);
-    let _ = writeln!(
-        out,
-        "entry:       {name}{} (flags {})",
-        if owned { ", qemu-shim's" } else { "" },
-        if e.raw_flags.is_empty() {
-            "none"
-        } else {
-            &e.raw_flags
+    match found {
+        Err(why) => {
+            w.no_entry = Some(why);
+            w.runs = if natively { "native" } else { "nothing" };
         }
-    );
-    let _ = writeln!(out, "interpreter: {}", e.interpreter);
-    if owned {
-        let emulator = match &kind {
-            FileKind::Elf(Some(a), Ok(())) => {
-                match interp::read_spec_file(Path::new(&e.interpreter)) {
-                    Ok(cfg) => match cfg.emulator(a.name) {
-                        Some(p) => p.display().to_string(),
-                        None => format!("none: the interpreter's table has no {} emulator", a.name),
+        Ok((name, e)) => {
+            let owned = name.starts_with(binfmt::OWNED_PREFIX);
+            let mut entry = WhichEntry {
+                owned,
+                flags: e.raw_flags.clone(),
+                interpreter: e.interpreter.clone(),
+                emulator: None,
+                carried: None,
+                cpu: None,
+                problem: None,
+                name,
+            };
+            if owned {
+                match (arch, &w.refused) {
+                    (Some(a), None) => match interp::read_spec_file(Path::new(&e.interpreter)) {
+                        Ok(cfg) => match cfg.emulator(a.name) {
+                            Some(p) => {
+                                entry.emulator = Some(p.display().to_string());
+                                entry.carried =
+                                    Some(cfg.carry && !cfg.plain.iter().any(|x| x == a.name));
+                                let model = cfg.cpu(a.name);
+                                entry.cpu = (!model.is_empty())
+                                    .then(|| String::from_utf8_lossy(model).into_owned());
+                            }
+                            None => {
+                                entry.problem = Some(format!(
+                                    "the interpreter's table has no {} emulator",
+                                    a.name
+                                ))
+                            }
+                        },
+                        Err(err) => entry.problem = Some(err.to_string()),
                     },
-                    Err(err) => format!("unknown: {err}"),
+                    (_, Some(why)) => {
+                        entry.problem = Some(format!("the interpreter refuses it ({why})"))
+                    }
+                    (None, None) => {
+                        entry.problem = Some("the interpreter refuses it (no arch it knows)".into())
+                    }
                 }
+            } else {
+                entry.emulator = Some(e.interpreter.clone());
             }
-            FileKind::Elf(Some(_), Err(err)) => format!("none: the interpreter refuses it ({err})"),
-            _ => "none: the interpreter refuses it (no arch it knows)".to_string(),
-        };
-        let _ = writeln!(out, "emulator:    {emulator}");
+            // Ours refuses what it cannot run; another's interpreter is
+            // taken at its word.
+            w.runs = if entry.problem.is_none() {
+                "emulator"
+            } else {
+                "nothing"
+            };
+            if w.native {
+                w.notes.push(format!(
+                    "{} matches a native program: the kernel hands it to that entry instead of running it",
+                    entry.name
+                ));
+            }
+            w.entry = Some(entry);
+        }
+    }
+    let code = if w.runs == "nothing" {
+        EXIT_FAILED
     } else {
+        EXIT_OK
+    };
+    Ok((w, code))
+}
+
+/// Writes the report for people: one `key: value` line each.
+pub fn write_text(out: &mut dyn Write, w: &Which) {
+    let role = if w.native {
+        "native: the CPU runs it"
+    } else {
+        "foreign"
+    };
+    let what = match (w.kind, w.arch, &w.refused) {
+        ("not_elf", _, _) => "not an ELF program".to_string(),
+        (_, None, Some(why)) => format!("{why}: qemu-shim refuses to run it"),
+        (_, None, None) => "ELF, no arch qemu-shim knows".to_string(),
+        (_, Some(a), None) => format!("{a} ({role})"),
+        (_, Some(a), Some(why)) => format!("{a} ({role}), but {why}: qemu-shim refuses to run it"),
+    };
+    let _ = writeln!(out, "file:        {}", w.file);
+    let _ = writeln!(out, "arch:        {what}");
+    let Some(e) = &w.entry else {
         let _ = writeln!(
             out,
-            "emulator:    {} (not qemu-shim's entry)",
-            e.interpreter
+            "entry:       none: {}",
+            w.no_entry.as_deref().unwrap_or("no entry matches it")
         );
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "entry:       {}{} (flags {})",
+        e.name,
+        if e.owned { ", qemu-shim's" } else { "" },
+        if e.flags.is_empty() { "none" } else { &e.flags }
+    );
+    let _ = writeln!(out, "interpreter: {}", e.interpreter);
+    let emulator = match (&e.emulator, e.carried, &e.problem) {
+        (_, _, Some(p)) => format!("none: {p}"),
+        (Some(p), Some(true), None) => format!("{p} (carried in the interpreter file)"),
+        (Some(p), Some(false), None) => format!("{p} (started by path)"),
+        (Some(p), None, None) if !e.owned => format!("{p} (not qemu-shim's entry)"),
+        (Some(p), None, None) => p.clone(),
+        (None, _, None) => "unknown".into(),
+    };
+    let _ = writeln!(out, "emulator:    {emulator}");
+    if let Some(c) = &e.cpu {
+        let _ = writeln!(out, "cpu:         {c} (qemu -cpu, from the config)");
     }
-    if let FileKind::Elf(Some(a), _) = &kind {
-        if is_native(a) {
-            let _ = writeln!(
-                out,
-                "note: {name} matches a native program: the kernel hands it to that entry instead of running it"
-            );
-        }
+    for n in &w.notes {
+        let _ = writeln!(out, "note: {n}");
     }
-    Ok(EXIT_OK)
 }
 
 #[cfg(test)]
@@ -221,7 +371,11 @@ mod tests {
         std::fs::write(&p, a.magic).unwrap();
         let (_, kind) = examine(&p).unwrap();
         match kind {
-            FileKind::Elf(Some(got), Err(_)) => assert_eq!(got.name, "aarch64"),
+            FileKind::Elf {
+                arch: Some(got),
+                checked: Err(_),
+                ..
+            } => assert_eq!(got.name, "aarch64"),
             k => panic!("{k:?}"),
         }
     }
@@ -235,7 +389,14 @@ mod tests {
         std::fs::write(&p, b"\x7fELF\x02\x01\x01").unwrap();
         let (_, kind) = examine(&p).unwrap();
         assert!(
-            matches!(kind, FileKind::Elf(None, Err(ElfError::Truncated))),
+            matches!(
+                kind,
+                FileKind::Elf {
+                    arch: None,
+                    machine: None,
+                    checked: Err(ElfError::Truncated)
+                }
+            ),
             "{kind:?}"
         );
         assert_eq!(ElfError::Truncated.to_string(), "truncated ELF file");
@@ -252,7 +413,115 @@ mod tests {
         let p = t.path().join("machine");
         std::fs::write(&p, &h).unwrap();
         let (_, kind) = examine(&p).unwrap();
-        assert!(matches!(kind, FileKind::Elf(None, Ok(()))), "{kind:?}");
+        // The machine is the header check's reading (big-endian files too).
+        assert!(
+            matches!(
+                kind,
+                FileKind::Elf {
+                    arch: None,
+                    machine: Some(0xbeef),
+                    checked: Ok(())
+                }
+            ),
+            "{kind:?}"
+        );
+        h[5] = 2;
+        h[16..18].copy_from_slice(&2u16.to_be_bytes());
+        h[18..20].copy_from_slice(&0xbeefu16.to_be_bytes());
+        h[20..24].copy_from_slice(&1u32.to_be_bytes());
+        h[52..54].copy_from_slice(&64u16.to_be_bytes());
+        h[54..56].copy_from_slice(&56u16.to_be_bytes());
+        h[56..58].copy_from_slice(&1u16.to_be_bytes());
+        std::fs::write(&p, &h).unwrap();
+        let (_, kind) = examine(&p).unwrap();
+        assert!(
+            matches!(
+                kind,
+                FileKind::Elf {
+                    arch: None,
+                    machine: Some(0xbeef),
+                    checked: Ok(())
+                }
+            ),
+            "{kind:?}"
+        );
+    }
+
+    fn report(arch: Option<&'static str>, native: bool) -> Which {
+        Which {
+            file: "/p".into(),
+            kind: "elf",
+            arch,
+            platform: arch.and_then(|a| arch::by_name(a)?.platform()),
+            machine: Some(183),
+            native,
+            refused: None,
+            entry: None,
+            no_entry: None,
+            runs: "nothing",
+            notes: Vec::new(),
+        }
+    }
+
+    fn render(w: &Which) -> String {
+        let mut out = Vec::new();
+        write_text(&mut out, w);
+        String::from_utf8(out).unwrap()
+    }
+
+    /// Issue 18, item 7: the text says whether the emulator is carried,
+    /// and is rendered from the same value `--json` prints.
+    #[test]
+    fn text_says_whether_the_emulator_is_carried() {
+        let mut w = report(Some("aarch64"), false);
+        w.runs = "emulator";
+        w.entry = Some(WhichEntry {
+            name: "qemu-shim-aarch64".into(),
+            owned: true,
+            flags: "POCF".into(),
+            interpreter: "/i/qemu-shim-interp".into(),
+            emulator: Some("/usr/bin/qemu-aarch64-static".into()),
+            carried: Some(true),
+            cpu: None,
+            problem: None,
+        });
+        assert_eq!(
+            render(&w),
+            "file:        /p
+arch:        aarch64 (foreign)
+entry:       qemu-shim-aarch64, qemu-shim's (flags POCF)
+interpreter: /i/qemu-shim-interp
+emulator:    /usr/bin/qemu-aarch64-static (carried in the interpreter file)
+"
+        );
+        if let Some(e) = w.entry.as_mut() {
+            e.carried = Some(false);
+        }
+        assert!(render(&w).contains("qemu-aarch64-static (started by path)\n"));
+        let v = serde_json::to_value(&w).unwrap();
+        assert_eq!(v["entry"]["carried"], false);
+        assert_eq!(v["runs"], "emulator");
+        assert_eq!(v["platform"], "linux/arm64");
+        assert_eq!(v["machine"], 183);
+    }
+
+    #[test]
+    fn text_without_an_entry_says_why() {
+        let mut w = report(Some("i386"), true);
+        w.runs = "native";
+        w.no_entry = Some("the kernel runs it natively".into());
+        assert_eq!(
+            render(&w),
+            "file:        /p
+arch:        i386 (native: the CPU runs it)
+entry:       none: the kernel runs it natively
+"
+        );
+        let mut w = report(None, false);
+        w.refused = Some("unknown machine: ELF e_machine 48879 (no arch qemu-shim knows)".into());
+        assert!(render(&w).contains(
+            "arch:        unknown machine: ELF e_machine 48879 (no arch qemu-shim knows): qemu-shim refuses to run it\n"
+        ));
     }
 
     #[test]

@@ -4,14 +4,15 @@
 //! is a native program; `install` cannot do it (it builds for the host it
 //! runs on, and registers).
 //!
-//! Usage: mkinterp SHIM OUT [--no-carry] [--no-prelink] [--assume-p] ARCH=EMULATOR...
+//! Usage: mkinterp SHIM OUT [--no-carry] [--no-prelink] [--assume-p] [--cpu=ARCH=MODEL]... ARCH=EMULATOR...
 //!
 //! SHIM is the built aarch64 qemu-shim-interp; each ARCH=EMULATOR names an
 //! emulator (a static-pie aarch64 qemu) for a row of the arch table. The
 //! defaults are install's: carried, pre-relocated at a random address.
 //! `--assume-p` sets the table flag that makes the interpreter read the P
 //! argv layout (`[interp, prog, argv0, args…]`) without AT_FLAGS (install
-//! sets it on kernels before 5.12; the checks run on ≥ 6.7).
+//! sets it on kernels before 5.12; the checks run on ≥ 6.7). `--cpu=ARCH=MODEL`
+//! records a qemu CPU model for ARCH, as the config's `cpu` does.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,11 +37,18 @@ fn run() -> Result<(), String> {
     let (mut carry, mut prelink, mut assume_p) = (true, true, false);
     let mut paths = Vec::new();
     let mut emulators = Vec::new();
+    let mut cpu = Vec::new();
     for a in args {
         match a.as_str() {
             "--no-carry" => carry = false,
             "--no-prelink" => prelink = false,
             "--assume-p" => assume_p = true,
+            _ if a.starts_with("--cpu=") => {
+                let (name, model) = a["--cpu=".len()..]
+                    .split_once('=')
+                    .ok_or("--cpu=ARCH=MODEL")?;
+                cpu.push((name.to_string(), model.to_string()));
+            }
             _ => match a.split_once('=') {
                 Some((name, path)) => {
                     let row = arch::by_name(name).ok_or(format!("unknown arch {name}"))?;
@@ -51,7 +59,7 @@ fn run() -> Result<(), String> {
         }
     }
     let [shim, out] = <[PathBuf; 2]>::try_from(paths).map_err(|_| {
-        "usage: mkinterp SHIM OUT [--no-carry] [--no-prelink] [--assume-p] ARCH=EMULATOR..."
+        "usage: mkinterp SHIM OUT [--no-carry] [--no-prelink] [--assume-p] [--cpu=ARCH=MODEL]... ARCH=EMULATOR..."
     })?;
     if emulators.is_empty() {
         return Err("no ARCH=EMULATOR given".into());
@@ -69,6 +77,7 @@ fn run() -> Result<(), String> {
         carry,
         prelink_base,
         plain: Vec::new(),
+        cpu,
     };
     let built = build(&image, &spec).map_err(|e| e.to_string())?;
     for (arch, why) in &built.by_path {

@@ -55,6 +55,8 @@ pub struct Carry<'a> {
     pub arch: &'a str,
     /// Where it was found (recorded for `status`).
     pub path: &'a [u8],
+    /// The qemu CPU model chosen for it; empty for qemu's default.
+    pub cpu: &'a [u8],
     /// Its image, planned from its file by [`plan`]. The bytes themselves
     /// are not held here: [`build`] reads each file again when it copies
     /// it, so only one emulator is in memory at a time.
@@ -68,6 +70,8 @@ pub struct ByPath<'a> {
     /// Its command line: qemu's (`ExecByPath`) or the plain one of box64
     /// and FEX (`ExecPlain`).
     pub convention: Convention,
+    /// The qemu CPU model chosen for it; empty for qemu's default.
+    pub cpu: &'a [u8],
 }
 
 impl<'a> ByPath<'a> {
@@ -76,6 +80,7 @@ impl<'a> ByPath<'a> {
             arch: self.arch,
             convention: self.convention,
             path: self.path,
+            cpu: self.cpu,
         }
     }
 }
@@ -335,28 +340,7 @@ pub fn build(
     read: &mut dyn FnMut(usize) -> Result<Vec<u8>>,
 ) -> Result<Vec<u8>> {
     let region = region::region(shim)?;
-
-    // The built interpreter's headers: ELF64, little-endian, for `target`.
-    let mut header = header64(shim)
-        .filter(|h| usize::from(h.e_phentsize) == SIZEOF_PHDR)
-        .ok_or_else(|| Error::new("the interpreter is not a 64-bit little-endian ELF file"))?;
-    if header.e_machine != target.machine() {
-        return Err(Error::new(format!(
-            "the interpreter is built for ELF machine {}, not for {}",
-            header.e_machine,
-            target.name()
-        ))
-        .hint("pass the qemu-shim-interp built for this host"));
-    }
-    let mut headers = program_headers(shim, header.e_phoff, header.e_phnum)
-        .ok_or_else(|| Error::new("the interpreter's program headers lie outside it"))?;
-    let mem_end = headers
-        .iter()
-        .filter(|h| h.p_type == PT_LOAD)
-        .map(|h| h.p_vaddr + h.p_memsz)
-        .max()
-        .ok_or_else(|| Error::new("the interpreter has no loadable segment"))?;
-
+    let interp = Interpreter::read(shim, target)?;
     let mut entries: Vec<Entry<'_>> = Vec::new();
     if carried.is_empty() {
         let mut file = shim.to_vec();
@@ -365,113 +349,199 @@ pub fn build(
         return Ok(file);
     }
 
-    // Where the carried segment goes: past the interpreter in memory and in
-    // the file, both ALIGN-aligned so offset and address agree modulo the
-    // page size.
-    let seg_vaddr = mem_end.div_ceil(ALIGN) * ALIGN;
-    let seg_offset = (shim.len() as u64).div_ceil(ALIGN) * ALIGN;
-    let table_size = ((headers.len() + 1) * SIZEOF_PHDR) as u64;
-    let mut cursor = table_size.div_ceil(ALIGN) * ALIGN;
-    let mut placed = Vec::new();
-    for c in carried {
-        placed.push(cursor);
-        cursor += c.plan.span;
-    }
-    // Every image whole in the file, bss included: the segment has no
-    // memory beyond its file part, so any image can be moved as one
-    // mapping (a setuid exec moves a pre-relocated image), and kernels
-    // before 6.7, which zero the tail of a segment's last file page and
-    // fail when it is read-only, have nothing to zero.
-    let seg_size = cursor;
-
-    // The new program header table: the old one plus the carried segment,
-    // inserted after the last PT_LOAD (loadable segments stay sorted).
-    let seg = ProgramHeader {
-        p_type: PT_LOAD,
-        p_flags: PF_R,
-        p_offset: seg_offset,
-        p_vaddr: seg_vaddr,
-        p_paddr: seg_vaddr,
-        p_filesz: seg_size,
-        p_memsz: seg_size,
-        p_align: ALIGN,
-    };
-    let last_load = headers
-        .iter()
-        .rposition(|h| h.p_type == PT_LOAD)
-        .unwrap_or(headers.len() - 1);
-    headers.insert(last_load + 1, seg);
-    for h in headers.iter_mut().filter(|h| h.p_type == PT_PHDR) {
-        h.p_offset = seg_offset;
-        h.p_vaddr = seg_vaddr;
-        h.p_paddr = seg_vaddr;
-        h.p_filesz = table_size;
-        h.p_memsz = table_size;
-    }
-    header.e_phoff = seg_offset;
-    header.e_phnum = u16::try_from(headers.len())
-        .map_err(|_| Error::new("the interpreter has too many program headers"))?;
-    if let Some(base) = base {
-        // A fixed-address executable: every address moves up by `base`.
-        // The interpreter still relocates its own few pointers at start
-        // (it finds its base from its ELF header), so nothing else changes.
-        header.e_type = ET_EXEC;
-        header.e_entry += base;
-        for h in headers.iter_mut() {
-            h.p_vaddr += base;
-            h.p_paddr += base;
-        }
-    }
-
-    let total = seg_offset + seg_size;
-    let mut file = vec![0u8; total as usize];
+    let layout = Layout::new(shim, &interp, carried);
+    let (header, headers) = interp.with_segment(&layout, base)?;
+    let mut file = vec![0u8; (layout.seg_offset + layout.seg_size) as usize];
     file[..shim.len()].copy_from_slice(shim);
-    write_elf(&mut file, header, seg_offset as usize, &headers)?;
-    let put = |file: &mut Vec<u8>, at: u64, bytes: &[u8]| {
-        file[at as usize..at as usize + bytes.len()].copy_from_slice(bytes);
-    };
-    let mut descs = Vec::new();
-    for (i, (c, at)) in carried.iter().zip(&placed).enumerate() {
-        let p = &c.plan;
-        let bytes = read(i)?;
-        // The layout above was made from the first read: the bytes copied
-        // must be planned the same way, or the table and the image would
-        // disagree. Planning them again is cheap next to reading them.
-        if plan(&bytes, target).as_ref() != Ok(p) {
-            return Err(changed(c.path));
-        }
-        for &(off, v, len) in &p.copies {
-            put(
-                &mut file,
-                seg_offset + at + v,
-                &bytes[off as usize..(off + len) as usize],
-            );
-        }
-        drop(bytes);
-        let mut d = p.carried;
-        d.image = seg_vaddr + at;
-        if let (Some(base), Some(r)) = (base, p.relocs) {
-            let start = (seg_offset + at) as usize;
-            let len = p.span as usize;
-            let bias = base + seg_vaddr + at - p.min_vaddr;
-            let image = &mut file[start..start + len];
-            if let Some(fixes) = prelink(image, p.min_vaddr, bias, &r, target) {
-                d = d.prelinked(p.span, &fixes).unwrap_or(d);
-            }
-        }
-        descs.push(d);
-    }
+    write_elf(&mut file, header, layout.seg_offset as usize, &headers)?;
+    let descs = copy_images(&mut file, &layout, carried, target, base, read)?;
     // The table last: it records which images were pre-relocated.
     for (c, d) in carried.iter().zip(&descs) {
         entries.push(Entry {
             arch: c.arch,
             convention: Convention::Carried(*d),
             path: c.path,
+            cpu: c.cpu,
         });
     }
     entries.extend(by_path.iter().map(ByPath::entry));
     write_region(&mut file, region, &entries, flags)?;
     Ok(file)
+}
+
+/// The interpreter's ELF header and program headers, checked to be a
+/// little-endian ELF64 file for the target with a loadable segment.
+struct Interpreter {
+    header: Header,
+    headers: Vec<ProgramHeader>,
+    /// The end of its memory image (of its highest `PT_LOAD`).
+    mem_end: u64,
+}
+
+impl Interpreter {
+    fn read(shim: &[u8], target: Target) -> Result<Interpreter> {
+        let header = header64(shim)
+            .filter(|h| usize::from(h.e_phentsize) == SIZEOF_PHDR)
+            .ok_or_else(|| Error::new("the interpreter is not a 64-bit little-endian ELF file"))?;
+        if header.e_machine != target.machine() {
+            return Err(Error::new(format!(
+                "the interpreter is built for ELF machine {}, not for {}",
+                header.e_machine,
+                target.name()
+            ))
+            .hint("pass the qemu-shim-interp built for this host"));
+        }
+        let headers = program_headers(shim, header.e_phoff, header.e_phnum)
+            .ok_or_else(|| Error::new("the interpreter's program headers lie outside it"))?;
+        let mem_end = headers
+            .iter()
+            .filter(|h| h.p_type == PT_LOAD)
+            .map(|h| h.p_vaddr + h.p_memsz)
+            .max()
+            .ok_or_else(|| Error::new("the interpreter has no loadable segment"))?;
+        Ok(Interpreter {
+            header,
+            headers,
+            mem_end,
+        })
+    }
+
+    /// The built file's ELF header and program headers: the interpreter's,
+    /// plus the carried segment inserted after the last `PT_LOAD` (loadable
+    /// segments stay sorted), the table itself moved to the segment's start;
+    /// with `base`, a fixed-address executable at `base`.
+    fn with_segment(
+        self,
+        layout: &Layout,
+        base: Option<u64>,
+    ) -> Result<(Header, Vec<ProgramHeader>)> {
+        let Interpreter {
+            mut header,
+            mut headers,
+            ..
+        } = self;
+        let seg = ProgramHeader {
+            p_type: PT_LOAD,
+            p_flags: PF_R,
+            p_offset: layout.seg_offset,
+            p_vaddr: layout.seg_vaddr,
+            p_paddr: layout.seg_vaddr,
+            p_filesz: layout.seg_size,
+            p_memsz: layout.seg_size,
+            p_align: ALIGN,
+        };
+        let last_load = headers
+            .iter()
+            .rposition(|h| h.p_type == PT_LOAD)
+            .unwrap_or(headers.len() - 1);
+        headers.insert(last_load + 1, seg);
+        for h in headers.iter_mut().filter(|h| h.p_type == PT_PHDR) {
+            h.p_offset = layout.seg_offset;
+            h.p_vaddr = layout.seg_vaddr;
+            h.p_paddr = layout.seg_vaddr;
+            h.p_filesz = layout.table_size;
+            h.p_memsz = layout.table_size;
+        }
+        header.e_phoff = layout.seg_offset;
+        header.e_phnum = u16::try_from(headers.len())
+            .map_err(|_| Error::new("the interpreter has too many program headers"))?;
+        if let Some(base) = base {
+            // A fixed-address executable: every address moves up by `base`.
+            // The interpreter still relocates its own few pointers at start
+            // (it finds its base from its ELF header), so nothing else
+            // changes.
+            header.e_type = ET_EXEC;
+            header.e_entry += base;
+            for h in headers.iter_mut() {
+                h.p_vaddr += base;
+                h.p_paddr += base;
+            }
+        }
+        Ok((header, headers))
+    }
+}
+
+/// Where the carried segment goes, and each image in it.
+struct Layout {
+    /// The segment's address and file offset: past the interpreter in
+    /// memory and in the file, both ALIGN-aligned so offset and address
+    /// agree modulo the page size.
+    seg_vaddr: u64,
+    seg_offset: u64,
+    /// The size of the new program header table, at the segment's start.
+    table_size: u64,
+    /// Each carried image's offset in the segment.
+    placed: Vec<u64>,
+    /// The segment's size, in the file and in memory alike: every image
+    /// whole in the file, bss included, so the segment has no memory beyond
+    /// its file part. Then any image can be moved as one mapping (a setuid
+    /// exec moves a pre-relocated image), and kernels before 6.7, which
+    /// zero the tail of a segment's last file page and fail when it is
+    /// read-only, have nothing to zero.
+    seg_size: u64,
+}
+
+impl Layout {
+    fn new(shim: &[u8], interp: &Interpreter, carried: &[Carry<'_>]) -> Layout {
+        let seg_vaddr = interp.mem_end.div_ceil(ALIGN) * ALIGN;
+        let seg_offset = (shim.len() as u64).div_ceil(ALIGN) * ALIGN;
+        let table_size = ((interp.headers.len() + 1) * SIZEOF_PHDR) as u64;
+        let mut cursor = table_size.div_ceil(ALIGN) * ALIGN;
+        let mut placed = Vec::new();
+        for c in carried {
+            placed.push(cursor);
+            cursor += c.plan.span;
+        }
+        Layout {
+            seg_vaddr,
+            seg_offset,
+            table_size,
+            placed,
+            seg_size: cursor,
+        }
+    }
+}
+
+/// Copies each carried image into `file` where `layout` placed it, reading
+/// its file again (`read(i)`, one at a time) and refusing one whose plan
+/// changed since; with `base`, pre-relocates it. Returns each image's
+/// description for the table.
+fn copy_images(
+    file: &mut [u8],
+    layout: &Layout,
+    carried: &[Carry<'_>],
+    target: Target,
+    base: Option<u64>,
+    read: &mut dyn FnMut(usize) -> Result<Vec<u8>>,
+) -> Result<Vec<Carried>> {
+    let mut descs = Vec::new();
+    for (i, (c, at)) in carried.iter().zip(&layout.placed).enumerate() {
+        let p = &c.plan;
+        let bytes = read(i)?;
+        // The layout was made from the first read: the bytes copied must be
+        // planned the same way, or the table and the image would disagree.
+        // Planning them again is cheap next to reading them.
+        if plan(&bytes, target).as_ref() != Ok(p) {
+            return Err(changed(c.path));
+        }
+        let start = (layout.seg_offset + at) as usize;
+        for &(off, v, len) in &p.copies {
+            let to = start + v as usize;
+            file[to..to + len as usize].copy_from_slice(&bytes[off as usize..(off + len) as usize]);
+        }
+        drop(bytes);
+        let mut d = p.carried;
+        d.image = layout.seg_vaddr + at;
+        if let (Some(base), Some(r)) = (base, p.relocs) {
+            let bias = base + layout.seg_vaddr + at - p.min_vaddr;
+            let image = &mut file[start..start + p.span as usize];
+            if let Some(fixes) = prelink(image, p.min_vaddr, bias, &r, target) {
+                d = d.prelinked(p.span, &fixes).unwrap_or(d);
+            }
+        }
+        descs.push(d);
+    }
+    Ok(descs)
 }
 
 /// Writes the ELF header and, at `phoff`, the program header table.
@@ -625,6 +695,7 @@ mod tests {
         Carry {
             arch: "aarch64",
             path: b"/q/qemu-aarch64-static",
+            cpu: b"",
             plan: plan(file, T).unwrap(),
         }
     }

@@ -114,6 +114,7 @@ pub fn configure(image: &mut [u8], spec: &Spec) -> Result<()> {
             arch,
             convention: spec.convention_by_path(arch),
             path: path.as_os_str().as_bytes(),
+            cpu: spec.cpu(arch),
         })
         .collect();
     dispatch::encode(&entries, spec.flags, &mut image[range])
@@ -141,6 +142,16 @@ pub fn read_spec(image: &[u8]) -> Result<Spec> {
             .iter()
             .filter(|e| e.convention == Convention::ExecPlain)
             .map(|e| e.arch.to_string())
+            .collect(),
+        cpu: table
+            .iter()
+            .filter(|e| !e.cpu.is_empty())
+            .map(|e| {
+                (
+                    e.arch.to_string(),
+                    String::from_utf8_lossy(e.cpu).into_owned(),
+                )
+            })
             .collect(),
         emulators: table
             .iter()
@@ -224,6 +235,7 @@ mod tests {
                 ("x86_64".into(), PathBuf::from("/usr/local/bin/box64")),
             ],
             plain: vec!["x86_64".into()],
+            cpu: vec![("aarch64".into(), "max,pauth-impdef=on".into())],
         }
     }
 

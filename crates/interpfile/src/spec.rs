@@ -32,6 +32,10 @@ pub struct Spec {
     /// `EMULATOR PROGRAM ARGS…`, see `Convention::ExecPlain`); always
     /// started by path, never carried.
     pub plain: Vec<String>,
+    /// Arch name and the qemu CPU model (`-cpu`) the administrator chose
+    /// for it (issue 15); arches not listed get qemu's default. Never for
+    /// a plain arch.
+    pub cpu: Vec<(String, String)>,
 }
 
 impl Spec {
@@ -42,6 +46,15 @@ impl Spec {
         } else {
             Convention::ExecByPath
         }
+    }
+
+    /// The CPU model chosen for `arch`, as the table holds it (empty for
+    /// qemu's default).
+    pub fn cpu(&self, arch: &str) -> &[u8] {
+        self.cpu
+            .iter()
+            .find(|(a, _)| a == arch)
+            .map_or(&[][..], |(_, m)| m.as_bytes())
     }
 
     /// The emulator this interpreter starts for `arch`.
@@ -116,13 +129,19 @@ pub fn build_with(
                 arch,
                 path,
                 convention,
+                cpu: spec.cpu(arch),
             });
             by_path_why.push((arch.clone(), "not qemu: configured in the spec file".into()));
             continue;
         }
         match plan {
             Ok(plan) => {
-                carried.push(link::Carry { arch, path, plan });
+                carried.push(link::Carry {
+                    arch,
+                    path,
+                    cpu: spec.cpu(arch),
+                    plan,
+                });
                 carried_from.push((file_path, stamp));
             }
             Err(why) => {
@@ -130,6 +149,7 @@ pub fn build_with(
                     arch,
                     path,
                     convention,
+                    cpu: spec.cpu(arch),
                 });
                 by_path_why.push((arch.clone(), why));
             }

@@ -58,7 +58,7 @@ fn fixture_qemu_dir() -> PathBuf {
 
 /// Symbolic links to the fetched emulators in `dir`, a directory whose path
 /// length does not depend on the checkout: the table holds each emulator's
-/// full path, and 31 of them must fit its 8 KiB wherever the checkout is.
+/// full path, and 31 of them must fit its 16 KiB wherever the checkout is.
 fn link_emulators(dir: &Path) {
     let fixtures = fixture_qemu_dir();
     let entries = fs::read_dir(&fixtures).unwrap_or_else(|e| {
@@ -115,8 +115,9 @@ fn only(dir: &Path, names: &[&str]) -> Vec<(String, PathBuf)> {
 
 /// The configurations pinned: every emulator carried and pre-relocated
 /// (install's default), one arch, `--no-prelink`, `--no-carry` on a kernel
-/// before 5.12 (the assume-P flag), and a config file naming a plain
-/// emulator (box64/FEX; qemu-aarch64 stands in) beside carried ones.
+/// before 5.12 (the assume-P flag), a config file naming a plain
+/// emulator (box64/FEX; qemu-aarch64 stands in) beside carried ones, and
+/// one choosing CPU models for two arches.
 fn configs(dir: &Path) -> Vec<(&'static str, Spec)> {
     vec![
         (
@@ -128,6 +129,7 @@ fn configs(dir: &Path) -> Vec<(&'static str, Spec)> {
                 carry: true,
                 prelink_base: Some(BASE),
                 plain: vec![],
+                cpu: vec![],
             },
         ),
         (
@@ -139,6 +141,7 @@ fn configs(dir: &Path) -> Vec<(&'static str, Spec)> {
                 carry: true,
                 prelink_base: Some(BASE),
                 plain: vec![],
+                cpu: vec![],
             },
         ),
         (
@@ -150,6 +153,7 @@ fn configs(dir: &Path) -> Vec<(&'static str, Spec)> {
                 carry: true,
                 prelink_base: None,
                 plain: vec![],
+                cpu: vec![],
             },
         ),
         (
@@ -161,6 +165,7 @@ fn configs(dir: &Path) -> Vec<(&'static str, Spec)> {
                 carry: false,
                 prelink_base: None,
                 plain: vec![],
+                cpu: vec![],
             },
         ),
         (
@@ -172,6 +177,22 @@ fn configs(dir: &Path) -> Vec<(&'static str, Spec)> {
                 carry: true,
                 prelink_base: Some(BASE),
                 plain: vec!["aarch64".into()],
+                cpu: vec![],
+            },
+        ),
+        (
+            "cpu-models-carried-prelinked",
+            Spec {
+                target: Target::X86_64,
+                flags: 0,
+                emulators: only(dir, &["aarch64", "arm", "s390x"]),
+                carry: true,
+                prelink_base: Some(BASE),
+                plain: vec![],
+                cpu: vec![
+                    ("arm".into(), "arm1176".into()),
+                    ("aarch64".into(), "max,pauth-impdef=on".into()),
+                ],
             },
         ),
     ]
@@ -282,6 +303,7 @@ fn the_normalisation_only_touches_the_table_paths() {
             carry: true,
             prelink_base: Some(base),
             plain: vec![],
+            cpu: vec![],
         };
         build(&shim, &config).unwrap().image
     };

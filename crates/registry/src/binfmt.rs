@@ -504,36 +504,26 @@ impl std::error::Error for Error {
 mod tests {
     use super::*;
     use crate::format::{Flags, Kind};
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A fresh directory standing in for a binfmt_misc root, with
     /// `register` and `status` files and the given captured entries;
     /// removed when dropped.
-    struct FakeRoot(PathBuf);
-
-    impl Drop for FakeRoot {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    struct FakeRoot(tempfile::TempDir);
 
     impl std::ops::Deref for FakeRoot {
-        type Target = PathBuf;
-        fn deref(&self) -> &PathBuf {
-            &self.0
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            self.0.path()
         }
     }
 
     fn fake_root(entries: &[&str]) -> FakeRoot {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "qemu-shim-binfmt-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        let root = FakeRoot(dir);
+        let root = FakeRoot(
+            tempfile::Builder::new()
+                .prefix("qemu-shim-binfmt-test-")
+                .tempdir()
+                .unwrap(),
+        );
         fs::write(root.join("register"), "").unwrap();
         fs::write(root.join("status"), "enabled\n").unwrap();
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/entries");

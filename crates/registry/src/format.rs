@@ -440,12 +440,44 @@ fn utf8(bytes: &[u8], what: &str) -> Result<String, ParseError> {
         .map_err(|_| ParseError::new(ParseErrorKind::Syntax, format!("{what} is not UTF-8")))
 }
 
+/// Parses a register line as the kernel does (`create_entry` in
+/// fs/binfmt_misc.c): the line's length and delimiter, then each field in
+/// turn ([`Fields`]).
 fn parse_register_line(line: &[u8]) -> Result<RegisterLine, ParseError> {
-    use ParseErrorKind as K;
-    let err = |kind, msg: String| Err(ParseError::new(kind, msg));
+    check_length(line)?;
+    let mut f = Fields {
+        b: Buf {
+            line,
+            del: delimiter(line)?,
+        },
+        p: 1,
+    };
+    let name = f.name()?;
+    let kind = if f.magic_type()? {
+        f.magic()?
+    } else {
+        f.extension()?
+    };
+    let interpreter = f.interpreter()?;
+    let flags = f.flags()?;
+    Ok(RegisterLine {
+        name,
+        kind,
+        interpreter,
+        flags,
+    })
+}
+
+/// An error of `kind` saying `message`.
+fn fail<T>(kind: ParseErrorKind, message: String) -> Result<T, ParseError> {
+    Err(ParseError::new(kind, message))
+}
+
+/// The kernel's bounds on a register line's length.
+fn check_length(line: &[u8]) -> Result<(), ParseError> {
     if line.len() < MIN_LINE_LEN {
-        return err(
-            K::Length,
+        return fail(
+            ParseErrorKind::Length,
             format!(
                 "register line is {} bytes, shorter than the kernel's minimum of {MIN_LINE_LEN}",
                 line.len()
@@ -453,150 +485,166 @@ fn parse_register_line(line: &[u8]) -> Result<RegisterLine, ParseError> {
         );
     }
     if line.len() > MAX_LINE_LEN {
-        return err(
-            K::Length,
+        return fail(
+            ParseErrorKind::Length,
             format!(
                 "register line is {} bytes, longer than the kernel's maximum of {MAX_LINE_LEN}",
                 line.len()
             ),
         );
     }
+    Ok(())
+}
+
+/// The line's delimiter, its first character (the line is not empty).
+fn delimiter(line: &[u8]) -> Result<u8, ParseError> {
     let del = line[0];
     if !del.is_ascii() {
-        return err(
-            K::Delimiter,
+        return fail(
+            ParseErrorKind::Delimiter,
             "register line's delimiter (its first character) is not ASCII".into(),
         );
     }
-    let dname = char::from(del);
     if matches!(del, b'P' | b'O' | b'C' | b'F') {
         // The flag scan would run on into the padding; newer kernels
         // refuse these delimiters up front, older ones fail later.
-        return err(
-            K::Delimiter,
-            format!("delimiter {dname:?} is a flag letter, which the kernel never accepts"),
-        );
-    }
-    let b = Buf { line, del };
-
-    // Name.
-    let mut p = 1;
-    let Some(end) = b.strchr(p) else {
-        return err(
-            K::Name,
-            format!("name has no closing delimiter {dname:?} (or holds a NUL)"),
-        );
-    };
-    let name = b.field(p, end);
-    if name.is_empty() {
-        return err(K::Name, "name is empty".into());
-    }
-    if name == b"." || name == b".." || name.contains(&b'/') {
-        return err(
-            K::Name,
+        return fail(
+            ParseErrorKind::Delimiter,
             format!(
-                "name {:?} is not a file name (no '/', not '.' or '..')",
-                String::from_utf8_lossy(name)
+                "delimiter {:?} is a flag letter, which the kernel never accepts",
+                char::from(del)
             ),
         );
     }
-    if name == b"register" || name == b"status" {
-        return err(
-            K::Name,
-            format!(
-                "name {:?} is taken by binfmt_misc's own file",
-                String::from_utf8_lossy(name)
-            ),
-        );
-    }
-    if name.len() > MAX_NAME_LEN {
-        return err(
-            K::Name,
-            format!("name is {} bytes, longer than {MAX_NAME_LEN}", name.len()),
-        );
-    }
-    let name = utf8(name, "name")?;
-    p = end + 1;
+    Ok(del)
+}
 
-    // Type.
-    let magic_type = match b.at(p) {
-        b'M' => true,
-        b'E' => false,
-        other => {
-            return err(
-                K::Type,
-                format!(
-                    "type {:?} is neither M (magic) nor E (extension)",
-                    char::from(other)
-                ),
-            )
+/// The fields of a register line, read in the kernel's order: each step
+/// reads the field at `p` and moves past its closing delimiter, or says
+/// what is wrong with it.
+struct Fields<'a> {
+    b: Buf<'a>,
+    p: usize,
+}
+
+impl Fields<'_> {
+    /// The delimiter, for messages.
+    fn dname(&self) -> char {
+        char::from(self.b.del)
+    }
+
+    /// The index of the delimiter closing the field at `p` (`strchr`); a
+    /// field without one is `kind`'s error: "`what` has no closing
+    /// delimiter …`more`".
+    fn closing(&self, kind: ParseErrorKind, what: &str, more: &str) -> Result<usize, ParseError> {
+        match self.b.strchr(self.p) {
+            Some(end) => Ok(end),
+            None => fail(
+                kind,
+                format!("{what} has no closing delimiter {:?}{more}", self.dname()),
+            ),
         }
-    };
-    if b.at(p + 1) != del {
-        return err(
-            K::Type,
-            format!("type must be one character (M or E) followed by {dname:?}"),
-        );
     }
-    p += 2;
 
-    let kind = if magic_type {
-        // Offset.
-        let Some(end) = b.strchr(p) else {
-            return err(
-                K::Offset,
-                format!("offset has no closing delimiter {dname:?}"),
+    /// The index of the delimiter closing a field that may hold `\xHH`
+    /// escapes (`scanarg`); a bad escape is `kind`'s error.
+    fn closing_escaped(&self, kind: ParseErrorKind, what: &str) -> Result<usize, ParseError> {
+        match self.b.scanarg(self.p) {
+            Some(end) => Ok(end),
+            None => fail(
+                kind,
+                format!("{what} has a \\x escape without two hex digits"),
+            ),
+        }
+    }
+
+    /// The entry's name: a file name of binfmt_misc's directory.
+    fn name(&mut self) -> Result<String, ParseError> {
+        use ParseErrorKind as K;
+        let end = self.closing(K::Name, "name", " (or holds a NUL)")?;
+        let name = self.b.field(self.p, end);
+        if name.is_empty() {
+            return fail(K::Name, "name is empty".into());
+        }
+        if name == b"." || name == b".." || name.contains(&b'/') {
+            return fail(
+                K::Name,
+                format!(
+                    "name {:?} is not a file name (no '/', not '.' or '..')",
+                    String::from_utf8_lossy(name)
+                ),
             );
-        };
-        let text = b.field(p, end);
-        let offset = if text.is_empty() {
-            0
-        } else {
-            match kstrtoint(text) {
-                Some(v) if v >= 0 => v as usize,
-                _ => {
-                    return err(
-                        K::Offset,
-                        format!(
-                            "offset {:?} is not a non-negative decimal number",
-                            String::from_utf8_lossy(text)
-                        ),
-                    )
-                }
+        }
+        if name == b"register" || name == b"status" {
+            return fail(
+                K::Name,
+                format!(
+                    "name {:?} is taken by binfmt_misc's own file",
+                    String::from_utf8_lossy(name)
+                ),
+            );
+        }
+        if name.len() > MAX_NAME_LEN {
+            return fail(
+                K::Name,
+                format!("name is {} bytes, longer than {MAX_NAME_LEN}", name.len()),
+            );
+        }
+        let name = utf8(name, "name")?;
+        self.p = end + 1;
+        Ok(name)
+    }
+
+    /// The type: `M` (magic, true) or `E` (extension, false).
+    fn magic_type(&mut self) -> Result<bool, ParseError> {
+        let magic = match self.b.at(self.p) {
+            b'M' => true,
+            b'E' => false,
+            other => {
+                return fail(
+                    ParseErrorKind::Type,
+                    format!(
+                        "type {:?} is neither M (magic) nor E (extension)",
+                        char::from(other)
+                    ),
+                )
             }
         };
-        p = end + 1;
-
-        // Magic.
-        let Some(end) = b.scanarg(p) else {
-            return err(
-                K::Magic,
-                "magic has a \\x escape without two hex digits".into(),
+        if self.b.at(self.p + 1) != self.b.del {
+            return fail(
+                ParseErrorKind::Type,
+                format!(
+                    "type must be one character (M or E) followed by {:?}",
+                    self.dname()
+                ),
             );
-        };
-        let raw = b.field(p, end);
+        }
+        self.p += 2;
+        Ok(magic)
+    }
+
+    /// An `M` entry's offset, magic and mask.
+    fn magic(&mut self) -> Result<Kind, ParseError> {
+        use ParseErrorKind as K;
+        let offset = self.offset()?;
+
+        let end = self.closing_escaped(K::Magic, "magic")?;
+        let raw = self.b.field(self.p, end);
         if raw.first().is_none_or(|&c| c == 0) {
-            return err(K::Magic, "magic is empty".into());
+            return fail(K::Magic, "magic is empty".into());
         }
         let magic = unescape(raw);
-        p = end + 1;
+        self.p = end + 1;
 
-        // Mask.
-        let Some(end) = b.scanarg(p) else {
-            return err(
-                K::Mask,
-                "mask has a \\x escape without two hex digits".into(),
-            );
+        let end = self.closing_escaped(K::Mask, "mask")?;
+        let mask = match self.b.field(self.p, end) {
+            [] | [0, ..] => None,
+            raw => Some(unescape(raw)),
         };
-        let raw = b.field(p, end);
-        let mask = match raw.first() {
-            None | Some(0) => None,
-            Some(_) => Some(unescape(raw)),
-        };
-        p = end + 1;
+        self.p = end + 1;
         if let Some(mask) = &mask {
             if mask.len() != magic.len() {
-                return err(
+                return fail(
                     K::Mask,
                     format!(
                         "mask is {} bytes but magic is {} (they must be the same length)",
@@ -607,7 +655,7 @@ fn parse_register_line(line: &[u8]) -> Result<RegisterLine, ParseError> {
             }
         }
         if magic.len() > BINPRM_BUF_SIZE || BINPRM_BUF_SIZE - magic.len() < offset {
-            return err(
+            return fail(
                 K::Magic,
                 format!(
                     "offset {offset} + magic length {} exceeds the {BINPRM_BUF_SIZE} bytes the kernel reads",
@@ -615,102 +663,112 @@ fn parse_register_line(line: &[u8]) -> Result<RegisterLine, ParseError> {
                 ),
             );
         }
-        Kind::Magic {
+        Ok(Kind::Magic {
             offset,
             magic,
             mask,
-        }
-    } else {
-        // The offset field is skipped unread.
-        let Some(end) = b.strchr(p) else {
-            return err(
-                K::Offset,
-                format!("offset field has no closing delimiter {dname:?}"),
-            );
+        })
+    }
+
+    /// An `M` entry's offset: empty (0) or a non-negative decimal number.
+    fn offset(&mut self) -> Result<usize, ParseError> {
+        let end = self.closing(ParseErrorKind::Offset, "offset", "")?;
+        let text = self.b.field(self.p, end);
+        let offset = if text.is_empty() {
+            0
+        } else {
+            match kstrtoint(text) {
+                Some(v) if v >= 0 => v as usize,
+                _ => {
+                    return fail(
+                        ParseErrorKind::Offset,
+                        format!(
+                            "offset {:?} is not a non-negative decimal number",
+                            String::from_utf8_lossy(text)
+                        ),
+                    )
+                }
+            }
         };
-        p = end + 1;
-        let Some(end) = b.strchr(p) else {
-            return err(
-                K::Extension,
-                format!("extension has no closing delimiter {dname:?} (or holds a NUL)"),
-            );
-        };
-        let ext = b.field(p, end);
+        self.p = end + 1;
+        Ok(offset)
+    }
+
+    /// An `E` entry's extension, between an offset field and a mask field
+    /// the kernel skips unread.
+    fn extension(&mut self) -> Result<Kind, ParseError> {
+        use ParseErrorKind as K;
+        self.p = self.closing(K::Offset, "offset field", "")? + 1;
+        let end = self.closing(K::Extension, "extension", " (or holds a NUL)")?;
+        let ext = self.b.field(self.p, end);
         if ext.is_empty() {
-            return err(K::Extension, "extension is empty".into());
+            return fail(K::Extension, "extension is empty".into());
         }
         if ext.contains(&b'/') {
-            return err(K::Extension, "extension contains '/'".into());
+            return fail(K::Extension, "extension contains '/'".into());
         }
         let ext = utf8(ext, "extension")?;
-        p = end + 1;
-        // The mask field is skipped unread.
-        let Some(end) = b.strchr(p) else {
-            return err(
-                K::Mask,
-                format!("mask field has no closing delimiter {dname:?}"),
-            );
-        };
-        p = end + 1;
-        Kind::Extension(ext)
-    };
+        self.p = end + 1;
+        self.p = self.closing(K::Mask, "mask field", "")? + 1;
+        Ok(Kind::Extension(ext))
+    }
 
-    // Interpreter.
-    let Some(end) = b.strchr(p) else {
-        return err(
-            K::Interpreter,
-            format!("interpreter has no closing delimiter {dname:?} (or holds a NUL)"),
-        );
-    };
-    let interpreter = b.field(p, end);
-    if interpreter.is_empty() {
-        return err(K::Interpreter, "interpreter is empty".into());
+    /// The interpreter's path.
+    fn interpreter(&mut self) -> Result<String, ParseError> {
+        use ParseErrorKind as K;
+        let end = self.closing(K::Interpreter, "interpreter", " (or holds a NUL)")?;
+        let interpreter = self.b.field(self.p, end);
+        if interpreter.is_empty() {
+            return fail(K::Interpreter, "interpreter is empty".into());
+        }
+        let interpreter = utf8(interpreter, "interpreter")?;
+        self.p = end + 1;
+        Ok(interpreter)
     }
-    let interpreter = utf8(interpreter, "interpreter")?;
-    p = end + 1;
 
-    // Flags: letters, one optional newline, then the end of the line. A
-    // line that ended before the interpreter's delimiter has p past its end.
-    // The kernel scans into its padding too: with a newline as the
-    // delimiter, the padding reads as the optional newline, and no line
-    // can end where it must.
-    let mut flags = Flags::NONE;
-    while let Some(f) = Flags::from_letter(b.at(p)) {
-        flags = flags.union(f);
-        p += 1;
-    }
-    if b.at(p) == b'\n' {
-        p += 1;
-    }
-    if p != line.len() {
-        if del == b'\n' {
+    /// The flags: letters, one optional newline, then the end of the line.
+    /// A line that ended before the interpreter's delimiter has `p` past
+    /// its end. The kernel scans into its padding too: with a newline as
+    /// the delimiter, the padding reads as the optional newline, and no
+    /// line can end where it must.
+    fn flags(&mut self) -> Result<Flags, ParseError> {
+        use ParseErrorKind as K;
+        let mut flags = Flags::NONE;
+        while let Some(f) = Flags::from_letter(self.b.at(self.p)) {
+            flags = flags.union(f);
+            self.p += 1;
+        }
+        if self.b.at(self.p) == b'\n' {
+            self.p += 1;
+        }
+        let line = self.b.line;
+        if self.p == line.len() {
+            return Ok(flags);
+        }
+        if self.b.del == b'\n' {
             // The padding's first newline is taken as the optional one.
-            return err(
+            return fail(
                 K::Delimiter,
                 "a newline delimiter is never accepted by the kernel".into(),
             );
         }
-        if p > line.len() {
-            return err(
+        if self.p > line.len() {
+            return fail(
                 K::Interpreter,
-                format!("line ends without the delimiter {dname:?} after the interpreter"),
+                format!(
+                    "line ends without the delimiter {:?} after the interpreter",
+                    self.dname()
+                ),
             );
         }
-        return err(
+        fail(
             K::Flags,
             format!(
                 "unexpected {:?} after the flags (flags are P, O, C, F)",
-                String::from_utf8_lossy(&line[p..])
+                String::from_utf8_lossy(&line[self.p..])
             ),
-        );
+        )
     }
-
-    Ok(RegisterLine {
-        name,
-        kind,
-        interpreter,
-        flags,
-    })
 }
 
 /// Why a register line, flag string or entry file was not accepted.

@@ -7,7 +7,13 @@
 //! registered here. This crate re-exports it and adds the kernel's text
 //! formats ([`mod@format`]), binfmt_misc I/O against a root directory
 //! ([`binfmt`]), and probing what the host runs natively ([`probe`]).
-#![forbid(unsafe_code)]
+//!
+//! No `unsafe` code, except in one module that allows it: the probe's
+//! `launch`, whose `pre_exec` closure makes a private binfmt_misc instance
+//! and execs the probe between fork and exec (its safety argument is
+//! there). `deny`, not `forbid`, so that module can: `forbid` cannot be
+//! overridden.
+#![deny(unsafe_code)]
 
 pub use qemu_shim_registry_core::{arch, dispatch, elf};
 

@@ -104,11 +104,6 @@ pub fn program(arch: &str, kind: Kind) -> Option<Vec<u8>> {
     })
 }
 
-/// The header of `arch`'s programs (for the launchers in [`crate::probe`]).
-pub(crate) fn header(arch: &str) -> Option<Header> {
-    FAMILIES.iter().find_map(|f| (f.header)(arch))
-}
-
 /// Where the programs are loaded: the usual base of a non-PIE executable,
 /// mapped on every arch here and above any `mmap_min_addr`.
 const BASE: u64 = 0x40_0000;
@@ -184,8 +179,8 @@ impl Writer {
 
 /// An executable of one `PT_LOAD` segment (read + execute) holding the
 /// whole file: the ELF header, the program header, then `body`, whose
-/// byte `entry` is the entry point.
-pub(crate) fn image(h: &Header, body: &[u8], entry: usize) -> Vec<u8> {
+/// first byte is the entry point.
+fn image(h: &Header, body: &[u8]) -> Vec<u8> {
     let (ehsize, phentsize) = if h.elf64 { (64u16, 56u16) } else { (52, 32) };
     let headers = u64::from(ehsize) + u64::from(phentsize);
     let size = headers + body.len() as u64;
@@ -202,7 +197,7 @@ pub(crate) fn image(h: &Header, body: &[u8], entry: usize) -> Vec<u8> {
     w.u16(2); // e_type: ET_EXEC
     w.u16(h.machine);
     w.u32(1); // e_version
-    w.word(h.elf64, BASE + headers + entry as u64); // e_entry
+    w.word(h.elf64, BASE + headers); // e_entry
     w.word(h.elf64, u64::from(ehsize)); // e_phoff
     w.word(h.elf64, 0); // e_shoff: no sections
     w.u32(h.flags);
@@ -242,7 +237,7 @@ pub(crate) fn image(h: &Header, body: &[u8], entry: usize) -> Vec<u8> {
 /// header asks for one.
 fn with_descriptor(h: &Header, code: &[u8]) -> Vec<u8> {
     if !h.descriptor {
-        return image(h, code, 0);
+        return image(h, code);
     }
     // ELFv1 function descriptor: code address, TOC pointer, environment.
     // The code needs no TOC. The headers end 8-aligned (64 + 56 = 120).
@@ -255,7 +250,7 @@ fn with_descriptor(h: &Header, code: &[u8]) -> Vec<u8> {
     w.u64(0);
     w.u64(0);
     w.out.extend_from_slice(code);
-    image(h, &w.out, 0)
+    image(h, &w.out)
 }
 
 #[cfg(test)]
@@ -265,29 +260,27 @@ mod tests {
     use crate::elf;
     use crate::test_support::qemu;
     use std::fs;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     use std::path::PathBuf;
     use std::process::{Command, Stdio};
     use std::time::Duration;
 
     /// A directory other users can read (the euid probes run as them),
     /// removed on drop.
-    struct Dir(PathBuf);
+    struct Dir(tempfile::TempDir);
 
     impl Dir {
         fn new() -> Dir {
-            let d = std::env::temp_dir().join(format!(
-                "qemu-shim-programs.{}.{:?}",
-                std::process::id(),
-                std::thread::current().id()
-            ));
-            let _ = fs::remove_dir_all(&d);
-            fs::DirBuilder::new().mode(0o755).create(&d).unwrap();
+            let d = tempfile::Builder::new()
+                .prefix("qemu-shim-programs-")
+                .permissions(fs::Permissions::from_mode(0o755))
+                .tempdir()
+                .unwrap();
             Dir(d)
         }
 
         fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
-            let p = self.0.join(name);
+            let p = self.0.path().join(name);
             let mut f = fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -296,12 +289,6 @@ mod tests {
                 .unwrap();
             std::io::Write::write_all(&mut f, bytes).unwrap();
             p
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
         }
     }
 

@@ -43,13 +43,23 @@ fn userns_id(pid: &str) -> String {
 /// (The test harness is multithreaded and cannot unshare a user namespace
 /// itself.)
 pub fn run_in_private_instance(path: &str) {
+    run_ignored_after(&format!("{PRIVATE_BINFMT_SH}exec \"$@\""), path);
+}
+
+/// Runs the ignored test `path` (`module_path!()` and the test's name) of
+/// this test binary in a new user (root mapped) and mount namespace after
+/// `setup`: shell lines (`sh -eu`) that run `"$@"`, the test binary with
+/// the arguments that select that test, in the conditions the test needs
+/// (the mounts are the new namespace's own, gone with it). Fails with the
+/// output unless exactly that test ran and passed.
+pub fn run_ignored_after(setup: &str, path: &str) {
     // The harness names tests without the crate's name.
     let name = path.split_once("::").map_or(path, |(_, rest)| rest);
     let exe = std::env::current_exe().expect("path of this test binary");
     let out = Command::new("unshare")
         .args(["--user", "--map-root-user", "--mount", "--", "sh", "-euc"])
-        .arg(format!("{PRIVATE_BINFMT_SH}exec \"$@\""))
-        .arg("private-binfmt")
+        .arg(setup)
+        .arg("test-setup")
         .arg(&exe)
         .args(["--exact", name, "--ignored", "--test-threads=1"])
         .env("QEMU_SHIM_INIT_USERNS", userns_id("1"))
@@ -61,7 +71,7 @@ pub fn run_in_private_instance(path: &str) {
     // A filter that matches nothing also exits 0: insist the test ran.
     assert!(
         out.status.success() && stdout.contains("test result: ok. 1 passed"),
-        "{name} in a private binfmt_misc instance failed ({}):\n{stdout}\n{stderr}",
+        "{name} after its setup failed ({}):\n{stdout}\n{stderr}",
         out.status
     );
 }

@@ -302,7 +302,8 @@ fn damaged_elf_headers_never_panic_and_accepted_ones_are_sound() {
 
 /// qemu-user 7.2 dies by SIGSEGV loading a read-only segment whose memory
 /// size exceeds its file size (found by the damaged-program corpus in the
-/// suite's tests/hostile.rs): such a file is refused, a writable one kept.
+/// suite's tests/integration/hostile.rs): such a file is refused, a
+/// writable one kept.
 #[test]
 fn read_only_segments_with_a_zero_filled_part_are_refused() {
     let p = probe::exit_program("aarch64").unwrap();
@@ -396,6 +397,11 @@ fn dispatch_tables_round_trip_and_damaged_ones_never_panic() {
                 arch: a,
                 convention: convention(&mut rng),
                 path: p,
+                cpu: if rng.next().is_multiple_of(2) {
+                    b"max"
+                } else {
+                    b""
+                },
             })
             .collect();
         let flags = rng.next() as u16;

@@ -10,8 +10,12 @@
 //! ```text
 //! kernel, no P:  [interp, /path/prog, arg1, …]
 //! kernel, P:     [interp, /path/prog, argv0, arg1, …]
-//! emulator:      [qemu-ARCH, -0, argv0, --, /path/prog, arg1, …]   (environment untouched)
+//! emulator:      [qemu-ARCH, -0, argv0, [-cpu, CPU,] --, /path/prog, arg1, …]   (environment untouched)
 //! ```
+//!
+//! For qemu, a relative `/path/prog` becomes absolute when that is known to
+//! name the same file (`absolute_program`), so that the guest's
+//! `/proc/self/exe` survives a chdir; argv0 stays as it was.
 //!
 //! It only ever returns a [`Failure`]: one line for stderr and the exit code
 //! (127 when the emulator, or the program's loader, is not found, 126 for
@@ -126,6 +130,8 @@ pub struct Target {
     pub arch: &'static Arch,
     /// Where its loader path (PT_INTERP) lies in the file, if it has one.
     pub interp: Option<(u64, u64)>,
+    /// What `fstat` said of it.
+    pub file: sys::FileInfo,
 }
 
 /// Reads, validates and classifies the target's header from `fd`.
@@ -176,6 +182,7 @@ pub fn inspect(fd: Fd, program: &CStr) -> Result<Target, Failure<'_>> {
         len,
         arch,
         interp,
+        file: info,
     })
 }
 
@@ -231,7 +238,8 @@ fn try_run<'a>(p: &Process<'a>) -> Result<Never, Failure<'a>> {
             return Err(f);
         }
     };
-    let convention = table.find(target.arch.name).map(|e| e.convention);
+    let entry = table.find(target.arch.name);
+    let convention = entry.map(|e| e.convention);
     // qemu runs it: carried, by path, or (no table: run by hand from the
     // build tree) Debian's from /usr/bin. Not box64 or FEX, which find
     // x86 loaders their own way.
@@ -246,8 +254,21 @@ fn try_run<'a>(p: &Process<'a>) -> Result<Never, Failure<'a>> {
             return Err(f);
         }
     }
+    // qemu answers the guest's /proc/self/exe from the path it was given,
+    // resolved when the guest asks: give it one that survives a chdir.
+    let mut abs = [0u8; sys::PATH_MAX];
+    let program = if qemu {
+        absolute_program(&mut abs, inv.program, &target.file)
+    } else {
+        None
+    };
+    let mut model = [0u8; sys::MAX_CPU];
+    let cpu = match entry {
+        Some(e) if qemu => cpu_model(&mut model, e.cpu, aux.secure, &p.envp),
+        _ => None,
+    };
     if let Some(Convention::Carried(c)) = convention {
-        return start_carried(p, &c, &source, &inv, p_layout);
+        return start_carried(p, &c, &source, &inv, p_layout, program, cpu);
     }
 
     // The emulator is started by path and re-opens the program itself: the
@@ -263,7 +284,93 @@ fn try_run<'a>(p: &Process<'a>) -> Result<Never, Failure<'a>> {
             .text("setuid/setgid program: refusing to run its emulator by path")
             .hint("install with carried emulators (the default) to run setuid programs"));
     }
-    exec_emulator(&table, target.arch, &inv, &p.argv, &p.envp)
+    exec_emulator(&table, target.arch, &inv, program, cpu, &p.argv, &p.envp)
+}
+
+/// The CPU model qemu is started with (`-cpu MODEL`): the one the
+/// administrator chose for the arch (`cpu` in the table, empty for qemu's
+/// default), unless an unprivileged user set `QEMU_CPU` for their own
+/// program — qemu's `-cpu` beats its variable, and the user's choice
+/// should win there (debugging stays possible). Under AT_SECURE the
+/// variable is dropped from the environment and the administrator's model
+/// always applies. `QEMU_CPU` is never added to the environment: the
+/// program's children would inherit it.
+fn cpu_model<'b>(
+    buf: &'b mut [u8; sys::MAX_CPU],
+    chosen: &[u8],
+    secure: bool,
+    envp: &CStrArray<'_>,
+) -> Option<&'b CStr> {
+    if chosen.is_empty() {
+        return None;
+    }
+    if !secure
+        && envp
+            .iter_from(0)
+            .any(|e| e.to_bytes().starts_with(b"QEMU_CPU="))
+    {
+        return None;
+    }
+    c_path(buf, chosen)
+}
+
+/// The program's path made absolute against the working directory, for
+/// qemu, which answers the guest's `readlink("/proc/self/exe")` (and, with
+/// no descriptor, its opens of it) by resolving the path it was given at
+/// the time the guest asks: a relative one breaks once the guest changes
+/// directory. `None`, hand qemu the path as given, whenever the absolute
+/// path is not known to name the same file:
+/// - the path is already absolute (also `/dev/fd/N`, an AT_EMPTY_PATH
+///   exec);
+/// - `getcwd` fails: a deleted working directory (ENOENT), or one longer
+///   than [`sys::PATH_MAX`] (ERANGE, ENAMETOOLONG);
+/// - the working directory does not start with `/`: outside the process's
+///   root, after a chroot without chdir, the raw syscall answers
+///   `(unreachable)/…`;
+/// - the joined path does not fit [`sys::PATH_MAX`];
+/// - `stat` of it fails (a parent the process cannot search: the relative
+///   path works from the working directory, the absolute one does not) or
+///   names another file than the one the program was read from (a
+///   directory mounted over since, say): device and inode must match
+///   `file`, the descriptor's `fstat`.
+///
+/// Costs a `getcwd` and a `stat` per exec by a relative path. The path it
+/// builds is the working directory, `/`, and the given path without its
+/// leading `./`; qemu resolves any `..` or symbolic link in it later, as
+/// it did the relative one. The guest sees it as AT_EXECFN too (qemu sets
+/// that from its path); argv and argv0 stay as the caller wrote them.
+///
+/// A setuid/setgid program (AT_SECURE): `stat` resolves the path with its
+/// effective ids, the ones qemu resolves `/proc/self/exe` with; the path
+/// is the caller's working directory and the path it exec'd, which the
+/// caller knows already, and qemu still reads the program from the
+/// kernel's descriptor, never from this path.
+fn absolute_program<'b>(
+    buf: &'b mut [u8; sys::PATH_MAX],
+    given: &CStr,
+    file: &sys::FileInfo,
+) -> Option<&'b CStr> {
+    let mut rel = given.to_bytes();
+    if rel.starts_with(b"/") {
+        return None;
+    }
+    let mut len = sys::getcwd(buf).ok()?;
+    if buf.first() != Some(&b'/') {
+        return None;
+    }
+    // `./prog`, `.//prog`: `prog`.
+    while let Some(r) = rel.strip_prefix(b"./").or_else(|| rel.strip_prefix(b"/")) {
+        rel = r;
+    }
+    let sep: &[u8] = if len == 1 { b"" } else { b"/" };
+    for part in [sep, rel, b"\0"] {
+        let end = len.checked_add(part.len())?;
+        buf.get_mut(len..end)?.copy_from_slice(part);
+        len = end;
+    }
+    let path = CStr::from_bytes_with_nul(buf.get(..len)?).ok()?;
+    let found = sys::stat(path).ok()?;
+    found.same_file(file).then_some(path)
 }
 
 /// Where qemu builds look a guest's loader up when it is not at its own
@@ -385,7 +492,7 @@ fn absent(buf: &mut [u8; PATH_BUF], parts: &[&[u8]]) -> bool {
     else {
         return false;
     };
-    matches!(sys::exists(path), Err(Errno::ENOENT | Errno::ENOTDIR))
+    matches!(sys::stat(path), Err(Errno::ENOENT | Errno::ENOTDIR))
 }
 
 /// Keeps the program's descriptor off standard input, output and error.
@@ -465,13 +572,16 @@ fn keep_all(_: &[u8]) -> bool {
     false
 }
 
-/// Starts a carried emulator, reading the program from `source`.
+/// Starts a carried emulator, reading the program from `source`; its path
+/// for the emulator is `program` if given (see [`absolute_program`]).
 fn start_carried<'a>(
     p: &Process<'a>,
     c: &qemu_shim_registry_core::dispatch::Carried,
     source: &Source,
     inv: &Invocation<'a>,
     p_layout: bool,
+    program: Option<&CStr>,
+    cpu: Option<&CStr>,
 ) -> Result<Never, Failure<'a>> {
     let secure = p.aux.secure;
     if secure && !matches!(source, Source::KernelFd(_)) {
@@ -489,6 +599,8 @@ fn start_carried<'a>(
         preserve_argv0: p_layout,
         drop_env: if secure { secure_drops } else { keep_all },
         randomize: secure,
+        program,
+        cpu,
     };
     let err = sys::launch(p, &launch);
     sys::close(source.fd());
@@ -499,17 +611,21 @@ fn start_carried<'a>(
 }
 
 /// Longest emulator path the interpreter execs.
-const PATH_BUF: usize = 4096;
+const PATH_BUF: usize = sys::PATH_MAX;
 
 /// Where the unconfigured interpreter looks: Debian's qemu-user-static,
 /// then qemu-user.
 const DEFAULT_DIR: &str = "/usr/bin/";
 const DEFAULT_SUFFIXES: [&str; 2] = ["-static", ""];
 
+/// Execs the emulator by path; qemu gets `program` as the program's path
+/// if given (see [`absolute_program`]), and `-cpu` with `cpu`.
 fn exec_emulator<'a>(
     table: &Table<'static>,
     arch: &'static Arch,
     inv: &Invocation<'a>,
+    program: Option<&CStr>,
+    cpu: Option<&CStr>,
     argv: &CStrArray<'a>,
     envp: &CStrArray<'a>,
 ) -> Result<Never, Failure<'a>> {
@@ -540,7 +656,7 @@ fn exec_emulator<'a>(
             let Some(path) = c_path(&mut buf, line.as_bytes()) else {
                 continue;
             };
-            let err = try_exec(path, inv, argv, envp, false)?;
+            let err = try_exec(path, inv, program, None, argv, envp, false)?;
             if err != Errno::ENOENT {
                 return Err(exec_failure(err, shown, arch, inv));
             }
@@ -567,7 +683,7 @@ fn exec_emulator<'a>(
                 return Err(not_found(shown));
             };
             let plain = entry.convention == Convention::ExecPlain;
-            let err = try_exec(path, inv, argv, envp, plain)?;
+            let err = try_exec(path, inv, program, cpu, argv, envp, plain)?;
             if err == Errno::ENOENT {
                 return Err(not_found(shown).hint(
                     "the emulator must exist at that path in this mount namespace; reinstall with `qemu-shim install`",
@@ -601,19 +717,35 @@ fn c_path<'b>(buf: &'b mut [u8], path: &[u8]) -> Option<&'b CStr> {
 }
 
 /// Builds the emulator's argv and execs it: qemu's command line
-/// `EMULATOR -0 ARGV0 -- PROGRAM ARGS…`, or with `plain` the one emulators
-/// without an argv0 option take (box64, FEX), `EMULATOR PROGRAM ARGS…`.
-/// Returns the exec's error (ENOENT is left to the caller, which may try
-/// another path); fails only when the argv cannot be built.
+/// `EMULATOR -0 ARGV0 [-cpu CPU] -- PROGRAM ARGS…` (PROGRAM: `program` if
+/// given, else the path as the kernel gave it), or with `plain` the one emulators
+/// without an argv0 option take (box64, FEX), `EMULATOR PROGRAM ARGS…`,
+/// always with the path as given. Returns the exec's error (ENOENT is left
+/// to the caller, which may try another path); fails only when the argv
+/// cannot be built.
 fn try_exec<'a>(
     path: &CStr,
     inv: &Invocation<'a>,
+    program: Option<&CStr>,
+    cpu: Option<&CStr>,
     argv: &CStrArray<'a>,
     envp: &CStrArray<'a>,
     plain: bool,
 ) -> Result<Errno, Failure<'a>> {
     let rest = argv.len().saturating_sub(inv.rest);
-    let qemu: [&CStr; 5] = [path, c"-0", inv.argv0, c"--", inv.program];
+    let given = program.unwrap_or(inv.program);
+    let with_cpu: [&CStr; 7];
+    let without: [&CStr; 5];
+    let qemu: &[&CStr] = match cpu {
+        Some(model) => {
+            with_cpu = [path, c"-0", inv.argv0, c"-cpu", model, c"--", given];
+            &with_cpu
+        }
+        None => {
+            without = [path, c"-0", inv.argv0, c"--", given];
+            &without
+        }
+    };
     // Without `--`, a relative path starting with `-` would read as an
     // option: make every relative path start with `./`.
     let mut dotted = [0u8; PATH_BUF + 2];
@@ -629,7 +761,7 @@ fn try_exec<'a>(
         },
     };
     let plain_lead: [&CStr; 2] = [path, program];
-    let lead: &[&CStr] = if plain { &plain_lead } else { &qemu };
+    let lead: &[&CStr] = if plain { &plain_lead } else { qemu };
     let slots = sys::map_slots(lead.len() + rest + 1).map_err(|e| {
         Failure::new(EXIT_CANNOT_RUN, Some(inv.program))
             .text("cannot build the emulator's arguments")
@@ -749,6 +881,40 @@ mod tests {
         ] {
             assert!(!secure_drops(v), "{}", core::str::from_utf8(v).unwrap());
         }
+    }
+
+    /// Run in the crate's directory (cargo runs unit tests there).
+    #[test]
+    fn a_relative_path_becomes_absolute_only_when_it_names_the_same_file() {
+        extern crate std;
+        use std::os::unix::ffi::OsStrExt;
+        let cwd = std::env::current_dir().unwrap();
+        let info = |path: &CStr| {
+            let fd = sys::open_read(path).unwrap();
+            let info = sys::fstat(fd).unwrap();
+            sys::close(fd);
+            info
+        };
+        let manifest = info(c"Cargo.toml");
+        let mut buf = [0u8; sys::PATH_MAX];
+        for (given, want) in [
+            (c"Cargo.toml", "/Cargo.toml"),
+            (c"./Cargo.toml", "/Cargo.toml"),
+            (c".//./Cargo.toml", "/Cargo.toml"),
+            (c"src/../Cargo.toml", "/src/../Cargo.toml"),
+        ] {
+            let got = absolute_program(&mut buf, given, &manifest).unwrap();
+            assert_eq!(
+                got.to_bytes(),
+                [cwd.as_os_str().as_bytes(), want.as_bytes()].concat(),
+                "{given:?}"
+            );
+        }
+        // Already absolute; not there; another file than the program's.
+        assert!(absolute_program(&mut buf, c"/etc/hostname", &manifest).is_none());
+        assert!(absolute_program(&mut buf, c"./no-such-file", &manifest).is_none());
+        let lib = info(c"src/lib.rs");
+        assert!(absolute_program(&mut buf, c"./Cargo.toml", &lib).is_none());
     }
 
     #[test]

@@ -99,7 +99,9 @@ core::arch::global_asm!(
     "mov x29, #0",
     "mov x30, #0",
     "mov x0, sp",
-    "sub sp, sp, #{gap}",
+    // GAP (4,144) is no add/sub immediate: through a register.
+    "mov x9, #{gap}",
+    "sub sp, sp, x9",
     "bl {start}",
     "brk #1",
     start = sym start_rust,

@@ -39,6 +39,7 @@ impl Errno {
     pub const EISDIR: Errno = Errno(21);
     pub const ETXTBSY: Errno = Errno(26);
     pub const EMFILE: Errno = Errno(24);
+    pub const ERANGE: Errno = Errno(34);
     pub const ENAMETOOLONG: Errno = Errno(36);
     pub const ELOOP: Errno = Errno(40);
 }
@@ -67,6 +68,7 @@ mod nr {
     pub const FCNTL: usize = 72;
     pub const OPENAT: usize = 257;
     pub const NEWFSTATAT: usize = 262;
+    pub const GETCWD: usize = 79;
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -83,6 +85,7 @@ mod nr {
     pub const MREMAP: usize = 216;
     pub const FCNTL: usize = 25;
     pub const NEWFSTATAT: usize = 79;
+    pub const GETCWD: usize = 17;
 }
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
@@ -251,21 +254,46 @@ pub fn pread_full(fd: Fd, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
     Ok(done)
 }
 
-/// What `fstat` tells about an open file.
+/// What `stat` and `fstat` tell about a file.
 #[derive(Debug, Clone, Copy)]
 pub struct FileInfo {
     pub size: u64,
     pub mode: u32,
+    /// Device and inode: together, which file it is.
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl FileInfo {
+    /// Reads a `struct stat` the kernel filled. It is 144 bytes on x86_64
+    /// and 128 on aarch64 (asm-generic); st_dev and st_ino are the first
+    /// two words and st_size sits at byte 48 on both, st_mode at 24
+    /// (x86_64) or 16.
+    fn from_raw(st: &[u64; 18]) -> FileInfo {
+        #[cfg(target_arch = "x86_64")]
+        let mode = st[3] as u32;
+        #[cfg(target_arch = "aarch64")]
+        let mode = st[2] as u32;
+        FileInfo {
+            size: st[6],
+            mode,
+            dev: st[0],
+            ino: st[1],
+        }
+    }
+
+    /// Whether both name the same file.
+    pub fn same_file(&self, other: &FileInfo) -> bool {
+        self.dev == other.dev && self.ino == other.ino
+    }
 }
 
 /// File type bits of `st_mode`, and the regular-file value.
 pub const S_IFMT: u32 = 0o170000;
 pub const S_IFREG: u32 = 0o100000;
 
-/// `fstat(fd)`: size and mode.
+/// `fstat(fd)`.
 pub fn fstat(fd: Fd) -> Result<FileInfo, Errno> {
-    // struct stat is 144 bytes on x86_64 and 128 on aarch64 (asm-generic);
-    // st_size sits at byte 48 on both, st_mode at 24 (x86_64) or 16.
     let mut st = [0u64; 18];
     // SAFETY: `st` is a live, writable 144-byte buffer, large enough for
     // either layout of struct stat.
@@ -275,24 +303,17 @@ pub fn fstat(fd: Fd) -> Result<FileInfo, Errno> {
             [fd as usize, st.as_mut_ptr() as usize, 0, 0, 0, 0],
         )
     })?;
-    let size = st[6];
-    #[cfg(target_arch = "x86_64")]
-    let mode = st[3] as u32;
-    #[cfg(target_arch = "aarch64")]
-    let mode = st[2] as u32;
-    Ok(FileInfo { size, mode })
+    Ok(FileInfo::from_raw(&st))
 }
 
-/// Whether `path` names something, as `stat(2)` (relative to the working
-/// directory, following symbolic links): `Ok` when it does, else the
-/// error (ENOENT: nothing there).
+/// `stat(path)`, relative to the working directory, following symbolic
+/// links (ENOENT: nothing there).
 ///
 /// `stat` resolves the path with the process's effective (file system)
-/// ids, the ones the emulator will open the file with; `access(2)` would
+/// ids, the ones the emulator will open files with; `access(2)` would
 /// use the real ids, which differ in a setuid program (see `check_loader`
-/// in lib.rs for why this check is safe there).
-pub fn exists(path: &CStr) -> Result<(), Errno> {
-    // struct stat is at most 144 bytes (x86_64); see `fstat`.
+/// and `absolute_program` in lib.rs for why these lookups are safe there).
+pub fn stat(path: &CStr) -> Result<FileInfo, Errno> {
     let mut st = [0u64; 18];
     // SAFETY: `path` is NUL-terminated and lives across the call; `st` is
     // a live, writable buffer large enough for either layout of struct
@@ -309,8 +330,31 @@ pub fn exists(path: &CStr) -> Result<(), Errno> {
                 0,
             ],
         )
-    })
-    .map(|_| ())
+    })?;
+    Ok(FileInfo::from_raw(&st))
+}
+
+/// The raw `getcwd` syscall: the working directory into `buf`, NUL
+/// included; returns its length without the NUL. Unlike the C library's
+/// wrapper it passes on what the kernel says: ENOENT for a deleted
+/// directory, ERANGE when it does not fit `buf`, ENAMETOOLONG beyond a
+/// page — and, for a directory outside the process's root (a chroot
+/// entered without chdir), success with a path that starts
+/// `(unreachable)`, not `/`: callers must check.
+pub fn getcwd(buf: &mut [u8]) -> Result<usize, Errno> {
+    // SAFETY: `buf` is a live, writable slice; getcwd writes at most
+    // `buf.len()` bytes into it.
+    let n = check(unsafe {
+        syscall6(
+            nr::GETCWD,
+            [buf.as_mut_ptr() as usize, buf.len(), 0, 0, 0, 0],
+        )
+    })?;
+    // The kernel counts the NUL: check it is where it says.
+    match n.checked_sub(1) {
+        Some(len) if buf.get(len) == Some(&0) => Ok(len),
+        _ => Err(Errno::ERANGE),
+    }
 }
 
 const PROT_READ: usize = 1;
@@ -531,11 +575,40 @@ pub struct Process<'a> {
 /// [`GAP`] free bytes below that nothing else uses (see `_start`).
 pub struct Stack {
     sp: *mut usize,
+    /// Words from `sp` to the end of auxv (its AT_NULL pair included).
+    words: usize,
 }
 
-/// Bytes `_start` leaves free below the kernel's stack block, so
-/// [`launch`] can insert a few words without moving anything else.
-pub const GAP: usize = 64;
+/// Longest path the kernel takes, its NUL included (PATH_MAX).
+pub const PATH_MAX: usize = 4096;
+
+/// The string inserted before the program's path so an emulator never
+/// reads a path starting with `-` as an option.
+const END_OF_OPTIONS: &[u8; 3] = b"--\0";
+
+/// qemu's option naming the CPU model (issue 15), inserted before `--`
+/// with the model the administrator chose for the arch.
+const CPU_OPTION: &[u8; 5] = b"-cpu\0";
+
+/// Longest CPU model the table holds, its NUL included (a u8 length).
+pub const MAX_CPU: usize = 255;
+
+/// Most words [`launch`] inserts into the block: `-cpu` and its model,
+/// `--`, the path as given kept as argv0 (no P layout, see
+/// [`Launch::program`]), an AT_EXECFD pair.
+const MAX_INSERTED: usize = 6;
+
+/// Bytes `_start` leaves free below the kernel's stack block, so that
+/// [`launch`] can move the block down by the words it inserts plus the
+/// strings they point to: `-cpu` and a model up to [`MAX_CPU`], `--` and a
+/// program path up to [`PATH_MAX`]. Those strings must live in the block
+/// the emulator receives, not in this interpreter's image (which a setuid
+/// exec may unmap). A multiple of 16, so the stack pointer stays aligned;
+/// 4,416 bytes, one more stack page.
+pub const GAP: usize = (MAX_INSERTED
+    + (END_OF_OPTIONS.len() + CPU_OPTION.len() + MAX_CPU + PATH_MAX).div_ceil(8))
+.next_multiple_of(2)
+    * 8;
 
 const AT_PHDR: usize = 3;
 const AT_PHENT: usize = 4;
@@ -558,6 +631,17 @@ pub struct Launch<'a> {
     /// it to an address the kernel picks at random and have the emulator's
     /// C library relocate it there.
     pub randomize: bool,
+    /// The program's path to hand the emulator instead of the kernel's
+    /// (`argv[1]`): copied into the stack block. The program's argv0 stays
+    /// what it was: without the P layout (where the emulator would show
+    /// the path as argv0) the kernel's path is kept as argv0 and the
+    /// emulator told so with AT_FLAGS_PRESERVE_ARGV0. One longer than
+    /// [`PATH_MAX`] is not used.
+    pub program: Option<&'a CStr>,
+    /// The CPU model to start qemu with (`-cpu MODEL` before `--`),
+    /// copied into the stack block; one longer than [`MAX_CPU`] is not
+    /// used.
+    pub cpu: Option<&'a CStr>,
 }
 
 /// The auxv values a carried emulator gets instead of the interpreter's:
@@ -591,10 +675,6 @@ impl AuxEdits {
         }
     }
 }
-
-/// The string inserted before the program's path so an emulator never
-/// reads a path starting with `-` as an option.
-static END_OF_OPTIONS: &CStr = c"--";
 
 /// The address of a linker-defined symbol, computed PC-relatively: right
 /// even before the program has relocated itself, unlike an `extern static`,
@@ -676,8 +756,10 @@ fn move_to_random(from: usize, len: usize) -> Result<usize, Errno> {
 
 /// Starts the carried emulator as the kernel would start a binfmt_misc
 /// interpreter: its segments get their protections, the kernel's stack
-/// block is rewritten in place (argv gains `--` after argv[0]; auxv tells
-/// the emulator's program headers and entry, AT_EXECFD and AT_FLAGS), and
+/// block is rewritten in place (argv gains `--` after `argv[0]`, `-cpu
+/// MODEL` before it with [`Launch::cpu`], and the program's path may be
+/// replaced: see [`Launch::program`]; auxv tells the
+/// emulator's program headers and entry, AT_EXECFD and AT_FLAGS), and
 /// control jumps to its entry point. Returns only if a protection cannot be
 /// set or there is no kernel stack; nothing is changed in the stack block
 /// before the point of no return.
@@ -685,6 +767,10 @@ pub fn launch(p: &Process<'_>, l: &Launch<'_>) -> Errno {
     let Some(stack) = &p.stack else {
         return Errno::EBADF;
     };
+    if p.argv.len() < 2 {
+        // Unreachable: `invocation` needs argv[1].
+        return Errno::E2BIG;
+    }
     let c = l.carried;
     let mut image = load_base().wrapping_add(c.image as usize);
     let moved = l.randomize && c.span != 0;
@@ -716,85 +802,166 @@ pub fn launch(p: &Process<'_>, l: &Launch<'_>) -> Errno {
         }
     }
     let has_execfd = p.aux.execfd.is_some();
-    // Words inserted: "--", and an AT_EXECFD pair if the kernel gave none.
-    let inserted = 1 + if has_execfd { 0 } else { 2 };
-    // Keep the stack pointer 16-byte aligned, as the ABI requires at entry.
-    let shift = (inserted + 1) & !1;
+    let program = l
+        .program
+        .filter(|p| p.to_bytes_with_nul().len() <= PATH_MAX);
+    // Without the P layout the emulator would take argv[1], the path, for
+    // argv0: keep the kernel's there when the path is replaced.
+    let keep_argv0 = program.is_some() && !l.preserve_argv0;
     let entry = image + c.entry as usize;
-    let edits = AuxEdits {
-        phdr: image + c.phdr as usize,
-        phnum: usize::from(c.phnum),
-        entry,
-        flags: usize::from(l.preserve_argv0),
-        execfd: l.execfd as usize,
+    let plan = Rewrite {
+        edits: AuxEdits {
+            phdr: image + c.phdr as usize,
+            phnum: usize::from(c.phnum),
+            entry,
+            flags: usize::from(l.preserve_argv0 || keep_argv0),
+            execfd: l.execfd as usize,
+        },
+        drop_env: l.drop_env,
+        add_execfd: (!has_execfd).then_some(l.execfd as usize),
+        program,
+        keep_argv0,
+        cpu: l.cpu.filter(|c| c.to_bytes_with_nul().len() <= MAX_CPU),
     };
+    if plan.shift() * 8 > GAP {
+        // Unreachable: GAP is sized for the most a plan can hold.
+        return Errno::E2BIG;
+    }
     // --- Point of no return: from here on the stack block is rewritten and
     // the emulator runs.
     //
-    // SAFETY: `stack.sp` is the kernel's initial stack pointer of this
-    // process, read once by `process_from_stack`, and `_start` left `GAP`
-    // bytes below it unused; `shift` is at most 2 words (<= GAP / 8) and at
-    // least the words inserted; `entry` is the carried emulator's entry
-    // point, in an image whose segments were just given their protections.
+    // SAFETY: `stack` was read once from the kernel's initial stack by
+    // `process_from_stack` (its `words` counted there), and `_start` left
+    // `GAP` bytes below it unused, at least `plan.shift()` words (checked
+    // above); argc >= 2 (checked above). `entry` is the carried emulator's
+    // entry point, in an image whose segments were just given their
+    // protections; the emulator takes the block as its own start block.
     unsafe {
-        rewrite_stack_and_jump(
-            stack.sp,
-            shift,
-            &edits,
-            l.drop_env,
-            (!has_execfd).then_some(l.execfd as usize),
-            entry,
-        )
+        let sp = rewrite_stack(stack.sp, stack.words, &plan);
+        jump(sp, entry)
     }
 }
 
-/// Rewrites the kernel's stack block at `old` for the emulator and jumps to
-/// `entry`: argv gains `--` after argv[0], envp loses what `drop_env`
-/// rejects, auxv values are edited by `edits`, and `add_execfd` is added as
-/// AT_EXECFD when the kernel gave none.
+/// How [`rewrite_stack`] rewrites the kernel's stack block for a carried
+/// emulator.
+struct Rewrite<'a> {
+    /// Auxv values the emulator gets instead of the interpreter's.
+    edits: AuxEdits,
+    /// Environment entries (`NAME=value` bytes) to leave out.
+    drop_env: fn(&[u8]) -> bool,
+    /// An AT_EXECFD pair to add, when the kernel gave none.
+    add_execfd: Option<usize>,
+    /// The path to give the emulator instead of argv[1], at most
+    /// [`PATH_MAX`] bytes with its NUL.
+    program: Option<&'a CStr>,
+    /// Keep the kernel's argv[1] after `program`, as argv0.
+    keep_argv0: bool,
+    /// `-cpu` and this model before `--`, at most [`MAX_CPU`] bytes with
+    /// its NUL.
+    cpu: Option<&'a CStr>,
+}
+
+impl Rewrite<'_> {
+    /// Words inserted into argv and auxv.
+    fn inserted(&self) -> usize {
+        1 + usize::from(self.keep_argv0)
+            + if self.add_execfd.is_some() { 2 } else { 0 }
+            + if self.cpu.is_some() { 2 } else { 0 }
+    }
+
+    /// Bytes of the CPU option and model, if any.
+    fn cpu_bytes(&self) -> usize {
+        self.cpu
+            .map_or(0, |c| CPU_OPTION.len() + c.to_bytes_with_nul().len())
+    }
+
+    /// Bytes of the strings placed after the block: `--`, then `-cpu` and
+    /// the model, then `program`.
+    fn string_bytes(&self) -> usize {
+        END_OF_OPTIONS.len()
+            + self.cpu_bytes()
+            + self.program.map_or(0, |p| p.to_bytes_with_nul().len())
+    }
+
+    /// Words the block moves down: room for the inserted words and the
+    /// strings, rounded up to keep the stack pointer 16-byte aligned, as
+    /// the ABI requires at entry.
+    fn shift(&self) -> usize {
+        (self.inserted() + self.string_bytes().div_ceil(8)).next_multiple_of(2)
+    }
+}
+
+/// Rewrites the kernel's stack block at `old` (`words` long, auxv's
+/// AT_NULL pair included) for the emulator and returns the new block's
+/// start, the emulator's initial stack pointer: argv gains `--` after
+/// `argv[0]` (`-cpu MODEL --` with `plan.cpu`) and, with `plan.program`,
+/// argv[1] becomes that path (with
+/// `plan.keep_argv0`, the old argv[1] follows it); envp loses what
+/// `plan.drop_env` rejects; auxv values are edited by `plan.edits`, and
+/// `plan.add_execfd` is added as AT_EXECFD.
 ///
-/// The block is rewritten front to back into a block starting `shift`
-/// words lower, each word read before any write can reach it: the write
-/// position trails the read position by `shift` words minus the words
-/// inserted so far, which never goes below zero. The new argv, envp and
-/// auxv therefore hold exactly the kernel's pointers and values with the
-/// stated edits, terminated as the kernel terminates them.
-/// `END_OF_OPTIONS` is static, so its pointer stays valid in the emulator.
-/// The jump hands the emulator that block as its initial stack, with
-/// rdx/x0 = 0 (no exit function to register).
+/// The block is rewritten front to back into a block starting
+/// `plan.shift()` words lower, each word read before any write can reach
+/// it: the write position trails the read position by the shift minus the
+/// words inserted so far, which never goes below zero. The new argv, envp
+/// and auxv therefore hold exactly the kernel's pointers and values with
+/// the stated edits, terminated as the kernel terminates them. Then the
+/// strings new argv slots point to, `--`, `-cpu` and the model, and the
+/// program's path, are
+/// copied right after the longest block the rewrite can produce, still
+/// below `old + words` (the shift leaves room for them), which was all
+/// read by then: they live in the emulator's stack block, above its stack
+/// pointer, where nothing else writes.
 ///
 /// # Safety
-/// - `old` must be the kernel's initial stack pointer of this process
-///   (argc, argv, NULL, envp, NULL, auxv pairs, AT_NULL), with at least
-///   `shift` unused, writable words below it;
-/// - `shift` must be at least the number of words inserted (1 for `--`,
-///   plus 2 with `add_execfd`), so writes never overtake reads;
-/// - `entry` must be the entry point of code that expects a process start
-///   block and never returns here.
-unsafe fn rewrite_stack_and_jump(
-    old: *mut usize,
-    shift: usize,
-    edits: &AuxEdits,
-    drop_env: fn(&[u8]) -> bool,
-    add_execfd: Option<usize>,
-    entry: usize,
-) -> ! {
+/// - `old` must point to a process start block as the kernel lays it out
+///   (argc >= 2, argv, NULL, envp, NULL, auxv pairs, AT_NULL), `words`
+///   words long, with at least `plan.shift()` writable words below it
+///   that nothing else uses, and every argv and envp pointer must point
+///   to a NUL-terminated string;
+/// - `plan.program` and `plan.cpu`, if any, must not lie in the block or
+///   the words below it.
+unsafe fn rewrite_stack(old: *mut usize, words: usize, plan: &Rewrite<'_>) -> *mut usize {
+    let shift = plan.shift();
     // SAFETY: every read and write below stays within the block the
     // caller's contract describes (the kernel's layout, walked to its
     // terminators) and the `shift` words below it; see the doc above for
-    // why no write overtakes a read.
+    // why no write overtakes a read, and why the strings fit between the
+    // new block's end and `old + words`.
     unsafe {
         let new = old.sub(shift);
+        let strings = new.add(words + plan.inserted()).cast::<u8>();
+        let dashes = strings;
+        let cpu_option = dashes.add(END_OF_OPTIONS.len());
+        let model = cpu_option.add(CPU_OPTION.len());
+        let path = strings.add(END_OF_OPTIONS.len() + plan.cpu_bytes());
         let argc = *old;
         let mut r = 1usize; // read index, in words from `old`
         let mut w = 1usize; // write index, in words from `new`
-        new.write(argc + 1);
-        // argv[0], then "--", then the rest of argv and its null.
+        let cpu_words = if plan.cpu.is_some() { 2 } else { 0 };
+        new.write(argc + 1 + usize::from(plan.keep_argv0) + cpu_words);
+        // argv[0], "-cpu" and the model, "--", the program's path (argv[1]
+        // or ours, with the kernel's after it as argv0), the rest of argv
+        // and its null.
         new.add(w).write(*old.add(r));
         w += 1;
         r += 1;
-        new.add(w).write(END_OF_OPTIONS.as_ptr() as usize);
+        if plan.cpu.is_some() {
+            new.add(w).write(cpu_option as usize);
+            new.add(w + 1).write(model as usize);
+            w += 2;
+        }
+        new.add(w).write(dashes as usize);
         w += 1;
+        let given = *old.add(r);
+        r += 1;
+        new.add(w)
+            .write(plan.program.map_or(given, |_| path as usize));
+        w += 1;
+        if plan.keep_argv0 {
+            new.add(w).write(given);
+            w += 1;
+        }
         while r <= argc + 1 {
             new.add(w).write(*old.add(r));
             w += 1;
@@ -807,7 +974,7 @@ unsafe fn rewrite_stack_and_jump(
             if e == 0 {
                 break;
             }
-            if !drop_env(CStr::from_ptr(e as *const core::ffi::c_char).to_bytes()) {
+            if !(plan.drop_env)(CStr::from_ptr(e as *const core::ffi::c_char).to_bytes()) {
                 new.add(w).write(e);
                 w += 1;
             }
@@ -822,19 +989,30 @@ unsafe fn rewrite_stack_and_jump(
             if key == AT_NULL {
                 break;
             }
-            let value = edits.apply(key, value);
+            let value = plan.edits.apply(key, value);
             new.add(w).write(key);
             new.add(w + 1).write(value);
             w += 2;
         }
-        if let Some(fd) = add_execfd {
+        if let Some(fd) = plan.add_execfd {
             new.add(w).write(AT_EXECFD);
             new.add(w + 1).write(fd);
             w += 2;
         }
         new.add(w).write(AT_NULL);
         new.add(w + 1).write(0);
-        jump(new, entry)
+        // The strings, now that the whole block has been read.
+        core::ptr::copy_nonoverlapping(END_OF_OPTIONS.as_ptr(), dashes, END_OF_OPTIONS.len());
+        if let Some(c) = plan.cpu {
+            core::ptr::copy_nonoverlapping(CPU_OPTION.as_ptr(), cpu_option, CPU_OPTION.len());
+            let c = c.to_bytes_with_nul();
+            core::ptr::copy_nonoverlapping(c.as_ptr(), model, c.len());
+        }
+        if let Some(p) = plan.program {
+            let p = p.to_bytes_with_nul();
+            core::ptr::copy_nonoverlapping(p.as_ptr(), path, p.len());
+        }
+        new
     }
 }
 
@@ -894,19 +1072,20 @@ pub unsafe fn process_from_stack(sp: *const usize) -> Process<'static> {
             envc += 1;
         }
         let auxv = envp.add(envc + 1) as *const usize;
-        let mut i = 0;
-        let pairs = core::iter::from_fn(|| {
-            let key = *auxv.add(2 * i);
-            let value = *auxv.add(2 * i + 1);
-            i += 1;
-            (key != AT_NULL).then_some((key, value))
-        });
+        let mut auxc = 0;
+        while *auxv.add(2 * auxc) != AT_NULL {
+            auxc += 1;
+        }
+        let pairs = (0..auxc).map(|i| (*auxv.add(2 * i), *auxv.add(2 * i + 1)));
         Process {
             argv: CStrArray::new(argv, argc),
             envp: CStrArray::new(envp, envc),
             aux: Aux::parse(pairs),
             stack: Some(Stack {
                 sp: sp as *mut usize,
+                // argc, argv and its null, envp and its null, the auxv
+                // pairs and AT_NULL's.
+                words: 1 + argc + 1 + envc + 1 + 2 * (auxc + 1),
             }),
         }
     }
@@ -939,6 +1118,193 @@ pub(crate) mod test_support {
             // SAFETY: `ptrs` holds `len` pointers to 'static C strings then
             // nulls, and lives as long as the returned borrow.
             unsafe { CStrArray::new(self.ptrs.as_ptr(), self.len) }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::vec::Vec;
+
+    fn drop_qemu(e: &[u8]) -> bool {
+        e.starts_with(b"QEMU_")
+    }
+
+    const AT_PAGESZ: usize = 6;
+    const AT_EXECFN: usize = 31;
+    /// What the test's memory holds where nothing may be written.
+    const UNTOUCHED: usize = 0xdead;
+
+    /// A start block laid out as the kernel does, high in `mem` (above it:
+    /// words the rewrite must leave alone), after `rewrite_stack`.
+    struct Rewritten {
+        mem: Vec<usize>,
+        /// Where the kernel's block was, and its length, in words.
+        old: usize,
+        words: usize,
+        /// Where the emulator's block starts.
+        new: usize,
+    }
+
+    fn rewritten(
+        argv: &[&CStr],
+        envp: &[&CStr],
+        auxv: &[(usize, usize)],
+        plan: &Rewrite,
+    ) -> Rewritten {
+        let mut block = std::vec![argv.len()];
+        block.extend(argv.iter().map(|s| s.as_ptr() as usize));
+        block.push(0);
+        block.extend(envp.iter().map(|s| s.as_ptr() as usize));
+        block.push(0);
+        for (k, v) in auxv.iter().chain(&[(AT_NULL, 0)]) {
+            block.extend([*k, *v]);
+        }
+        let old = GAP / 8;
+        let mut mem = std::vec![UNTOUCHED; old + block.len() + 8];
+        mem[old..old + block.len()].copy_from_slice(&block);
+        assert!(plan.shift() * 8 <= GAP);
+        let base = mem.as_mut_ptr();
+        // SAFETY: `mem[old..]` holds a start block `block.len()` words
+        // long whose pointers point to live C strings, argc >= 2, with GAP
+        // bytes (at least `plan.shift()` words, asserted) of unused words
+        // below it; the program's path is not in `mem`.
+        let new = unsafe { rewrite_stack(base.add(old), block.len(), plan).offset_from(base) };
+        Rewritten {
+            mem,
+            old,
+            words: block.len(),
+            new: new as usize,
+        }
+    }
+
+    impl Rewritten {
+        /// The rewritten block, read as a process start block.
+        fn process(&self) -> Process<'_> {
+            // SAFETY: `rewrite_stack` left a start block at `new` whose
+            // pointers point to live C strings (the test's, or its own,
+            // inside `mem`).
+            unsafe { process_from_stack(self.mem.as_ptr().add(self.new)) }
+        }
+
+        /// Whether `s` lies in the emulator's stack block, after its argv,
+        /// envp and auxv (`new_words`) and before the end of the kernel's
+        /// block.
+        fn in_block(&self, s: &CStr, new_words: usize) -> bool {
+            let word = |i: usize| self.mem.as_ptr() as usize + 8 * i;
+            let at = s.as_ptr() as usize;
+            at >= word(self.new + new_words)
+                && at + s.to_bytes_with_nul().len() <= word(self.old + self.words)
+        }
+    }
+
+    fn strings<'a>(a: &CStrArray<'a>) -> Vec<&'a [u8]> {
+        a.iter_from(0).map(CStr::to_bytes).collect()
+    }
+
+    fn plan<'a>(
+        program: Option<&'a CStr>,
+        keep_argv0: bool,
+        add_execfd: Option<usize>,
+        cpu: Option<&'a CStr>,
+    ) -> Rewrite<'a> {
+        Rewrite {
+            edits: AuxEdits {
+                phdr: 0x1000,
+                phnum: 9,
+                entry: 0x2000,
+                flags: 1,
+                execfd: 5,
+            },
+            drop_env: drop_qemu,
+            add_execfd,
+            program,
+            keep_argv0,
+            cpu,
+        }
+    }
+
+    /// Every shape of rewrite, the longest path included: the emulator's
+    /// argv, envp and auxv are the kernel's with the edits, and the strings
+    /// its argv gains (`--`, the program's path) live in its stack block,
+    /// not in the interpreter's image (which a setuid exec may unmap).
+    #[test]
+    fn the_emulators_block_and_its_strings_fit_in_the_kernels_block_and_the_gap() {
+        let kernel_argv = [c"/interp", c"./prog", c"prog", c"arg"];
+        let envp = [c"PATH=/bin", c"QEMU_STRACE=1", c"HOME=/"];
+        // The kernel gives AT_EXECFD with flag O; else the rewrite adds it.
+        let auxv = [
+            (AT_PAGESZ, 4096),
+            (AT_PHDR, 7),
+            (AT_EXECFN, 11),
+            (AT_FLAGS, 0),
+        ];
+        let with_fd = [(AT_PAGESZ, 4096), (AT_EXECFD, 3), (AT_FLAGS, 0)];
+        let mut longest = std::vec![b'/'];
+        longest.resize(PATH_MAX - 1, b'a');
+        longest.push(0);
+        let longest = CStr::from_bytes_with_nul(&longest).unwrap();
+        let mut model = std::vec![b'm'; MAX_CPU - 1];
+        model.push(0);
+        let longest_model = CStr::from_bytes_with_nul(&model).unwrap();
+        for (program, keep, fd, cpu) in [
+            (None, false, None, None),
+            (None, false, Some(5), None),
+            (Some(c"/work/d/prog"), false, None, None),
+            (Some(c"/work/d/prog"), true, Some(5), None),
+            (Some(longest), false, None, None),
+            (Some(longest), true, Some(5), None),
+            (None, false, None, Some(c"arm1176")),
+            (Some(c"/work/d/prog"), true, Some(5), Some(c"max,sve=off")),
+            (Some(longest), true, Some(5), Some(longest_model)),
+        ] {
+            let kernel_auxv: &[_] = if fd.is_some() { &auxv } else { &with_fd };
+            let r = rewritten(
+                &kernel_argv,
+                &envp,
+                kernel_auxv,
+                &plan(program, keep, fd, cpu),
+            );
+            assert_eq!((r.old - r.new) % 2, 0, "stack pointer not 16-byte aligned");
+            let p = r.process();
+            let path = program.map_or(&b"./prog"[..], CStr::to_bytes);
+            let mut want: Vec<&[u8]> = std::vec![b"/interp"];
+            if let Some(c) = cpu {
+                want.extend([&b"-cpu"[..], c.to_bytes()]);
+            }
+            want.extend([&b"--"[..], path]);
+            if keep {
+                want.push(b"./prog");
+            }
+            want.extend([&b"prog"[..], b"arg"]);
+            assert_eq!(strings(&p.argv), want);
+            assert_eq!(strings(&p.envp), [&b"PATH=/bin"[..], b"HOME=/"]);
+            assert_eq!(
+                p.aux,
+                Aux {
+                    execfd: Some(5),
+                    flags: 1,
+                    secure: false,
+                }
+            );
+            // One env entry dropped; `--`, argv0, AT_EXECFD and `-cpu
+            // MODEL` inserted.
+            let new_words = r.words - 1
+                + 1
+                + usize::from(keep)
+                + 2 * usize::from(fd.is_some())
+                + 2 * usize::from(cpu.is_some());
+            assert_eq!(p.stack.as_ref().unwrap().words, new_words);
+            let argv = |i| p.argv.get(i).unwrap();
+            let c = 2 * usize::from(cpu.is_some());
+            for i in 1..=1 + c {
+                assert!(r.in_block(argv(i), new_words), "argv[{i}]");
+            }
+            assert_eq!(program.is_some(), r.in_block(argv(2 + c), new_words));
+            assert_eq!(argv(0).as_ptr(), kernel_argv[0].as_ptr());
+            assert!(r.mem[r.old + r.words..].iter().all(|&w| w == UNTOUCHED));
         }
     }
 }

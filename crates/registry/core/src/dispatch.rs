@@ -17,9 +17,12 @@
 //! 14  bytes used, header included u16
 //! 16  entries, each:
 //!       name length  u8           arch name, as in the arch table
-//!       convention   u8           0 = exec by path, 1 = carried image
+//!       convention   u8           0 = exec by path, 1 = carried image,
+//!                                 2 = plain command line (box64, FEX)
 //!       path length  u16          emulator path, NUL included
-//!       name bytes, path bytes (path ends with NUL)
+//!       cpu length   u8           qemu CPU model (`-cpu`), NUL included;
+//!                                 0 = none (qemu's default)
+//!       name bytes, path bytes (path ends with NUL), cpu bytes (end with NUL)
 //!       for a carried image only:
 //!         image u64, entry u64, phdr u64   offsets from the interpreter's
 //!                                          load address / the image's start
@@ -31,18 +34,23 @@
 
 /// Name of the section that holds the table in the interpreter binary.
 pub const SECTION: &str = ".qemu_shim_table";
-/// Size of the reserved region, in bytes.
-pub const REGION_SIZE: usize = 8192;
+/// Size of the reserved region, in bytes. Version 1 had 8 KiB, which 31
+/// carried emulators under paths of ~45 bytes already overflowed.
+pub const REGION_SIZE: usize = 16384;
 /// First bytes of the region.
 pub const MAGIC: [u8; 8] = *b"QSHIMTBL";
-/// Format version this build reads and writes.
-pub const VERSION: u16 = 1;
+/// Format version this build reads and writes. 2: a CPU model per entry
+/// (issue 15), and a 16 KiB region.
+pub const VERSION: u16 = 2;
 /// The kernel lacks `AT_FLAGS_PRESERVE_ARGV0` (Linux < 5.12) and the entries
 /// were registered with `P`: the interpreter must take argv in the P layout
 /// without the kernel's word for it.
 pub const FLAG_ASSUME_P: u16 = 1;
 
 const HEADER: usize = 16;
+/// Bytes of an entry before its name: name length, convention, path
+/// length, CPU model length.
+const ENTRY_HEADER: usize = 5;
 
 /// The region as it sits in a freshly built interpreter: magic, version, no
 /// flags, no entries. Such an interpreter is "unconfigured".
@@ -381,6 +389,9 @@ pub struct Entry<'a> {
     pub convention: Convention,
     /// Emulator path, without the trailing NUL.
     pub path: &'a [u8],
+    /// The qemu CPU model the administrator chose for this arch (qemu's
+    /// `-cpu`), without the trailing NUL; empty for qemu's default.
+    pub cpu: &'a [u8],
 }
 
 /// A parsed table.
@@ -475,10 +486,14 @@ impl<'a> RawIter<'a> {
         let name_len = usize::from(*r.first().ok_or(TableError::Corrupt)?);
         let conv_byte = *r.get(1).ok_or(TableError::Corrupt)?;
         let path_len = usize::from(u16_at(r, 2).ok_or(TableError::Corrupt)?);
-        let name_end = 4 + name_len;
+        let cpu_len = usize::from(*r.get(4).ok_or(TableError::Corrupt)?);
+        let name_end = ENTRY_HEADER + name_len;
         let path_end = name_end + path_len;
-        let name = r.get(4..name_end).ok_or(TableError::Corrupt)?;
+        let cpu_end = path_end + cpu_len;
+        let name = r.get(ENTRY_HEADER..name_end).ok_or(TableError::Corrupt)?;
         let path = r.get(name_end..path_end).ok_or(TableError::Corrupt)?;
+        let cpu = r.get(path_end..cpu_end).ok_or(TableError::Corrupt)?;
+        let path_end = cpu_end;
         let (conv, end) = match conv_byte {
             0 => (Convention::ExecByPath, path_end),
             2 => (Convention::ExecPlain, path_end),
@@ -492,14 +507,27 @@ impl<'a> RawIter<'a> {
         let name = core::str::from_utf8(name).map_err(|_| TableError::BadString)?;
         // The path must end with its NUL and hold no other.
         let (last, path) = path.split_last().ok_or(TableError::BadString)?;
-        if *last != 0 || path.is_empty() || path.contains(&0) || name.is_empty() {
+        // The name as encode writes it: non-empty, no NUL.
+        if *last != 0
+            || path.is_empty()
+            || path.contains(&0)
+            || name.is_empty()
+            || name.contains('\0')
+        {
             return Err(TableError::BadString);
         }
+        // The CPU model: none, or non-empty and ending with its only NUL.
+        let cpu = match cpu.split_last() {
+            None => cpu,
+            Some((0, c)) if !c.is_empty() && !c.contains(&0) => c,
+            Some(_) => return Err(TableError::BadString),
+        };
         self.rest = r.get(end..).ok_or(TableError::Corrupt)?;
         Ok(Some(Entry {
             arch: name,
             convention: conv,
             path,
+            cpu,
         }))
     }
 }
@@ -522,15 +550,26 @@ pub fn encode(entries: &[Entry<'_>], flags: u16, region: &mut [u8]) -> Result<us
             return Err(TableError::BadString);
         }
         let path_len = u16::try_from(e.path.len() + 1).map_err(|_| TableError::BadString)?;
-        let path_end = at + 4 + name.len() + usize::from(path_len);
+        if e.cpu.contains(&0) {
+            return Err(TableError::BadString);
+        }
+        let cpu_len = match e.cpu.len() {
+            0 => 0,
+            n => u8::try_from(n + 1).map_err(|_| TableError::BadString)?,
+        };
+        let name_end = at + ENTRY_HEADER + name.len();
+        let cpu_at = name_end + usize::from(path_len);
+        let path_end = cpu_at + usize::from(cpu_len);
         let end = path_end + e.convention.extra_len();
         let dst = region.get_mut(at..end).ok_or(TableError::TooLarge)?;
         dst[0] = name.len() as u8;
         dst[1] = e.convention.to_byte();
         dst[2..4].copy_from_slice(&path_len.to_le_bytes());
-        dst[4..4 + name.len()].copy_from_slice(name);
-        dst[4 + name.len()..4 + name.len() + e.path.len()].copy_from_slice(e.path);
-        // The byte after the path stays 0: its NUL.
+        dst[4] = cpu_len;
+        dst[ENTRY_HEADER..name_end - at].copy_from_slice(name);
+        dst[name_end - at..name_end - at + e.path.len()].copy_from_slice(e.path);
+        dst[cpu_at - at..cpu_at - at + e.cpu.len()].copy_from_slice(e.cpu);
+        // The bytes after the path and the CPU model stay 0: their NULs.
         if let Convention::Carried(c) = e.convention {
             c.encode(&mut dst[path_end - at..]);
         }
@@ -566,16 +605,19 @@ mod tests {
                 arch: "aarch64",
                 convention: Convention::ExecByPath,
                 path: b"/usr/bin/qemu-aarch64-static",
+                cpu: b"",
             },
             Entry {
                 arch: "s390x",
                 convention: Convention::ExecByPath,
                 path: b"/opt/q/qemu-s390x",
+                cpu: b"",
             },
             Entry {
                 arch: "x86_64",
                 convention: Convention::ExecPlain,
                 path: b"/usr/local/bin/box64",
+                cpu: b"",
             },
         ];
         let mut region = [0xaau8; REGION_SIZE];
@@ -627,11 +669,13 @@ mod tests {
                 arch: "aarch64",
                 convention: Convention::Carried(c),
                 path: b"/usr/bin/qemu-aarch64-static",
+                cpu: b"",
             },
             Entry {
                 arch: "s390x",
                 convention: Convention::ExecByPath,
                 path: b"/q",
+                cpu: b"",
             },
         ];
         let mut region = [0u8; REGION_SIZE];
@@ -656,8 +700,11 @@ mod tests {
     fn other_version_is_refused() {
         let mut region = [0u8; REGION_SIZE];
         encode(&[], 0, &mut region).unwrap();
-        region[8] = 2;
-        assert_eq!(Table::parse(&region).unwrap_err(), TableError::Version(2));
+        // Version 1 (no CPU models, 8 KiB): refused, not misread.
+        region[8] = 1;
+        assert_eq!(Table::parse(&region).unwrap_err(), TableError::Version(1));
+        region[8] = 3;
+        assert_eq!(Table::parse(&region).unwrap_err(), TableError::Version(3));
     }
 
     #[test]
@@ -666,6 +713,7 @@ mod tests {
             arch: "aarch64",
             convention: Convention::ExecByPath,
             path: b"/q",
+            cpu: b"",
         }];
         let mut region = [0u8; 128];
         encode(&e, 0, &mut region).unwrap();
@@ -679,6 +727,7 @@ mod tests {
             arch: "aarch64",
             convention: Convention::ExecByPath,
             path: b"/q",
+            cpu: b"",
         }];
         let mut region = [0u8; 128];
         let used = encode(&e, 0, &mut region).unwrap();
@@ -696,12 +745,42 @@ mod tests {
                 arch: "aarch64",
                 convention: Convention::ExecByPath,
                 path: p,
+                cpu: b"",
             }];
             assert_eq!(
                 encode(&e, 0, &mut region).unwrap_err(),
                 TableError::BadString
             );
         }
+    }
+
+    /// Found by the fuzzer (fuzz/fuzz_targets/dispatch_table.rs): the
+    /// reader took an arch name holding a NUL, which the writer refuses, so
+    /// a table could read back as one that cannot be written.
+    #[test]
+    fn name_with_nul_is_refused_by_reader_as_by_writer() {
+        let mut region = [0u8; 128];
+        let e = [Entry {
+            arch: "i3",
+            convention: Convention::ExecByPath,
+            path: b"/q",
+            cpu: b"",
+        }];
+        let used = encode(&e, 0, &mut region).unwrap();
+        assert!(Table::parse(&region[..used]).is_ok());
+        region[HEADER + ENTRY_HEADER + 1] = 0; // "i3" -> "i\0"
+        assert_eq!(
+            Table::parse(&region[..used]).unwrap_err(),
+            TableError::BadString
+        );
+        let nul = [Entry {
+            arch: "i\0",
+            ..e[0]
+        }];
+        assert_eq!(
+            encode(&nul, 0, &mut region).unwrap_err(),
+            TableError::BadString
+        );
     }
 
     #[test]
@@ -711,11 +790,58 @@ mod tests {
             arch: "aarch64",
             convention: Convention::ExecByPath,
             path: &long,
+            cpu: b"",
         }];
         let mut region = [0u8; 100];
         assert_eq!(
             encode(&e, 0, &mut region).unwrap_err(),
             TableError::TooLarge
+        );
+    }
+
+    #[test]
+    fn cpu_models_round_trip_and_a_bad_one_is_refused() {
+        let entries = [
+            Entry {
+                arch: "arm",
+                convention: Convention::ExecByPath,
+                path: b"/usr/bin/qemu-arm-static",
+                cpu: b"arm1176",
+            },
+            Entry {
+                arch: "aarch64",
+                convention: Convention::ExecByPath,
+                path: b"/q",
+                cpu: b"max,pauth-impdef=on",
+            },
+            Entry {
+                arch: "s390x",
+                convention: Convention::ExecByPath,
+                path: b"/q2",
+                cpu: b"",
+            },
+        ];
+        let mut region = [0u8; REGION_SIZE];
+        let used = encode(&entries, 0, &mut region).unwrap();
+        let t = Table::parse(&region).unwrap();
+        assert_eq!(t.iter().collect::<Vec<_>>(), entries);
+        assert_eq!(t.find("arm").unwrap().cpu, b"arm1176");
+        // A model holding a NUL cannot be written, nor read: its length
+        // byte covering no NUL, or a NUL inside, is refused.
+        let nul = [Entry {
+            cpu: b"a\0b",
+            ..entries[0]
+        }];
+        assert_eq!(
+            encode(&nul, 0, &mut region).unwrap_err(),
+            TableError::BadString
+        );
+        encode(&entries[..1], 0, &mut region).unwrap();
+        let cpu_end = HEADER + ENTRY_HEADER + 3 + 25 + 8;
+        region[cpu_end - 1] = b'x';
+        assert_eq!(
+            Table::parse(&region[..used]).unwrap_err(),
+            TableError::BadString
         );
     }
 }

@@ -36,12 +36,12 @@ fn persisted_entries_survive_a_systemd_binfmt_start_and_win() {
         &s,
         r#"
 R=/proc/sys/fs/binfmt_misc
-cap failing "$CLI" install aarch64 --persist --binfmt-d-dir "$S/afile/binfmt.d" --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap failing install_shim aarch64 --persist --binfmt-d-dir "$S/afile/binfmt.d"
 cap after-failing sh -c 'ls "$0"; ls -A "$1"' "$R" "$S"
-cap install "$CLI" install aarch64 --persist --binfmt-d-dir "$S/binfmt.d" --emulator-dir "$EMUS" --install-dir "$S/inst"
-cap again "$CLI" install aarch64 --persist --binfmt-d-dir "$S/binfmt.d" --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap install install_shim aarch64 --persist --binfmt-d-dir "$S/binfmt.d"
+cap again install_shim aarch64 --persist --binfmt-d-dir "$S/binfmt.d"
 cap conf-before cat "$S/binfmt.d/zz-qemu-shim.conf"
-cap changed "$CLI" install aarch64 --no-credentials --binfmt-d-dir "$S/binfmt.d" --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap changed install_shim aarch64 --no-credentials --binfmt-d-dir "$S/binfmt.d"
 cap entry cat "$R/qemu-shim-aarch64"
 "#,
     );
@@ -183,7 +183,7 @@ fn doctor_passes_a_healthy_install_and_names_each_broken_arch() {
 R=/proc/sys/fs/binfmt_misc
 D="$CLI doctor --binfmt-d-dir $S/bd"
 cap empty $D
-"$CLI" install aarch64 --emulator-dir "$EMUS" --install-dir "$S/inst" >/dev/null
+install_shim aarch64 >/dev/null
 "$CLI" install s390x --no-carry --emulator-dir "$S/emus" --install-dir "$S/inst2" >/dev/null
 cap healthy $D
 echo 0 >"$R/qemu-shim-aarch64"
@@ -194,7 +194,7 @@ cap shadowed $D
 echo -1 >"$R/qemu-aarch64"
 printf 'not an emulator' >"$S/emus/qemu-s390x-static"
 cap emulator $D
-"$CLI" install aarch64 --persist --binfmt-d-dir "$S/bd" --emulator-dir "$EMUS" --install-dir "$S/inst" >/dev/null
+install_shim aarch64 --persist --binfmt-d-dir "$S/bd" >/dev/null
 echo -1 >"$R/qemu-shim-aarch64"
 cap not-registered $D
 grep '^:qemu-shim-aarch64:' "$S/bd/zz-qemu-shim.conf" | sed 's/:POCF$/:OCF/' | tr -d '\n' >"$R/register"
@@ -315,7 +315,7 @@ fn doctor_checks_setuid_programs_on_every_arch_where_c_is_on() {
         &s,
         r#"
 R=/proc/sys/fs/binfmt_misc
-"$CLI" install --quiet --emulator-dir "$EMUS" --install-dir "$S/inst"
+install_shim --quiet
 cap all "$CLI" doctor --binfmt-d-dir "$S/bd"
 cap nobody nobody "$CLI" doctor --binfmt-d-dir "$S/bd"
 "$CLI" uninstall --quiet --install-dir "$S/inst"
@@ -455,8 +455,7 @@ cap rest "$CLI" uninstall --json --install-dir "$S/inst" --binfmt-d-dir "$S/bd"
 cap left ls -A "$S/bd"
 "#,
     );
-    let c = s.cap("install");
-    assert_eq!(c.rc, 0, "{c}");
+    s.installed();
     let names = |text: &str| -> Vec<String> {
         parse_binfmt_d(text)
             .into_iter()

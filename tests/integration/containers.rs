@@ -220,7 +220,10 @@ fn host_table_podman_installer_image_foreign_images_builds_and_embedding() {
     assert!(!c.stdout.contains("BROKEN"), "{c}");
     let c = ok("host-status");
     assert!(
-        !c.stdout.contains("problem") && c.stdout.contains("carried qemu-aarch64"),
+        !c.stdout.contains("problem")
+            && c.stdout.lines().any(|l| l.starts_with("aarch64 ")
+                && l.contains(" qemu-shim-aarch64 ")
+                && l.contains(" carried ")),
         "{c}"
     );
 

@@ -315,7 +315,7 @@ cap gone "$CLI" uninstall s390x --install-dir "$S/inst"
 cap size2 stat -c %s "$S/inst/qemu-shim-interp"
 cap arm64-after "$FIX/busybox/arm64/busybox" uname -m
 cap status-kept "$CLI" status --json
-cap status-kept-text "$CLI" status
+cap status-kept-text "$CLI" status --verbose
 "#,
     );
     assert_eq!(s.cap("install").rc, 0, "{}", s.cap("install"));

@@ -1,10 +1,11 @@
 # deb-package.sh: the Debian package's life in a Debian 12 chroot (issue 13),
-# run by tests/packaging.rs inside a user namespace with a full uid map and
-# a private binfmt_misc instance (already proven private), after CAP_SH.
+# run by tests/integration/packaging.rs inside a user namespace with a full
+# uid map and a private binfmt_misc instance (already proven private), after CAP_SH.
 # $R is a fresh copy of a debootstrap'ed bookworm (minbase) root holding
 # /pkg/qemu-shim.deb, /pkg/qemu-old.deb and /pkg/qemu-new.deb (two
 # qemu-user-static versions) and /pkg/busybox (arm64, static). Each step's
-# output goes to $CAPS through `cap`; tests/packaging.rs checks them.
+# output goes to $CAPS through `cap`; tests/integration/packaging.rs checks
+# them.
 B=/proc/sys/fs/binfmt_misc
 in_root() { chroot "$R" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
 # What is ours in the table and on disk, one line each.

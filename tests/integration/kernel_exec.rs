@@ -9,7 +9,7 @@
 
 use std::fs;
 
-use qemu_shim_suite::{assert_runs, busybox, sandbox_caps, As, Scratch, BUSYBOXES};
+use qemu_shim_suite::{assert_runs, busybox, compile_c, sandbox_caps, As, Scratch, BUSYBOXES};
 
 /// How the interpreter starts the emulator.
 #[derive(Debug, Clone, Copy)]
@@ -48,7 +48,7 @@ fn entry_flags(entry: &str) -> Option<&str> {
 /// aarch64 entry, whose flags tell which mode took effect.
 fn install(mode: Mode, arches: &str) -> String {
     format!(
-        "cap install \"$CLI\" install {arches} {} --emulator-dir \"$EMUS\" --install-dir \"$S/inst\"\n\
+        "cap install install_shim {arches} {}\n\
          cap entry cat /proc/sys/fs/binfmt_misc/qemu-shim-aarch64\n",
         mode.option()
     )
@@ -56,8 +56,7 @@ fn install(mode: Mode, arches: &str) -> String {
 
 #[track_caller]
 fn assert_installed(s: &Scratch, mode: Mode) {
-    let c = s.cap("install");
-    assert_eq!(c.rc, 0, "install failed:\n{c}");
+    s.installed();
     let e = s.cap("entry");
     assert!(
         e.rc == 0 && entry_flags(&e.stdout).is_some_and(|f| mode.fits(f)),
@@ -277,7 +276,7 @@ cap bare-env env -- -uname -m
 
 /// Carried emulators are read from the interpreter file: the emulator the
 /// install found may go away. (Started by path, the same loss is exit 127:
-/// tests/interp_errors.rs.)
+/// tests/integration/interp_errors.rs.)
 #[test]
 fn carried_emulators_need_no_emulator_file() {
     let s = Scratch::new("carried-no-file");
@@ -293,8 +292,7 @@ rm -r "$S/emus"
 cap run "$FIX/busybox/arm64/busybox" uname -m
 "#,
     );
-    let c = s.cap("install");
-    assert_eq!(c.rc, 0, "install failed:\n{c}");
+    s.installed();
     assert_runs(&s.cap("run"), "aarch64\n");
 }
 
@@ -312,12 +310,12 @@ fn pinned_entries_work_where_the_interpreter_path_is_missing() {
         r#"
 bb=$FIX/busybox/arm64/busybox
 R=/proc/sys/fs/binfmt_misc
-cap install "$CLI" install aarch64 --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap install install_shim aarch64
 cap entry cat "$R/qemu-shim-aarch64"
 mount -t tmpfs tmpfs "$S/inst"
 cap pinned "$bb" uname -m
 umount "$S/inst"
-cap install-nopin "$CLI" install aarch64 --no-pin --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap install-nopin install_shim aarch64 --no-pin
 cap entry-nopin cat "$R/qemu-shim-aarch64"
 cap nopin-visible "$bb" uname -m
 mount -t tmpfs tmpfs "$S/inst"
@@ -345,4 +343,181 @@ cap nopin-hidden "$bb" uname -m
         c.rc == 127 && c.stdout.is_empty(),
         "an unpinned entry whose interpreter path is missing must fail the exec:\n{c}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// /proc/self/exe after a chdir (issue 15, item 1)
+
+/// A native helper: `fdexec FILE ARGV0 [ARGS…]` opens FILE (without
+/// close-on-exec: the kernel refuses a binfmt_misc exec through a
+/// close-on-exec descriptor, which the program could not reopen) and execs
+/// it with `execveat(fd, "", …, AT_EMPTY_PATH)`, as fexecve does: the
+/// kernel names the program `/dev/fd/N`.
+const FDEXEC_C: &str = r#"
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+extern char **environ;
+int main(int argc, char **argv) {
+	if (argc < 3)
+		return 2;
+	int fd = open(argv[1], O_RDONLY);
+	if (fd < 0) {
+		perror("open");
+		return 2;
+	}
+	execveat(fd, "", argv + 2, environ, AT_EMPTY_PATH);
+	perror("execveat");
+	return 127;
+}
+"#;
+
+/// Shell function `deep LEN CMD…`: runs CMD in a working directory exactly
+/// LEN bytes long, made of directories under `$S/long`. The shell's own
+/// `cd` cannot go beyond PATH_MAX (it resolves the whole logical path):
+/// perl makes and enters one component at a time.
+const DEEP_SH: &str = r#"deep() {
+	perl -e '
+		my ($want, @cmd) = @ARGV;
+		chdir "$ENV{S}/long" or die "chdir: $!";
+		my $len = length "$ENV{S}/long";
+		while ($len < $want) {
+			my $left = $want - $len;
+			# Each component costs its length plus a slash; never leave 1.
+			my $n = $left > 201 ? ($left == 202 ? 199 : 200) : $left - 1;
+			my $c = "x" x $n;
+			-d $c or mkdir $c or die "mkdir: $!";
+			chdir $c or die "chdir: $!";
+			$len += $n + 1;
+		}
+		exec @cmd or die "exec: $!";
+	' "$@"
+}
+"#;
+
+in_both_modes!(proc_self_exe_survives_a_chdir: proc_self_exe_survives_a_chdir_carried, proc_self_exe_survives_a_chdir_by_path);
+
+/// qemu answers the guest's /proc/self/exe from the program path it was
+/// given, resolved when the guest asks: a relative path breaks once the
+/// guest changes directory (ENOENT under qemu 7.2 registered directly).
+/// The interpreter hands qemu the path made absolute against the working
+/// directory when it names the very file the kernel opened, and the path
+/// as given otherwise; argv and argv0 stay as the caller wrote them, and
+/// the guest's AT_EXECFN (qemu's path) shows which path qemu got.
+/// `procexe DIR` (tests/integration/procexe.c) changes to DIR, then prints argv0,
+/// AT_EXECFN, readlink and open of /proc/self/exe.
+fn proc_self_exe_survives_a_chdir(mode: Mode) {
+    let s = Scratch::new("procexe");
+    compile_c(
+        "aarch64-linux-gnu-gcc",
+        include_str!("procexe.c"),
+        &s.join("procexe"),
+    );
+    compile_c("cc", FDEXEC_C, &s.join("fdexec"));
+    let script = install(mode, "aarch64")
+        + DEEP_SH
+        + r#"
+P=$S/procexe
+mkdir -p "$S/d/sub" "$S/long"
+cp "$P" "$S/d/prog"
+cd "$S/d"
+cap rel ./prog sub
+cap rel-root ./prog /
+cap by-hand "$S/inst/qemu-shim-interp" ./prog sub
+cap abs "$S/d/prog" sub
+cap fd "$S/fdexec" ./prog myname sub
+cd sub
+cap rel-up ../prog /
+cd "$S"
+cap rel-down d/prog /
+
+# The path as given, whenever the absolute one is not known to be right.
+# A deleted working directory: getcwd fails (ENOENT).
+mkdir "$S/gone"
+cd "$S/gone"
+rmdir "$S/gone"
+cap deleted ../d/prog /
+# A directory mounted over after the caller entered it: getcwd names the
+# covered directory, whose path now leads to another file (the guard).
+mkdir "$S/m"
+cp "$P" "$S/m/prog"
+cd "$S/m"
+mount -t tmpfs qemu-shim-test "$S/m"
+cp "$P" "$S/m/prog"
+cap over-mounted ./prog /
+cd "$S"
+umount "$S/m"
+# A chroot entered without chdir: getcwd succeeds with "(unreachable)/…".
+# (By path, the emulator must exist inside it.)
+mkdir -p "$S/root$EMUS"
+mount --bind "$EMUS" "$S/root$EMUS"
+cd "$S/d"
+cap chroot perl -e 'chroot $ARGV[0] or die "chroot: $!"; exec {"./prog"} "./prog", "sub" or die "exec: $!"' "$S/root"
+# A parent the program cannot search: the relative path works from the
+# working directory, the absolute one does not (EACCES). Root without
+# capabilities (an empty bounding set) is held to the permission bits.
+mkdir -p "$S/p/in/sub"
+cp "$P" "$S/p/in/prog"
+cd "$S/p/in"
+chmod 000 "$S/p"
+cap unsearchable setpriv --inh-caps=-all --bounding-set=-all -- ./prog sub
+chmod 755 "$S/p"
+cd "$S"
+# Long working directories: the absolute path fits PATH_MAX (4095 bytes
+# and the NUL) at 4090; at 4091 it does not; at 4095 getcwd still fits
+# its 4096-byte buffer; at 4096 it does not (ERANGE); beyond PATH_MAX the
+# kernel refuses (ENAMETOOLONG).
+for len in 4090 4091 4095 4096 5000; do
+	cap "long-$len" deep "$len" sh -c 'cp "$1" ./prog && exec ./prog /' sh "$P"
+done
+"#;
+    sandbox_caps(As::Root, &s, &script);
+    assert_installed(&s, mode);
+
+    let real = fs::canonicalize(s.path()).expect("canonicalize scratch");
+    let real = real.display();
+    let prog = format!("{real}/d/prog");
+    let out = |argv0: &str, execfn: &str, exe: &str, open: &str| {
+        format!("argv0={argv0}\nexecfn={execfn}\nexe{exe}\nopen{open}\n")
+    };
+    let found = format!("={prog}");
+    // Relative paths, made absolute: /proc/self/exe names the program
+    // wherever the guest went, and opening it gives the program.
+    assert_runs(&s.cap("rel"), &out("./prog", &prog, &found, "=same"));
+    assert_runs(&s.cap("rel-root"), &out("./prog", &prog, &found, "=same"));
+    assert_runs(
+        &s.cap("rel-up"),
+        &out("../prog", &format!("{real}/d/sub/../prog"), &found, "=same"),
+    );
+    assert_runs(&s.cap("rel-down"), &out("d/prog", &prog, &found, "=same"));
+    // The interpreter run by hand (no P layout): argv0 is still the path
+    // as given, not qemu's absolute one.
+    assert_runs(&s.cap("by-hand"), &out("./prog", &prog, &found, "=same"));
+    // Absolute paths and AT_EMPTY_PATH execs (`/dev/fd/N`) are left alone.
+    assert_runs(&s.cap("abs"), &out(&prog, &prog, &found, "=same"));
+    assert_runs(&s.cap("fd"), &out("myname", "/dev/fd/3", &found, "=same"));
+
+    // The path as given: the program runs as it always did, and qemu 7.2
+    // cannot resolve the path once the guest has left (ENOENT), or at all
+    // (EACCES).
+    let lost = |argv0: &str, exe: &str| out(argv0, argv0, exe, "!2");
+    assert_runs(&s.cap("deleted"), &lost("../d/prog", "!2"));
+    assert_runs(&s.cap("over-mounted"), &lost("./prog", "!2"));
+    assert_runs(&s.cap("chroot"), &lost("./prog", "!2"));
+    assert_runs(&s.cap("unsearchable"), &lost("./prog", "!13"));
+    let c = s.cap("long-4090");
+    let deep = c
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("execfn="))
+        .unwrap_or_default();
+    assert!(
+        deep.len() == 4095 && deep.starts_with('/') && deep.ends_with("/prog"),
+        "a 4090-byte working directory: the absolute path (4095 bytes) fits:\n{c}"
+    );
+    assert_runs(&c, &out("./prog", deep, &format!("={deep}"), "=same"));
+    for len in [4091, 4095, 4096, 5000] {
+        assert_runs(&s.cap(&format!("long-{len}")), &lost("./prog", "!2"));
+    }
 }

@@ -11,7 +11,7 @@
 //! itself (the suite runs as root): files the test gives to uid 65534 show
 //! as owned by 65534 there, root's as root's. The same install as the
 //! mapped root of an unprivileged user's namespace is covered by
-//! tests/permissions.rs, which must keep passing.
+//! tests/integration/permissions.rs, which must keep passing.
 
 use std::fs;
 use std::os::unix::fs::{chown, symlink, PermissionsExt};

@@ -5,7 +5,8 @@
 use std::fs;
 
 use qemu_shim_suite::{
-    as_nobody, assert_runs, busybox, cli, emulator_dir, sandbox_caps, As, Captured, Scratch,
+    as_nobody, assert_runs, busybox, cli, emulator_dir, sandbox_caps, sandbox_installed, As,
+    Captured, Scratch,
 };
 
 /// Asserts a captured CLI run failed with exit `code` and one line
@@ -35,11 +36,11 @@ snapshot() {
 	for e in /proc/sys/fs/binfmt_misc/*; do echo "== $e"; cat "$e"; done
 	stat -c '%n %i %Y %a' "$S/inst/qemu-shim-interp"
 }
-cap first "$CLI" install --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap first install_shim
 cap status1 "$CLI" status
 cap json1 "$CLI" status --json
 cap snap1 snapshot
-cap second "$CLI" install --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap second install_shim
 cap status2 "$CLI" status
 cap json2 "$CLI" status --json
 cap snap2 snapshot
@@ -92,7 +93,7 @@ magic='\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00'
 mask='\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff'
 printf '%s' ":other-aarch64:M::$magic:$mask:/bin/false:" >"$R/register"
 cap other-before "$FIX/busybox/arm64/busybox" uname -m
-cap install "$CLI" install aarch64 s390x --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap install install_shim aarch64 s390x
 cap ours "$FIX/busybox/arm64/busybox" uname -m
 cap other-entry-installed cat "$R/other-aarch64"
 cap uninstall "$CLI" uninstall --install-dir "$S/inst"
@@ -108,8 +109,7 @@ cap inst-after ls -A "$S"
         c.rc == 1 && c.stdout.is_empty(),
         "the other entry does not answer:\n{c}"
     );
-    let c = s.cap("install");
-    assert_eq!(c.rc, 0, "install failed:\n{c}");
+    s.installed();
     assert_runs(&s.cap("ours"), "aarch64\n");
     let c = s.cap("uninstall");
     assert_eq!(c.rc, 0, "uninstall failed:\n{c}");
@@ -146,12 +146,12 @@ cap inst-after ls -A "$S"
 fn install_and_uninstall_take_debian_and_entry_names_lists_and_all() {
     let s = Scratch::new("names");
     busybox("armhf");
-    sandbox_caps(
+    sandbox_installed(
         As::Root,
         &s,
+        "ARM64,armhf",
         r#"
 R=/proc/sys/fs/binfmt_misc
-cap install "$CLI" install ARM64,armhf --emulator-dir "$EMUS" --install-dir "$S/inst"
 cap entries1 sh -c "ls $R | grep qemu-shim-"
 cap run "$FIX/busybox/armhf/busybox" uname -m
 cap one "$CLI" uninstall qemu-shim-arm --install-dir "$S/inst"
@@ -160,8 +160,6 @@ cap all "$CLI" uninstall all --install-dir "$S/inst"
 cap entries3 sh -c "ls $R | grep -c qemu-shim-"
 "#,
     );
-    let c = s.cap("install");
-    assert_eq!(c.rc, 0, "install failed:\n{c}");
     assert_runs(&s.cap("entries1"), "qemu-shim-aarch64\nqemu-shim-arm\n");
     assert_runs(&s.cap("run"), "armv7l\n");
     assert_eq!(s.cap("one").rc, 0, "{}", s.cap("one"));
@@ -182,7 +180,7 @@ fn errors_are_one_format_with_true_hints() {
         &s,
         r#"
 chmod 0755 "$S"
-"$CLI" install aarch64 --quiet --emulator-dir "$EMUS" --install-dir "$S/inst"
+install_shim aarch64 --quiet
 cap uninstall-nobody nobody "$CLI" uninstall aarch64 --install-dir "$S/inst"
 cap emudir-missing "$CLI" install aarch64 --emulator-dir "$S/nonexistent" --install-dir "$S/inst2"
 cap emudir-file "$CLI" install aarch64 --emulator-dir "$EMUS/qemu-aarch64-static" --install-dir "$S/inst2"
@@ -271,13 +269,12 @@ fn status_json_has_the_documented_fields() {
         r#"
 R=/proc/sys/fs/binfmt_misc
 printf '%s' ':other-txt:E::qsx::/bin/false:' >"$R/register"
-cap install "$CLI" install aarch64 --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap install install_shim aarch64
 echo 0 >"$R/other-txt"
 cap json "$CLI" status --json
 "#,
     );
-    let c = s.cap("install");
-    assert_eq!(c.rc, 0, "install failed:\n{c}");
+    s.installed();
     let c = s.cap("json");
     assert_eq!(c.rc, 0, "status --json failed:\n{c}");
     let v: serde_json::Value = serde_json::from_str(&c.stdout)
@@ -342,15 +339,14 @@ fn which_names_the_arch_entry_and_emulator() {
         &s,
         r#"
 cap before "$CLI" which "$FIX/busybox/arm64/busybox"
-cap install "$CLI" install aarch64 --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap install install_shim aarch64
 cap arm64 "$CLI" which "$FIX/busybox/arm64/busybox"
 cap i386 "$CLI" which "$FIX/busybox/i386/busybox"
 echo 'not a program' >"$S/text"
 cap text "$CLI" which "$S/text"
 "#,
     );
-    let c = s.cap("install");
-    assert_eq!(c.rc, 0, "install failed:\n{c}");
+    s.installed();
     let c = s.cap("before");
     assert_eq!(c.rc, 1, "which with no entry registered must exit 1:\n{c}");
     let c = s.cap("arm64");
@@ -363,15 +359,371 @@ cap text "$CLI" which "$S/text"
         "which should name aarch64, qemu-shim-aarch64 and {}:\n{c}",
         emu.display()
     );
+    // Issue 18, item 7: native is not "nothing runs it".
     let c = s.cap("i386");
     assert!(
-        c.rc == 1 && format!("{}{}", c.stdout, c.stderr).contains("native"),
-        "which on a native program: exit 1, saying native:\n{c}"
+        c.rc == 0 && format!("{}{}", c.stdout, c.stderr).contains("native"),
+        "which on a native program: exit 0, saying native:\n{c}"
     );
     let c = s.cap("text");
     assert!(
         c.rc == 1 && format!("{}{}", c.stdout, c.stderr).contains("not an ELF"),
         "which on a text file: exit 1, saying not an ELF:\n{c}"
+    );
+}
+
+/// The platform docker calls this machine's own arch.
+fn host_platform() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "linux/amd64",
+        "aarch64" => "linux/arm64",
+        other => panic!("no platform name known for host {other}"),
+    }
+}
+
+/// Issue 18, items 6 and 7: `status` is one table sorted by arch name
+/// with details on `status ARCH`; `status --json` has each arch's
+/// platform and tonistiigi/binfmt's lists; `which` exits 0 when the CPU or
+/// an entry runs the file and 1 when nothing does, and says whether the
+/// emulator is carried; `doctor` takes arches and `--json`.
+#[test]
+fn status_which_and_doctor_report_for_people_and_scripts() {
+    let s = Scratch::new("reports");
+    for a in ["arm64", "armhf", "i386", "ppc64el", "s390x"] {
+        busybox(a);
+    }
+    sandbox_installed(
+        As::Root,
+        &s,
+        "aarch64 s390x --quiet",
+        &r#"
+R=/proc/sys/fs/binfmt_misc
+"$CLI" install arm --quiet --no-carry --emulator-dir "$EMUS" --install-dir "$S/inst2"
+# Someone else's s390x entry, registered after ours: the kernel tries it first.
+hexes() { sed -n "s/^$1 //p" "$R/qemu-shim-s390x" | sed 's/../\\x&/g'; }
+printf '%s' ":qemu-s390x:M::$(hexes magic):$(hexes mask):/bin/false:" >"$R/register"
+cap status "$CLI" status
+cap status-arches "$CLI" status arm64 qemu-shim-s390x,PPC64EL
+cap status-unknown "$CLI" status frobnicate
+cap json "$CLI" status --json
+cap json-one "$CLI" status --json armhf
+cap which-arm64 "$CLI" which "$FIX/busybox/arm64/busybox"
+cap which-armhf "$CLI" which "$FIX/busybox/armhf/busybox"
+cap which-arm64-json "$CLI" which --json "$FIX/busybox/arm64/busybox"
+cap which-armhf-json "$CLI" which --json "$FIX/busybox/armhf/busybox"
+cap which-i386 "$CLI" which --json "$FIX/busybox/i386/busybox"
+cap which-ppc64el "$CLI" which --json "$FIX/busybox/ppc64el/busybox"
+cap which-s390x "$CLI" which --json "$FIX/busybox/s390x/busybox"
+cap doctor "$CLI" doctor --json --binfmt-d-dir "$S/bd"
+cap doctor-arm64 "$CLI" doctor arm64,armhf --binfmt-d-dir "$S/bd"
+cap doctor-ppc64el "$CLI" doctor ppc64el --binfmt-d-dir "$S/bd"
+cap doctor-host "$CLI" doctor "$HOST" --binfmt-d-dir "$S/bd"
+cap status-host "$CLI" status "$HOST"
+"#
+        .replace("$HOST", std::env::consts::ARCH),
+    );
+    let json = |name: &str| -> serde_json::Value {
+        let c = s.cap(name);
+        serde_json::from_str(&c.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{c}"))
+    };
+
+    // The fixtures' qemu version, as `status --json` reads it from the
+    // carried image; the table shows its first word.
+    let version = json("json")["arches"][0]["qemu_shim"]["emulator"]["version"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no version:\n{}", s.cap("json")))
+        .to_string();
+    let short = version.split_whitespace().next().unwrap();
+
+    // One row per arch, by name; who runs it over whom; carried or by path.
+    let c = s.cap("status");
+    assert!(c.rc == 0 && c.stderr.is_empty(), "{c}");
+    let lines: Vec<&str> = c.stdout.lines().collect();
+    assert_eq!(
+        lines
+            .get(1)
+            .map(|l| l.split_whitespace().collect::<Vec<_>>()),
+        Some(vec![
+            "ARCH",
+            "PLATFORM",
+            "QEMU-SHIM",
+            "RUN",
+            "BY",
+            "EMULATOR",
+            "SOURCE"
+        ]),
+        "{c}"
+    );
+    let rows: Vec<Vec<&str>> = lines[2..5]
+        .iter()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            vec![
+                "aarch64",
+                "linux/arm64",
+                "enabled",
+                "qemu-shim-aarch64",
+                "carried",
+                short,
+                "current"
+            ],
+            vec![
+                "arm",
+                "linux/arm/v7",
+                "enabled",
+                "qemu-shim-arm",
+                "by",
+                "path",
+                short,
+                "current"
+            ],
+            vec![
+                "s390x",
+                "linux/s390x",
+                "enabled",
+                "qemu-s390x",
+                "over",
+                "qemu-shim-s390x",
+                "/bin/false",
+                "current"
+            ],
+        ],
+        "{c}"
+    );
+    assert!(lines.len() <= 8, "status is short:\n{c}");
+    let supported = format!("platforms that run here (probed): {} ", host_platform());
+    assert!(
+        lines.iter().any(|l| l.starts_with(&supported)
+            && l.contains(" linux/arm64")
+            && l.contains(" linux/arm/v7")
+            && !l.contains("linux/s390x")),
+        "{c}"
+    );
+
+    // Details of the arches named, as install names them.
+    let c = s.cap("status-arches");
+    assert!(c.rc == 0 && c.stderr.is_empty(), "{c}");
+    let heads: Vec<&str> = c
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with(' ') && !l.is_empty())
+        .collect();
+    assert_eq!(
+        heads,
+        [
+            "binfmt_misc: /proc/sys/fs/binfmt_misc (mounted, enabled)",
+            "aarch64 (linux/arm64)",
+            "ppc64le (linux/ppc64le)",
+            "s390x (linux/s390x)"
+        ],
+        "{c}"
+    );
+    let emu = emulator_dir();
+    for want in [
+        format!(
+            "  emulator:     qemu-aarch64 {version}, carried (from {})",
+            emu.join("qemu-aarch64-static").display()
+        ),
+        "  run by:       qemu-s390x, over qemu-shim-s390x".into(),
+        "    qemu-shim-s390x  enabled  POCF  ".into(),
+        "  qemu-shim:  no entry".into(),
+    ] {
+        assert!(c.stdout.contains(&want), "{want:?} missing:\n{c}");
+    }
+    assert_cli_error(
+        &s.cap("status-unknown"),
+        Some(1),
+        &["unknown arch 'frobnicate'"],
+    );
+
+    // JSON: every arch's platform, qemu-shim's entry and emulator; the
+    // tonistiigi/binfmt lists.
+    let v = json("json");
+    let arches = v["arches"].as_array().unwrap();
+    let names: Vec<&str> = arches.iter().map(|a| a["arch"].as_str().unwrap()).collect();
+    assert_eq!(names, ["aarch64", "arm", "s390x"], "{v}");
+    let platforms: Vec<&str> = arches
+        .iter()
+        .map(|a| a["platform"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        platforms,
+        ["linux/arm64", "linux/arm/v7", "linux/s390x"],
+        "{v}"
+    );
+    assert_eq!(arches[0]["qemu_shim"]["emulator"]["carried"], true, "{v}");
+    assert_eq!(arches[1]["qemu_shim"]["emulator"]["carried"], false, "{v}");
+    assert_eq!(arches[2]["winner"], "qemu-s390x", "{v}");
+    assert_eq!(
+        arches[2]["shadowed"],
+        serde_json::json!(["qemu-shim-s390x"]),
+        "{v}"
+    );
+    assert_eq!(arches[2]["qemu_shim"]["entry"], "qemu-shim-s390x", "{v}");
+    assert_eq!(
+        v["emulators"],
+        serde_json::json!([
+            "qemu-s390x",
+            "qemu-shim-aarch64",
+            "qemu-shim-arm",
+            "qemu-shim-s390x"
+        ]),
+        "{v}"
+    );
+    let sup = v["supported"].as_array().unwrap();
+    assert_eq!(sup[0], host_platform(), "{v}");
+    for p in ["linux/arm64", "linux/arm/v7", "linux/arm/v6"] {
+        assert!(sup.iter().any(|x| x == p), "{p} not supported:\n{v}");
+    }
+    assert!(!sup.iter().any(|x| x == "linux/s390x"), "{v}");
+    let text = s.cap("json").stdout;
+    assert!(text.starts_with("{\n  \"supported\": [\n"), "{text}");
+    // With a name: its row only, the rest complete.
+    let one = json("json-one");
+    assert_eq!(one["arches"].as_array().map(Vec::len), Some(1), "{one}");
+    assert_eq!(one["arches"][0]["arch"], "arm", "{one}");
+    assert_eq!(one["entries"], v["entries"], "{one}");
+
+    // which: 0 when an emulator or the CPU runs it, 1 when nothing does.
+    let c = s.cap("which-arm64");
+    assert_eq!(c.rc, 0, "{c}");
+    assert!(
+        c.stdout.contains(&format!(
+            "\nemulator:    {} (carried in the interpreter file)\n",
+            emu.join("qemu-aarch64-static").display()
+        )),
+        "{c}"
+    );
+    let c = s.cap("which-armhf");
+    assert_eq!(c.rc, 0, "{c}");
+    assert!(c.stdout.contains(" (started by path)\n"), "{c}");
+    for (name, rc, runs, arch, carried) in [
+        (
+            "which-arm64-json",
+            0,
+            "emulator",
+            "aarch64",
+            serde_json::json!(true),
+        ),
+        (
+            "which-armhf-json",
+            0,
+            "emulator",
+            "arm",
+            serde_json::json!(false),
+        ),
+        ("which-i386", 0, "native", "i386", serde_json::Value::Null),
+        (
+            "which-ppc64el",
+            1,
+            "nothing",
+            "ppc64le",
+            serde_json::Value::Null,
+        ),
+        (
+            "which-s390x",
+            0,
+            "emulator",
+            "s390x",
+            serde_json::Value::Null,
+        ),
+    ] {
+        let c = s.cap(name);
+        assert_eq!(c.rc, rc, "{c}");
+        let w = json(name);
+        assert_eq!(
+            (&w["runs"], &w["arch"], &w["entry"]["carried"]),
+            (&serde_json::json!(runs), &serde_json::json!(arch), &carried),
+            "{c}"
+        );
+    }
+    let w = json("which-s390x");
+    assert_eq!(w["entry"]["name"], "qemu-s390x", "{w}");
+    assert_eq!(w["entry"]["owned"], false, "{w}");
+    assert_eq!(w["platform"], "linux/s390x", "{w}");
+    let w = json("which-ppc64el");
+    assert_eq!(w["entry"], serde_json::Value::Null, "{w}");
+    assert!(
+        w["no_entry"]
+            .as_str()
+            .unwrap()
+            .contains("nothing is registered for ppc64le"),
+        "{w}"
+    );
+    assert_eq!(json("which-i386")["native"], true);
+
+    // doctor --json: the same checks, the fix as a command of its own.
+    let c = s.cap("doctor");
+    assert_eq!(c.rc, 1, "{c}");
+    let d = json("doctor");
+    assert_eq!(d["ok"], false, "{d}");
+    let checks = d["checks"].as_array().unwrap();
+    let of = |arch: &str| {
+        checks
+            .iter()
+            .find(|l| l["arch"] == arch)
+            .unwrap_or_else(|| panic!("no {arch} check:\n{d}"))
+    };
+    assert_eq!(of("aarch64")["verdict"], "ok", "{d}");
+    assert_eq!(of("arm")["verdict"], "ok", "{d}");
+    let l = of("s390x");
+    assert_eq!(l["verdict"], "broken", "{d}");
+    assert!(
+        l["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("programs run through qemu-s390x (/bin/false)"),
+        "{d}"
+    );
+    assert_eq!(
+        l["fix"],
+        format!(
+            "qemu-shim install s390x --install-dir {} --binfmt-d-dir {}",
+            s.join("inst").display(),
+            s.join("bd").display()
+        ),
+        "{d}"
+    );
+    let c = s.cap("doctor-arm64");
+    assert!(c.rc == 0 && !c.stdout.contains("s390x"), "{c}");
+    assert!(
+        c.stdout.contains("\nok      aarch64: probe exited 42"),
+        "{c}"
+    );
+    assert!(c.stdout.contains("\nok      arm: probe exited 42"), "{c}");
+    let c = s.cap("doctor-ppc64el");
+    assert_eq!(c.rc, 1, "{c}");
+    assert!(
+        c.stdout.contains(&format!(
+            "\nBROKEN  ppc64le: no qemu-shim entry is registered (fix: qemu-shim install ppc64le --binfmt-d-dir {})\n",
+            s.join("bd").display()
+        )),
+        "{c}"
+    );
+    // The host's own arch needs no entry: neither broken nor "nothing".
+    let host = std::env::consts::ARCH;
+    let c = s.cap("doctor-host");
+    assert!(
+        c.rc == 0
+            && c.stdout.contains(&format!(
+                "\nok      {host}: native: this CPU runs its programs, no entry needed\n"
+            )),
+        "{c}"
+    );
+    let c = s.cap("status-host");
+    assert!(
+        c.rc == 0
+            && c.stdout.contains(
+                "\n  run by:     this CPU: the arch is native and no enabled entry matches it\n"
+            ),
+        "{c}"
+    );
+    assert!(
+        v["native"].as_array().unwrap().iter().any(|a| a == host),
+        "{v}"
     );
 }
 
@@ -384,12 +736,12 @@ fn install_errors_name_the_problem_and_change_nothing() {
         r#"
 R=/proc/sys/fs/binfmt_misc
 mkdir "$S/empty" "$S/notbinfmt"
-cap unknown "$CLI" install frobnicate --emulator-dir "$EMUS" --install-dir "$S/inst"
-cap native "$CLI" install x86_64 --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap unknown install_shim frobnicate
+cap native install_shim x86_64
 cap none-all "$CLI" install --emulator-dir "$S/empty" --install-dir "$S/inst"
 cap none-one "$CLI" install aarch64 --emulator-dir "$S/empty" --install-dir "$S/inst"
-cap nodir "$CLI" install aarch64 --emulator-dir "$EMUS" --install-dir "$S/inst" --binfmt-dir "$S/nope"
-cap notbinfmt "$CLI" install aarch64 --emulator-dir "$EMUS" --install-dir "$S/inst" --binfmt-dir "$S/notbinfmt"
+cap nodir install_shim aarch64 --binfmt-dir "$S/nope"
+cap notbinfmt install_shim aarch64 --binfmt-dir "$S/notbinfmt"
 cap entries ls "$R"
 cap scratch ls -A "$S"
 cap notbinfmt-after ls -A "$S/notbinfmt"

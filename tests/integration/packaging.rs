@@ -1,6 +1,6 @@
 //! Issue 13: emulator updates never go unnoticed (the install record beside
 //! the interpreter file, compared by `status` and `doctor`, refreshed by
-//! `install`), and the Debian package (tests/deb-package.sh).
+//! `install`), and the Debian package (tests/integration/deb-package.sh).
 
 use std::fs;
 

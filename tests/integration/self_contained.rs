@@ -16,7 +16,7 @@ use qemu_shim_registry::arch;
 use qemu_shim_registry::format::{Kind, RegisterLine};
 use qemu_shim_suite::{
     assert_refused, assert_runs, busybox, emulator_dir, fixture, fixtures_dir, sandbox_caps,
-    sandbox_full_map, set_mode, As, Captured, Scratch,
+    sandbox_full_map, sandbox_installed, set_mode, As, Captured, Scratch,
 };
 
 /// The Debian arches whose busybox runs in an emulator-free chroot, and what
@@ -124,8 +124,7 @@ cap container-{deb} unshare --mount sh -c 'mount --bind "$1" "$1" && cd "$1" && 
     }
     sandbox_caps(As::Root, &s, &script);
 
-    let c = s.cap("install");
-    assert_eq!(c.rc, 0, "install failed:\n{c}");
+    s.installed();
     // One interpreter file for every arch and its install record, nothing
     // else.
     assert_runs(
@@ -166,12 +165,12 @@ fn execute_only_program_in_a_chroot_runs_for_an_unprivileged_user() {
     let xo = root.join("xo/busybox");
     fs::copy(busybox("arm64"), &xo).unwrap();
     set_mode(&xo, 0o111);
-    sandbox_caps(
+    sandbox_installed(
         As::Nobody,
         &s,
+        "aarch64",
         r#"
 cap uid-map cat /proc/self/uid_map
-cap install "$CLI" install aarch64 --emulator-dir "$EMUS" --install-dir "$S/inst"
 cap read chroot "$S/root" /bin/busybox cat /xo/busybox
 cap xonly chroot "$S/root" /xo/busybox uname -m
 cap xonly-sh chroot "$S/root" /bin/sh -c '/xo/busybox echo "$0"'
@@ -180,8 +179,6 @@ cap xonly-sh chroot "$S/root" /bin/sh -c '/xo/busybox echo "$0"'
     let c = s.cap("uid-map");
     let map: Vec<&str> = c.stdout.split_whitespace().collect();
     assert_eq!(map, ["0", "65534", "1"], "not running as nobody:\n{c}");
-    let c = s.cap("install");
-    assert_eq!(c.rc, 0, "install failed:\n{c}");
     // Really unreadable for this user, inside the chroot too.
     let c = s.cap("read");
     assert!(
@@ -223,12 +220,12 @@ fn dynamically_linked_programs_run_in_a_debootstrap_root_without_emulator() {
         "the root filesystem must hold no emulator"
     );
     // Nothing here writes into the shared fixture.
-    sandbox_caps(
+    sandbox_installed(
         As::Root,
         &s,
+        "aarch64",
         r#"
 R=$FIX/debootstrap/arm64
-cap install "$CLI" install aarch64 --emulator-dir "$EMUS" --install-dir "$S/inst"
 cap ls chroot "$R" /usr/bin/ls -1 /usr/lib/aarch64-linux-gnu/libc.so.6 /bin/bash
 cap bash chroot "$R" /usr/bin/env -i /bin/bash -c 'echo "$BASH_VERSINFO $(uname -m)"; [ -e /proc/self ] && echo proc || echo no-proc'
 cap dpkg chroot "$R" /usr/bin/dpkg --print-architecture
@@ -238,8 +235,6 @@ cap pipeline chroot "$R" /bin/sh -c 'seq 1 1000 | sort -rn | head -n 1'
 cap exit-status chroot "$R" /bin/sh -c 'exit 7'
 "#,
     );
-    let c = s.cap("install");
-    assert_eq!(c.rc, 0, "install failed:\n{c}");
     assert_runs(
         &s.cap("ls"),
         "/bin/bash\n/usr/lib/aarch64-linux-gnu/libc.so.6\n",
@@ -273,7 +268,7 @@ fn a_missing_loader_is_explained_and_every_way_qemu_finds_one_still_works() {
         &s,
         r#"
 R=$FIX/debootstrap/arm64
-"$CLI" install aarch64 --quiet --emulator-dir "$EMUS" --install-dir "$S/inst"
+install_shim aarch64 --quiet
 chmod 0755 "$S"
 cp "$R/usr/bin/dpkg" "$S/dpkg"
 cp "$R/usr/bin/dpkg" "$S/suid-dpkg"
@@ -364,8 +359,7 @@ fn argv_is_exactly_what_direct_p_registration_gives() {
         ),
     ];
     let mut script = format!(
-        "cap install \"$CLI\" install aarch64 --emulator-dir \"$EMUS\" --install-dir \"$S/inst\"\n\
-         printf '%s' '{line}' >/proc/sys/fs/binfmt_misc/register\n\
+        "printf '%s' '{line}' >/proc/sys/fs/binfmt_misc/register\n\
          cap direct-entry cat /proc/sys/fs/binfmt_misc/direct-aarch64\n"
     );
     for (name, cmd) in cases {
@@ -373,9 +367,7 @@ fn argv_is_exactly_what_direct_p_registration_gives() {
             script += &format!("D=$S/{d}; cap {name}-{d} {cmd}\n");
         }
     }
-    sandbox_caps(As::Root, &s, &script);
-    let c = s.cap("install");
-    assert_eq!(c.rc, 0, "install failed:\n{c}");
+    sandbox_installed(As::Root, &s, "aarch64", &script);
     let c = s.cap("direct-entry");
     assert!(
         c.rc == 0 && flags_of(&c.stdout) == "POF",
@@ -430,7 +422,7 @@ fn upgrade_never_fails_a_foreign_program(mode: &str) {
 OPTS="{opts}"
 bb=$FIX/busybox/arm64/busybox
 arm=$FIX/busybox/armhf/busybox
-inst() {{ "$CLI" install "$@" $OPTS --emulator-dir "$EMUS" --install-dir "$S/inst" >>"$S/installs.log" 2>&1; }}
+inst() {{ install_shim "$@" $OPTS >>"$S/installs.log" 2>&1; }}
 inst aarch64 arm
 mkfifo "$S/fifo"
 # Started before the upgrades, it ends after them: its emulator must still
@@ -553,18 +545,18 @@ fn no_carry_and_no_pin_find_what_they_need_inside_the_namespace() {
         As::Root,
         &s,
         r#"
-cap install "$CLI" install aarch64 --no-carry --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap install install_shim aarch64 --no-carry
 cap flags grep flags: /proc/sys/fs/binfmt_misc/qemu-shim-aarch64
 cap bare chroot "$S/bare" /bin/busybox uname -m
 cap emu chroot "$S/emu" /bin/busybox uname -m
-cap install-np "$CLI" install aarch64 --no-carry --no-pin --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap install-np install_shim aarch64 --no-carry --no-pin
 cap flags-np grep flags: /proc/sys/fs/binfmt_misc/qemu-shim-aarch64
 mkdir -p "$S/full-np$S/inst"
 cp "$S/inst/qemu-shim-interp" "$S/full-np$S/inst/"
 cap bare-np chroot "$S/bare-np" /bin/busybox uname -m
 cap full-np chroot "$S/full-np" /bin/busybox uname -m
 # Carried but not pinned: the interpreter file alone, at its path.
-cap install-carried-np "$CLI" install aarch64 --no-pin --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap install-carried-np install_shim aarch64 --no-pin
 cap flags-carried-np grep flags: /proc/sys/fs/binfmt_misc/qemu-shim-aarch64
 mkdir -p "$S/interp-np$S/inst"
 cp "$S/inst/qemu-shim-interp" "$S/interp-np$S/inst/"
@@ -572,8 +564,7 @@ cap bare-carried-np chroot "$S/bare-np" /bin/busybox uname -m
 cap interp-np chroot "$S/interp-np" /bin/busybox uname -m
 "#,
     );
-    let c = s.cap("install");
-    assert_eq!(c.rc, 0, "install --no-carry failed:\n{c}");
+    s.installed();
     assert_runs(&s.cap("flags"), "flags: PF\n");
     // The pinned interpreter runs, and says the emulator is missing.
     assert_refused(
@@ -639,7 +630,7 @@ fn setuid_program_whose_emulator_runs_by_path_is_refused_with_126() {
         &format!(
             r#"
 nobody() {{ setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all -- "$@"; }}
-cap install "$CLI" install aarch64 --no-carry --emulator-dir "$EMUS" --install-dir "$S/inst"
+cap install install_shim aarch64 --no-carry
 echo -1 >/proc/sys/fs/binfmt_misc/qemu-shim-aarch64
 printf '%s' '{line}' >/proc/sys/fs/binfmt_misc/register
 cap flags grep flags: /proc/sys/fs/binfmt_misc/qemu-shim-aarch64
@@ -648,8 +639,7 @@ cap plain nobody "$S/plain/busybox" echo ran
 "#
         ),
     );
-    let c = s.cap("install");
-    assert_eq!(c.rc, 0, "install failed:\n{c}");
+    s.installed();
     assert_runs(&s.cap("flags"), "flags: POCF\n");
     assert_refused(
         &s.cap("suid"),
@@ -689,7 +679,7 @@ cap size stat -c %s "$S/inst/qemu-shim-interp"
 cap size2 stat -c %s "$S/inst2/qemu-shim-interp"
 rm "$S/emus/qemu-aarch64-static" "$S/emus/qemu-arm-static"
 cap json "$CLI" status --json
-cap text "$CLI" status
+cap text "$CLI" status --verbose
 "#,
     );
     for n in ["install", "install2"] {
@@ -808,12 +798,12 @@ fn emulated_process_costs_at_most_1_mib_more_than_direct_registration() {
     let direct_emu = s.join("qemu-aarch64-static");
     fs::copy(emulator_dir().join("qemu-aarch64-static"), &direct_emu).unwrap();
     let line = direct_line(&direct_emu);
-    sandbox_caps(
+    sandbox_installed(
         As::Root,
         &s,
+        "aarch64",
         &format!(
             r#"
-cap install "$CLI" install aarch64 --emulator-dir "$EMUS" --install-dir "$S/inst"
 printf '%s' '{line}' >/proc/sys/fs/binfmt_misc/register
 # Both files leave the page cache, so their pages come back by readahead,
 # not as the large folios install's single write left (a fault maps a
@@ -836,8 +826,6 @@ measure direct
 "#
         ),
     );
-    let c = s.cap("install");
-    assert_eq!(c.rc, 0, "install failed:\n{c}");
     let (shim, direct) = (s.cap("mem-shim"), s.cap("mem-direct"));
     let ((s_rss, s_pss), (d_rss, d_pss)) = (rss_pss(&shim), rss_pss(&direct));
     eprintln!(
