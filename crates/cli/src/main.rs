@@ -13,6 +13,7 @@ mod deploy_tests;
 mod doctor;
 mod emulator;
 mod error;
+mod files;
 mod install;
 mod interp;
 mod origin;

@@ -24,7 +24,7 @@
 //!    uid and gid to root there (the one mapping an unprivileged process may
 //!    write), mounts a fresh binfmt_misc instance on
 //!    `/proc/sys/fs/binfmt_misc` and registers one entry per arch with the
-//!    lines `install` writes ([`install::register_line_with`]) and its
+//!    lines `install` writes (`binfmt::register_line` in the registry) and its
 //!    default flags minus `C`: in a namespace that maps one uid, no program
 //!    can change credentials, so `C` would buy nothing.
 //! 3. It unshares a second user namespace nested in the first, mapping the
@@ -474,7 +474,7 @@ fn cached_interpreter(
     // changed, and then the next run rebuilds anyway; the file itself is
     // replaced whole (written beside it, renamed).
     let _ = fs::remove_file(&stamp_path);
-    install::write_file(&path, &built.image).map_err(cache_hint)?;
+    crate::files::write_file(&path, &built.image).map_err(cache_hint)?;
     let by_path: Vec<String> = built.by_path.iter().map(|(a, _)| a.clone()).collect();
     let mut stamp = key;
     stamp.push_str("--\n");
@@ -751,7 +751,7 @@ fn register_all(cached: &Cached, found: &[(&'static Arch, PathBuf)]) -> Result<(
     for (a, _) in found {
         let carried = !cached.by_path.iter().any(|n| n == a.name);
         let flags = install::entry_flags(carried, true, false);
-        let line = install::register_line_with(a, path, flags);
+        let line = qemu_shim_registry::binfmt::register_line(a, path, flags);
         bf.register(&line).map_err(|e| {
             // The registry's own hint (run as root…) is for the host's
             // table: this one is the caller's.
@@ -1008,7 +1008,7 @@ mod tests {
             .path()
             .join(format!(".{}.{}.tmp", interp::FILE_NAME, std::process::id()));
         std::os::unix::fs::symlink(&victim, &tmp).unwrap();
-        let _ = install::write_file(&dest, b"image");
+        let _ = crate::files::write_file(&dest, b"image");
         assert_eq!(fs::read_to_string(&victim).unwrap(), "root's own\n");
     }
 

@@ -76,7 +76,7 @@ pub fn uninstall(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     }
     // Held until this run ends, as by install.
     let mut lock = if mounted {
-        Some(crate::install::lock_table(&bf, out)?)
+        Some(crate::files::lock_table(&bf, out)?)
     } else {
         None
     };
@@ -136,7 +136,7 @@ pub fn uninstall(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     if named.is_empty() {
         files.insert(install_dir.join(interp::FILE_NAME));
         // What a killed install left would keep the directory.
-        for f in crate::install::remove_leftovers(&install_dir) {
+        for f in crate::files::remove_leftovers(&install_dir) {
             sum.files_removed.push(f.display().to_string());
             lines.push(format!(
                 "removed        {} (left by an interrupted run)",
@@ -203,11 +203,7 @@ pub fn uninstall(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
             lines.push(format!("removed        {}", persist_path.display()));
             sum.files_removed.push(persist_path.display().to_string());
         } else if keep.len() < all.len() {
-            crate::install::write_file_mode(
-                &persist_path,
-                persist::render(&keep).as_bytes(),
-                0o644,
-            )?;
+            crate::files::write_file_mode(&persist_path, persist::render(&keep).as_bytes(), 0o644)?;
             lines.push(format!(
                 "rewritten      {} (without the lines of the entries removed)",
                 persist_path.display()
@@ -261,7 +257,7 @@ fn shrink(
     users: &[(String, EntryFile)],
     opts: &Options,
     bf: &Binfmt,
-    lock: &mut Option<crate::install::TableLock>,
+    lock: &mut Option<crate::files::TableLock>,
     out: &mut dyn Write,
 ) -> Result<Option<Shrunk>> {
     let spec = interp::read_spec_file(f)?;
@@ -321,7 +317,7 @@ fn shrink(
         &mut io::sink(),
     );
     if had_lock {
-        *lock = Some(crate::install::lock_table(bf, out)?);
+        *lock = Some(crate::files::lock_table(bf, out)?);
     }
     let rebuilt = rebuilt?;
     Ok(Some(Shrunk {
