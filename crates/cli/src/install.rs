@@ -416,43 +416,21 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     };
     let image = &built.image;
 
-    // 6. One step per entry.
-    let mut steps = Vec::new();
-    for (a, emu) in &emulators {
-        // An emulator started by path cannot take the kernel's descriptor:
-        // its entry gets neither O nor C (see `entry_flags`).
-        let carried_here = opts.carry && !built.by_path.iter().any(|(n, _)| n == a.name);
-        let flags = entry_flags(carried_here, opts.pin, opts.credentials);
-        let line = binfmt::register_line(a, &dest_str, flags);
-        line.validate().map_err(|e| {
-            Error::new(format!("cannot register {}: {e}", line.name))
-                .hint("choose an install directory whose path binfmt_misc accepts")
-        })?;
-        let current = existing.iter().find(|(n, _)| *n == line.name);
-        let action = match current {
-            None => Action::Register,
-            Some((_, e)) => decide(
-                &line,
-                e,
-                file_changed,
-                shadowed_by(&existing, &line.name, a),
-            ),
-        };
-        steps.push(Step {
-            arch: a,
-            line,
-            emulator: emu.clone(),
-            action,
-            carried: select::is_in(a, &carried),
-        });
-    }
-
-    // Stand-ins left by an upgrade that was killed midway: removed now.
-    let strays: Vec<(String, EntryFile)> = existing
-        .iter()
-        .filter(|(n, _)| n.starts_with(binfmt::OWNED_PREFIX) && n.ends_with(STAND_IN_SUFFIX))
-        .cloned()
-        .collect();
+    // 6. One step per entry: planned from the table as it is.
+    let plan = plan_entries(
+        &emulators,
+        &Want {
+            dest: &dest_str,
+            carry: opts.carry,
+            by_path: &built.by_path,
+            pin: opts.pin,
+            credentials: opts.credentials,
+            others: &carried,
+        },
+        &existing,
+        file_changed,
+    )?;
+    let EntryPlan { steps, strays } = plan;
 
     // The binfmt.d file: with --persist, or when one already registers
     // entries on this interpreter file (kept in step, or the next boot
@@ -936,6 +914,69 @@ pub fn pattern(e: &EntryFile) -> Option<analysis::Pattern<'_>> {
         }),
         _ => None,
     }
+}
+
+/// What the entries should be: the interpreter file they name, how its
+/// emulators are started, the flags asked for, and which arches are
+/// entries of ours not asked for (kept on the same file).
+struct Want<'a> {
+    dest: &'a str,
+    carry: bool,
+    /// Arches the file starts by path (with why), not carried.
+    by_path: &'a [(String, String)],
+    pin: bool,
+    credentials: bool,
+    others: &'a [&'static Arch],
+}
+
+/// What install does to the table's entries.
+#[derive(Debug)]
+struct EntryPlan {
+    /// One per emulator, in table order.
+    steps: Vec<Step>,
+    /// Stand-ins left by an upgrade that was killed midway: removed.
+    strays: Vec<(String, EntryFile)>,
+}
+
+/// Plans the entries for `emulators` against the table as it is
+/// (`existing`, in the kernel's order), given whether the interpreter file
+/// changes: a pure function of its inputs, tested without a kernel. `Err`
+/// for a line binfmt_misc would refuse (an install path it does not take).
+fn plan_entries(
+    emulators: &[(&'static Arch, PathBuf)],
+    want: &Want<'_>,
+    existing: &[(String, EntryFile)],
+    file_changed: bool,
+) -> Result<EntryPlan> {
+    let mut steps = Vec::new();
+    for (a, emu) in emulators {
+        // An emulator started by path cannot take the kernel's descriptor:
+        // its entry gets neither O nor C (see `entry_flags`).
+        let carried_here = want.carry && !want.by_path.iter().any(|(n, _)| n == a.name);
+        let flags = entry_flags(carried_here, want.pin, want.credentials);
+        let line = binfmt::register_line(a, want.dest, flags);
+        line.validate().map_err(|e| {
+            Error::new(format!("cannot register {}: {e}", line.name))
+                .hint("choose an install directory whose path binfmt_misc accepts")
+        })?;
+        let action = match existing.iter().find(|(n, _)| *n == line.name) {
+            None => Action::Register,
+            Some((_, e)) => decide(&line, e, file_changed, shadowed_by(existing, &line.name, a)),
+        };
+        steps.push(Step {
+            arch: a,
+            line,
+            emulator: emu.clone(),
+            action,
+            carried: select::is_in(a, want.others),
+        });
+    }
+    let strays = existing
+        .iter()
+        .filter(|(n, _)| n.starts_with(binfmt::OWNED_PREFIX) && n.ends_with(STAND_IN_SUFFIX))
+        .cloned()
+        .collect();
+    Ok(EntryPlan { steps, strays })
 }
 
 /// What to do with an existing entry named like ours.
@@ -1920,6 +1961,72 @@ mod tests {
         let file = t.path().join("file");
         std::fs::write(&file, b"").unwrap();
         assert!(plan_install_dir(&file.join("x")).is_err());
+    }
+
+    #[test]
+    fn the_plan_registers_keeps_enables_and_replaces_without_a_kernel() {
+        let a = arch::by_name("aarch64").unwrap();
+        let s390x = arch::by_name("s390x").unwrap();
+        let riscv = arch::by_name("riscv64").unwrap();
+        let dest = "/i/qemu-shim-interp";
+        let emulators = vec![
+            (s390x, PathBuf::from("/e/qemu-s390x-static")),
+            (a, PathBuf::from("/e/qemu-aarch64-static")),
+            (riscv, PathBuf::from("/e/qemu-riscv64-static")),
+        ];
+        let by_path = vec![("riscv64".to_string(), "not a static-pie".to_string())];
+        let want = Want {
+            dest,
+            carry: true,
+            by_path: &by_path,
+            pin: true,
+            credentials: true,
+            others: &[s390x],
+        };
+        // aarch64's entry as install made it, disabled; s390x's as made;
+        // a stand-in a killed upgrade left.
+        let mut off = binfmt::register_line(a, dest, ENTRY_FLAGS).expected_entry();
+        off.enabled = false;
+        let same = binfmt::register_line(s390x, dest, ENTRY_FLAGS).expected_entry();
+        let stray = binfmt::register_line(a, dest, ENTRY_FLAGS).expected_entry();
+        let existing = vec![
+            ("qemu-shim-aarch64.next".to_string(), stray),
+            ("qemu-shim-s390x".to_string(), same),
+            ("qemu-shim-aarch64".to_string(), off),
+        ];
+        let plan = plan_entries(&emulators, &want, &existing, false).unwrap();
+        let got: Vec<(&str, &Action, String, bool)> = plan
+            .steps
+            .iter()
+            .map(|s| (s.arch.name, &s.action, s.line.flags.to_string(), s.carried))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("s390x", &Action::Unchanged, "POCF".to_string(), true),
+                ("aarch64", &Action::Enable, "POCF".to_string(), false),
+                // Started by path: neither O nor C.
+                ("riscv64", &Action::Register, "PF".to_string(), false),
+            ]
+        );
+        assert_eq!(plan.strays.len(), 1);
+        assert_eq!(plan.strays[0].0, "qemu-shim-aarch64.next");
+        // A new file replaces every entry on it.
+        let plan = plan_entries(&emulators, &want, &existing, true).unwrap();
+        assert!(plan.steps[..2].iter().all(
+            |s| matches!(&s.action, Action::Replace(_, why) if why == "interpreter file changed")
+        ));
+        // A path binfmt_misc refuses is an error before anything is done.
+        let long = format!("/{}/qemu-shim-interp", "d".repeat(2000));
+        let want = Want {
+            dest: &long,
+            ..want
+        };
+        let e = plan_entries(&emulators, &want, &existing, false).unwrap_err();
+        assert!(
+            e.message().starts_with("cannot register qemu-shim-s390x: "),
+            "{e:?}"
+        );
     }
 
     #[test]
