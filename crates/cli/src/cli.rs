@@ -141,7 +141,12 @@ pub struct InstallArgs {
     /// Look for emulators here instead of /usr/local/bin and /usr/bin (repeatable)
     ///
     /// In each directory, qemu-<arch>-static is looked for first, then
-    /// qemu-<arch>; the first directory that has the name wins.
+    /// qemu-<arch>; the first directory that has the name wins. Without
+    /// it, each emulator is taken first from where the last install to the
+    /// same interpreter file found it (its install record), so a later
+    /// install needs no --emulator-dir. An arch found nowhere whose
+    /// emulator the installed file carries is registered from that file as
+    /// it is (a note says so).
     #[arg(long, value_name = "DIR")]
     pub emulator_dir: Vec<PathBuf>,
 
