@@ -375,7 +375,8 @@ fn assert_run_refused(c: &Captured, parts: &[&str]) {
 /// What `shim_run` prints when `qemu-shim run` ran `uname -m` in its
 /// private instance: the entry's interpreter file is in the run's own
 /// cache, not a host install, so it did not ride on a host registration.
-const RUN_PRIVATE: &str = "aarch64\ninterpreter /.cache/qemu-shim/qemu-shim-interp\n";
+// An arm64 program: run caches the file for its arch alone (issue 18).
+const RUN_PRIVATE: &str = "aarch64\ninterpreter /.cache/qemu-shim/qemu-shim-interp.aarch64\n";
 
 /// podman's default seccomp profile (containers-common's), with `syscall`
 /// no longer allowed: refused with the profile's default errno (ENOSYS),
@@ -443,7 +444,7 @@ CACHE=/tmp/cache cap no-setfcap-user shim_run $P $RUN --cap-drop SETFCAP --user 
     for name in ["as-user", "read-only"] {
         assert_runs(
             &s.cap(name),
-            "aarch64\ninterpreter /tmp/cache/qemu-shim-interp\n",
+            "aarch64\ninterpreter /tmp/cache/qemu-shim-interp.aarch64\n",
         );
     }
     assert_run_refused(

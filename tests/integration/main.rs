@@ -12,6 +12,7 @@
 mod cli;
 mod containers;
 mod ecosystem;
+mod ergonomics;
 mod hostile;
 mod install_cost;
 mod install_trust;

@@ -79,8 +79,14 @@ fn run_with(s: &Scratch, mut cmd: Command, home: &Path, args: &[&str]) -> Output
         .expect("spawn qemu-shim")
 }
 
-fn cached(s: &Scratch) -> PathBuf {
-    s.join("home/.cache/qemu-shim/qemu-shim-interp")
+/// The cached interpreter file for the arch set `set` (`""`: every
+/// foreign arch, as for a native program; `"aarch64"`: an arm64 program's).
+fn cached(s: &Scratch, set: &str) -> PathBuf {
+    let name = match set {
+        "" => "qemu-shim-interp".to_string(),
+        set => format!("qemu-shim-interp.{set}"),
+    };
+    s.join("home/.cache/qemu-shim").join(name)
 }
 
 /// The host's binfmt_misc directory as seen from here: its entry names, or
@@ -128,7 +134,7 @@ fn foreign_programs_run_as_the_caller_and_the_status_passes_through() {
         show(&o)
     );
     // The interpreter file is cached in the caller's home, theirs.
-    let m = fs::metadata(cached(&s)).expect("cached interpreter file");
+    let m = fs::metadata(cached(&s, "")).expect("cached interpreter file");
     assert_eq!(m.uid(), 65534);
     assert_eq!(host_table(), before, "the host's table changed");
 }
@@ -219,10 +225,14 @@ fn the_cached_interpreter_is_reused_until_an_emulator_changes() {
     let s = setup("run-cache");
     let o = run_as_nobody(&s, &["--", "bin/uname", "-m"]);
     assert_eq!(stdout(&o), "aarch64\n", "{}", show(&o));
-    let first = identity(&cached(&s));
+    let first = identity(&cached(&s, "aarch64"));
     let o = run_as_nobody(&s, &["--", "bin/uname", "-m"]);
     assert_eq!(stdout(&o), "aarch64\n", "{}", show(&o));
-    assert_eq!(identity(&cached(&s)), first, "rebuilt with nothing changed");
+    assert_eq!(
+        identity(&cached(&s, "aarch64")),
+        first,
+        "rebuilt with nothing changed"
+    );
 
     // An upgraded emulator (here: a new modification time) is picked up.
     let emu = s.join("emus/qemu-aarch64-static");
@@ -233,7 +243,7 @@ fn the_cached_interpreter_is_reused_until_an_emulator_changes() {
     let o = run_as_nobody(&s, &["--", "bin/uname", "-m"]);
     assert_eq!(stdout(&o), "aarch64\n", "{}", show(&o));
     assert_ne!(
-        identity(&cached(&s)),
+        identity(&cached(&s, "aarch64")),
         first,
         "not rebuilt for a changed emulator"
     );
@@ -419,7 +429,7 @@ fn another_users_cache_is_refused_not_run_as_root() {
     let o = run_as_nobody(&s, &["--", "bin/uname", "-m"]);
     assert_eq!(stdout(&o), "aarch64\n", "{}", show(&o));
     // nobody's planted "interpreter": records who ran it.
-    let planted = cached(&s);
+    let planted = cached(&s, "aarch64");
     fs::remove_file(&planted).unwrap();
     let src = s.join("planted.c");
     fs::write(
@@ -585,6 +595,99 @@ fn run_errors_say_what_is_wrong_and_how_a_user_fixes_it() {
             ": permission denied (hint: pass --cache-dir DIR or set XDG_CACHE_HOME to a \
              directory of your own; sudo -E hands root the caller's HOME, sudo -H does not)\n"
         ) && err.matches('\n').count() == 1,
+        "{}",
+        show(&o)
+    );
+}
+
+/// Issue 18, item 2: run registers the program's own arch (from its ELF
+/// header) unless --arch names others, and caches one file per arch set,
+/// so a user's cache holds the emulators their programs use.
+#[test]
+fn run_registers_the_programs_own_arch_or_those_named_and_caches_per_set() {
+    let s = setup("run-arch");
+    let o = run_as_nobody(&s, &["--", "bin/uname", "-m"]);
+    assert_eq!(stdout(&o), "aarch64\n", "{}", show(&o));
+    let o = run_as_nobody(
+        &s,
+        &[
+            "--",
+            "bin/bb-s390x/busybox",
+            "ls",
+            "/proc/sys/fs/binfmt_misc",
+        ],
+    );
+    assert_eq!(
+        stdout(&o),
+        "qemu-shim-s390x\nregister\nstatus\n",
+        "{}",
+        show(&o)
+    );
+    let o = run_as_nobody(
+        &s,
+        &[
+            "--arch",
+            "s390x,arm64",
+            "--",
+            "bin/bb-s390x/busybox",
+            "ls",
+            "/proc/sys/fs/binfmt_misc",
+        ],
+    );
+    assert_eq!(
+        stdout(&o),
+        "qemu-shim-aarch64\nqemu-shim-s390x\nregister\nstatus\n",
+        "{}",
+        show(&o)
+    );
+    let mut files: Vec<String> = fs::read_dir(s.join("home/.cache/qemu-shim"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "qemu-shim-interp.aarch64",
+            "qemu-shim-interp.aarch64.stamp",
+            "qemu-shim-interp.s390x",
+            "qemu-shim-interp.s390x+aarch64",
+            "qemu-shim-interp.s390x+aarch64.stamp",
+            "qemu-shim-interp.s390x.stamp",
+        ]
+    );
+    // One emulator's worth (qemu-aarch64-static is about 12 MiB, the file
+    // with both about 25).
+    let one = fs::metadata(cached(&s, "aarch64")).unwrap().len();
+    let both = fs::metadata(cached(&s, "s390x+aarch64")).unwrap().len();
+    assert!(one < 16 << 20 && both > one + (8 << 20), "{one} {both}");
+    let stamp =
+        fs::read_to_string(s.join("home/.cache/qemu-shim/qemu-shim-interp.aarch64.stamp")).unwrap();
+    assert!(
+        stamp.contains("emulator aarch64 qemu ") && !stamp.contains("emulator s390x"),
+        "{stamp}"
+    );
+    // An arch not registered: the kernel cannot run the program (execvp
+    // then hands it to /bin/sh, which fails on its bytes).
+    let o = run_as_nobody(
+        &s,
+        &[
+            "--arch",
+            "arm64",
+            "--",
+            "bin/bb-s390x/busybox",
+            "uname",
+            "-m",
+        ],
+    );
+    assert!(
+        !o.status.success() && !stdout(&o).contains("s390x"),
+        "{}",
+        show(&o)
+    );
+    let o = run_as_nobody(&s, &["--arch", "arm65", "--", "true"]);
+    assert!(
+        o.status.code() == Some(125) && stderr(&o).contains("unknown arch 'arm65'"),
         "{}",
         show(&o)
     );

@@ -57,6 +57,8 @@ Examples:
   qemu-shim uninstall                   remove qemu-shim's entries and its interpreter
   qemu-shim doctor                      check every arch works, and how to fix those that do not
   qemu-shim run -- ./hello-arm64 -v     run one program, without root, in a private binfmt_misc
+  qemu-shim --install all               alias (tonistiigi/binfmt's spelling) of `install all`
+  qemu-shim --uninstall 'qemu-*'        alias of `uninstall 'qemu-*'`: every entry of qemu-shim's
 
 Exit status:
   0  done (which: something runs the file, natively or through an entry;
@@ -69,11 +71,18 @@ Exit status:
 /// Run programs for other CPU architectures through qemu-user, transparently.
 ///
 /// qemu-shim registers one binfmt_misc entry per foreign architecture, all
-/// pointing at one small static interpreter. When you run a foreign program,
+/// pointing at one static interpreter file (44 KB, plus a copy of each
+/// registered emulator it carries: about 336 MiB for all 31 foreign arches,
+/// 11-13 MiB per arch; install prints its size). When you run a foreign program,
 /// the kernel starts the interpreter, which checks the program's ELF header
 /// and starts the matching qemu-user emulator with the program's own argv[0].
 /// Only qemu-shim's entries (named qemu-shim-<arch>) are ever changed;
 /// entries from distro packages or other tools are left alone.
+///
+/// tonistiigi/binfmt's spellings are taken as aliases: `qemu-shim --install
+/// ARCHES` (a comma list, or all) is `qemu-shim install ARCHES`, and
+/// `qemu-shim --uninstall PATTERNS` (such as 'qemu-*') is `qemu-shim
+/// uninstall PATTERNS`.
 #[derive(Debug, Parser)]
 #[command(name = "qemu-shim", version, after_long_help = EXAMPLES)]
 pub struct Cli {
@@ -132,7 +141,12 @@ pub struct InstallArgs {
     /// Look for emulators here instead of /usr/local/bin and /usr/bin (repeatable)
     ///
     /// In each directory, qemu-<arch>-static is looked for first, then
-    /// qemu-<arch>; the first directory that has the name wins.
+    /// qemu-<arch>; the first directory that has the name wins. Without
+    /// it, each emulator is taken first from where the last install to the
+    /// same interpreter file found it (its install record), so a later
+    /// install needs no --emulator-dir. An arch found nowhere whose
+    /// emulator the installed file carries is registered from that file as
+    /// it is (a note says so).
     #[arg(long, value_name = "DIR")]
     pub emulator_dir: Vec<PathBuf>,
 
@@ -236,6 +250,11 @@ pub struct InstallArgs {
     #[arg(long)]
     pub allow_untrusted_emulators: bool,
 
+    /// List every entry in the report, also those left as they were (by
+    /// default: what changed, and one line for the rest)
+    #[arg(long, conflicts_with_all = ["quiet", "json"])]
+    pub verbose: bool,
+
     #[command(flatten)]
     pub report: ReportArgs,
 }
@@ -256,10 +275,15 @@ pub struct ReportArgs {
 ///
 /// Without arguments, removes every entry named qemu-shim-*; with
 /// architectures, only theirs. An interpreter file is deleted once no
-/// qemu-shim entry points at it. Other tools' entries are never touched.
+/// qemu-shim entry points at it; one still used is rewritten without the
+/// emulators of the entries removed (from the files the others were
+/// installed from; the others are registered again on the new file), or
+/// kept, saying why it cannot be. Other tools' entries are never touched.
 #[derive(Debug, Args)]
 pub struct UninstallArgs {
-    /// Architectures to unregister, named as for install (default, or `all`: all of qemu-shim's entries)
+    /// Architectures to unregister, named as for install, or shell patterns
+    /// matching those names (`qemu-*`, as tonistiigi/binfmt takes them)
+    /// (default, `all` or `qemu-*`: all of qemu-shim's entries)
     #[arg(value_name = "ARCH|PLATFORM")]
     pub arches: Vec<String>,
 
@@ -344,12 +368,13 @@ pub struct WhichArgs {
 ///
 /// Runs PROG in a new user and mount namespace with its own, private
 /// binfmt_misc instance (Linux 6.7 or later, user namespaces allowed) where
-/// every foreign arch with an emulator is registered, as install would, but
-/// without C (no program changes credentials in that namespace). PROG and
+/// PROG's own arch (or those --arch names; every foreign arch with an
+/// emulator when PROG is native or a script) is registered, as install
+/// would, but without C (no program changes credentials in that namespace). PROG and
 /// everything it starts, foreign or not, run as you; the host's binfmt_misc
-/// table is not used or changed. The interpreter file is built once into
-/// $XDG_CACHE_HOME/qemu-shim (or ~/.cache/qemu-shim) and rebuilt when the
-/// interpreter or an emulator changes.
+/// table is not used or changed. The interpreter file is built once per
+/// arch set into $XDG_CACHE_HOME/qemu-shim (or ~/.cache/qemu-shim) and
+/// rebuilt when the interpreter or an emulator changes.
 ///
 /// The exit status is PROG's own (a shell shows death by signal N as
 /// 128+N); 125 if qemu-shim failed before PROG started, 126 if PROG cannot
@@ -375,6 +400,17 @@ pub struct RunArgs {
     /// /etc/qemu-shim/config.toml, if it exists)
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+
+    /// Register only these arches (repeatable; comma lists and `all` taken)
+    ///
+    /// Default: the program's own arch, read from its ELF header, so the
+    /// cache holds only the emulators you use (about 12 MiB per arch; all
+    /// 31 foreign arches take some 336 MiB). A program that is not foreign
+    /// ELF (a native one, a script) may start any: every foreign arch with
+    /// an emulator is registered then. Each arch set has its own cached
+    /// file.
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Vec<String>,
 
     /// The program to run, and its arguments
     #[arg(

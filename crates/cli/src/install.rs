@@ -10,20 +10,22 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use qemu_shim_interpfile::output::WRITE_CHUNK;
 use qemu_shim_registry::arch::{self, Arch, ARCHES};
 use qemu_shim_registry::binfmt::{self, Binfmt};
-use qemu_shim_registry::format::{EntryFile, Flags, Kind, RegisterLine};
+use qemu_shim_registry::format::{EntryFile, Flags, RegisterLine};
 use serde::Serialize;
 
 use crate::analysis;
 use crate::config;
 use crate::emulator::{self, Search};
 use crate::error::{Error, Result};
+use crate::files::{
+    keep_old_file, lock_table_noting, remove_leftovers, write_file_by, write_file_mode, FileUndo,
+};
 use crate::interp::{self, Spec};
+use crate::origin;
 use crate::persist;
 use crate::progress::Progress;
 use crate::root;
@@ -102,6 +104,13 @@ pub struct Options {
     pub allow_untrusted: bool,
     /// Show progress on stderr if it is a terminal.
     pub progress: bool,
+    /// Write no text report (`--quiet`, `--json`).
+    pub quiet: bool,
+    /// List every entry, not only those that changed (`--verbose`).
+    pub verbose: bool,
+    /// Register no arch: rebuild the file for our entries already on it
+    /// (`uninstall` shrinking a file, see there). `arches` is ignored.
+    pub rebuild_only: bool,
 }
 
 /// What an install did: `install --json`'s report.
@@ -122,6 +131,12 @@ pub struct Summary {
     /// Carried emulators whose file changed since the previous install,
     /// with the versions before and after.
     pub emulators_updated: Vec<Updated>,
+    /// The interpreter file's size in bytes, as installed.
+    pub interpreter_size: u64,
+    /// How many emulators it carries (the others are started by path).
+    pub emulators_carried: usize,
+    /// Files a killed run left, removed by this one.
+    pub leftovers_removed: Vec<String>,
     /// The report's `note:` lines, without `note: `.
     pub notes: Vec<String>,
 }
@@ -139,6 +154,9 @@ pub struct EntrySummary {
     pub flags: String,
     /// Where the emulator was found.
     pub emulator: String,
+    /// Named on the command line (else an entry of ours on the same file,
+    /// kept working).
+    pub asked: bool,
 }
 
 /// A file in [`Summary`].
@@ -210,13 +228,20 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     progress.say("qemu-shim: probing which arches this machine runs natively");
     let (native, probe_note) = select::native()?;
     // `all` (or nothing named) is every foreign arch with an emulator.
-    let named = select::names(&opts.arches)?;
+    // Rebuilding only: no arch is named, our entries on the file stay.
+    let named = if opts.rebuild_only {
+        Some(Vec::new())
+    } else {
+        select::names(&opts.arches)?
+    };
     let explicit = named.is_some();
     let chosen = match &named {
         Some(names) => select::resolve_foreign(names, &native)?,
         None => select::foreign(&native),
     };
-    let search = Search::new(&opts.emulator_dirs)?;
+    // `--emulator-dir` that cannot be searched is an error only for an arch
+    // that needs it (one the installed file carries can be kept).
+    let search = Search::new(&opts.emulator_dirs);
     // The administrator's per-arch emulator choice, read now and written
     // into the table: the interpreter never reads it.
     let euid = nix::unistd::geteuid().as_raw();
@@ -225,34 +250,6 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     // and the caller's own (the same, as root).
     let owners = trust::Owners::system().and(euid);
     let host = qemu_shim_registry::probe::host_arch().map(|a| a.name);
-    // Arches whose emulator takes the plain command line (box64, FEX).
-    let mut plain: Vec<String> = Vec::new();
-    let mut found: Vec<(&'static Arch, PathBuf)> = Vec::new();
-    let mut missing: Vec<&'static Arch> = Vec::new();
-    for a in &chosen {
-        match cfg.emulator(a, &search, host)? {
-            Some((p, is_plain)) => {
-                if is_plain {
-                    plain.push(a.name.to_string());
-                }
-                found.push((a, p));
-            }
-            None => missing.push(a),
-        }
-    }
-    if explicit && !missing.is_empty() {
-        return Err(no_emulator(&search, &missing));
-    }
-    for (a, p) in &found {
-        check_source(opts, &owners, &format!("the emulator for {}", a.name), p)?;
-    }
-    if found.is_empty() {
-        return Err(Error::new(format!(
-            "no emulator found for any foreign arch: looked for qemu-<arch>-static or qemu-<arch> in {}",
-            dirs_text(&search)
-        ))
-        .hint(search.hint()));
-    }
 
     // 2. The interpreter image, configured below once the arch set is known.
     let source = match &opts.interpreter {
@@ -274,7 +271,15 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     let (bf, mounted_here) = root::open_for_change(opts.binfmt_dir.as_deref())?;
     // Held until this run ends: another install or uninstall on this
     // table waits, then plans from what this one left.
-    let _lock = lock_table(&bf, out)?;
+    // The note is printed while waiting; quiet, it goes to the report's
+    // notes instead (`--json`).
+    let (_lock, lock_note) = if opts.quiet {
+        let (lock, note) = lock_table_noting(&bf, &mut io::sink())?;
+        (lock, note)
+    } else {
+        let (lock, _) = lock_table_noting(&bf, out)?;
+        (lock, None)
+    };
     let existing = bf.list()?;
 
     // 4. Where the interpreter goes.
@@ -302,54 +307,69 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     let old_record = sources::read(&dest).ok().flatten();
     let old_record_bytes = fs::read(&record_path).ok();
 
-    // 5. Our entries on the same file that were not asked for stay, so the
-    //    new table must still name their emulators.
-    let mut emulators = found.clone();
+    // 5. Emulators: for the arches asked for, then for our entries on the
+    //    same file that were not asked for (they stay, so the new table
+    //    must still name their emulators).
+    let installed = origin::Installed::read(&dest, old_file.as_ref());
+    let finder = origin::Finder {
+        cfg: &cfg,
+        search: &search,
+        given: !opts.emulator_dirs.is_empty(),
+        installed: &installed,
+        host,
+    };
+    let mut r = Resolved::default();
+    let mut missing: Vec<&'static Arch> = Vec::new();
+    for a in &chosen {
+        r.take(a, finder.find(a, false)?, &mut missing);
+    }
+    if explicit && !missing.is_empty() {
+        return Err(no_emulator(
+            search.as_ref().map_err(Error::clone)?,
+            &missing,
+        ));
+    }
+    if r.found.is_empty() && !opts.rebuild_only {
+        let search = search.as_ref().map_err(Error::clone)?;
+        return Err(Error::new(format!(
+            "no emulator found for any foreign arch: looked for qemu-<arch>-static or qemu-<arch> in {}",
+            dirs_text(search)
+        ))
+        .hint(search.hint()));
+    }
     let mut carried = Vec::new();
+    let mut unknown = Vec::new();
     for (name, entry) in &existing {
         let Some(a) = owned_arch(name) else { continue };
-        if entry.interpreter != dest_str || emulators.iter().any(|(f, _)| std::ptr::eq(*f, a)) {
+        if entry.interpreter != dest_str || r.found.iter().any(|(f, _)| std::ptr::eq(*f, a)) {
             continue;
         }
-        // The config decides for them too; else they keep what they had.
-        let old = if cfg.choice(a).is_some() {
-            cfg.emulator(a, &search, host)?.map(|(p, is_plain)| {
-                if is_plain {
-                    plain.push(a.name.to_string());
-                }
-                p
-            })
-        } else {
-            if old_config
-                .as_ref()
-                .is_some_and(|c| c.plain.iter().any(|n| n == a.name))
-            {
-                plain.push(a.name.to_string());
-            }
-            old_config
-                .as_ref()
-                .and_then(|c| c.emulator(a.name))
-                .map(Path::to_path_buf)
-                .or_else(|| search.find(a))
-        };
-        match old {
-            Some(p) => {
-                check_source(opts, &owners, &format!("the emulator for {}", a.name), &p)?;
-                emulators.push((a, p));
-                carried.push(a);
-            }
-            None => {
-                return Err(Error::new(format!(
-                    "{name} uses {dest_str}, but no emulator for {} is known to keep it working",
-                    a.name
-                ))
-                .hint(format!(
-                    "`qemu-shim uninstall {}`, or pass --emulator-dir",
-                    a.name
-                )))
-            }
+        carried.push(a);
+        r.take(a, finder.find(a, true)?, &mut unknown);
+    }
+    if let Some(a) = unknown.first() {
+        return Err(Error::new(format!(
+            "{} uses {dest_str}, but no emulator for {} is known to keep it working",
+            binfmt::entry_name(a.name),
+            a.name
+        ))
+        .hint(format!(
+            "`qemu-shim uninstall {}`, or pass --emulator-dir",
+            a.name
+        )));
+    }
+    if r.found.is_empty() {
+        return Err(Error::new(format!(
+            "no entry of qemu-shim uses {dest_str}: nothing to rebuild"
+        )));
+    }
+    let Resolved { found, kept, plain } = r;
+    for (a, p) in &found {
+        if !select::is_in(a, &kept) {
+            check_source(opts, &owners, &format!("the emulator for {}", a.name), p)?;
         }
     }
+    let mut emulators = found;
     emulators.sort_by_key(|(a, _)| ARCHES.iter().position(|r| std::ptr::eq(r, *a)));
     let cpu = cpu_models(&cfg, &emulators, &plain)?;
 
@@ -375,79 +395,41 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
         plain,
         cpu,
     };
-    progress.say(&format!(
-        "qemu-shim: building the interpreter file ({} emulators)",
-        config.emulators.len()
-    ));
-    // What each carried emulator was, as it is read for the build: its
-    // stamp, hash and version go into the install record (see `sources`).
-    let mut seen: Vec<(PathBuf, sources::FileStamp, String, Option<String>)> = Vec::new();
-    // Planned now (each emulator read once, one at a time); written, or
-    // compared with the installed file, piece by piece (see
-    // `qemu_shim_interpfile::Prepared`): never whole in memory.
-    let built = interp::prepare_with(&shim, &config, &mut |path, stamp, bytes| {
-        let version = config
+    // An arch found nowhere but carried in the installed file keeps that
+    // file as it is; else the file is built and compared with it.
+    let (prepared, by_path, seen, file_changed) = if kept.is_empty() {
+        let (p, seen, changed) =
+            build_and_compare(&shim, &source, &config, &dest, old_file, &mut progress)?;
+        let by_path = p.by_path.clone();
+        (Some(p), by_path, seen, changed)
+    } else {
+        drop(old_file);
+        check_keep(&config, &installed, old_record.as_ref(), &kept, &dest)?;
+        let by_path = config
             .emulators
             .iter()
-            .find(|(_, p)| p == path)
-            .and_then(|(a, _)| arch::by_name(a))
-            .and_then(|a| {
-                crate::status::find_version(bytes, format!("{} version ", a.emulator).as_bytes())
-            });
-        seen.push((
-            path.to_path_buf(),
-            sources::FileStamp::from(stamp),
-            sources::sha256_hex(bytes),
-            version,
-        ));
-    })
-    .map_err(|e| e.context(format!("interpreter {}", source.display())))?;
-    let file_changed = match &old_file {
-        // Its errors name the file or the emulator that failed.
-        Some(f) => !built.same_as(f, &dest)?,
-        None => true,
+            .filter(|(a, _)| !installed.carries(a))
+            .map(|(a, _)| (a.clone(), "not carried in the installed file".to_string()))
+            .collect();
+        (None, by_path, Vec::new(), false)
     };
-    // Undoing needs no copy of the old file either: `apply` keeps it under
-    // a second name (see `keep_old_file`).
-    drop(old_file);
+    let built = Built { prepared, by_path };
 
-    // 6. One step per entry.
-    let mut steps = Vec::new();
-    for (a, emu) in &emulators {
-        // An emulator started by path cannot take the kernel's descriptor:
-        // its entry gets neither O nor C (see `entry_flags`).
-        let carried_here = opts.carry && !built.by_path.iter().any(|(n, _)| n == a.name);
-        let flags = entry_flags(carried_here, opts.pin, opts.credentials);
-        let line = register_line_with(a, &dest_str, flags);
-        line.validate().map_err(|e| {
-            Error::new(format!("cannot register {}: {e}", line.name))
-                .hint("choose an install directory whose path binfmt_misc accepts")
-        })?;
-        let current = existing.iter().find(|(n, _)| *n == line.name);
-        let action = match current {
-            None => Action::Register,
-            Some((_, e)) => decide(
-                &line,
-                e,
-                file_changed,
-                shadowed_by(&existing, &line.name, a),
-            ),
-        };
-        steps.push(Step {
-            arch: a,
-            line,
-            emulator: emu.clone(),
-            action,
-            carried: select::is_in(a, &carried),
-        });
-    }
-
-    // Stand-ins left by an upgrade that was killed midway: removed now.
-    let strays: Vec<(String, EntryFile)> = existing
-        .iter()
-        .filter(|(n, _)| n.starts_with(binfmt::OWNED_PREFIX) && n.ends_with(STAND_IN_SUFFIX))
-        .cloned()
-        .collect();
+    // 6. One step per entry: planned from the table as it is.
+    let plan = plan_entries(
+        &emulators,
+        &Want {
+            dest: &dest_str,
+            carry: opts.carry,
+            by_path: &built.by_path,
+            pin: opts.pin,
+            credentials: opts.credentials,
+            others: &carried,
+        },
+        &existing,
+        file_changed,
+    )?;
+    let EntryPlan { steps, strays } = plan;
 
     // The binfmt.d file: with --persist, or when one already registers
     // entries on this interpreter file (kept in step, or the next boot
@@ -472,13 +454,17 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     // The install record: what each emulator was when read for this file.
     // Rewritten with the file, or alone when only a stamp moved (a package
     // reinstalled with the same bytes).
-    let sources = record_sources(
-        &config,
-        &built.by_path,
-        opts.carry,
-        &seen,
-        old_record.as_ref(),
-    )?;
+    // A kept file keeps its record (`check_keep` found it true).
+    let sources = match (&old_record, kept.is_empty()) {
+        (Some(r), false) => r.emulators.clone(),
+        _ => record_sources(
+            &config,
+            &built.by_path,
+            opts.carry,
+            &seen,
+            old_record.as_ref(),
+        )?,
+    };
     let record_now = |interpreter: sources::FileStamp| sources::Record {
         format: sources::FORMAT,
         interpreter,
@@ -540,69 +526,53 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     } else {
         Vec::new()
     };
-    for f in remove_leftovers(&dir.path) {
-        let _ = writeln!(
-            out,
-            "removed    {} (left by an interrupted run)",
-            f.display()
-        );
-    }
+    let leftovers = remove_leftovers(&dir.path);
 
-    // 8. Report.
-    if new_persist.is_some() {
-        let _ = writeln!(
-            out,
-            "{:<10} {}",
-            if persist_changed {
-                "written"
-            } else {
-                "unchanged"
-            },
-            persist_path.display()
-        );
-    }
-    report(
-        out,
-        &bf,
-        &dest,
-        file_changed,
-        &steps,
-        &missing,
-        nothing_to_do,
-        &existing,
-    );
-    // After the file's line: what the new file carries that the old did not.
-    for u in &updated {
-        let _ = writeln!(
-            out,
-            "updated    the {} emulator: {} -> {}",
-            u.arch,
-            u.from.as_deref().unwrap_or("version unknown"),
-            u.to.as_deref().unwrap_or("version unknown")
-        );
+    // 8. Report: data first, then its text (JSON is the same data).
+    let mut notes = Vec::new();
+    notes.extend(lock_note);
+    notes.extend(overlap_notes(&steps, &existing));
+    if let Ok(false) = bf.status_enabled() {
+        notes.push(format!(
+            "binfmt_misc is disabled as a whole (hint: echo 1 > {}/status)",
+            bf.root().display()
+        ));
     }
     if opts.carry {
         for (arch, why) in &built.by_path {
-            let _ = writeln!(
-                out,
-                "note: the emulator for {arch} is started by path, not carried: {why}"
-            );
+            notes.push(format!(
+                "the emulator for {arch} is started by path, not carried: {why}"
+            ));
         }
     }
+    if !kept.is_empty() {
+        let paths: Vec<String> = kept
+            .iter()
+            .filter_map(|a| installed.path(a.name))
+            .map(|p| p.display().to_string())
+            .collect();
+        notes.push(format!(
+            "the emulator for {} is gone ({}): registered from the copy {dest_str} carries, which gets no updates until it is back",
+            select::names_of(&kept),
+            paths.join(", ")
+        ));
+    }
     for s in steps.iter().filter(|s| select::is_in(s.arch, &native)) {
-        let _ = writeln!(
-            out,
-            "note: {} is for {}, which this machine runs natively (hint: qemu-shim uninstall {})",
+        notes.push(format!(
+            "{} is for {}, which this machine runs natively (hint: qemu-shim uninstall {})",
             s.line.name, s.arch.name, s.arch.name
-        );
+        ));
     }
     if let Some(n) = probe_note {
-        let _ = writeln!(out, "note: native arches: {n}");
+        notes.push(format!("native arches: {n}"));
     }
     if let Some(n) = root::mount_lifetime_note(mounted_here) {
-        let _ = writeln!(out, "note: {n}");
+        notes.push(n.to_string());
     }
-    Ok(Summary {
+    let size = fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
+    let sum = Summary {
+        interpreter_size: size,
+        emulators_carried: config.emulators.len() - built.by_path.len().min(config.emulators.len()),
         interpreter: dest_str,
         interpreter_written: file_changed,
         entries: steps
@@ -621,6 +591,7 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
                     reason,
                     flags: s.line.flags.to_string(),
                     emulator: s.emulator.display().to_string(),
+                    asked: !s.carried,
                 }
             })
             .collect(),
@@ -631,8 +602,158 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
         }),
         unchanged: nothing_to_do,
         emulators_updated: updated,
-        notes: Vec::new(),
+        leftovers_removed: leftovers.iter().map(|p| p.display().to_string()).collect(),
+        notes,
+    };
+    if !opts.quiet {
+        write_text(out, &sum, opts.verbose);
+    }
+    Ok(sum)
+}
+
+/// The emulators found for an install, as [`origin::Finder`] finds them.
+#[derive(Default)]
+struct Resolved {
+    /// Arch and emulator path (for a kept arch, the path its table names).
+    found: Vec<(&'static Arch, PathBuf)>,
+    /// Arches re-registered from the installed file's own copy.
+    kept: Vec<&'static Arch>,
+    /// Arches whose emulator takes the plain command line (box64, FEX).
+    plain: Vec<String>,
+}
+
+impl Resolved {
+    fn take(&mut self, a: &'static Arch, o: origin::Origin, missing: &mut Vec<&'static Arch>) {
+        match o {
+            origin::Origin::Found { path, plain } => {
+                if plain {
+                    self.plain.push(a.name.to_string());
+                }
+                self.found.push((a, path));
+            }
+            origin::Origin::Kept(path) => {
+                self.kept.push(a);
+                self.found.push((a, path));
+            }
+            origin::Origin::Missing => missing.push(a),
+        }
+    }
+}
+
+/// What each carried emulator was when read for the build: path, stamp,
+/// hash and version (see `sources`).
+type Seen = Vec<(PathBuf, sources::FileStamp, String, Option<String>)>;
+
+/// Builds the interpreter file for `config` and compares it with the
+/// installed one (`old_file`, dropped after): the built file, what was
+/// read for it, and whether it differs.
+fn build_and_compare<'a>(
+    shim: &'a [u8],
+    source: &Path,
+    config: &'a Spec,
+    dest: &Path,
+    old_file: Option<fs::File>,
+    progress: &mut Progress,
+) -> Result<(interp::Prepared<'a>, Seen, bool)> {
+    progress.say(&format!(
+        "qemu-shim: building the interpreter file ({} emulators)",
+        config.emulators.len()
+    ));
+    // What each carried emulator was, as it is read for the build: its
+    // stamp, hash and version go into the install record (see `sources`).
+    let mut seen: Seen = Vec::new();
+    // Planned now (each emulator read once, one at a time); written, or
+    // compared with the installed file, piece by piece (see
+    // `qemu_shim_interpfile::Prepared`): never whole in memory.
+    let built = interp::prepare_with(shim, config, &mut |path, stamp, bytes| {
+        let version = config
+            .emulators
+            .iter()
+            .find(|(_, p)| p == path)
+            .and_then(|(a, _)| arch::by_name(a))
+            .and_then(|a| {
+                crate::status::find_version(bytes, format!("{} version ", a.emulator).as_bytes())
+            });
+        seen.push((
+            path.to_path_buf(),
+            sources::FileStamp::from(stamp),
+            sources::sha256_hex(bytes),
+            version,
+        ));
     })
+    .map_err(|e| e.context(format!("interpreter {}", source.display())))?;
+    let file_changed = match &old_file {
+        // Its errors name the file or the emulator that failed.
+        Some(f) => !built.same_as(f, dest)?,
+        None => true,
+    };
+    // Undoing needs no copy of the old file either: `apply` keeps it under
+    // a second name (see `keep_old_file`).
+    drop(old_file);
+    Ok((built, seen, file_changed))
+}
+
+/// Refuses to keep the installed file for the `kept` arches (emulators
+/// found nowhere, carried there) unless it is exactly what this run would
+/// build: the same table (arches, paths, options) and every other source
+/// unchanged since the record. A new file cannot take a kept copy: it is
+/// laid out and pre-relocated for the old one, not the emulator's file.
+fn check_keep(
+    config: &Spec,
+    installed: &origin::Installed,
+    record: Option<&sources::Record>,
+    kept: &[&'static Arch],
+    dest: &Path,
+) -> Result<()> {
+    let why = if installed.spec.as_ref() != Some(config) {
+        let had: Vec<&str> = installed
+            .spec
+            .iter()
+            .flat_map(|s| &s.emulators)
+            .map(|(a, _)| a.as_str())
+            .collect();
+        let new: Vec<&str> = config
+            .emulators
+            .iter()
+            .map(|(a, _)| a.as_str())
+            .filter(|a| !had.contains(a))
+            .collect();
+        Some(if new.is_empty() {
+            "this run changes its table".to_string()
+        } else {
+            format!("this run adds {}", new.join(", "))
+        })
+    } else {
+        config
+            .emulators
+            .iter()
+            .filter(|(a, _)| !kept.iter().any(|k| k.name == a))
+            .find(|(a, p)| {
+                let now = fs::metadata(p).ok().map(|m| sources::FileStamp::of(&m));
+                let was = record
+                    .and_then(|r| r.source(a))
+                    .filter(|s| Path::new(&s.path) == p.as_path())
+                    .map(|s| s.stamp);
+                now.is_none() || now != was
+            })
+            .map(|(a, p)| format!("the emulator for {a} ({}) changed", p.display()))
+    };
+    let Some(why) = why else { return Ok(()) };
+    let names = select::names_of(kept);
+    let paths: Vec<String> = kept
+        .iter()
+        .filter_map(|a| installed.path(a.name))
+        .map(|p| p.display().to_string())
+        .collect();
+    Err(Error::new(format!(
+        "cannot rebuild {}: {why}, but the emulator for {names} is gone ({}), and the copy that file carries cannot be moved into a new one",
+        dest.display(),
+        paths.join(", ")
+    ))
+    .hint(format!(
+        "put it back, pass --emulator-dir with a directory that holds it, or `qemu-shim uninstall {}` first",
+        kept.iter().map(|a| a.name).collect::<Vec<_>>().join(" ")
+    )))
 }
 
 /// The install record's emulators for a file built from `config`: carried
@@ -767,21 +888,7 @@ pub fn owned_arch(name: &str) -> Option<&'static Arch> {
 /// The register line of our entry for `a`, with the default flags.
 #[cfg(test)]
 pub fn register_line(a: &Arch, interpreter: &str) -> RegisterLine {
-    register_line_with(a, interpreter, ENTRY_FLAGS)
-}
-
-/// The register line of our entry for `a`.
-pub fn register_line_with(a: &Arch, interpreter: &str, flags: Flags) -> RegisterLine {
-    RegisterLine {
-        name: binfmt::entry_name(a.name),
-        kind: Kind::Magic {
-            offset: a.offset,
-            magic: a.magic.to_vec(),
-            mask: Some(a.mask.to_vec()),
-        },
-        interpreter: interpreter.to_owned(),
-        flags,
-    }
+    binfmt::register_line(a, interpreter, ENTRY_FLAGS)
 }
 
 /// The enabled entry that the kernel tries before `name` and that overlaps
@@ -808,6 +915,69 @@ pub fn pattern(e: &EntryFile) -> Option<analysis::Pattern<'_>> {
         }),
         _ => None,
     }
+}
+
+/// What the entries should be: the interpreter file they name, how its
+/// emulators are started, the flags asked for, and which arches are
+/// entries of ours not asked for (kept on the same file).
+struct Want<'a> {
+    dest: &'a str,
+    carry: bool,
+    /// Arches the file starts by path (with why), not carried.
+    by_path: &'a [(String, String)],
+    pin: bool,
+    credentials: bool,
+    others: &'a [&'static Arch],
+}
+
+/// What install does to the table's entries.
+#[derive(Debug)]
+struct EntryPlan {
+    /// One per emulator, in table order.
+    steps: Vec<Step>,
+    /// Stand-ins left by an upgrade that was killed midway: removed.
+    strays: Vec<(String, EntryFile)>,
+}
+
+/// Plans the entries for `emulators` against the table as it is
+/// (`existing`, in the kernel's order), given whether the interpreter file
+/// changes: a pure function of its inputs, tested without a kernel. `Err`
+/// for a line binfmt_misc would refuse (an install path it does not take).
+fn plan_entries(
+    emulators: &[(&'static Arch, PathBuf)],
+    want: &Want<'_>,
+    existing: &[(String, EntryFile)],
+    file_changed: bool,
+) -> Result<EntryPlan> {
+    let mut steps = Vec::new();
+    for (a, emu) in emulators {
+        // An emulator started by path cannot take the kernel's descriptor:
+        // its entry gets neither O nor C (see `entry_flags`).
+        let carried_here = want.carry && !want.by_path.iter().any(|(n, _)| n == a.name);
+        let flags = entry_flags(carried_here, want.pin, want.credentials);
+        let line = binfmt::register_line(a, want.dest, flags);
+        line.validate().map_err(|e| {
+            Error::new(format!("cannot register {}: {e}", line.name))
+                .hint("choose an install directory whose path binfmt_misc accepts")
+        })?;
+        let action = match existing.iter().find(|(n, _)| *n == line.name) {
+            None => Action::Register,
+            Some((_, e)) => decide(&line, e, file_changed, shadowed_by(existing, &line.name, a)),
+        };
+        steps.push(Step {
+            arch: a,
+            line,
+            emulator: emu.clone(),
+            action,
+            carried: select::is_in(a, want.others),
+        });
+    }
+    let strays = existing
+        .iter()
+        .filter(|(n, _)| n.starts_with(binfmt::OWNED_PREFIX) && n.ends_with(STAND_IN_SUFFIX))
+        .cloned()
+        .collect();
+    Ok(EntryPlan { steps, strays })
 }
 
 /// What to do with an existing entry named like ours.
@@ -871,6 +1041,35 @@ impl NewFile for interp::Prepared<'_> {
     }
 }
 
+/// The interpreter file this run installs: built (planned, and streamed
+/// when written), or, with an arch whose emulator is gone but carried
+/// there, the installed file kept as it is (`prepared` is `None`, and the
+/// file is never rewritten: see [`check_keep`]).
+struct Built<'a> {
+    prepared: Option<interp::Prepared<'a>>,
+    /// Arches started by path, and why.
+    by_path: Vec<(String, String)>,
+}
+
+impl NewFile for Built<'_> {
+    fn file_size(&self) -> Result<u64> {
+        match &self.prepared {
+            Some(p) => NewFile::file_size(p),
+            None => Err(Error::new(
+                "internal: the kept interpreter file is not rewritten",
+            )),
+        }
+    }
+    fn write_to(&self, f: &fs::File, dest: &Path, progress: &mut dyn FnMut(u64)) -> Result<()> {
+        match &self.prepared {
+            Some(p) => p.write_to(f, dest, progress),
+            None => Err(Error::new(
+                "internal: the kept interpreter file is not rewritten",
+            )),
+        }
+    }
+}
+
 /// Bytes, for the tests of [`apply`].
 #[cfg(test)]
 impl<const N: usize> NewFile for [u8; N] {
@@ -878,7 +1077,7 @@ impl<const N: usize> NewFile for [u8; N] {
         Ok(N as u64)
     }
     fn write_to(&self, f: &fs::File, dest: &Path, _: &mut dyn FnMut(u64)) -> Result<()> {
-        f.write_all_at(self, 0)
+        std::os::unix::fs::FileExt::write_all_at(f, self, 0)
             .map_err(|e| Error::io("cannot write", dest, &e))
     }
 }
@@ -987,156 +1186,6 @@ fn apply(
             .push(Undo::Reregister(name.clone(), Box::new(old.clone())));
     }
     Ok(())
-}
-
-/// Writes `bytes` to `dest` through a temporary file in the same directory
-/// renamed into place, so `dest` is at every moment the old file or the
-/// whole new one. Mode 0755.
-#[cfg(test)]
-pub fn write_file(dest: &Path, bytes: &[u8]) -> Result<()> {
-    write_file_mode(dest, bytes, 0o755)
-}
-
-/// [`write_file`] with another mode.
-pub fn write_file_mode(dest: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    write_file_by(dest, mode, &mut |f| {
-        // In pieces of `WRITE_CHUNK`: see there.
-        for (i, chunk) in bytes.chunks(WRITE_CHUNK).enumerate() {
-            f.write_all_at(chunk, (i * WRITE_CHUNK) as u64)
-                .map_err(|e| Error::io("cannot write", dest, &e))?;
-        }
-        Ok(())
-    })
-}
-
-/// [`write_file_mode`] of what `write` writes into the new, empty file
-/// (an interpreter file streamed by `qemu_shim_interpfile::Prepared`).
-pub fn write_file_by(
-    dest: &Path,
-    mode: u32,
-    write: &mut dyn FnMut(&fs::File) -> Result<()>,
-) -> Result<()> {
-    let tmp = beside(dest, "tmp");
-    let written = (|| -> Result<()> {
-        let io_err = |e: io::Error| Error::io("cannot write", dest, &e);
-        // O_EXCL already refuses a link at the name; O_NOFOLLOW says so in
-        // the call too, and O_CLOEXEC keeps it from any child.
-        let f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(&tmp)
-            .map_err(io_err)?;
-        // The umask may have cleared bits of the mode asked for.
-        f.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(io_err)?;
-        write(&f)?;
-        f.sync_all().map_err(io_err)?;
-        // Closed before it takes the path: an entry without F execs the
-        // file by path, and a file still open for writing fails that exec
-        // with ETXTBSY.
-        drop(f);
-        fs::rename(&tmp, dest).map_err(io_err)
-    })();
-    written.inspect_err(|_| {
-        let _ = fs::remove_file(&tmp);
-    })
-}
-
-/// A name for this run's own file beside `dest`, in `dest`'s directory (so
-/// a rename or a hard link between the two never crosses file systems):
-/// `.NAME.PID.KIND`, hidden, and never a name any other command reads.
-/// [`remove_leftovers`] knows each kind.
-fn beside(dest: &Path, kind: &str) -> PathBuf {
-    let dir = dest.parent().unwrap_or(Path::new("/"));
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    dir.join(format!(".{name}.{}.{kind}", std::process::id()))
-}
-
-/// What [`beside`] calls the old interpreter file kept while a run that
-/// replaces it could still be undone (see [`keep_old_file`]).
-const BACKUP_KIND: &str = "old.tmp";
-
-/// An exclusive `flock` on a binfmt_misc table's directory, held for one
-/// run of `install` or `uninstall`: two runs racing would each plan from
-/// the table as it was, then trip over each other's entries (`EEXIST`, an
-/// entry removed under the other's feet). Released when dropped or when the
-/// process dies, so a killed run never leaves it taken. The directory
-/// itself is locked, so no file is created for it; each binfmt_misc
-/// instance (one per user namespace that mounts its own) has its own.
-#[must_use = "the lock is released when dropped"]
-pub struct TableLock(#[allow(dead_code)] nix::fcntl::Flock<fs::File>);
-
-/// Takes the table's lock, waiting (and saying so on `out`) while another
-/// run holds it.
-pub fn lock_table(bf: &Binfmt, out: &mut dyn Write) -> Result<TableLock> {
-    use nix::errno::Errno;
-    use nix::fcntl::{Flock, FlockArg};
-    let root = bf.root();
-    let dir = fs::File::open(root).map_err(|e| Error::io("cannot open", root, &e))?;
-    let lock_err = |e: Errno| Error::io("cannot lock", root, &io::Error::from(e));
-    match Flock::lock(dir, FlockArg::LockExclusiveNonblock) {
-        Ok(l) => Ok(TableLock(l)),
-        Err((dir, Errno::EWOULDBLOCK)) => {
-            let _ = writeln!(
-                out,
-                "note: waiting for another qemu-shim install or uninstall on {}",
-                root.display()
-            );
-            let _ = out.flush();
-            Flock::lock(dir, FlockArg::LockExclusive)
-                .map(TableLock)
-                .map_err(|(_, e)| lock_err(e))
-        }
-        Err((_, e)) => Err(lock_err(e)),
-    }
-}
-
-/// Removes the files that runs killed while changing the interpreter file
-/// left in `dir` (see [`beside`]): the new file being written
-/// (`.qemu-shim-interp.PID.tmp`, see [`write_file`]) and the old one kept
-/// for undoing (`.qemu-shim-interp.PID.old.tmp`, see [`keep_old_file`]),
-/// and returns them. The run that left them is gone and cannot undo
-/// anything any more: the next one installs afresh. Called with the
-/// table's lock held;
-/// a file whose writer is still alive (a run on another binfmt_misc
-/// instance sharing the directory) is kept
-/// ([`qemu_shim_registry::probe::pid_gone`]).
-pub fn remove_leftovers(dir: &Path) -> Vec<PathBuf> {
-    let prefix = format!(".{}.", interp::FILE_NAME);
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut removed = Vec::new();
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(&prefix))
-            .map(|n| n.strip_prefix("state.").unwrap_or(n))
-            .and_then(|n| {
-                n.strip_suffix(&format!(".{BACKUP_KIND}"))
-                    .or_else(|| n.strip_suffix(".tmp"))
-            })
-            .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|p| p.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if !qemu_shim_registry::probe::pid_gone(pid) {
-            continue;
-        }
-        let path = e.path();
-        if fs::remove_file(&path).is_ok() {
-            removed.push(path);
-        }
-    }
-    removed.sort();
-    removed
 }
 
 /// The install directory as planned: its absolute path (the part that
@@ -1288,75 +1337,6 @@ fn preflight(bf: &Binfmt, dir: &InstallDir) -> Result<()> {
     Ok(())
 }
 
-enum FileUndo {
-    Remove(PathBuf),
-    /// The old contents, and the mode to write them with.
-    Restore(PathBuf, Vec<u8>, u32),
-    /// The path, and the second name the old file was hard-linked to
-    /// before the new file took the path.
-    Relink(PathBuf, PathBuf),
-}
-
-impl FileUndo {
-    /// Puts the file back; the error's text if that failed.
-    fn undo(&self) -> std::result::Result<(), String> {
-        match self {
-            FileUndo::Restore(path, old, mode) => {
-                write_file_mode(path, old, *mode).map_err(|e| e.to_string())
-            }
-            FileUndo::Remove(path) => {
-                fs::remove_file(path).map_err(|e| Error::io("cannot remove", path, &e).to_string())
-            }
-            FileUndo::Relink(path, backup) => {
-                // One rename: the path holds the new file or the old one,
-                // never neither, as when the new one came.
-                fs::rename(backup, path)
-                    .map_err(|e| Error::io("cannot restore", path, &e).to_string())?;
-                // Renaming a file over another name of the same file
-                // changes nothing (POSIX): if the path somehow held the old
-                // file still, its second name must go all the same.
-                let _ = fs::remove_file(backup);
-                Ok(())
-            }
-        }
-    }
-
-    /// The change stays: what undoing it needed goes. A second name left
-    /// behind (this fails) is removed by the next run (see
-    /// [`remove_leftovers`]).
-    fn release(&self) {
-        if let FileUndo::Relink(_, backup) = self {
-            let _ = fs::remove_file(backup);
-        }
-    }
-}
-
-/// What undoes writing a new file to `path`, taken before the new file is
-/// renamed over the old one: the old file hard-linked to a second name
-/// beside it, so undoing is one rename back (the same inode: its bytes,
-/// mode and owner, nothing copied; entries registered with `F` pin that
-/// inode anyway, and are not affected). Where the file system refuses the
-/// link (`EPERM`, `ENOTSUP`, `EMLINK`, or `EEXIST`: the name is taken, say
-/// by a run in another pid namespace sharing the directory), the old
-/// bytes are held in memory instead, which costs the file's size. Without
-/// an old file, undoing removes the new one.
-fn keep_old_file(path: &Path) -> Result<FileUndo> {
-    let backup = beside(path, BACKUP_KIND);
-    match fs::hard_link(path, &backup) {
-        Ok(()) => return Ok(FileUndo::Relink(path.to_path_buf(), backup)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Ok(FileUndo::Remove(path.to_path_buf()))
-        }
-        Err(_) => {}
-    }
-    let read = fs::read(path).and_then(|b| Ok((b, fs::metadata(path)?.permissions().mode())));
-    match read {
-        Ok((bytes, mode)) => Ok(FileUndo::Restore(path.to_path_buf(), bytes, mode & 0o7777)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(FileUndo::Remove(path.to_path_buf())),
-        Err(e) => Err(Error::io("cannot read", path, &e)),
-    }
-}
-
 /// The installed interpreter file at `path`, open for reading; `None` if
 /// there is none. A directory there is refused as reading it would be.
 fn open_installed(path: &Path) -> Result<Option<fs::File>> {
@@ -1497,57 +1477,10 @@ impl<'a> Journal<'a> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn report(
-    out: &mut dyn Write,
-    bf: &Binfmt,
-    dest: &Path,
-    file_changed: bool,
-    steps: &[Step],
-    missing: &[&'static Arch],
-    nothing_to_do: bool,
-    existing: &[(String, EntryFile)],
-) {
-    // Entries not asked for are re-registered only because the file they
-    // share changed: one line for all of them.
-    let (kept, listed): (Vec<&Step>, Vec<&Step>) = steps
-        .iter()
-        .partition(|s| s.carried && file_changed && matches!(s.action, Action::Replace(..)));
-    let width = listed.iter().map(|s| s.line.name.len()).max().unwrap_or(0);
-    for s in listed {
-        let (what, why) = match &s.action {
-            Action::Register => ("registered", String::new()),
-            Action::Unchanged => ("unchanged", String::new()),
-            Action::Enable => ("enabled", " (was disabled)".to_string()),
-            Action::Replace(_, why) => ("replaced", format!(" ({why})")),
-        };
-        let _ = writeln!(
-            out,
-            "{what:<10} {:<width$}  {}{why}",
-            s.line.name,
-            s.emulator.display()
-        );
-    }
-    if !kept.is_empty() {
-        let names: Vec<&str> = kept.iter().map(|s| s.arch.name).collect();
-        let _ = writeln!(
-            out,
-            "replaced   {} other qemu-shim entries on the same interpreter file, which changed: {}",
-            kept.len(),
-            names.join(", ")
-        );
-    }
-    let _ = writeln!(
-        out,
-        "{:<10} {}",
-        if file_changed { "written" } else { "unchanged" },
-        dest.display()
-    );
-    if !missing.is_empty() {
-        let _ = writeln!(out, "no emulator for: {}", select::names_of(missing));
-    }
-    // Others' entries that also match an arch we serve: ours is tried
-    // first now, but say so, as removing ours hands those files to them.
+/// Notes on others' entries that also match an arch we serve: ours is
+/// tried first now, but removing ours hands those files to them.
+fn overlap_notes(steps: &[Step], existing: &[(String, EntryFile)]) -> Vec<String> {
+    let mut notes = Vec::new();
     for s in steps {
         for (n, e) in existing {
             if n.starts_with(binfmt::OWNED_PREFIX) {
@@ -1556,23 +1489,114 @@ fn report(
             let overlaps =
                 pattern(e).is_some_and(|p| p.relation(s.arch) != analysis::Relation::Disjoint);
             if e.enabled && overlaps {
-                let _ = writeln!(
-                    out,
-                    "note: {n} ({}) also matches {} programs; {} is tried first",
+                notes.push(format!(
+                    "{n} ({}) also matches {} programs; {} is tried first",
                     e.interpreter, s.arch.name, s.line.name
-                );
+                ));
             }
         }
     }
-    if let Ok(false) = bf.status_enabled() {
+    notes
+}
+
+/// A size as people read it: bytes, KiB or MiB with one decimal.
+pub fn size_text(bytes: u64) -> String {
+    const KIB: u64 = 1024;
+    const MIB: u64 = 1024 * 1024;
+    if bytes >= MIB {
+        format!("{:.1} MiB", bytes as f64 / MIB as f64)
+    } else if bytes >= KIB {
+        format!("{:.1} KiB", bytes as f64 / KIB as f64)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+/// Writes the report's text: what changed, one line each (all entries
+/// with `verbose`), one line for the entries left as they were (issue 18,
+/// item 6), the interpreter file with its size, then the notes.
+pub fn write_text(out: &mut dyn Write, sum: &Summary, verbose: bool) {
+    for f in &sum.leftovers_removed {
+        let _ = writeln!(out, "removed    {f} (left by an interrupted run)");
+    }
+    if let Some(f) = &sum.binfmt_d {
+        let what = if f.written { "written" } else { "unchanged" };
+        let _ = writeln!(out, "{what:<10} {}", f.path);
+    }
+    // Entries not asked for are re-registered only because the file they
+    // share changed: one line for all of them.
+    let (kept, listed): (Vec<&EntrySummary>, Vec<&EntrySummary>) = sum
+        .entries
+        .iter()
+        .partition(|e| !e.asked && sum.interpreter_written && e.action == "replaced");
+    let (shown, same): (Vec<&EntrySummary>, Vec<&EntrySummary>) = listed
+        .into_iter()
+        .partition(|e| verbose || e.action != "unchanged");
+    let width = shown.iter().map(|e| e.name.len()).max().unwrap_or(0);
+    for e in &shown {
+        let why = match (e.action, &e.reason) {
+            ("enabled", _) => " (was disabled)".to_string(),
+            (_, Some(why)) => format!(" ({why})"),
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
-            "note: binfmt_misc is disabled as a whole (hint: echo 1 > {}/status)",
-            bf.root().display()
+            "{:<10} {:<width$}  {}{why}",
+            e.action, e.name, e.emulator
         );
     }
-    if nothing_to_do {
+    if !same.is_empty() {
+        let names: Vec<&str> = same.iter().map(|e| e.arch).collect();
+        let _ = writeln!(
+            out,
+            "unchanged  {} {}: {} (--verbose lists them)",
+            same.len(),
+            if same.len() == 1 { "entry" } else { "entries" },
+            names.join(", ")
+        );
+    }
+    if !kept.is_empty() {
+        let names: Vec<&str> = kept.iter().map(|e| e.arch).collect();
+        let _ = writeln!(
+            out,
+            "replaced   {} other qemu-shim entries on the same interpreter file, which changed: {}",
+            kept.len(),
+            names.join(", ")
+        );
+    }
+    let carried = match sum.emulators_carried {
+        1 => "1 emulator carried".to_string(),
+        n => format!("{n} emulators carried"),
+    };
+    let _ = writeln!(
+        out,
+        "{:<10} {} ({}, {carried})",
+        if sum.interpreter_written {
+            "written"
+        } else {
+            "unchanged"
+        },
+        sum.interpreter,
+        size_text(sum.interpreter_size)
+    );
+    if !sum.no_emulator.is_empty() {
+        let _ = writeln!(out, "no emulator for: {}", sum.no_emulator.join(", "));
+    }
+    // What the new file carries that the old did not.
+    for u in &sum.emulators_updated {
+        let _ = writeln!(
+            out,
+            "updated    the {} emulator: {} -> {}",
+            u.arch,
+            u.from.as_deref().unwrap_or("version unknown"),
+            u.to.as_deref().unwrap_or("version unknown")
+        );
+    }
+    if sum.unchanged {
         let _ = writeln!(out, "nothing to do: already installed");
+    }
+    for n in &sum.notes {
+        let _ = writeln!(out, "note: {n}");
     }
 }
 
@@ -1605,8 +1629,11 @@ fn cpu_models(
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::files::*;
     use crate::testutil::TempDir;
     use std::cell::{Cell, RefCell};
+    use std::os::unix::fs::PermissionsExt;
 
     /// A table in memory, newest entry first, whose `fail_at`-th change fails.
     struct Fake {
@@ -1947,6 +1974,72 @@ mod tests {
         let file = t.path().join("file");
         std::fs::write(&file, b"").unwrap();
         assert!(plan_install_dir(&file.join("x")).is_err());
+    }
+
+    #[test]
+    fn the_plan_registers_keeps_enables_and_replaces_without_a_kernel() {
+        let a = arch::by_name("aarch64").unwrap();
+        let s390x = arch::by_name("s390x").unwrap();
+        let riscv = arch::by_name("riscv64").unwrap();
+        let dest = "/i/qemu-shim-interp";
+        let emulators = vec![
+            (s390x, PathBuf::from("/e/qemu-s390x-static")),
+            (a, PathBuf::from("/e/qemu-aarch64-static")),
+            (riscv, PathBuf::from("/e/qemu-riscv64-static")),
+        ];
+        let by_path = vec![("riscv64".to_string(), "not a static-pie".to_string())];
+        let want = Want {
+            dest,
+            carry: true,
+            by_path: &by_path,
+            pin: true,
+            credentials: true,
+            others: &[s390x],
+        };
+        // aarch64's entry as install made it, disabled; s390x's as made;
+        // a stand-in a killed upgrade left.
+        let mut off = binfmt::register_line(a, dest, ENTRY_FLAGS).expected_entry();
+        off.enabled = false;
+        let same = binfmt::register_line(s390x, dest, ENTRY_FLAGS).expected_entry();
+        let stray = binfmt::register_line(a, dest, ENTRY_FLAGS).expected_entry();
+        let existing = vec![
+            ("qemu-shim-aarch64.next".to_string(), stray),
+            ("qemu-shim-s390x".to_string(), same),
+            ("qemu-shim-aarch64".to_string(), off),
+        ];
+        let plan = plan_entries(&emulators, &want, &existing, false).unwrap();
+        let got: Vec<(&str, &Action, String, bool)> = plan
+            .steps
+            .iter()
+            .map(|s| (s.arch.name, &s.action, s.line.flags.to_string(), s.carried))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("s390x", &Action::Unchanged, "POCF".to_string(), true),
+                ("aarch64", &Action::Enable, "POCF".to_string(), false),
+                // Started by path: neither O nor C.
+                ("riscv64", &Action::Register, "PF".to_string(), false),
+            ]
+        );
+        assert_eq!(plan.strays.len(), 1);
+        assert_eq!(plan.strays[0].0, "qemu-shim-aarch64.next");
+        // A new file replaces every entry on it.
+        let plan = plan_entries(&emulators, &want, &existing, true).unwrap();
+        assert!(plan.steps[..2].iter().all(
+            |s| matches!(&s.action, Action::Replace(_, why) if why == "interpreter file changed")
+        ));
+        // A path binfmt_misc refuses is an error before anything is done.
+        let long = format!("/{}/qemu-shim-interp", "d".repeat(2000));
+        let want = Want {
+            dest: &long,
+            ..want
+        };
+        let e = plan_entries(&emulators, &want, &existing, false).unwrap_err();
+        assert!(
+            e.message().starts_with("cannot register qemu-shim-s390x: "),
+            "{e:?}"
+        );
     }
 
     #[test]

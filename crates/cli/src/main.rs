@@ -13,8 +13,10 @@ mod deploy_tests;
 mod doctor;
 mod emulator;
 mod error;
+mod files;
 mod install;
 mod interp;
+mod origin;
 mod persist;
 #[cfg(test)]
 mod plain_tests;
@@ -32,6 +34,7 @@ mod uninstall;
 mod userdir;
 mod which;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::FromArgMatches;
@@ -51,7 +54,7 @@ pub const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = match cli::command()
-        .try_get_matches()
+        .try_get_matches_from(aliases(std::env::args_os().collect()))
         .and_then(|m| Cli::from_arg_matches(&m))
     {
         Ok(c) => c,
@@ -64,6 +67,33 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_FAILED)
         }
     }
+}
+
+/// tonistiigi/binfmt's spellings (issue 18, item 7): `--install ARCHES` and
+/// `--uninstall PATTERNS`, before any command (after global options only),
+/// are the `install` and `uninstall` commands; what follows is theirs.
+fn aliases(mut args: Vec<OsString>) -> Vec<OsString> {
+    let mut i = 1;
+    while let Some(a) = args.get(i).and_then(|a| a.to_str()).map(str::to_owned) {
+        if a == "--binfmt-dir" {
+            i += 2;
+            continue;
+        }
+        if a.starts_with("--binfmt-dir=") {
+            i += 1;
+            continue;
+        }
+        for (flag, command) in [("--install", "install"), ("--uninstall", "uninstall")] {
+            if a == flag {
+                args[i] = command.into();
+            } else if let Some(v) = a.strip_prefix(flag).and_then(|v| v.strip_prefix('=')) {
+                let v = OsString::from(v);
+                args.splice(i..=i, [OsString::from(command), v]);
+            }
+        }
+        break;
+    }
+    args
 }
 
 /// Prints `e` as the one line the user sees.
@@ -85,9 +115,8 @@ fn run(cli: Cli) -> Result<u8, Error> {
     let binfmt_dir = cli.binfmt_dir;
     match cli.command {
         Command::Install(a) => {
-            let mut text = Vec::new();
             let quiet = a.report.quiet || a.report.json;
-            let mut sum = install::install(
+            let sum = install::install(
                 &install::Options {
                     arches: a.arches,
                     emulator_dirs: a.emulator_dir,
@@ -103,16 +132,13 @@ fn run(cli: Cli) -> Result<u8, Error> {
                     persist: a.persist,
                     binfmt_d_dir: a.binfmt_d_dir,
                     progress: !quiet,
+                    quiet,
+                    verbose: a.verbose,
+                    rebuild_only: false,
                 },
-                if quiet { &mut text } else { &mut out },
+                &mut out,
             )?;
             if a.report.json {
-                // The notes the text report would have printed.
-                sum.notes = String::from_utf8_lossy(&text)
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("note: "))
-                    .map(str::to_string)
-                    .collect();
                 write_json(&mut out, &sum)?;
             }
         }
@@ -197,6 +223,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 interpreter: a.interpreter,
                 cache_dir: a.cache_dir,
                 config: a.config,
+                arches: a.arch,
                 command: a.command,
             });
             print_error(&e);
@@ -272,6 +299,44 @@ mod tests {
             )),
             "{text}"
         );
+    }
+
+    #[test]
+    fn tonistiigi_spellings_are_aliases_of_install_and_uninstall() {
+        let parse = |v: &[&str]| {
+            let args = aliases(v.iter().map(OsString::from).collect());
+            cli::command()
+                .try_get_matches_from(args)
+                .and_then(|m| Cli::from_arg_matches(&m))
+        };
+        let Command::Install(a) = parse(&["qemu-shim", "--install", "all"]).unwrap().command else {
+            panic!("not install")
+        };
+        assert_eq!(a.arches, ["all"]);
+        let cli = parse(&[
+            "qemu-shim",
+            "--binfmt-dir",
+            "/b",
+            "--install=arm64,riscv64",
+            "--emulator-dir",
+            "/e",
+        ])
+        .unwrap();
+        assert_eq!(cli.binfmt_dir, Some(PathBuf::from("/b")));
+        let Command::Install(a) = cli.command else {
+            panic!("not install")
+        };
+        assert_eq!(a.arches, ["arm64,riscv64"]);
+        assert_eq!(a.emulator_dir, [PathBuf::from("/e")]);
+        let Command::Uninstall(a) = parse(&["qemu-shim", "--uninstall", "qemu-*"])
+            .unwrap()
+            .command
+        else {
+            panic!("not uninstall")
+        };
+        assert_eq!(a.arches, ["qemu-*"]);
+        // Only before a command: as an argument it is the command's own.
+        assert!(parse(&["qemu-shim", "status", "--install", "all"]).is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! too, so it is a real third-party emulator taking exactly that command
 //! line. The interpreter file is built as `install` builds it
 //! ([`interp::build`]), registered as `install` registers it
-//! ([`install::register_line_with`], [`install::entry_flags`]) in a private
+//! (`binfmt::register_line` in the registry, [`install::entry_flags`]) in a private
 //! binfmt_misc instance of a user and mount namespace (never the host's
 //! table), and Debian's arm64 busybox is run through it.
 //!
@@ -85,7 +85,7 @@ fn write_interp(dir: &Path, config: &Spec) -> PathBuf {
     let read = interp::read_spec(&built.image).unwrap();
     assert_eq!(read.plain, ["aarch64"]);
     let path = dir.join(interp::FILE_NAME);
-    install::write_file(&path, &built.image).unwrap();
+    crate::files::write_file(&path, &built.image).unwrap();
     path
 }
 
@@ -94,7 +94,7 @@ fn write_interp(dir: &Path, config: &Spec) -> PathBuf {
 /// [`install::entry_flags`]).
 fn line(a: &Arch, interp: &Path, carried: bool) -> RegisterLine {
     let flags = install::entry_flags(carried, true, true);
-    let l = install::register_line_with(a, interp.to_str().unwrap(), flags);
+    let l = qemu_shim_registry::binfmt::register_line(a, interp.to_str().unwrap(), flags);
     l.validate().unwrap();
     l
 }

@@ -24,7 +24,7 @@
 //!    uid and gid to root there (the one mapping an unprivileged process may
 //!    write), mounts a fresh binfmt_misc instance on
 //!    `/proc/sys/fs/binfmt_misc` and registers one entry per arch with the
-//!    lines `install` writes ([`install::register_line_with`]) and its
+//!    lines `install` writes (`binfmt::register_line` in the registry) and its
 //!    default flags minus `C`: in a namespace that maps one uid, no program
 //!    can change credentials, so `C` would buy nothing.
 //! 3. It unshares a second user namespace nested in the first, mapping the
@@ -94,7 +94,7 @@ pub const EXIT_NOT_FOUND: u8 = 127;
 /// Name of the stamp file beside the cached interpreter file.
 const STAMP: &str = "qemu-shim-interp.stamp";
 /// First line of the stamp: bump when its meaning changes.
-const STAMP_VERSION: &str = "qemu-shim run cache 2";
+const STAMP_VERSION: &str = "qemu-shim run cache 3";
 
 /// What `run` was asked to do.
 #[derive(Debug, Clone)]
@@ -108,6 +108,10 @@ pub struct Options {
     pub cache_dir: Option<PathBuf>,
     /// `--config`; `None`: [`config::DEFAULT_PATH`] if it exists.
     pub config: Option<PathBuf>,
+    /// `--arch`: the arches to register; empty: the program's own (from
+    /// its ELF header), or every foreign arch when it is not a foreign
+    /// program (a native one, a script: it may start any).
+    pub arches: Vec<String>,
     /// The program and its arguments (at least the program).
     pub command: Vec<OsString>,
 }
@@ -155,15 +159,36 @@ fn prepare_and_exec(opts: &Options) -> std::result::Result<std::convert::Infalli
     let cfg =
         config::load(opts.config.as_deref(), nix::unistd::geteuid().as_raw()).map_err(setup)?;
     let host = qemu_shim_registry::probe::host_arch().map(|a| a.name);
+    // Only what the program needs goes into the cache (issue 18, item 2).
+    let named = wanted_arches(&opts.arches, prog, &native).map_err(setup)?;
     let mut found: Vec<(&'static Arch, PathBuf)> = Vec::new();
     let mut plain: Vec<String> = Vec::new();
-    for a in select::foreign(&native) {
-        if let Some((p, is_plain)) = cfg.emulator(a, &search, host).map_err(setup)? {
-            if is_plain {
-                plain.push(a.name.to_string());
+    let mut missing = Vec::new();
+    for a in named.clone().unwrap_or_else(|| select::foreign(&native)) {
+        match cfg.emulator(a, &search, host).map_err(setup)? {
+            Some((p, is_plain)) => {
+                if is_plain {
+                    plain.push(a.name.to_string());
+                }
+                found.push((a, p));
             }
-            found.push((a, p));
+            None => missing.push(a),
         }
+    }
+    if let (Some(_), [a, ..]) = (&named, missing.as_slice()) {
+        let how = if opts.arches.is_empty() {
+            format!(" (the arch of {})", Path::new(prog).display())
+        } else {
+            String::new()
+        };
+        return Err(setup(
+            Error::new(format!(
+                "no emulator for {}{how}: {}",
+                a.name,
+                crate::emulator::looked_for(&search, a)
+            ))
+            .hint(search.hint()),
+        ));
     }
     if found.is_empty() {
         return Err(setup(
@@ -187,7 +212,17 @@ fn prepare_and_exec(opts: &Options) -> std::result::Result<std::convert::Infalli
         Some(d) => d.clone(),
         None => default_cache_dir().map_err(setup)?,
     };
-    let cached = cached_interpreter(&dir, &source, &found, &plain).map_err(setup)?;
+    let set = named.as_deref().map(set_name);
+    // The administrator's CPU models (config `cpu`, issue 15), as install
+    // writes them: qemu's arches only.
+    let qemu_arches: Vec<&str> = found
+        .iter()
+        .map(|(a, _)| a.name)
+        .filter(|n| !plain.iter().any(|p| p == n))
+        .collect();
+    let cpu = cfg.cpu_models(&qemu_arches);
+    let cached =
+        cached_interpreter(&dir, set.as_deref(), &source, &found, &plain, &cpu).map_err(setup)?;
 
     // 2. The private namespace and its binfmt_misc instance.
     single_threaded().map_err(setup)?;
@@ -230,6 +265,63 @@ fn prepare_and_exec(opts: &Options) -> std::result::Result<std::convert::Infalli
         )),
         code,
     ))
+}
+
+/// The arches `run` registers: those named with `--arch` (`None`: all,
+/// as `all` says), else the program's own arch when it is a foreign ELF
+/// program, else `None`: every foreign arch (a native program or a script
+/// may start programs of any arch).
+fn wanted_arches(
+    named: &[String],
+    prog: &std::ffi::OsStr,
+    native: &[&'static Arch],
+) -> Result<Option<Vec<&'static Arch>>> {
+    if !named.is_empty() {
+        return match select::names(named)? {
+            Some(names) => select::resolve_foreign(&names, native).map(Some),
+            None => Ok(None),
+        };
+    }
+    Ok(program_arch(prog)
+        .filter(|a| !select::is_in(a, native))
+        .map(|a| vec![a]))
+}
+
+/// The arch of the program `run` was asked to start, from its ELF header:
+/// `prog` itself when it names a path, else the first executable of that
+/// name in PATH, as execvp finds it. `None` when it cannot be read or is
+/// not ELF for an arch in the table.
+fn program_arch(prog: &std::ffi::OsStr) -> Option<&'static Arch> {
+    use std::io::Read;
+    let path = if prog.as_bytes().contains(&b'/') {
+        PathBuf::from(prog)
+    } else {
+        let dirs = std::env::var_os("PATH")?;
+        std::env::split_paths(&dirs)
+            .map(|d| d.join(prog))
+            .find(|p| crate::emulator::is_executable_file(p))?
+    };
+    // What binfmt_misc sees: the first 256 bytes (BINPRM_BUF_SIZE).
+    let mut head = Vec::with_capacity(256);
+    fs::File::open(path)
+        .ok()?
+        .take(256)
+        .read_to_end(&mut head)
+        .ok()?;
+    qemu_shim_registry::arch::classify(&head)
+}
+
+/// The cached file's name suffix for an arch set: the names joined with
+/// `+` (`aarch64+s390x`), or, for a set too long for a file name, a hash of
+/// that.
+fn set_name(arches: &[&'static Arch]) -> String {
+    let joined = arches.iter().map(|a| a.name).collect::<Vec<_>>().join("+");
+    if joined.len() <= 100 {
+        joined
+    } else {
+        let hash = crate::sources::sha256_hex(joined.as_bytes());
+        format!("set-{}", &hash[..16])
+    }
 }
 
 fn kernel_release() -> String {
@@ -285,6 +377,7 @@ fn cache_key(
     source: &Path,
     found: &[(&'static Arch, PathBuf)],
     plain: &[String],
+    cpu: &[(String, String)],
     flags: u16,
 ) -> Result<String> {
     let stat = |p: &Path| -> Result<String> {
@@ -310,6 +403,9 @@ fn cache_key(
         };
         key.push_str(&format!("emulator {} {how} {}\n", a.name, stat(p)?));
     }
+    for (a, model) in cpu {
+        key.push_str(&format!("cpu {a} {model}\n"));
+    }
     Ok(key)
 }
 
@@ -322,16 +418,21 @@ struct Cached {
 }
 
 /// The cached interpreter file in `dir` for `found`, built now unless the
-/// stamp says the file there was built from the same inputs.
+/// stamp says the file there was built from the same inputs. Each arch set
+/// has its own file (`set`: its name, [`set_name`]; `None`: every foreign
+/// arch), so runs of programs of different arches do not rebuild each
+/// other's, and a user's cache holds the emulators their programs use.
 fn cached_interpreter(
     dir: &Path,
+    set: Option<&str>,
     source: &Path,
     found: &[(&'static Arch, PathBuf)],
     plain: &[String],
+    cpu: &[(String, String)],
 ) -> Result<Cached> {
     let uid = nix::unistd::geteuid().as_raw();
     let flags = interp::flags_for_running_kernel();
-    let key = cache_key(uid, source, found, plain, flags).map_err(|e| {
+    let key = cache_key(uid, source, found, plain, cpu, flags).map_err(|e| {
         if !source.exists() {
             e.hint("build it with `cargo build --release --workspace`, or pass --interpreter")
         } else {
@@ -341,8 +442,13 @@ fn cached_interpreter(
     // Checked (made if missing) before anything in it is read; from here
     // on the resolved path, which no other user can change.
     let dir = &cache_dir_checked(dir, uid)?;
-    let path = dir.join(interp::FILE_NAME);
-    let stamp_path = dir.join(STAMP);
+    let (path, stamp_path) = match set {
+        None => (dir.join(interp::FILE_NAME), dir.join(STAMP)),
+        Some(set) => (
+            dir.join(format!("{}.{set}", interp::FILE_NAME)),
+            dir.join(format!("{}.{set}.stamp", interp::FILE_NAME)),
+        ),
+    };
     if let Ok(stamp) = fs::read_to_string(&stamp_path) {
         if let Some(by_path) = stamp_matches(&stamp, &key) {
             if path.is_file() {
@@ -372,7 +478,7 @@ fn cached_interpreter(
             .map(|(a, p)| (a.name.to_string(), p.clone()))
             .collect(),
         plain: plain.to_vec(),
-        cpu: Vec::new(),
+        cpu: cpu.to_vec(),
     };
     let built = interp::prepare(&shim, &config)
         .map_err(|e| e.context(format!("interpreter {}", source.display())))?;
@@ -381,7 +487,7 @@ fn cached_interpreter(
     // changed, and then the next run rebuilds anyway; the file itself is
     // replaced whole (written beside it, renamed).
     let _ = fs::remove_file(&stamp_path);
-    install::write_file_by(&path, 0o755, &mut |f| {
+    crate::files::write_file_by(&path, 0o755, &mut |f| {
         built.write_file(f, &path, &mut |_| {})?;
         Ok(())
     })
@@ -662,7 +768,7 @@ fn register_all(cached: &Cached, found: &[(&'static Arch, PathBuf)]) -> Result<(
     for (a, _) in found {
         let carried = !cached.by_path.iter().any(|n| n == a.name);
         let flags = install::entry_flags(carried, true, false);
-        let line = install::register_line_with(a, path, flags);
+        let line = qemu_shim_registry::binfmt::register_line(a, path, flags);
         bf.register(&line).map_err(|e| {
             // The registry's own hint (run as root…) is for the host's
             // table: this one is the caller's.
@@ -919,7 +1025,7 @@ mod tests {
             .path()
             .join(format!(".{}.{}.tmp", interp::FILE_NAME, std::process::id()));
         std::os::unix::fs::symlink(&victim, &tmp).unwrap();
-        let _ = install::write_file(&dest, b"image");
+        let _ = crate::files::write_file(&dest, b"image");
         assert_eq!(fs::read_to_string(&victim).unwrap(), "root's own\n");
     }
 
@@ -931,22 +1037,49 @@ mod tests {
         fs::write(&src, b"x").unwrap();
         fs::write(&emu, b"y").unwrap();
         let a = qemu_shim_registry::arch::by_name("aarch64").unwrap();
-        let k1 = cache_key(0, &src, &[(a, emu.clone())], &[], 0).unwrap();
-        assert_eq!(k1, cache_key(0, &src, &[(a, emu.clone())], &[], 0).unwrap());
+        let k1 = cache_key(0, &src, &[(a, emu.clone())], &[], &[], 0).unwrap();
+        assert_eq!(
+            k1,
+            cache_key(0, &src, &[(a, emu.clone())], &[], &[], 0).unwrap()
+        );
         fs::write(&emu, b"yy").unwrap();
-        let k2 = cache_key(0, &src, &[(a, emu.clone())], &[], 0).unwrap();
+        let k2 = cache_key(0, &src, &[(a, emu.clone())], &[], &[], 0).unwrap();
         assert_ne!(k1, k2);
-        assert_ne!(k2, cache_key(0, &src, &[(a, emu.clone())], &[], 1).unwrap());
-        assert_ne!(k2, cache_key(0, &src, &[], &[], 0).unwrap());
+        assert_ne!(
+            k2,
+            cache_key(0, &src, &[(a, emu.clone())], &[], &[], 1).unwrap()
+        );
+        assert_ne!(k2, cache_key(0, &src, &[], &[], &[], 0).unwrap());
         // Another user: another key (issue 10, item 2).
         assert_ne!(
             k2,
-            cache_key(65534, &src, &[(a, emu.clone())], &[], 0).unwrap()
+            cache_key(65534, &src, &[(a, emu.clone())], &[], &[], 0).unwrap()
         );
         // The same file chosen as box64/FEX instead of qemu: another table.
         assert_ne!(
             k2,
-            cache_key(0, &src, &[(a, emu.clone())], &["aarch64".to_string()], 0).unwrap()
+            cache_key(
+                0,
+                &src,
+                &[(a, emu.clone())],
+                &["aarch64".to_string()],
+                &[],
+                0
+            )
+            .unwrap()
+        );
+        // A CPU model chosen for it: another table (issue 15).
+        assert_ne!(
+            k2,
+            cache_key(
+                0,
+                &src,
+                &[(a, emu.clone())],
+                &[],
+                &[("aarch64".into(), "max".into())],
+                0
+            )
+            .unwrap()
         );
     }
 }

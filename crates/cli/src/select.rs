@@ -46,6 +46,19 @@ pub fn names(args: &[String]) -> Result<Option<Vec<String>>> {
             if n.eq_ignore_ascii_case("all") {
                 return Ok(None);
             }
+            if n.contains(['*', '?']) {
+                // tonistiigi/binfmt's `--uninstall qemu-*` (issue 18, item 7).
+                let matched = globbed(n);
+                if matched.is_empty() {
+                    return Err(Error::new(format!("no arch matches '{n}'"))
+                        .hint(format!("name arches, or all; {}", known_hint(&[]))));
+                }
+                if matched.len() == ARCHES.len() {
+                    return Ok(None);
+                }
+                out.extend(matched.iter().map(|a| a.name.to_string()));
+                continue;
+            }
             out.push(n.to_string());
         }
         if out.len() == before {
@@ -54,6 +67,45 @@ pub fn names(args: &[String]) -> Result<Option<Vec<String>>> {
         }
     }
     Ok((!out.is_empty()).then_some(out))
+}
+
+/// The rows one of whose names `pattern` (`*`: any run of characters, `?`:
+/// one; case ignored) matches: the arch's name, its Debian and platform
+/// names, and its entry names as qemu-shim (`qemu-shim-s390x`) and
+/// tonistiigi/binfmt (`qemu-s390x`) register them.
+fn globbed(pattern: &str) -> Vec<&'static Arch> {
+    let pattern = pattern.to_ascii_lowercase();
+    ARCHES
+        .iter()
+        .filter(|a| {
+            let own = [
+                a.name.to_string(),
+                format!("qemu-{}", a.name),
+                format!("{}{}", arch::ENTRY_PREFIX, a.name),
+            ];
+            let others = a
+                .debian
+                .iter()
+                .chain(a.platforms.iter())
+                .map(|s| s.to_string());
+            own.into_iter()
+                .chain(others)
+                .any(|n| glob_match(pattern.as_bytes(), n.as_bytes()))
+        })
+        .collect()
+}
+
+/// Whether `text` matches the shell-style `pattern` (`*`, `?`; no classes).
+fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    match (pattern.split_first(), text.split_first()) {
+        (None, None) => true,
+        (Some((b'*', rest)), _) => {
+            glob_match(rest, text) || (!text.is_empty() && glob_match(pattern, &text[1..]))
+        }
+        (Some((b'?', rest)), Some((_, t))) => glob_match(rest, t),
+        (Some((p, rest)), Some((c, t))) => p == c && glob_match(rest, t),
+        _ => false,
+    }
 }
 
 /// The rows named by `names`, in table order, without duplicates. `native`
@@ -216,6 +268,22 @@ mod tests {
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn tonistiigi_globs_name_every_arch_or_the_ones_they_match() {
+        // `--uninstall qemu-*`: every arch, as `all`.
+        assert_eq!(names(&s(&["qemu-*"])).unwrap(), None);
+        assert_eq!(names(&s(&["*"])).unwrap(), None);
+        assert_eq!(
+            names(&s(&["qemu-mips64*"])).unwrap(),
+            Some(s(&["mips64", "mips64el"]))
+        );
+        assert_eq!(names(&s(&["QEMU-S390?"])).unwrap(), Some(s(&["s390x"])));
+        let e = names(&s(&["qemu-nothing*"])).unwrap_err();
+        assert_eq!(e.message(), "no arch matches 'qemu-nothing*'");
+        assert!(glob_match(b"a*c", b"abbc") && glob_match(b"a*", b"a"));
+        assert!(!glob_match(b"a?c", b"ac") && !glob_match(b"a*d", b"abc"));
     }
 
     #[test]

@@ -147,6 +147,24 @@ pub fn read(interpreter: &Path) -> Result<Option<Record>, String> {
     Ok(Some(record))
 }
 
+/// The source path of each emulator the record beside `interpreter`
+/// names, whatever file it describes now (the interpreter file may be gone
+/// or replaced): where install looks first when no --emulator-dir is given
+/// (issue 18, item 1). Empty when there is no record of this format.
+pub fn read_paths(interpreter: &Path) -> Vec<(String, PathBuf)> {
+    let Ok(text) = std::fs::read(path_for(interpreter)) else {
+        return Vec::new();
+    };
+    match serde_json::from_slice::<Record>(&text) {
+        Ok(r) if r.format == FORMAT => r
+            .emulators
+            .into_iter()
+            .map(|s| (s.arch, PathBuf::from(s.path)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// The state file's text for `record`.
 pub fn text(record: &Record) -> crate::error::Result<String> {
     serde_json::to_string_pretty(record)

@@ -97,6 +97,9 @@ pub struct EmulatorStatus {
     /// `cpu`, issue 15): qemu runs with `-cpu MODEL`; `null` for qemu's
     /// default.
     pub cpu: Option<String>,
+    /// An entry of ours on this file runs this arch (else the file only
+    /// holds it: an uninstall that could not rewrite the file, issue 18).
+    pub used: bool,
 }
 
 /// What `status` reads from an interpreter file.
@@ -234,9 +237,19 @@ pub fn build(
         .into_iter()
         .map(|path| match files.get(&path) {
             Some(Ok(f)) => InterpreterStatus {
+                emulators: f
+                    .emulators
+                    .iter()
+                    .cloned()
+                    .map(|mut m| {
+                        m.used = entries.iter().any(|(n, e)| {
+                            e.interpreter == path && owned_arch(n).is_some_and(|a| a.name == m.arch)
+                        });
+                        m
+                    })
+                    .collect(),
                 path,
                 size: Some(f.size),
-                emulators: f.emulators.clone(),
                 problem: None,
             },
             Some(Err(problem)) => InterpreterStatus {
@@ -614,6 +627,7 @@ pub fn read_interpreter(path: &Path) -> Result<InterpreterFile> {
                 _ => None,
             },
             cpu: (!e.cpu.is_empty()).then(|| String::from_utf8_lossy(e.cpu).into_owned()),
+            used: true,
         });
     }
     Ok(InterpreterFile {
@@ -1144,9 +1158,21 @@ fn write_interpreter(out: &mut dyn Write, i: &InterpreterStatus) {
     if by_path > 0 {
         what.push(format!("starts {by_path} by path"));
     }
+    // What the file holds for no entry of ours (issue 18, item 2).
+    let unused: Vec<&str> = i
+        .emulators
+        .iter()
+        .filter(|m| !m.used)
+        .map(|m| m.arch.as_str())
+        .collect();
+    let unused = if unused.is_empty() {
+        String::new()
+    } else {
+        format!("; used by no entry: {}", unused.join(", "))
+    };
     let _ = writeln!(
         out,
-        "interpreter {} ({}): {} {}",
+        "interpreter {} ({}): {} {}{unused}",
         i.path,
         human_size(size),
         what.join(", "),
@@ -1234,6 +1260,7 @@ mod tests {
                 source_version: None,
                 source_note: None,
                 cpu: None,
+                used: true,
             }],
         }
     }
@@ -1313,7 +1340,8 @@ mod tests {
                 "source": "current",
                 "source_version": null,
                 "source_note": null,
-                "cpu": null
+                "cpu": null,
+                "used": true
             }])
         );
     }

@@ -7,7 +7,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use qemu_shim_registry::binfmt;
+use qemu_shim_registry::binfmt::{self, Binfmt};
 use qemu_shim_registry::format::EntryFile;
 use serde::Serialize;
 
@@ -43,8 +43,24 @@ pub struct Summary {
     pub files_removed: Vec<String>,
     /// Interpreter files kept because entries of ours still use them.
     pub files_kept: Vec<String>,
+    /// Interpreter files still used, rewritten without the emulators no
+    /// entry of ours uses any more.
+    pub files_shrunk: Vec<Shrunk>,
     /// The binfmt.d file, when it was rewritten with fewer lines.
     pub binfmt_d_rewritten: Option<String>,
+}
+
+/// An interpreter file rewritten without some emulators.
+#[derive(Debug, Serialize)]
+pub struct Shrunk {
+    pub path: String,
+    /// The arches whose emulators it no longer carries or names.
+    pub dropped: Vec<String>,
+    /// Its size before and after, in bytes.
+    pub size_before: u64,
+    pub size_after: u64,
+    /// Our entries on it, registered again so each pins the new file.
+    pub registered_again: Vec<String>,
 }
 
 /// Runs `uninstall`, writing the report to `out`; returns it as data too.
@@ -61,8 +77,8 @@ pub fn uninstall(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
         return Err(root::not_mounted(bf.root()));
     }
     // Held until this run ends, as by install.
-    let _lock = if mounted {
-        Some(crate::install::lock_table(&bf, out)?)
+    let mut lock = if mounted {
+        Some(crate::files::lock_table(&bf, out)?)
     } else {
         None
     };
@@ -136,7 +152,7 @@ pub fn uninstall(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     if named.is_empty() {
         files.insert(install_dir.join(interp::FILE_NAME));
         // What a killed install left would keep the directory.
-        for f in crate::install::remove_leftovers(&install_dir) {
+        for f in crate::files::remove_leftovers(&install_dir) {
             sum.files_removed.push(f.display().to_string());
             lines.push(format!(
                 "removed        {} (left by an interrupted run)",
@@ -145,13 +161,22 @@ pub fn uninstall(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
         }
     }
     let remaining = if mounted { bf.list()? } else { Vec::new() };
+    let mut shrinking: Vec<(PathBuf, Vec<(String, EntryFile)>)> = Vec::new();
     for f in &files {
         let in_use = remaining
             .iter()
             .any(|(n, e)| n.starts_with(binfmt::OWNED_PREFIX) && Path::new(&e.interpreter) == f);
         if in_use {
-            lines.push(format!("kept           {} (still used)", f.display()));
-            sum.files_kept.push(f.display().to_string());
+            // Removing entries leaves their emulators in the file: it is
+            // rebuilt without them, or kept saying why not (issue 18, item 2).
+            let users: Vec<&(String, EntryFile)> = remaining
+                .iter()
+                .filter(|(n, e)| {
+                    n.starts_with(binfmt::OWNED_PREFIX) && Path::new(&e.interpreter) == f
+                })
+                .collect();
+            // After the binfmt.d file below: install keeps it in step.
+            shrinking.push((f.clone(), users.into_iter().cloned().collect::<Vec<_>>()));
             continue;
         }
         if remove_interpreter(f)? {
@@ -194,17 +219,35 @@ pub fn uninstall(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
             lines.push(format!("removed        {}", persist_path.display()));
             sum.files_removed.push(persist_path.display().to_string());
         } else if keep.len() < all.len() {
-            crate::install::write_file_mode(
-                &persist_path,
-                persist::render(&keep).as_bytes(),
-                0o644,
-            )?;
+            crate::files::write_file_mode(&persist_path, persist::render(&keep).as_bytes(), 0o644)?;
             lines.push(format!(
                 "rewritten      {} (without the lines of the entries removed)",
                 persist_path.display()
             ));
             sum.binfmt_d_rewritten = Some(persist_path.display().to_string());
         }
+    }
+    for (f, users) in &shrinking {
+        match shrink(f, users, opts, &bf, &mut lock, out) {
+            Ok(None) => lines.push(format!("kept           {} (still used)", f.display())),
+            Ok(Some(s)) => {
+                lines.push(format!(
+                    "rewritten      {} without the emulators for {} ({} -> {})",
+                    s.path,
+                    s.dropped.join(", "),
+                    crate::install::size_text(s.size_before),
+                    crate::install::size_text(s.size_after)
+                ));
+                sum.files_shrunk.push(s);
+                continue;
+            }
+            Err(why) => lines.push(format!(
+                "kept           {} (still used; it still carries the emulators of the entries removed, as it cannot be rebuilt: {})",
+                f.display(),
+                why.message()
+            )),
+        }
+        sum.files_kept.push(f.display().to_string());
     }
     if lines.is_empty() {
         lines.push(if opts.only_install_dir {
@@ -220,6 +263,98 @@ pub fn uninstall(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
         let _ = writeln!(out, "{l}");
     }
     Ok(sum)
+}
+
+/// Rebuilds the interpreter file `f`, which `users` (entries of ours)
+/// still use, without the emulators none of them runs: the file install
+/// would write for those entries, from the files they were installed from
+/// and with the same options (carried, pre-relocated, flags). Install's
+/// own steps do it: the new file is renamed into place and every entry on
+/// it is registered again, so each pins the new file (with F an entry
+/// holds the file it was registered with: left alone, the old entries
+/// would keep the old file's blocks on disk, and it is freed only once the
+/// last of them is replaced). `Ok(None)`: it carries nothing unused.
+/// `Err`: why it cannot be rebuilt (an emulator's file gone, say).
+fn shrink(
+    f: &Path,
+    users: &[(String, EntryFile)],
+    opts: &Options,
+    bf: &Binfmt,
+    lock: &mut Option<crate::files::TableLock>,
+    out: &mut dyn Write,
+) -> Result<Option<Shrunk>> {
+    let spec = interp::read_spec_file(f)?;
+    // Started by path, an emulator costs a line of the table: nothing to
+    // gain from rewriting the file and registering every entry again.
+    if !spec.carry {
+        return Ok(None);
+    }
+    let used: Vec<&str> = users
+        .iter()
+        .filter_map(|(n, _)| crate::install::owned_arch(n))
+        .map(|a| a.name)
+        .collect();
+    let dropped: Vec<String> = spec
+        .emulators
+        .iter()
+        .map(|(a, _)| a.clone())
+        .filter(|a| !used.contains(&a.as_str()))
+        .collect();
+    let Some((_, first)) = users.first() else {
+        return Ok(None);
+    };
+    if dropped.is_empty() {
+        return Ok(None);
+    }
+    let (Some(dir), true) = (
+        f.parent(),
+        f.file_name() == Some(interp::FILE_NAME.as_ref()),
+    ) else {
+        return Err(Error::new(format!("it is not named {}", interp::FILE_NAME)));
+    };
+    let size_before = fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+    // Install takes the table's lock itself (a second flock of this
+    // process would wait for the first): ours is handed over, then taken
+    // back for what follows.
+    let had_lock = lock.take().is_some();
+    let rebuilt = crate::install::install(
+        &crate::install::Options {
+            arches: Vec::new(),
+            rebuild_only: true,
+            emulator_dirs: Vec::new(),
+            install_dir: dir.to_path_buf(),
+            interpreter: None,
+            binfmt_dir: opts.binfmt_dir.clone(),
+            carry: spec.carry,
+            pin: first.raw_flags.contains('F'),
+            credentials: first.raw_flags.contains('C'),
+            prelink: spec.prelink_base.is_some(),
+            persist: false,
+            binfmt_d_dir: opts.binfmt_d_dir.clone(),
+            config: None,
+            allow_untrusted: false,
+            progress: false,
+            quiet: true,
+            verbose: false,
+        },
+        &mut io::sink(),
+    );
+    if had_lock {
+        *lock = Some(crate::files::lock_table(bf, out)?);
+    }
+    let rebuilt = rebuilt?;
+    Ok(Some(Shrunk {
+        path: f.display().to_string(),
+        dropped,
+        size_before,
+        size_after: rebuilt.interpreter_size,
+        registered_again: rebuilt
+            .entries
+            .iter()
+            .filter(|e| e.action == "replaced")
+            .map(|e| e.name.clone())
+            .collect(),
+    }))
 }
 
 /// Deletes `path` if it is an interpreter file qemu-shim installed: named

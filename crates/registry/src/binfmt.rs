@@ -35,7 +35,7 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::format::{EntryFile, ParseError, RegisterLine};
+use crate::format::{EntryFile, Flags, Kind, ParseError, RegisterLine};
 
 /// Where binfmt_misc is mounted on every current Linux system.
 pub const DEFAULT_ROOT: &str = "/proc/sys/fs/binfmt_misc";
@@ -49,6 +49,23 @@ pub const OWNED_PREFIX: &str = crate::arch::ENTRY_PREFIX;
 /// `qemu-shim-<arch>`.
 pub fn entry_name(arch: &str) -> String {
     format!("{OWNED_PREFIX}{arch}")
+}
+
+/// The register line of qemu-shim's entry for `a`: named
+/// [`entry_name`], matching `a`'s magic under its mask at its offset, and
+/// running `interpreter` with `flags`. The one place the lines `install`,
+/// `run` and the tests register are built.
+pub fn register_line(a: &crate::arch::Arch, interpreter: &str, flags: Flags) -> RegisterLine {
+    RegisterLine {
+        name: entry_name(a.name),
+        kind: Kind::Magic {
+            offset: a.offset,
+            magic: a.magic.to_vec(),
+            mask: Some(a.mask.to_vec()),
+        },
+        interpreter: interpreter.to_owned(),
+        flags,
+    }
 }
 
 /// The two files of binfmt_misc that are not entries.
