@@ -27,6 +27,15 @@ fn image() -> String {
     std::env::var("QEMU_SHIM_TEST_IMAGE").unwrap_or_else(|_| "localhost/qemu-shim:test".into())
 }
 
+/// The container tests run one at a time: the first compares podman's
+/// `qemu-shim-test-…` images before and after, and another test's image,
+/// made and removed meanwhile, would read as one it removed (seen: a
+/// second `.ci/run` pass failed so).
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// podman as these machines need it (crun lacks CAP_SYS_RESOURCE here).
 const PODMAN: &str = "podman --runtime runc --cgroup-manager=cgroupfs";
 
@@ -146,6 +155,7 @@ cap after-uninstall "$CLI" status --json
 
 #[test]
 fn host_table_podman_installer_image_foreign_images_builds_and_embedding() {
+    let _serial = one_at_a_time();
     require_image();
     qemu_shim_suite::busybox("s390x");
     let s = Scratch::new("containers");
@@ -419,6 +429,7 @@ fn seccomp_without(syscall: &str, errno: Option<u32>) -> String {
 /// proven by the entry's interpreter, which lies in the run's own cache.
 #[test]
 fn podman_qemu_shim_run_in_a_container_runs_privately_or_names_what_is_forbidden() {
+    let _serial = one_at_a_time();
     require_image();
     let s = Scratch::new("container-run");
     std::fs::write(s.join("no-unshare.json"), seccomp_without("unshare", None)).unwrap();
@@ -561,6 +572,7 @@ cap after-sh as_user $P $RUN "$T-arm64" sh -c 'uname -m; id -u'
 /// work or are not installed here); its storage is vfs, in its home.
 #[test]
 fn host_table_rootless_podman_runs_an_arm64_image_through_the_hosts_registration() {
+    let _serial = one_at_a_time();
     assert!(
         std::path::Path::new("/usr/bin/newuidmap").exists(),
         "rootless podman needs newuidmap: apt-get install uidmap (scripts/test does)"
@@ -701,6 +713,7 @@ cap run-default-registered shim_run $D $RUN -v "$BB:/busybox:ro" "$IMAGE"
 /// profile lifted, or CAP_SYS_ADMIN, it runs in a private instance.
 #[test]
 fn host_table_docker_runs_an_arm64_image_and_names_its_seccomp_profile_to_qemu_shim_run() {
+    let _serial = one_at_a_time();
     for f in ["/usr/sbin/dockerd", DOCKER] {
         assert!(
             std::path::Path::new(f).exists(),
