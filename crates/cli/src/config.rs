@@ -143,7 +143,8 @@ pub struct Config {
 
 impl Config {
     /// The CPU model chosen for each of `arches` the file gives one, for
-    /// the interpreter file's table.
+    /// the interpreter file's table. Only qemu's: [`parse`] refuses `cpu`
+    /// beside box64 or FEX, so no model is ever chosen for a plain arch.
     pub fn cpu_models(&self, arches: &[&str]) -> Vec<(String, String)> {
         self.choices
             .iter()

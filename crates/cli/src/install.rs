@@ -371,7 +371,7 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     }
     let mut emulators = found;
     emulators.sort_by_key(|(a, _)| ARCHES.iter().position(|r| std::ptr::eq(r, *a)));
-    let cpu = cpu_models(&cfg, &emulators, &plain)?;
+    let cpu = cpu_models(&cfg, &emulators)?;
 
     // A pre-relocated file keeps its address across installs, so an
     // install that changes nothing else writes the same file.
@@ -1607,13 +1607,8 @@ pub fn write_text(out: &mut dyn Write, sum: &Summary, verbose: bool) {
 fn cpu_models(
     cfg: &config::Config,
     emulators: &[(&'static Arch, PathBuf)],
-    plain: &[String],
 ) -> Result<Vec<(String, String)>> {
-    let names: Vec<&str> = emulators
-        .iter()
-        .map(|(a, _)| a.name)
-        .filter(|n| !plain.iter().any(|p| p == n))
-        .collect();
+    let names: Vec<&str> = emulators.iter().map(|(a, _)| a.name).collect();
     let models = cfg.cpu_models(&names);
     for (arch, model) in &models {
         let (a, emulator) = emulators

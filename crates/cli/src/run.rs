@@ -214,13 +214,9 @@ fn prepare_and_exec(opts: &Options) -> std::result::Result<std::convert::Infalli
     };
     let set = named.as_deref().map(set_name);
     // The administrator's CPU models (config `cpu`, issue 15), as install
-    // writes them: qemu's arches only.
-    let qemu_arches: Vec<&str> = found
-        .iter()
-        .map(|(a, _)| a.name)
-        .filter(|n| !plain.iter().any(|p| p == n))
-        .collect();
-    let cpu = cfg.cpu_models(&qemu_arches);
+    // writes them.
+    let arches: Vec<&str> = found.iter().map(|(a, _)| a.name).collect();
+    let cpu = cfg.cpu_models(&arches);
     let cached =
         cached_interpreter(&dir, set.as_deref(), &source, &found, &plain, &cpu).map_err(setup)?;
 
