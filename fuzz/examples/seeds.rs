@@ -10,7 +10,10 @@
 //!   emulators, in the configurations install writes (all carried and
 //!   pre-relocated, one arch, `--no-prelink`, `--no-carry`, a plain entry);
 //! - register lines and entry files: what install registers for every row
-//!   of the arch table, and what the kernel shows for it.
+//!   of the arch table, and what the kernel shows for it;
+//! - config files: every TOML example of README.md and of the config
+//!   module's documentation, and the configs the tests write (good ones
+//!   and the mistakes they expect refused).
 //!
 //! Usage: seeds OUTDIR SHIM QEMU_DIR FIXTURE_FILE...
 
@@ -46,6 +49,7 @@ fn run() -> Result<(), String> {
         out.join("dispatch_table"),
     );
     let (lines, entries) = (out.join("register_line"), out.join("entry_file"));
+    config_seeds(&out.join("config"))?;
 
     for f in files {
         let bytes = fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
@@ -143,6 +147,81 @@ fn run() -> Result<(), String> {
         let built = build(&image, &spec).map_err(|e| format!("{name}: {e}"))?;
         let r = region(&built.image).map_err(|e| format!("{name}: {e}"))?;
         put(&table, name, &built.image[r])?;
+    }
+    Ok(())
+}
+
+/// The configs the tests write (tests/integration run.rs, settings.rs,
+/// install_trust.rs; crates/cli config.rs's unit tests): good ones, and
+/// mistakes the tests expect refused with their line.
+const TEST_CONFIGS: &[&str] = &[
+    "# test config\n[arch.\"linux/arm64\"]\nemulator = \"qemu\"\npath = \"/tmp/s/alt/my-aarch64-build\"\n",
+    "[arch.arm64]\nemulator = \"qemu\"\npath = \"/tmp/s/alt/my-aarch64-build\"\n",
+    "[arch.aarch64]\nemulator = \"qemu\"\npath = \"/home/nobody/qemu-aarch64\"\n",
+    "[arch.arm64]\nemulator = \"rosetta\"\n",
+    "# nothing to choose\n",
+    "[arch.armel]\ncpu = \"arm1176\"\n",
+    "[arch.arm]\ncpu = \"pentium\"\n",
+    "[arch.arm]\nemulator = \"box64\"\ncpu = \"max\"\n",
+    "[arch.armhf]\ncpu = 'arm1176'\n[arch.aarch64]\nemulator = \"qemu\"\ncpu = \"max,sve=off\"\n[arch.s390x]\nemulator = \"qemu\"\n",
+    "[arch.x86_64]\nemulator = \"box64\"\npath = \"/usr/local/bin/box64\"\n[arch.\"linux/386\"]\nemulator = \"fex\"\n[arch.arm64]\nemulator = \"qemu\"\npath = \"/opt/qemu #8/qemu-aarch64\"\n",
+    "[arch.x86_64]\nemulator = 'box64'\npath = '/opt/b\\x/box64'",
+    "[arch.x86_64]\nemulator = \"box\\u0036\\u0034\"\npath = \"/opt/b\\\\x/box64\"",
+    "arch.x86_64 = { emulator = \"box64\", path = \"/opt/b\\\\x/box64\" }",
+    "[arch]\nx86_64.emulator = \"box64\"\nx86_64.path = '/opt/b\\x/box64'",
+    "[arch.vax]\nemulator = \"qemu\"",
+    "[arch.x86_64]\nemulater = \"box64\"",
+    "[arch.x86_64]\nemulator = box64",
+    "[arch.x86_64]\npath = \"/x\"",
+    "[arch.arm]\ncpu = \"arm1176 -d\"",
+    "[arch.arm]\ncpu = 7",
+    "[arch.x86_64]\npath = \"box64\"\nemulator = \"box64\"",
+    "[emulators]\n",
+    "[arch.amd64]\nemulator = \"box64\"\n[arch.x86_64]",
+    "[arch.x86_64]\nemulator = \"box64\"\nemulator = \"fex\"",
+];
+
+/// The ```toml blocks of `text` (Markdown, or `//!` doc lines).
+fn toml_blocks(text: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut block: Option<String> = None;
+    for line in text.lines() {
+        let line = line
+            .strip_prefix("//!")
+            .map_or(line, |l| l.strip_prefix(' ').unwrap_or(l));
+        match (&mut block, line.trim_end()) {
+            (None, "```toml") => block = Some(String::new()),
+            (Some(b), "```") => {
+                blocks.push(std::mem::take(b));
+                block = None;
+            }
+            (Some(b), l) => {
+                b.push_str(l);
+                b.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    blocks
+}
+
+fn config_seeds(dir: &Path) -> Result<(), String> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut n = 0;
+    for doc in ["README.md", "crates/cli/src/config.rs"] {
+        let p = repo.join(doc);
+        let text = fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let blocks = toml_blocks(&text);
+        if blocks.is_empty() {
+            return Err(format!("{}: no ```toml example", p.display()));
+        }
+        for b in blocks {
+            put(dir, &format!("doc-{n}"), b.as_bytes())?;
+            n += 1;
+        }
+    }
+    for (i, c) in TEST_CONFIGS.iter().enumerate() {
+        put(dir, &format!("test-{i}"), c.as_bytes())?;
     }
     Ok(())
 }

@@ -272,7 +272,14 @@ pub fn load(path: Option<&Path>, euid: u32) -> Result<Config> {
     let Some(text) = open_checked(path, required, euid)? else {
         return Ok(Config::default());
     };
-    let mut c = parse(&text).map_err(|(line, msg)| {
+    from_text(path, &text)
+}
+
+/// Parses `text`, read from `path`: a mistake is the one line the user
+/// sees, `PATH:LINE: what is wrong`. The fuzz target `config` runs this on
+/// arbitrary text.
+pub fn from_text(path: &Path, text: &str) -> Result<Config> {
+    let mut c = parse(text).map_err(|(line, msg)| {
         Error::new(format!("{}:{line}: {msg}", path.display()))
             .hint("see `qemu-shim install --help` for the config file's format")
     })?;
