@@ -222,9 +222,77 @@ struct Step {
 }
 
 /// Runs `install`, writing the report to `out`; returns it as data too.
+///
+/// Read what is there, plan, carry the plan out, report: every step below
+/// reads or changes the system except [`plan`], which decides from what
+/// the others read.
 pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     let mut progress = Progress::for_terminal(opts.progress);
-    // 1. Arches and emulators: decided before anything is touched.
+    let req = request(opts, &mut progress)?;
+    let table = open_locked(opts, out)?;
+    let mut place = locate(opts, &table.bf, &req.owners)?;
+    let found = find_emulators(opts, &req, &table.existing, &place)?;
+    let spec = spec_for(opts, &req.cfg, &found, place.old_config.as_ref())?;
+    let built = build_or_keep(&req, &spec, &found, &mut place, &mut progress)?;
+    let state = read_state(opts, &place, &built, &spec)?;
+    let plan = plan(&Inputs {
+        emulators: &found.emulators,
+        want: Want {
+            dest: &place.dest_str,
+            carry: opts.carry,
+            by_path: &built.by_path,
+            pin: opts.pin,
+            credentials: opts.credentials,
+            others: &found.others,
+        },
+        existing: &table.existing,
+        file_changed: built.changed,
+        persist: opts.persist,
+        old_persist: state.old_persist.as_deref(),
+        old_record: place.old_record.as_ref(),
+        sources: &state.sources,
+        dest_stamp: state.dest_stamp,
+    })?;
+    if plan.persist.is_some() {
+        check_binfmt_d(&opts.binfmt_d_dir, &state.persist_path, &req.owners)?;
+    }
+    carry_out(&table.bf, &plan, &place, &built, &state, &mut progress)?;
+    progress.clear();
+    let leftovers = remove_leftovers(&place.dir.path);
+    let sum = summarize(
+        opts, &req, &table, &place, &found, &built, &state, &plan, leftovers,
+    );
+    if !opts.quiet {
+        write_text(out, &sum, opts.verbose);
+    }
+    Ok(sum)
+}
+
+/// What the command line and the config ask for, and the interpreter
+/// image to configure: decided before anything is touched.
+struct Request {
+    native: Vec<&'static Arch>,
+    probe_note: Option<String>,
+    /// Arches were named (else: every foreign arch with an emulator).
+    explicit: bool,
+    chosen: Vec<&'static Arch>,
+    /// The search path, or why `--emulator-dir` cannot be searched: an
+    /// error only for an arch that needs it (one the installed file
+    /// carries can be kept).
+    search: Result<Search>,
+    /// The administrator's per-arch emulator choice, read now and written
+    /// into the table: the interpreter never reads it.
+    cfg: config::Config,
+    /// Whose files and directories this run trusts (see `trust`): root's,
+    /// and the caller's own (the same, as root).
+    owners: trust::Owners,
+    host: Option<&'static str>,
+    /// The interpreter image and where it was read.
+    source: PathBuf,
+    shim: Vec<u8>,
+}
+
+fn request(opts: &Options, progress: &mut Progress) -> Result<Request> {
     progress.say("qemu-shim: probing which arches this machine runs natively");
     let (native, probe_note) = select::native()?;
     // `all` (or nothing named) is every foreign arch with an emulator.
@@ -234,24 +302,13 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     } else {
         select::names(&opts.arches)?
     };
-    let explicit = named.is_some();
     let chosen = match &named {
         Some(names) => select::resolve_foreign(names, &native)?,
         None => select::foreign(&native),
     };
-    // `--emulator-dir` that cannot be searched is an error only for an arch
-    // that needs it (one the installed file carries can be kept).
-    let search = Search::new(&opts.emulator_dirs);
-    // The administrator's per-arch emulator choice, read now and written
-    // into the table: the interpreter never reads it.
     let euid = nix::unistd::geteuid().as_raw();
     let cfg = config::load(opts.config.as_deref(), euid)?;
-    // Whose files and directories this run trusts (see `trust`): root's,
-    // and the caller's own (the same, as root).
     let owners = trust::Owners::system().and(euid);
-    let host = qemu_shim_registry::probe::host_arch().map(|a| a.name);
-
-    // 2. The interpreter image, configured below once the arch set is known.
     let source = match &opts.interpreter {
         Some(p) => p.clone(),
         None => interp::default_source()?,
@@ -266,27 +323,78 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
     })?;
     interp::region(&shim).map_err(|e| e.context(format!("interpreter {}", source.display())))?;
     check_source(opts, &owners, "the interpreter to install", &source)?;
+    Ok(Request {
+        native,
+        probe_note,
+        explicit: named.is_some(),
+        chosen,
+        search: Search::new(&opts.emulator_dirs),
+        cfg,
+        owners,
+        host: qemu_shim_registry::probe::host_arch().map(|a| a.name),
+        source,
+        shim,
+    })
+}
 
-    // 3. The binfmt_misc table.
+/// The binfmt_misc table this run changes, locked until the run ends:
+/// another install or uninstall on it waits, then plans from what this
+/// one left.
+struct LockedTable {
+    bf: Binfmt,
+    /// This run mounted it (see `root`).
+    mounted_here: bool,
+    _lock: crate::files::TableLock,
+    /// Quiet, the note on waiting for the lock goes into the report.
+    lock_note: Option<String>,
+    /// Its entries as the run starts, in the kernel's order.
+    existing: Vec<(String, EntryFile)>,
+}
+
+fn open_locked(opts: &Options, out: &mut dyn Write) -> Result<LockedTable> {
     let (bf, mounted_here) = root::open_for_change(opts.binfmt_dir.as_deref())?;
-    // Held until this run ends: another install or uninstall on this
-    // table waits, then plans from what this one left.
     // The note is printed while waiting; quiet, it goes to the report's
     // notes instead (`--json`).
-    let (_lock, lock_note) = if opts.quiet {
-        let (lock, note) = lock_table_noting(&bf, &mut io::sink())?;
-        (lock, note)
+    let (lock, lock_note) = if opts.quiet {
+        lock_table_noting(&bf, &mut io::sink())?
     } else {
-        let (lock, _) = lock_table_noting(&bf, out)?;
-        (lock, None)
+        (lock_table_noting(&bf, out)?.0, None)
     };
     let existing = bf.list()?;
+    Ok(LockedTable {
+        bf,
+        mounted_here,
+        _lock: lock,
+        lock_note,
+        existing,
+    })
+}
 
-    // 4. Where the interpreter goes.
+/// Where the interpreter file goes, and what is installed there now.
+struct Place {
+    dir: InstallDir,
+    dest: PathBuf,
+    dest_str: String,
+    /// The installed file, open; never read whole (hundreds of MB with
+    /// carried emulators, on top of the new image): its table comes from
+    /// its headers, and it is compared with the new image piece by piece.
+    /// Taken (closed) once compared.
+    old_file: Option<fs::File>,
+    old_config: Option<Spec>,
+    installed: origin::Installed,
+    /// Its install record, read before the file may change (a record
+    /// names the file it describes); its bytes too, to put back if this
+    /// run fails.
+    record_path: PathBuf,
+    old_record: Option<sources::Record>,
+    old_record_bytes: Option<Vec<u8>>,
+}
+
+fn locate(opts: &Options, bf: &Binfmt, owners: &trust::Owners) -> Result<Place> {
     let dir = plan_install_dir(&opts.install_dir)?;
-    preflight(&bf, &dir)?;
+    preflight(bf, &dir)?;
     let dest = dir.path.join(interp::FILE_NAME);
-    check_install_dir(&dir, &dest, &owners)?;
+    check_install_dir(&dir, &dest, owners)?;
     let dest_str = dest
         .to_str()
         .ok_or_else(|| {
@@ -296,55 +404,82 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
             ))
         })?
         .to_owned();
-    // The installed file is never read whole (hundreds of MB with carried
-    // emulators, on top of the new image): its table comes from its
-    // headers, and it is compared with the new image piece by piece.
     let old_file = open_installed(&dest)?;
     let old_config = old_file.as_ref().and_then(installed_config);
-    // Its install record, read before the file may change (a record names
-    // the file it describes); its bytes too, to put back if this run fails.
-    let record_path = sources::path_for(&dest);
-    let old_record = sources::read(&dest).ok().flatten();
-    let old_record_bytes = fs::read(&record_path).ok();
-
-    // 5. Emulators: for the arches asked for, then for our entries on the
-    //    same file that were not asked for (they stay, so the new table
-    //    must still name their emulators).
     let installed = origin::Installed::read(&dest, old_file.as_ref());
+    Ok(Place {
+        record_path: sources::path_for(&dest),
+        old_record: sources::read(&dest).ok().flatten(),
+        old_record_bytes: fs::read(sources::path_for(&dest)).ok(),
+        dir,
+        dest,
+        dest_str,
+        old_file,
+        old_config,
+        installed,
+    })
+}
+
+/// The emulators of the new table.
+struct Found {
+    /// Arch and emulator, in arch-table order (for a kept arch, the path
+    /// the installed file's table names).
+    emulators: Vec<(&'static Arch, PathBuf)>,
+    /// Arches re-registered from the installed file's own copy.
+    kept: Vec<&'static Arch>,
+    /// Arches whose emulator takes the plain command line (box64, FEX).
+    plain: Vec<String>,
+    /// Arches that would have been registered but have no emulator.
+    missing: Vec<&'static Arch>,
+    /// Entries of ours on the same file, not asked for: they stay, so the
+    /// new table must still name their emulators.
+    others: Vec<&'static Arch>,
+}
+
+/// Finds the emulators for the arches asked for, then for our entries on
+/// the same file that were not asked for; checks that those that will run
+/// as root are trusted.
+fn find_emulators(
+    opts: &Options,
+    req: &Request,
+    existing: &[(String, EntryFile)],
+    place: &Place,
+) -> Result<Found> {
+    let dest_str = &place.dest_str;
     let finder = origin::Finder {
-        cfg: &cfg,
-        search: &search,
+        cfg: &req.cfg,
+        search: &req.search,
         given: !opts.emulator_dirs.is_empty(),
-        installed: &installed,
-        host,
+        installed: &place.installed,
+        host: req.host,
     };
     let mut r = Resolved::default();
     let mut missing: Vec<&'static Arch> = Vec::new();
-    for a in &chosen {
+    for a in &req.chosen {
         r.take(a, finder.find(a, false)?, &mut missing);
     }
-    if explicit && !missing.is_empty() {
+    if req.explicit && !missing.is_empty() {
         return Err(no_emulator(
-            search.as_ref().map_err(Error::clone)?,
+            req.search.as_ref().map_err(Error::clone)?,
             &missing,
         ));
     }
     if r.found.is_empty() && !opts.rebuild_only {
-        let search = search.as_ref().map_err(Error::clone)?;
+        let search = req.search.as_ref().map_err(Error::clone)?;
         return Err(Error::new(format!(
             "no emulator found for any foreign arch: looked for qemu-<arch>-static or qemu-<arch> in {}",
             dirs_text(search)
         ))
         .hint(search.hint()));
     }
-    let mut carried = Vec::new();
+    let mut others = Vec::new();
     let mut unknown = Vec::new();
-    for (name, entry) in &existing {
+    for (name, entry) in existing {
         let Some(a) = owned_arch(name) else { continue };
-        if entry.interpreter != dest_str || r.found.iter().any(|(f, _)| std::ptr::eq(*f, a)) {
+        if entry.interpreter != *dest_str || r.found.iter().any(|(f, _)| std::ptr::eq(*f, a)) {
             continue;
         }
-        carried.push(a);
+        others.push(a);
         r.take(a, finder.find(a, true)?, &mut unknown);
     }
     if let Some(a) = unknown.first() {
@@ -363,77 +498,125 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
             "no entry of qemu-shim uses {dest_str}: nothing to rebuild"
         )));
     }
-    let Resolved { found, kept, plain } = r;
+    let Resolved {
+        mut found,
+        kept,
+        plain,
+    } = r;
     for (a, p) in &found {
         if !select::is_in(a, &kept) {
-            check_source(opts, &owners, &format!("the emulator for {}", a.name), p)?;
+            check_source(
+                opts,
+                &req.owners,
+                &format!("the emulator for {}", a.name),
+                p,
+            )?;
         }
     }
-    let mut emulators = found;
-    emulators.sort_by_key(|(a, _)| ARCHES.iter().position(|r| std::ptr::eq(r, *a)));
-    let cpu = cpu_models(&cfg, &emulators)?;
+    found.sort_by_key(|(a, _)| ARCHES.iter().position(|r| std::ptr::eq(r, *a)));
+    Ok(Found {
+        emulators: found,
+        kept,
+        plain,
+        missing,
+        others,
+    })
+}
 
+/// The interpreter file's table for `found`, its CPU models checked.
+fn spec_for(
+    opts: &Options,
+    cfg: &config::Config,
+    found: &Found,
+    old_config: Option<&Spec>,
+) -> Result<Spec> {
+    let cpu = cpu_models(cfg, &found.emulators)?;
     // A pre-relocated file keeps its address across installs, so an
     // install that changes nothing else writes the same file.
     let prelink_base = if opts.carry && opts.prelink {
-        match old_config.as_ref().and_then(|c| c.prelink_base) {
+        match old_config.and_then(|c| c.prelink_base) {
             Some(b) => Some(b),
             None => Some(interp::random_base()?),
         }
     } else {
         None
     };
-    let config = Spec {
+    Ok(Spec {
         target: interp::target(),
         flags: interp::flags_for_running_kernel(),
         carry: opts.carry,
         prelink_base,
-        emulators: emulators
+        emulators: found
+            .emulators
             .iter()
             .map(|(a, p)| (a.name.to_string(), p.clone()))
             .collect(),
-        plain,
+        plain: found.plain.clone(),
         cpu,
-    };
-    // An arch found nowhere but carried in the installed file keeps that
-    // file as it is; else the file is built and compared with it.
-    let (prepared, by_path, seen, file_changed) = if kept.is_empty() {
-        let (p, seen, changed) =
-            build_and_compare(&shim, &source, &config, &dest, old_file, &mut progress)?;
-        let by_path = p.by_path.clone();
-        (Some(p), by_path, seen, changed)
-    } else {
-        drop(old_file);
-        check_keep(&config, &installed, old_record.as_ref(), &kept, &dest)?;
-        let by_path = config
-            .emulators
-            .iter()
-            .filter(|(a, _)| !installed.carries(a))
-            .map(|(a, _)| (a.clone(), "not carried in the installed file".to_string()))
-            .collect();
-        (None, by_path, Vec::new(), false)
-    };
-    let built = Built { prepared, by_path };
+    })
+}
 
-    // 6. One step per entry: planned from the table as it is.
-    let plan = plan_entries(
-        &emulators,
-        &Want {
-            dest: &dest_str,
-            carry: opts.carry,
-            by_path: &built.by_path,
-            pin: opts.pin,
-            credentials: opts.credentials,
-            others: &carried,
-        },
-        &existing,
-        file_changed,
+/// Builds the file for `spec` and compares it with the installed one; or,
+/// when an arch was found nowhere but carried in the installed file, keeps
+/// that file as it is (if it is exactly what this run would build).
+fn build_or_keep<'a>(
+    req: &'a Request,
+    spec: &'a Spec,
+    found: &Found,
+    place: &mut Place,
+    progress: &mut Progress,
+) -> Result<Built<'a>> {
+    let old_file = place.old_file.take();
+    if found.kept.is_empty() {
+        let (p, seen, changed) = build_and_compare(
+            &req.shim,
+            &req.source,
+            spec,
+            &place.dest,
+            old_file,
+            progress,
+        )?;
+        return Ok(Built {
+            by_path: p.by_path.clone(),
+            prepared: Some(p),
+            seen,
+            changed,
+        });
+    }
+    drop(old_file);
+    check_keep(
+        spec,
+        &place.installed,
+        place.old_record.as_ref(),
+        &found.kept,
+        &place.dest,
     )?;
-    let EntryPlan { steps, strays } = plan;
+    let by_path = spec
+        .emulators
+        .iter()
+        .filter(|(a, _)| !place.installed.carries(a))
+        .map(|(a, _)| (a.clone(), "not carried in the installed file".to_string()))
+        .collect();
+    Ok(Built {
+        prepared: None,
+        by_path,
+        seen: Vec::new(),
+        changed: false,
+    })
+}
 
-    // The binfmt.d file: with --persist, or when one already registers
-    // entries on this interpreter file (kept in step, or the next boot
-    // would bring back entries this run replaced).
+/// The rest of what the plan is made from: the binfmt.d file and the
+/// install record as they are, and the record's emulators as they are now.
+struct State {
+    persist_path: PathBuf,
+    old_persist: Option<String>,
+    /// What each emulator is as this run reads it, for the install record.
+    sources: Vec<sources::Source>,
+    /// The installed file's stamp; `None` when it is rewritten.
+    dest_stamp: Option<sources::FileStamp>,
+}
+
+fn read_state(opts: &Options, place: &Place, built: &Built<'_>, spec: &Spec) -> Result<State> {
     let persist_path = persist::path_in(&opts.binfmt_d_dir);
     // Without --persist, a file that cannot be read is none of our business.
     let old_persist = match persist::read(&persist_path) {
@@ -441,101 +624,250 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
         Err(e) if opts.persist => return Err(e),
         Err(_) => None,
     };
-    let keep_in_step = old_persist
-        .as_deref()
-        .is_some_and(|t| persist::names_interpreter(t, &dest_str));
-    let lines: Vec<RegisterLine> = steps.iter().map(|s| s.line.clone()).collect();
-    let new_persist = (opts.persist || keep_in_step).then(|| persist::render(&lines));
-    if new_persist.is_some() {
-        check_binfmt_d(&opts.binfmt_d_dir, &persist_path, &owners)?;
-    }
-    let persist_changed = new_persist.is_some() && new_persist != old_persist;
-
-    // The install record: what each emulator was when read for this file.
-    // Rewritten with the file, or alone when only a stamp moved (a package
-    // reinstalled with the same bytes).
     // A kept file keeps its record (`check_keep` found it true).
-    let sources = match (&old_record, kept.is_empty()) {
-        (Some(r), false) => r.emulators.clone(),
+    let sources = match (&place.old_record, built.prepared.is_none()) {
+        (Some(r), true) => r.emulators.clone(),
         _ => record_sources(
-            &config,
+            spec,
             &built.by_path,
             opts.carry,
-            &seen,
-            old_record.as_ref(),
+            &built.seen,
+            place.old_record.as_ref(),
         )?,
     };
-    let record_now = |interpreter: sources::FileStamp| sources::Record {
-        format: sources::FORMAT,
-        interpreter,
-        emulators: sources.clone(),
+    let dest_stamp = if built.changed {
+        None
+    } else {
+        Some(stamp_of(&place.dest)?)
     };
-    let stamp_of_dest = || -> Result<sources::FileStamp> {
-        fs::metadata(&dest)
-            .map(|m| sources::FileStamp::of(&m))
-            .map_err(|e| Error::io("cannot read", &dest, &e))
-    };
-    let record_changed = file_changed || old_record.as_ref() != Some(&record_now(stamp_of_dest()?));
+    Ok(State {
+        persist_path,
+        old_persist,
+        sources,
+        dest_stamp,
+    })
+}
 
-    // 7. Do it.
-    let nothing_to_do = !file_changed
-        && !persist_changed
+/// The stamp of the file at `path`, for the install record.
+fn stamp_of(path: &Path) -> Result<sources::FileStamp> {
+    fs::metadata(path)
+        .map(|m| sources::FileStamp::of(&m))
+        .map_err(|e| Error::io("cannot read", path, &e))
+}
+
+/// What [`plan`] decides from: everything the other steps read.
+#[derive(Clone, Copy)]
+struct Inputs<'a> {
+    emulators: &'a [(&'static Arch, PathBuf)],
+    want: Want<'a>,
+    /// The table as it is, in the kernel's order.
+    existing: &'a [(String, EntryFile)],
+    /// The new interpreter file differs from the installed one (or there
+    /// is none).
+    file_changed: bool,
+    /// `--persist`.
+    persist: bool,
+    /// The binfmt.d file as it is.
+    old_persist: Option<&'a str>,
+    /// The install record as it is.
+    old_record: Option<&'a sources::Record>,
+    /// The record's emulators as this run reads them.
+    sources: &'a [sources::Source],
+    /// The installed file's stamp; `None` when it is rewritten.
+    dest_stamp: Option<sources::FileStamp>,
+}
+
+/// What install changes: the whole of it, decided before anything is
+/// touched.
+#[derive(Debug)]
+struct Plan {
+    /// Write the interpreter file (else it is already as wanted, or kept).
+    write_file: bool,
+    /// One per emulator, in table order.
+    steps: Vec<Step>,
+    /// Stand-ins left by an upgrade that was killed midway: removed.
+    strays: Vec<(String, EntryFile)>,
+    /// The binfmt.d file when there is one to keep: its text, and whether
+    /// that differs from the file's.
+    persist: Option<(String, bool)>,
+    /// Rewrite the install record (with the file, or alone when only a
+    /// stamp moved: a package reinstalled with the same bytes).
+    write_record: bool,
+    /// Neither the file, the entries nor the binfmt.d file change.
+    unchanged: bool,
+}
+
+/// Plans the whole install from its inputs: a pure function, tested
+/// without a kernel. `Err` for a line binfmt_misc would refuse.
+fn plan(i: &Inputs<'_>) -> Result<Plan> {
+    let EntryPlan { steps, strays } =
+        plan_entries(i.emulators, &i.want, i.existing, i.file_changed)?;
+    // The binfmt.d file: with --persist, or when one already registers
+    // entries on this interpreter file (kept in step, or the next boot
+    // would bring back entries this run replaced).
+    let keep_in_step = i
+        .old_persist
+        .is_some_and(|t| persist::names_interpreter(t, i.want.dest));
+    let persist = (i.persist || keep_in_step).then(|| {
+        let lines: Vec<RegisterLine> = steps.iter().map(|s| s.line.clone()).collect();
+        let text = persist::render(&lines);
+        let changed = Some(text.as_str()) != i.old_persist;
+        (text, changed)
+    });
+    let write_record = match i.dest_stamp {
+        None => true,
+        Some(stamp) => i.old_record != Some(&record(stamp, i.sources)),
+    };
+    let unchanged = !i.file_changed
+        && !persist.as_ref().is_some_and(|(_, changed)| *changed)
         && strays.is_empty()
         && steps.iter().all(|s| s.action == Action::Unchanged);
-    if !nothing_to_do || record_changed {
-        let mut j = Journal::new(&bf);
-        j.progress = std::mem::take(&mut progress);
-        let done = apply(
-            &mut j,
-            &dir.missing,
-            &dest,
-            &built,
-            file_changed,
-            &steps,
-            &strays,
-        )
-        .and_then(|()| {
-            if !record_changed {
-                return Ok(());
-            }
-            let text = sources::text(&record_now(stamp_of_dest()?))?;
-            write_file_mode(&record_path, text.as_bytes(), 0o644)?;
-            j.record = Some(match &old_record_bytes {
-                Some(b) => FileUndo::Restore(record_path.clone(), b.clone(), 0o644),
-                None => FileUndo::Remove(record_path.clone()),
-            });
-            Ok(())
-        })
-        .and_then(|()| match &new_persist {
-            // Last: the file names only entries that are in place.
-            Some(text) if persist_changed => {
-                write_persist(&mut j, &persist_path, text, old_persist.as_deref())
-            }
-            _ => Ok(()),
-        });
-        if let Err(e) = done {
-            return Err(j.rollback(e));
-        }
-        j.commit();
+    Ok(Plan {
+        write_file: i.file_changed,
+        steps,
+        strays,
+        persist,
+        write_record,
+        unchanged,
+    })
+}
+
+/// The install record of a file stamped `interpreter`.
+fn record(interpreter: sources::FileStamp, emulators: &[sources::Source]) -> sources::Record {
+    sources::Record {
+        format: sources::FORMAT,
+        interpreter,
+        emulators: emulators.to_vec(),
     }
-    progress.clear();
+}
+
+/// Carries `plan` out: the file, the entries, the record, the binfmt.d
+/// file (last: it names only entries that are in place), each step in the
+/// journal; any failure undoes the run's changes.
+fn carry_out(
+    bf: &Binfmt,
+    plan: &Plan,
+    place: &Place,
+    built: &Built<'_>,
+    state: &State,
+    progress: &mut Progress,
+) -> Result<()> {
+    if plan.unchanged && !plan.write_record {
+        return Ok(());
+    }
+    let mut j = Journal::new(bf);
+    j.progress = std::mem::take(progress);
+    let done = apply(
+        &mut j,
+        &place.dir.missing,
+        &place.dest,
+        built,
+        plan.write_file,
+        &plan.steps,
+        &plan.strays,
+    )
+    .and_then(|()| {
+        if !plan.write_record {
+            return Ok(());
+        }
+        let text = sources::text(&record(stamp_of(&place.dest)?, &state.sources))?;
+        write_file_mode(&place.record_path, text.as_bytes(), 0o644)?;
+        j.record = Some(match &place.old_record_bytes {
+            Some(b) => FileUndo::Restore(place.record_path.clone(), b.clone(), 0o644),
+            None => FileUndo::Remove(place.record_path.clone()),
+        });
+        Ok(())
+    })
+    .and_then(|()| match &plan.persist {
+        Some((text, true)) => write_persist(
+            &mut j,
+            &state.persist_path,
+            text,
+            state.old_persist.as_deref(),
+        ),
+        _ => Ok(()),
+    });
+    if let Err(e) = done {
+        return Err(j.rollback(e));
+    }
+    j.commit();
+    Ok(())
+}
+
+/// The report as data, from what the run read, planned and did.
+#[allow(clippy::too_many_arguments)]
+fn summarize(
+    opts: &Options,
+    req: &Request,
+    table: &LockedTable,
+    place: &Place,
+    found: &Found,
+    built: &Built<'_>,
+    state: &State,
+    plan: &Plan,
+    leftovers: Vec<PathBuf>,
+) -> Summary {
     // Bytes outside what is carried (say, a section not loaded) may change
     // without changing the file: only a rewritten file updated anything.
-    let updated = if file_changed {
-        updated_emulators(old_record.as_ref(), &sources)
+    let emulators_updated = if plan.write_file {
+        updated_emulators(place.old_record.as_ref(), &state.sources)
     } else {
         Vec::new()
     };
-    let leftovers = remove_leftovers(&dir.path);
+    let n = found.emulators.len();
+    Summary {
+        interpreter_size: fs::metadata(&place.dest).map(|m| m.len()).unwrap_or(0),
+        emulators_carried: n - built.by_path.len().min(n),
+        interpreter: place.dest_str.clone(),
+        interpreter_written: plan.write_file,
+        entries: plan.steps.iter().map(entry_summary).collect(),
+        no_emulator: found.missing.iter().map(|a| a.name).collect(),
+        binfmt_d: plan.persist.as_ref().map(|(_, changed)| FileSummary {
+            path: state.persist_path.display().to_string(),
+            written: *changed,
+        }),
+        unchanged: plan.unchanged,
+        emulators_updated,
+        leftovers_removed: leftovers.iter().map(|p| p.display().to_string()).collect(),
+        notes: notes(opts, req, table, place, found, built, plan),
+    }
+}
 
-    // 8. Report: data first, then its text (JSON is the same data).
+fn entry_summary(s: &Step) -> EntrySummary {
+    let (action, reason) = match &s.action {
+        Action::Register => ("registered", None),
+        Action::Unchanged => ("unchanged", None),
+        Action::Enable => ("enabled", None),
+        Action::Replace(_, why) => ("replaced", Some(why.clone())),
+    };
+    EntrySummary {
+        name: s.line.name.clone(),
+        arch: s.arch.name,
+        action,
+        reason,
+        flags: s.line.flags.to_string(),
+        emulator: s.emulator.display().to_string(),
+        asked: !s.carried,
+    }
+}
+
+/// The report's notes: what the user should know beyond what changed.
+fn notes(
+    opts: &Options,
+    req: &Request,
+    table: &LockedTable,
+    place: &Place,
+    found: &Found,
+    built: &Built<'_>,
+    plan: &Plan,
+) -> Vec<String> {
     let mut notes = Vec::new();
-    notes.extend(lock_note);
-    notes.extend(overlap_notes(&steps, &existing));
-    if let Ok(false) = bf.status_enabled() {
+    notes.extend(table.lock_note.clone());
+    notes.extend(overlap_notes(&plan.steps, &table.existing));
+    if let Ok(false) = table.bf.status_enabled() {
         notes.push(format!(
             "binfmt_misc is disabled as a whole (hint: echo 1 > {}/status)",
-            bf.root().display()
+            table.bf.root().display()
         ));
     }
     if opts.carry {
@@ -545,70 +877,37 @@ pub fn install(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
             ));
         }
     }
-    if !kept.is_empty() {
-        let paths: Vec<String> = kept
+    if !found.kept.is_empty() {
+        let paths: Vec<String> = found
+            .kept
             .iter()
-            .filter_map(|a| installed.path(a.name))
+            .filter_map(|a| place.installed.path(a.name))
             .map(|p| p.display().to_string())
             .collect();
         notes.push(format!(
-            "the emulator for {} is gone ({}): registered from the copy {dest_str} carries, which gets no updates until it is back",
-            select::names_of(&kept),
-            paths.join(", ")
+            "the emulator for {} is gone ({}): registered from the copy {} carries, which gets no updates until it is back",
+            select::names_of(&found.kept),
+            paths.join(", "),
+            place.dest_str
         ));
     }
-    for s in steps.iter().filter(|s| select::is_in(s.arch, &native)) {
+    for s in plan
+        .steps
+        .iter()
+        .filter(|s| select::is_in(s.arch, &req.native))
+    {
         notes.push(format!(
             "{} is for {}, which this machine runs natively (hint: qemu-shim uninstall {})",
             s.line.name, s.arch.name, s.arch.name
         ));
     }
-    if let Some(n) = probe_note {
+    if let Some(n) = &req.probe_note {
         notes.push(format!("native arches: {n}"));
     }
-    if let Some(n) = root::mount_lifetime_note(mounted_here) {
+    if let Some(n) = root::mount_lifetime_note(table.mounted_here) {
         notes.push(n.to_string());
     }
-    let size = fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
-    let sum = Summary {
-        interpreter_size: size,
-        emulators_carried: config.emulators.len() - built.by_path.len().min(config.emulators.len()),
-        interpreter: dest_str,
-        interpreter_written: file_changed,
-        entries: steps
-            .iter()
-            .map(|s| {
-                let (action, reason) = match &s.action {
-                    Action::Register => ("registered", None),
-                    Action::Unchanged => ("unchanged", None),
-                    Action::Enable => ("enabled", None),
-                    Action::Replace(_, why) => ("replaced", Some(why.clone())),
-                };
-                EntrySummary {
-                    name: s.line.name.clone(),
-                    arch: s.arch.name,
-                    action,
-                    reason,
-                    flags: s.line.flags.to_string(),
-                    emulator: s.emulator.display().to_string(),
-                    asked: !s.carried,
-                }
-            })
-            .collect(),
-        no_emulator: missing.iter().map(|a| a.name).collect(),
-        binfmt_d: new_persist.as_ref().map(|_| FileSummary {
-            path: persist_path.display().to_string(),
-            written: persist_changed,
-        }),
-        unchanged: nothing_to_do,
-        emulators_updated: updated,
-        leftovers_removed: leftovers.iter().map(|p| p.display().to_string()).collect(),
-        notes,
-    };
-    if !opts.quiet {
-        write_text(out, &sum, opts.verbose);
-    }
-    Ok(sum)
+    notes
 }
 
 /// The emulators found for an install, as [`origin::Finder`] finds them.
@@ -920,6 +1219,7 @@ pub fn pattern(e: &EntryFile) -> Option<analysis::Pattern<'_>> {
 /// What the entries should be: the interpreter file they name, how its
 /// emulators are started, the flags asked for, and which arches are
 /// entries of ours not asked for (kept on the same file).
+#[derive(Clone, Copy)]
 struct Want<'a> {
     dest: &'a str,
     carry: bool,
@@ -1049,6 +1349,10 @@ struct Built<'a> {
     prepared: Option<interp::Prepared<'a>>,
     /// Arches started by path, and why.
     by_path: Vec<(String, String)>,
+    /// What each carried emulator was when read for the build.
+    seen: Seen,
+    /// It differs from the installed file (or there is none).
+    changed: bool,
 }
 
 impl NewFile for Built<'_> {
@@ -2035,6 +2339,104 @@ mod tests {
             e.message().starts_with("cannot register qemu-shim-s390x: "),
             "{e:?}"
         );
+    }
+
+    /// Issue 14, item 2: the whole install (file, entries, binfmt.d file,
+    /// install record) is planned from what was read, without a kernel.
+    #[test]
+    fn the_plan_decides_file_entries_binfmt_d_and_record_from_what_was_read() {
+        let a = aarch64();
+        let dest = "/i/qemu-shim-interp";
+        let emulators = vec![(a, PathBuf::from("/e/qemu-aarch64-static"))];
+        let line = binfmt::register_line(a, dest, ENTRY_FLAGS);
+        let existing = vec![("qemu-shim-aarch64".to_string(), line.expected_entry())];
+        let stamp = |ino| sources::FileStamp {
+            dev: 1,
+            ino,
+            size: 2,
+            mtime: [3, 0],
+            ctime: [4, 0],
+        };
+        let sources = vec![sources::Source {
+            arch: "aarch64".into(),
+            path: "/e/qemu-aarch64-static".into(),
+            carried: true,
+            stamp: stamp(9),
+            sha256: Some("ab".into()),
+            version: None,
+        }];
+        let old_record = record(stamp(7), &sources);
+        let persisted = persist::render(std::slice::from_ref(&line));
+        let base = Inputs {
+            emulators: &emulators,
+            want: Want {
+                dest,
+                carry: true,
+                by_path: &[],
+                pin: true,
+                credentials: true,
+                others: &[],
+            },
+            existing: &existing,
+            file_changed: false,
+            persist: false,
+            old_persist: None,
+            old_record: Some(&old_record),
+            sources: &sources,
+            dest_stamp: Some(stamp(7)),
+        };
+        // Installed as wanted: nothing to do, no binfmt.d file to keep.
+        let p = plan(&base).unwrap();
+        assert!(p.unchanged && !p.write_file && !p.write_record, "{p:?}");
+        assert_eq!(p.persist, None);
+        // The same bytes under a new stamp (a package reinstalled): only
+        // the record is rewritten.
+        let p = plan(&Inputs {
+            dest_stamp: Some(stamp(8)),
+            ..base
+        })
+        .unwrap();
+        assert!(p.unchanged && p.write_record, "{p:?}");
+        // A new file: written, its entries replaced, a record for it.
+        let p = plan(&Inputs {
+            file_changed: true,
+            dest_stamp: None,
+            ..base
+        })
+        .unwrap();
+        assert!(!p.unchanged && p.write_file && p.write_record, "{p:?}");
+        assert!(matches!(p.steps[0].action, Action::Replace(..)));
+        // --persist writes the binfmt.d file once, then finds it in step.
+        let p = plan(&Inputs {
+            persist: true,
+            ..base
+        })
+        .unwrap();
+        assert_eq!(p.persist, Some((persisted.clone(), true)));
+        assert!(!p.unchanged);
+        let p = plan(&Inputs {
+            persist: true,
+            old_persist: Some(&persisted),
+            ..base
+        })
+        .unwrap();
+        assert_eq!(p.persist, Some((persisted.clone(), false)));
+        assert!(p.unchanged);
+        // Without --persist, a binfmt.d file naming this interpreter file
+        // is kept in step; one naming another is none of ours.
+        let p = plan(&Inputs {
+            old_persist: Some(&persisted),
+            ..base
+        })
+        .unwrap();
+        assert_eq!(p.persist, Some((persisted.clone(), false)));
+        let other = persisted.replace(dest, "/elsewhere/qemu-shim-interp");
+        let p = plan(&Inputs {
+            old_persist: Some(&other),
+            ..base
+        })
+        .unwrap();
+        assert_eq!(p.persist, None);
     }
 
     #[test]
