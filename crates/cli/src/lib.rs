@@ -150,8 +150,9 @@ fn run(cli: Cli) -> Result<u8, Error> {
             }
         }
         Command::Uninstall(a) => {
-            let mut text = Vec::new();
             let quiet = a.report.quiet || a.report.json;
+            // Quiet, not even the note on waiting for the table's lock.
+            let mut sink = std::io::sink();
             let sum = uninstall::uninstall(
                 &uninstall::Options {
                     arches: a.arches,
@@ -160,10 +161,12 @@ fn run(cli: Cli) -> Result<u8, Error> {
                     binfmt_dir,
                     binfmt_d_dir: a.binfmt_d_dir,
                 },
-                if quiet { &mut text } else { &mut out },
+                if quiet { &mut sink } else { &mut out },
             )?;
             if a.report.json {
                 write_json(&mut out, &sum)?;
+            } else if !quiet {
+                uninstall::write_text(&mut out, &sum);
             }
         }
         Command::Status(a) => {

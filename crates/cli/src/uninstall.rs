@@ -7,8 +7,9 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use qemu_shim_registry::arch::Arch;
 use qemu_shim_registry::binfmt::{self, Binfmt};
-use qemu_shim_registry::format::EntryFile;
+use qemu_shim_registry::format::{EntryFile, RegisterLine};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -31,23 +32,49 @@ pub struct Options {
     pub binfmt_d_dir: PathBuf,
 }
 
-/// What an uninstall did: `uninstall --json`'s report.
+/// What an uninstall did: `uninstall --json`'s report, and what
+/// [`write_text`] renders.
 #[derive(Debug, Default, Serialize)]
 pub struct Summary {
     /// Entries removed.
     pub removed: Vec<String>,
     /// Entries asked for that were not registered.
     pub not_registered: Vec<String>,
+    /// binfmt_misc is not mounted at the default root: no entry was
+    /// removed (the root, and why it is not mounted).
+    pub not_mounted: Option<NotMounted>,
     /// Files removed: interpreter files, leftovers of killed runs, the
     /// install directory, the binfmt.d file.
     pub files_removed: Vec<String>,
+    /// Of `files_removed`, those a killed run left.
+    pub leftovers_removed: Vec<String>,
     /// Interpreter files kept because entries of ours still use them.
     pub files_kept: Vec<String>,
+    /// Of `files_kept`, those that still carry the emulators of the
+    /// entries removed, with why they could not be rebuilt without them.
+    pub not_rebuilt: Vec<NotRebuilt>,
     /// Interpreter files still used, rewritten without the emulators no
     /// entry of ours uses any more.
     pub files_shrunk: Vec<Shrunk>,
     /// The binfmt.d file, when it was rewritten with fewer lines.
     pub binfmt_d_rewritten: Option<String>,
+    /// `--only-install-dir`: the only interpreter file whose entries were
+    /// considered.
+    pub only_interpreter: Option<String>,
+}
+
+/// Why nothing was removed from the table: see [`Summary`].
+#[derive(Debug, Serialize)]
+pub struct NotMounted {
+    pub root: String,
+    pub why: String,
+}
+
+/// A file kept with emulators no entry uses: see [`Summary`].
+#[derive(Debug, Serialize)]
+pub struct NotRebuilt {
+    pub path: String,
+    pub why: String,
 }
 
 /// An interpreter file rewritten without some emulators.
@@ -63,9 +90,12 @@ pub struct Shrunk {
     pub registered_again: Vec<String>,
 }
 
-/// Runs `uninstall`, writing the report to `out`; returns it as data too.
+/// Runs `uninstall`: plans which entries go, removes them, then the files
+/// they leave unused, prunes the binfmt.d file, and shrinks the files
+/// still used. `out` gets only the note printed while waiting for the
+/// table's lock; the report is returned as data ([`write_text`] renders
+/// it).
 pub fn uninstall(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
-    let mut sum = Summary::default();
     // `all` (or nothing named) is every entry of ours.
     let named = match select::names(&opts.arches)? {
         Some(names) => select::resolve(&names, None)?,
@@ -83,10 +113,74 @@ pub fn uninstall(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
         None
     };
     let existing = if mounted { bf.list()? } else { Vec::new() };
-
     let install_dir = fs::canonicalize(&opts.install_dir).unwrap_or(opts.install_dir.clone());
-    // The install directory's file, as given and as resolved: an entry
-    // names the path install wrote.
+    let plan = plan(opts, &named, &existing, &install_dir);
+
+    let mut sum = Summary {
+        not_registered: plan.not_registered.clone(),
+        not_mounted: (!mounted).then(|| NotMounted {
+            root: bf.root().display().to_string(),
+            why: root::unmounted_why().to_string(),
+        }),
+        only_interpreter: opts
+            .only_install_dir
+            .then(|| plan.own_file[0].display().to_string()),
+        ..Summary::default()
+    };
+    remove_entries(&bf, &plan.remove, &mut sum)?;
+    if named.is_empty() {
+        // What a killed install left would keep the directory.
+        for f in crate::files::remove_leftovers(&install_dir) {
+            sum.files_removed.push(f.display().to_string());
+            sum.leftovers_removed.push(f.display().to_string());
+        }
+    }
+    let remaining = if mounted { bf.list()? } else { Vec::new() };
+    let shrinking = remove_unused_files(&plan.files, &remaining, &install_dir, &mut sum)?;
+    // Before shrinking: install keeps the binfmt.d file in step.
+    prune_binfmt_d(opts, &named, &plan, &mut sum)?;
+    for (f, users) in &shrinking {
+        match shrink(f, users, opts, &bf, &mut lock, out) {
+            Ok(Some(s)) => {
+                sum.files_shrunk.push(s);
+                continue;
+            }
+            Ok(None) => {}
+            Err(why) => sum.not_rebuilt.push(NotRebuilt {
+                path: f.display().to_string(),
+                why: why.message().to_string(),
+            }),
+        }
+        sum.files_kept.push(f.display().to_string());
+    }
+    Ok(sum)
+}
+
+/// What uninstall removes, decided from the table as it is.
+#[derive(Debug, PartialEq, Eq)]
+struct Plan {
+    /// The install directory's file, as given and as resolved: an entry
+    /// names the path install wrote.
+    own_file: [PathBuf; 2],
+    /// Entries to remove, with the interpreter file each names.
+    remove: Vec<(String, String)>,
+    /// Entries asked for that are not registered.
+    not_registered: Vec<String>,
+    /// Interpreter files to remove once no entry of ours uses them: those
+    /// the entries removed use, and, when removing everything, the one in
+    /// the install directory (a failed or partial earlier run may have
+    /// left it without entries).
+    files: BTreeSet<PathBuf>,
+}
+
+/// Plans which entries go (`named` arches, or every entry of ours) and
+/// which files may go with them: a pure function of the table.
+fn plan(
+    opts: &Options,
+    named: &[&'static Arch],
+    existing: &[(String, EntryFile)],
+    install_dir: &Path,
+) -> Plan {
     let own_file = [
         opts.install_dir.join(interp::FILE_NAME),
         install_dir.join(interp::FILE_NAME),
@@ -108,161 +202,196 @@ pub fn uninstall(opts: &Options, out: &mut dyn Write) -> Result<Summary> {
             .filter(|n| existing.iter().all(|(en, e)| en != n || wanted(e)))
             .collect()
     };
-
-    let mut lines = Vec::new();
-    let mut files: BTreeSet<PathBuf> = BTreeSet::new();
-    let mut removed = 0usize;
-    // (name, interpreter) of each entry removed: its line leaves the
-    // binfmt.d file.
-    let mut gone: Vec<(String, String)> = Vec::new();
-    for name in &targets {
-        match existing.iter().find(|(n, _)| n == name) {
-            Some((_, e)) => {
-                bf.remove(name).map_err(|err| {
-                    let e = Error::from(err);
-                    if removed > 0 {
-                        e.context(format!("removed {removed} entries, then"))
-                    } else {
-                        e
-                    }
-                })?;
-                removed += 1;
-                files.insert(PathBuf::from(&e.interpreter));
-                gone.push((name.clone(), e.interpreter.clone()));
-                lines.push(format!("removed        {name}"));
-                sum.removed.push(name.clone());
-            }
-            None => {
-                lines.push(format!("not registered {name}"));
-                sum.not_registered.push(name.clone());
-            }
+    let mut remove = Vec::new();
+    let mut not_registered = Vec::new();
+    for name in targets {
+        match existing.iter().find(|(n, _)| *n == name) {
+            Some((_, e)) => remove.push((name, e.interpreter.clone())),
+            None => not_registered.push(name),
         }
     }
-    if !mounted {
-        lines.push(format!(
-            "binfmt_misc is not mounted at {}: no entries removed ({})",
-            bf.root().display(),
-            crate::root::unmounted_why()
-        ));
-    }
-
-    // Interpreter files: those the removed entries used, and, when removing
-    // everything, the one in the install directory (a failed or partial
-    // earlier run may have left it without entries).
+    let mut files: BTreeSet<PathBuf> = remove.iter().map(|(_, i)| PathBuf::from(i)).collect();
     if named.is_empty() {
         files.insert(install_dir.join(interp::FILE_NAME));
-        // What a killed install left would keep the directory.
-        for f in crate::files::remove_leftovers(&install_dir) {
-            sum.files_removed.push(f.display().to_string());
-            lines.push(format!(
-                "removed        {} (left by an interrupted run)",
-                f.display()
-            ));
-        }
     }
-    let remaining = if mounted { bf.list()? } else { Vec::new() };
-    let mut shrinking: Vec<(PathBuf, Vec<(String, EntryFile)>)> = Vec::new();
-    for f in &files {
-        let in_use = remaining
+    Plan {
+        own_file,
+        remove,
+        not_registered,
+        files,
+    }
+}
+
+/// Removes the planned entries; a failure says how many went before.
+fn remove_entries(bf: &Binfmt, remove: &[(String, String)], sum: &mut Summary) -> Result<()> {
+    for (name, _) in remove {
+        bf.remove(name).map_err(|err| {
+            let e = Error::from(err);
+            match sum.removed.len() {
+                0 => e,
+                n => e.context(format!("removed {n} entries, then")),
+            }
+        })?;
+        sum.removed.push(name.clone());
+    }
+    Ok(())
+}
+
+/// An interpreter file still used, and the entries of ours that use it.
+type StillUsed = (PathBuf, Vec<(String, EntryFile)>);
+
+/// Removes the interpreter files among `files` that no entry of ours in
+/// `remaining` uses (and the install directory once empty); returns those
+/// still used, with their users: removing entries leaves their emulators
+/// in the file, which is rebuilt without them, or kept saying why not
+/// (issue 18, item 2).
+fn remove_unused_files(
+    files: &BTreeSet<PathBuf>,
+    remaining: &[(String, EntryFile)],
+    install_dir: &Path,
+    sum: &mut Summary,
+) -> Result<Vec<StillUsed>> {
+    let mut shrinking = Vec::new();
+    for f in files {
+        let users: Vec<(String, EntryFile)> = remaining
             .iter()
-            .any(|(n, e)| n.starts_with(binfmt::OWNED_PREFIX) && Path::new(&e.interpreter) == f);
-        if in_use {
-            // Removing entries leaves their emulators in the file: it is
-            // rebuilt without them, or kept saying why not (issue 18, item 2).
-            let users: Vec<&(String, EntryFile)> = remaining
-                .iter()
-                .filter(|(n, e)| {
-                    n.starts_with(binfmt::OWNED_PREFIX) && Path::new(&e.interpreter) == f
-                })
-                .collect();
-            // After the binfmt.d file below: install keeps it in step.
-            shrinking.push((f.clone(), users.into_iter().cloned().collect::<Vec<_>>()));
+            .filter(|(n, e)| n.starts_with(binfmt::OWNED_PREFIX) && Path::new(&e.interpreter) == f)
+            .cloned()
+            .collect();
+        if !users.is_empty() {
+            shrinking.push((f.clone(), users));
             continue;
         }
         if remove_interpreter(f)? {
-            lines.push(format!("removed        {}", f.display()));
             sum.files_removed.push(f.display().to_string());
             if let Some(dir) = f.parent() {
                 // The install directory goes too once empty; any other file
                 // in it keeps it.
                 if dir == install_dir && fs::remove_dir(dir).is_ok() {
-                    lines.push(format!("removed        {}", dir.display()));
                     sum.files_removed.push(dir.display().to_string());
                 }
             }
         }
     }
-    // The binfmt.d file: the lines of the entries removed go, and those on
-    // an interpreter file that is gone (entries a reboot lost); once no
-    // line is left, the file goes. Lines on other interpreter files stay:
-    // they are another install's (a test's private table, say).
+    Ok(shrinking)
+}
+
+/// The binfmt.d file: the lines of the entries removed go, and those on
+/// an interpreter file that is gone (entries a reboot lost); once no line
+/// is left, the file goes. Lines on other interpreter files stay: they are
+/// another install's (a test's private table, say).
+fn prune_binfmt_d(
+    opts: &Options,
+    named: &[&'static Arch],
+    plan: &Plan,
+    sum: &mut Summary,
+) -> Result<()> {
     let persist_path = persist::path_in(&opts.binfmt_d_dir);
-    if let Some(text) = persist::read(&persist_path)? {
-        let all = persist::lines_of(&text);
-        let keep: Vec<_> = all
-            .iter()
-            .filter(|l| {
-                let removed_now = gone
-                    .iter()
-                    .any(|(n, i)| *n == l.name && *i == l.interpreter);
-                let file_gone = (named.is_empty()
-                    || named.iter().any(|a| binfmt::entry_name(a.name) == l.name))
-                    && files.contains(Path::new(&l.interpreter))
-                    && !Path::new(&l.interpreter).exists();
-                !(removed_now || file_gone)
-            })
-            .cloned()
-            .collect();
-        if keep.is_empty() {
-            fs::remove_file(&persist_path)
-                .map_err(|e| Error::io("cannot remove", &persist_path, &e))?;
-            lines.push(format!("removed        {}", persist_path.display()));
-            sum.files_removed.push(persist_path.display().to_string());
-        } else if keep.len() < all.len() {
-            crate::files::write_file_mode(&persist_path, persist::render(&keep).as_bytes(), 0o644)?;
-            lines.push(format!(
-                "rewritten      {} (without the lines of the entries removed)",
-                persist_path.display()
-            ));
-            sum.binfmt_d_rewritten = Some(persist_path.display().to_string());
-        }
+    let Some(text) = persist::read(&persist_path)? else {
+        return Ok(());
+    };
+    let all = persist::lines_of(&text);
+    let keep = lines_to_keep(&all, named, plan, |p| p.exists());
+    if keep.is_empty() {
+        fs::remove_file(&persist_path)
+            .map_err(|e| Error::io("cannot remove", &persist_path, &e))?;
+        sum.files_removed.push(persist_path.display().to_string());
+    } else if keep.len() < all.len() {
+        crate::files::write_file_mode(&persist_path, persist::render(&keep).as_bytes(), 0o644)?;
+        sum.binfmt_d_rewritten = Some(persist_path.display().to_string());
     }
-    for (f, users) in &shrinking {
-        match shrink(f, users, opts, &bf, &mut lock, out) {
-            Ok(None) => lines.push(format!("kept           {} (still used)", f.display())),
-            Ok(Some(s)) => {
-                lines.push(format!(
-                    "rewritten      {} without the emulators for {} ({} -> {})",
-                    s.path,
-                    s.dropped.join(", "),
-                    crate::install::size_text(s.size_before),
-                    crate::install::size_text(s.size_after)
-                ));
-                sum.files_shrunk.push(s);
-                continue;
-            }
-            Err(why) => lines.push(format!(
-                "kept           {} (still used; it still carries the emulators of the entries removed, as it cannot be rebuilt: {})",
-                f.display(),
-                why.message()
-            )),
-        }
-        sum.files_kept.push(f.display().to_string());
+    Ok(())
+}
+
+/// The binfmt.d lines that stay (see [`prune_binfmt_d`]); `exists` tells
+/// whether an interpreter file is still there.
+fn lines_to_keep(
+    all: &[RegisterLine],
+    named: &[&'static Arch],
+    plan: &Plan,
+    exists: impl Fn(&Path) -> bool,
+) -> Vec<RegisterLine> {
+    all.iter()
+        .filter(|l| {
+            let removed_now = plan
+                .remove
+                .iter()
+                .any(|(n, i)| *n == l.name && *i == l.interpreter);
+            let file_gone = (named.is_empty()
+                || named.iter().any(|a| binfmt::entry_name(a.name) == l.name))
+                && plan.files.contains(Path::new(&l.interpreter))
+                && !exists(Path::new(&l.interpreter));
+            !(removed_now || file_gone)
+        })
+        .cloned()
+        .collect()
+}
+
+/// Writes the report's text: one line per entry and per file, in the
+/// order the run went (entries, files removed, the binfmt.d file, files
+/// still used, by path), or that there was nothing to do.
+pub fn write_text(out: &mut dyn Write, sum: &Summary) {
+    let mut lines = Vec::new();
+    for name in &sum.removed {
+        lines.push(format!("removed        {name}"));
     }
-    if lines.is_empty() {
-        lines.push(if opts.only_install_dir {
-            format!(
-                "nothing to do: no qemu-shim entries use {}",
-                own_file[0].display()
-            )
+    for name in &sum.not_registered {
+        lines.push(format!("not registered {name}"));
+    }
+    if let Some(n) = &sum.not_mounted {
+        lines.push(format!(
+            "binfmt_misc is not mounted at {}: no entries removed ({})",
+            n.root, n.why
+        ));
+    }
+    for f in &sum.files_removed {
+        if sum.leftovers_removed.contains(f) {
+            lines.push(format!("removed        {f} (left by an interrupted run)"));
         } else {
-            "nothing to do: no qemu-shim entries".into()
+            lines.push(format!("removed        {f}"));
+        }
+    }
+    if let Some(f) = &sum.binfmt_d_rewritten {
+        lines.push(format!(
+            "rewritten      {f} (without the lines of the entries removed)"
+        ));
+    }
+    // Files still used, in the order they were handled (by path).
+    let mut used: Vec<(&str, String)> = sum
+        .files_shrunk
+        .iter()
+        .map(|s| {
+            let line = format!(
+                "rewritten      {} without the emulators for {} ({} -> {})",
+                s.path,
+                s.dropped.join(", "),
+                crate::install::size_text(s.size_before),
+                crate::install::size_text(s.size_after)
+            );
+            (s.path.as_str(), line)
+        })
+        .collect();
+    for f in &sum.files_kept {
+        let line = match sum.not_rebuilt.iter().find(|n| n.path == *f) {
+            None => format!("kept           {f} (still used)"),
+            Some(n) => format!(
+                "kept           {f} (still used; it still carries the emulators of the entries removed, as it cannot be rebuilt: {})",
+                n.why
+            ),
+        };
+        used.push((f.as_str(), line));
+    }
+    used.sort_by(|a, b| Path::new(a.0).cmp(Path::new(b.0)));
+    lines.extend(used.into_iter().map(|(_, l)| l));
+    if lines.is_empty() {
+        lines.push(match &sum.only_interpreter {
+            Some(f) => format!("nothing to do: no qemu-shim entries use {f}"),
+            None => "nothing to do: no qemu-shim entries".into(),
         });
     }
     for l in lines {
         let _ = writeln!(out, "{l}");
     }
-    Ok(sum)
 }
 
 /// Rebuilds the interpreter file `f`, which `users` (entries of ours)
@@ -381,4 +510,127 @@ fn remove_interpreter(path: &Path) -> Result<bool> {
         _ => {}
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qemu_shim_registry::arch;
+    use qemu_shim_registry::format::Flags;
+
+    fn opts(only_install_dir: bool) -> Options {
+        Options {
+            arches: Vec::new(),
+            install_dir: PathBuf::from("/i"),
+            only_install_dir,
+            binfmt_dir: None,
+            binfmt_d_dir: PathBuf::from("/etc/binfmt.d"),
+        }
+    }
+
+    fn entry(arch: &str, interp: &str) -> (String, EntryFile) {
+        let a = arch::by_name(arch).unwrap();
+        let line = binfmt::register_line(a, interp, Flags::P.union(Flags::F));
+        (line.name.clone(), line.expected_entry())
+    }
+
+    /// Issue 14, item 2: what goes is planned from the table alone.
+    #[test]
+    fn the_plan_takes_ours_only_and_the_files_they_leave() {
+        let mine = "/i/qemu-shim-interp";
+        let theirs = "/other/qemu-shim-interp";
+        let mut foreign = entry("riscv64", "/usr/bin/qemu-riscv64");
+        foreign.0 = "qemu-riscv64".into();
+        let existing = vec![entry("aarch64", mine), entry("s390x", theirs), foreign];
+        // Everything of ours; the install dir's file too.
+        let p = plan(&opts(false), &[], &existing, Path::new("/i"));
+        let names: Vec<&str> = p.remove.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["qemu-shim-aarch64", "qemu-shim-s390x"]);
+        let files: Vec<&Path> = p.files.iter().map(PathBuf::as_path).collect();
+        assert_eq!(files, [Path::new(mine), Path::new(theirs)]);
+        // --only-install-dir: another install's entry stays.
+        let p = plan(&opts(true), &[], &existing, Path::new("/i"));
+        assert_eq!(p.remove, [("qemu-shim-aarch64".into(), mine.into())]);
+        // Named: one registered, one not, one another install's.
+        let named: Vec<&'static Arch> = ["s390x", "ppc64le", "aarch64"]
+            .iter()
+            .map(|n| arch::by_name(n).unwrap())
+            .collect();
+        let p = plan(&opts(true), &named, &existing, Path::new("/i"));
+        assert_eq!(p.remove, [("qemu-shim-aarch64".into(), mine.into())]);
+        assert_eq!(p.not_registered, ["qemu-shim-ppc64le"]);
+        assert_eq!(p.files.len(), 1, "only the file the removed entry used");
+    }
+
+    #[test]
+    fn binfmt_d_loses_the_lines_removed_and_those_on_files_gone() {
+        let mine = "/i/qemu-shim-interp";
+        let existing = vec![entry("aarch64", mine)];
+        let p = plan(&opts(false), &[], &existing, Path::new("/i"));
+        let line = |a: &str, interp: &str| {
+            binfmt::register_line(arch::by_name(a).unwrap(), interp, Flags::P)
+        };
+        let all = vec![
+            line("aarch64", mine),
+            // Lost by a reboot, its file now gone.
+            line("s390x", mine),
+            // Another install's.
+            line("riscv64", "/other/qemu-shim-interp"),
+        ];
+        let keep = lines_to_keep(&all, &[], &p, |_| false);
+        assert_eq!(keep, [all[2].clone()]);
+        // The file still there: only the removed entry's line goes.
+        let keep = lines_to_keep(&all, &[], &p, |_| true);
+        assert_eq!(keep, all[1..]);
+    }
+
+    #[test]
+    fn the_text_is_rendered_from_the_data_alone() {
+        let text = |s: &Summary| {
+            let mut out = Vec::new();
+            write_text(&mut out, s);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            text(&Summary::default()),
+            "nothing to do: no qemu-shim entries\n"
+        );
+        let s = Summary {
+            only_interpreter: Some("/i/qemu-shim-interp".into()),
+            ..Summary::default()
+        };
+        assert_eq!(
+            text(&s),
+            "nothing to do: no qemu-shim entries use /i/qemu-shim-interp\n"
+        );
+        let s = Summary {
+            removed: vec!["qemu-shim-aarch64".into()],
+            not_registered: vec!["qemu-shim-s390x".into()],
+            files_removed: vec!["/i/x.tmp".into(), "/etc/binfmt.d/qemu-shim.conf".into()],
+            leftovers_removed: vec!["/i/x.tmp".into()],
+            files_kept: vec!["/b/qemu-shim-interp".into(), "/c/qemu-shim-interp".into()],
+            not_rebuilt: vec![NotRebuilt {
+                path: "/c/qemu-shim-interp".into(),
+                why: "gone".into(),
+            }],
+            files_shrunk: vec![Shrunk {
+                path: "/a/qemu-shim-interp".into(),
+                dropped: vec!["riscv64".into()],
+                size_before: 2048,
+                size_after: 1024,
+                registered_again: vec![],
+            }],
+            ..Summary::default()
+        };
+        assert_eq!(
+            text(&s),
+            "removed        qemu-shim-aarch64\n\
+             not registered qemu-shim-s390x\n\
+             removed        /i/x.tmp (left by an interrupted run)\n\
+             removed        /etc/binfmt.d/qemu-shim.conf\n\
+             rewritten      /a/qemu-shim-interp without the emulators for riscv64 (2.0 KiB -> 1.0 KiB)\n\
+             kept           /b/qemu-shim-interp (still used)\n\
+             kept           /c/qemu-shim-interp (still used; it still carries the emulators of the entries removed, as it cannot be rebuilt: gone)\n"
+        );
+    }
 }
