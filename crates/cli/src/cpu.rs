@@ -4,10 +4,9 @@
 //! running that arch's probe program under the model, as every emulated
 //! exec will.
 
-use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use qemu_shim_registry::arch::Arch;
 use qemu_shim_registry::programs::{self, Kind};
@@ -56,28 +55,16 @@ pub fn check(a: &Arch, emulator: &Path, model: &str, at: &str) -> Result<()> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| Error::io("cannot run", emulator, &e))?;
-    let start = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break st,
-            Ok(None) if start.elapsed() > TIMEOUT => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(refused(format!(
-                    "the probe program did not finish in {} s",
-                    TIMEOUT.as_secs()
-                )));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(2)),
-            Err(e) => return Err(Error::io("cannot wait for", emulator, &e)),
-        }
+    let Some((status, err)) = crate::child::wait_for(&mut child, TIMEOUT)
+        .map_err(|e| Error::io("cannot wait for", emulator, &e))?
+    else {
+        return Err(refused(format!(
+            "the probe program did not finish in {} s",
+            TIMEOUT.as_secs()
+        )));
     };
     if status.success() {
         return Ok(());
-    }
-    let mut err = String::new();
-    if let Some(mut s) = child.stderr.take() {
-        let _ = s.read_to_string(&mut err);
     }
     // qemu's own words ("unable to find CPU model 'x'"), without its name.
     let said = err.lines().find(|l| !l.trim().is_empty()).map(|l| {

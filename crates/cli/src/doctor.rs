@@ -27,7 +27,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use qemu_shim_registry::binfmt::{self, Binfmt};
 use qemu_shim_registry::programs::{self, Kind};
@@ -770,27 +770,14 @@ impl Probes {
                 Ok(c) => break c,
             }
         };
-        let start = Instant::now();
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(st)) => break st,
-                Ok(None) if start.elapsed() > PROBE_TIMEOUT => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Ok(Err(format!(
-                        "did not finish in {} s",
-                        PROBE_TIMEOUT.as_secs()
-                    )));
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-                Err(e) => return Err(Error::io("cannot wait for probe", path, &e)),
-            }
+        let Some((status, err)) = crate::child::wait_for(&mut child, PROBE_TIMEOUT)
+            .map_err(|e| Error::io("cannot wait for probe", path, &e))?
+        else {
+            return Ok(Err(format!(
+                "did not finish in {} s",
+                PROBE_TIMEOUT.as_secs()
+            )));
         };
-        let mut err = String::new();
-        if let Some(mut s) = child.stderr.take() {
-            use std::io::Read;
-            let _ = s.read_to_string(&mut err);
-        }
         let said = err
             .lines()
             .next()

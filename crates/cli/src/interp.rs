@@ -76,6 +76,12 @@ pub fn flags_for_running_kernel() -> u16 {
     }
 }
 
+/// The CPU model an entry of the table holds, as the reports show it
+/// (`status`, `which`): `None` for qemu's default (no model).
+pub fn cpu_model(bytes: &[u8]) -> Option<String> {
+    (!bytes.is_empty()).then(|| String::from_utf8_lossy(bytes).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod analysis;
+mod child;
 mod cli;
 pub mod config;
 mod cpu;

@@ -626,7 +626,7 @@ pub fn read_interpreter(path: &Path) -> Result<InterpreterFile> {
                 Freshness::Unknown(why) => Some(why),
                 _ => None,
             },
-            cpu: (!e.cpu.is_empty()).then(|| String::from_utf8_lossy(e.cpu).into_owned()),
+            cpu: interp::cpu_model(e.cpu),
             used: true,
         });
     }

@@ -252,9 +252,7 @@ pub fn which(file: &Path, binfmt_dir: Option<&Path>) -> Result<(Which, u8)> {
                                 entry.emulator = Some(p.display().to_string());
                                 entry.carried =
                                     Some(cfg.carry && !cfg.plain.iter().any(|x| x == a.name));
-                                let model = cfg.cpu(a.name);
-                                entry.cpu = (!model.is_empty())
-                                    .then(|| String::from_utf8_lossy(model).into_owned());
+                                entry.cpu = interp::cpu_model(cfg.cpu(a.name));
                             }
                             None => {
                                 entry.problem = Some(format!(
@@ -401,50 +399,52 @@ mod tests {
         );
         assert_eq!(ElfError::Truncated.to_string(), "truncated ELF file");
         // A complete header of machine 0xbeef, its segments not checked:
-        // the interpreter stops at the machine.
-        let a = arch::by_name("aarch64").unwrap();
-        let mut h = vec![0u8; 64];
-        h[..a.magic.len()].copy_from_slice(a.magic);
-        h[18..20].copy_from_slice(&0xbeefu16.to_le_bytes());
-        h[20] = 1;
-        h[52] = 64;
-        h[54] = 56;
-        h[56] = 1;
+        // the interpreter stops at the machine. The machine is the header
+        // check's reading, in either byte order.
         let p = t.path().join("machine");
-        std::fs::write(&p, &h).unwrap();
-        let (_, kind) = examine(&p).unwrap();
-        // The machine is the header check's reading (big-endian files too).
-        assert!(
-            matches!(
-                kind,
-                FileKind::Elf {
-                    arch: None,
-                    machine: Some(0xbeef),
-                    checked: Ok(())
-                }
-            ),
-            "{kind:?}"
-        );
-        h[5] = 2;
-        h[16..18].copy_from_slice(&2u16.to_be_bytes());
-        h[18..20].copy_from_slice(&0xbeefu16.to_be_bytes());
-        h[20..24].copy_from_slice(&1u32.to_be_bytes());
-        h[52..54].copy_from_slice(&64u16.to_be_bytes());
-        h[54..56].copy_from_slice(&56u16.to_be_bytes());
-        h[56..58].copy_from_slice(&1u16.to_be_bytes());
-        std::fs::write(&p, &h).unwrap();
-        let (_, kind) = examine(&p).unwrap();
-        assert!(
-            matches!(
-                kind,
-                FileKind::Elf {
-                    arch: None,
-                    machine: Some(0xbeef),
-                    checked: Ok(())
-                }
-            ),
-            "{kind:?}"
-        );
+        for big in [false, true] {
+            std::fs::write(&p, elf64_header(big, 0xbeef)).unwrap();
+            let (_, kind) = examine(&p).unwrap();
+            assert!(
+                matches!(
+                    kind,
+                    FileKind::Elf {
+                        arch: None,
+                        machine: Some(0xbeef),
+                        checked: Ok(())
+                    }
+                ),
+                "big-endian {big}: {kind:?}"
+            );
+        }
+    }
+
+    /// A 64-byte ELF64 executable header (one program header) of `machine`.
+    fn elf64_header(big_endian: bool, machine: u16) -> Vec<u8> {
+        let u16b = |v: u16| {
+            if big_endian {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
+        let mut h = vec![0u8; 64];
+        h[..4].copy_from_slice(b"\x7fELF");
+        h[4] = 2; // ELFCLASS64
+        h[5] = if big_endian { 2 } else { 1 };
+        h[6] = 1; // EV_CURRENT
+        h[16..18].copy_from_slice(&u16b(2)); // ET_EXEC
+        h[18..20].copy_from_slice(&u16b(machine));
+        let version = if big_endian {
+            1u32.to_be_bytes()
+        } else {
+            1u32.to_le_bytes()
+        };
+        h[20..24].copy_from_slice(&version);
+        h[52..54].copy_from_slice(&u16b(64)); // e_ehsize
+        h[54..56].copy_from_slice(&u16b(56)); // e_phentsize
+        h[56..58].copy_from_slice(&u16b(1)); // e_phnum
+        h
     }
 
     fn report(arch: Option<&'static str>, native: bool) -> Which {
