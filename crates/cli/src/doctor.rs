@@ -29,7 +29,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use qemu_shim_registry::arch::Arch;
 use qemu_shim_registry::binfmt::{self, Binfmt};
+use qemu_shim_registry::format::RegisterLine;
 use qemu_shim_registry::programs::{self, Kind};
 use serde::Serialize;
 
@@ -201,59 +203,31 @@ pub fn doctor(opts: &Options) -> Result<Report> {
         Some(names) => Some(crate::select::resolve(&names, None)?),
         None => None,
     };
-    let asked = |a: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x.name == a));
     let bf = root::open_for_read(opts.binfmt_dir.as_deref());
-    let mut lines = Vec::new();
     let kernel = nix::sys::utsname::uname()
         .ok()
         .and_then(|u| u.release().to_str().and_then(Kernel::parse));
-    lines.extend(kernel_lines(kernel));
+    let mut lines = kernel_lines(kernel);
     if !bf.is_mounted() {
-        let root = bf.root().display();
-        lines.push(
-            line(
-                Verdict::Broken,
-                format!(
-                    "binfmt_misc is not mounted at {root}: {}; `qemu-shim install` mounts it too",
-                    crate::root::unmounted_why(),
-                ),
-            )
-            .fixed_by(format!("mount -t binfmt_misc binfmt_misc {root}")),
-        );
+        lines.push(not_mounted_line(bf.root()));
         return Ok(Report::new(bf.root(), lines));
     }
     let s = status::collect(&bf)?;
     // What every install command below needs to act where doctor looked.
     let tail = command_tail(opts);
     let table_on = s.binfmt_misc.enabled == Some(true);
-    lines.push(if table_on {
-        line(
-            Verdict::Ok,
-            format!("binfmt_misc mounted at {}, enabled", bf.root().display()),
-        )
-    } else {
-        line(
-            Verdict::Broken,
-            format!(
-                "binfmt_misc at {} is disabled as a whole: no entry runs",
-                bf.root().display(),
-            ),
-        )
-        .fixed_by(format!("echo 1 > {}/status", bf.root().display()))
-    });
+    lines.push(table_line(bf.root(), table_on));
+    let only = only.as_deref();
     let boot: Vec<_> = persisted(&opts.binfmt_d_dir)
         .into_iter()
-        .filter(|l| asked(owned_arch(&l.name).map_or(l.name.as_str(), |a| a.name)))
+        .filter(|l| {
+            asked(
+                only,
+                owned_arch(&l.name).map_or(l.name.as_str(), |a| a.name),
+            )
+        })
         .collect();
-    let mut ours: Vec<&status::EntryStatus> = s
-        .entries
-        .iter()
-        .filter(|e| e.owned && !e.name.ends_with(STAND_IN_SUFFIX))
-        .filter(|e| only.is_none() || owned_arch(&e.name).is_some_and(|a| asked(a.name)))
-        .collect();
-    // By arch name, as `status` lists arches (the table's own order is the
-    // kernel's match order, newest first).
-    ours.sort_by_key(|e| owned_arch(&e.name).map_or(e.name.as_str(), |a| a.name));
+    let ours = our_entries(&s, only);
     if only.is_none() && ours.is_empty() && boot.is_empty() {
         lines.push(
             line(Verdict::Broken, "no qemu-shim entries are registered")
@@ -274,37 +248,113 @@ pub fn doctor(opts: &Options) -> Result<Report> {
             &mut probes,
         )?);
     }
-    // Entries the binfmt.d file registers at boot but that are not there.
-    for l in &boot {
-        if !ours.iter().any(|e| e.name == l.name) {
+    per_arch.extend(unregistered_boot_lines(opts, &boot, &ours, &tail));
+    let unlisted = unlisted_arch_lines(only, &per_arch, &tail)?;
+    per_arch.extend(unlisted);
+    per_arch.sort_by(|x, y| x.arch.cmp(&y.arch));
+    lines.extend(per_arch);
+    if let Some(why) = &probes.setuid_skipped {
+        lines.push(line(Verdict::Note, format!("setuid not checked: {why}")));
+    }
+    Ok(Report::new(bf.root(), lines))
+}
+
+/// Whether `arch` is one doctor was asked about (`None`: every arch).
+fn asked(only: Option<&[&'static Arch]>, arch: &str) -> bool {
+    only.is_none_or(|o| o.iter().any(|x| x.name == arch))
+}
+
+fn not_mounted_line(root: &Path) -> Line {
+    let root = root.display();
+    line(
+        Verdict::Broken,
+        format!(
+            "binfmt_misc is not mounted at {root}: {}; `qemu-shim install` mounts it too",
+            crate::root::unmounted_why(),
+        ),
+    )
+    .fixed_by(format!("mount -t binfmt_misc binfmt_misc {root}"))
+}
+
+fn table_line(root: &Path, table_on: bool) -> Line {
+    if table_on {
+        line(
+            Verdict::Ok,
+            format!("binfmt_misc mounted at {}, enabled", root.display()),
+        )
+    } else {
+        line(
+            Verdict::Broken,
+            format!(
+                "binfmt_misc at {} is disabled as a whole: no entry runs",
+                root.display(),
+            ),
+        )
+        .fixed_by(format!("echo 1 > {}/status", root.display()))
+    }
+}
+
+/// Our entries (not an upgrade's stand-ins) for the arches asked about,
+/// by arch name, as `status` lists arches (the table's own order is the
+/// kernel's match order, newest first).
+fn our_entries<'a>(s: &'a Status, only: Option<&[&'static Arch]>) -> Vec<&'a status::EntryStatus> {
+    let mut ours: Vec<&status::EntryStatus> = s
+        .entries
+        .iter()
+        .filter(|e| e.owned && !e.name.ends_with(STAND_IN_SUFFIX))
+        .filter(|e| only.is_none() || owned_arch(&e.name).is_some_and(|a| asked(only, a.name)))
+        .collect();
+    ours.sort_by_key(|e| owned_arch(&e.name).map_or(e.name.as_str(), |a| a.name));
+    ours
+}
+
+/// Entries the binfmt.d file registers at boot but that are not there.
+fn unregistered_boot_lines(
+    opts: &Options,
+    boot: &[RegisterLine],
+    ours: &[&status::EntryStatus],
+    tail: &str,
+) -> Vec<Line> {
+    boot.iter()
+        .filter(|l| !ours.iter().any(|e| e.name == l.name))
+        .map(|l| {
             let arch = owned_arch(&l.name).map_or(l.name.as_str(), |a| a.name);
             // The flags as the kernel would print them (C implies O).
             let flags = l.expected_entry().raw_flags;
-            per_arch.push(
-                arch_line(
-                    Verdict::Broken,
-                    arch,
-                    format!(
-                        "{} is in {} but not registered",
-                        l.name,
-                        persist::path_in(&opts.binfmt_d_dir).display(),
-                    ),
-                )
-                .fixed_by(install_command(arch, &l.interpreter, &flags, &tail)),
-            );
-        }
-    }
-    // Arches asked for by name that have no entry of ours at all: native
-    // ones need none (and install refuses them).
-    let missing: Vec<_> = only
-        .iter()
+            arch_line(
+                Verdict::Broken,
+                arch,
+                format!(
+                    "{} is in {} but not registered",
+                    l.name,
+                    persist::path_in(&opts.binfmt_d_dir).display(),
+                ),
+            )
+            .fixed_by(install_command(arch, &l.interpreter, &flags, tail))
+        })
+        .collect()
+}
+
+/// Arches asked for by name that have no line yet (no entry of ours at
+/// all): native ones need none (and install refuses them).
+fn unlisted_arch_lines(
+    only: Option<&[&'static Arch]>,
+    per_arch: &[Line],
+    tail: &str,
+) -> Result<Vec<Line>> {
+    let missing: Vec<&&Arch> = only
+        .into_iter()
         .flatten()
         .filter(|a| !per_arch.iter().any(|l| l.arch.as_deref() == Some(a.name)))
         .collect();
-    if !missing.is_empty() {
-        let native = crate::select::native()?.0;
-        for a in missing {
-            per_arch.push(if crate::select::is_in(a, &native) {
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let native = crate::select::native()?.0;
+    Ok(missing
+        .into_iter()
+        .map(|a| {
+            if crate::select::is_in(a, &native) {
                 arch_line(
                     Verdict::Ok,
                     a.name,
@@ -313,15 +363,9 @@ pub fn doctor(opts: &Options) -> Result<Report> {
             } else {
                 arch_line(Verdict::Broken, a.name, "no qemu-shim entry is registered")
                     .fixed_by(format!("qemu-shim install {}{tail}", a.name))
-            });
-        }
-    }
-    per_arch.sort_by(|x, y| x.arch.cmp(&y.arch));
-    lines.extend(per_arch);
-    if let Some(why) = &probes.setuid_skipped {
-        lines.push(line(Verdict::Note, format!("setuid not checked: {why}")));
-    }
-    Ok(Report::new(bf.root(), lines))
+            }
+        })
+        .collect())
 }
 
 /// Writes the report for people: one line per check, its verdict first.
@@ -449,50 +493,10 @@ fn check_entry(
             "not run: no probe program for this arch".to_string()
         }
         Some(_) if !table_on => "probe not run: binfmt_misc is disabled".to_string(),
-        Some(program) => {
-            match bf.winner(&program).ok().flatten() {
-                Some((name, _)) if name != e.name => {
-                    return Ok(shadowed(bf, s, arch, &name, &fix));
-                }
-                _ => {}
-            }
-            let path = probes.write(arch, &program)?;
-            if let Err(why) = probes.exec(&path, None, None, PROBE_STATUS)? {
-                return broken(format!("the probe program {why}"), &fix);
-            }
-            let mut ran = format!("probe exited {PROBE_STATUS} through {}", e.name);
-            if let Some(argv0) = programs::program(arch, Kind::Argv0) {
-                let want = ARGV0.as_bytes()[0];
-                let path = probes.write(&format!("{arch}-argv0"), &argv0)?;
-                if let Err(why) = probes.exec(&path, Some(ARGV0), None, want)? {
-                    return broken(
-                        format!(
-                            "programs lose their argv[0]: the argv0 probe, started as {ARGV0:?}, {why} (it exits with the first byte of its argv[0]; 47 is '/', the program's path)"
-                        ),
-                        &fix,
-                    );
-                }
-                ran.push_str("; argv[0] kept");
-            }
-            if e.flags.contains('C') {
-                if let Some(euid) = programs::program(arch, Kind::Euid) {
-                    if let Some(path) = probes.write_setuid(arch, &euid)? {
-                        let want = (PROBE_OWNER & 0xff) as u8;
-                        if let Err(why) = probes.exec(&path, None, Some(NOBODY), want)? {
-                            return broken(
-                                format!(
-                                    "setuid programs do not get their file's credentials: the euid probe, setuid to uid {PROBE_OWNER} and started as uid {NOBODY}, {why} ({} would be the caller's uid)",
-                                    NOBODY & 0xff
-                                ),
-                                &fix,
-                            );
-                        }
-                        ran.push_str("; setuid runs as the file's owner");
-                    }
-                }
-            }
-            ran
-        }
+        Some(program) => match run_probes(bf, s, e, arch, &program, &fix, probes)? {
+            Ok(ran) => ran,
+            Err(l) => return Ok(l),
+        },
     };
     notes.insert(0, ran);
     // The emulator against the file it was installed from (issue 13).
@@ -507,36 +511,106 @@ fn check_entry(
         notes.push(format!("qemu runs with -cpu {c} (the config's)"));
     }
     if let Some(m) = emu {
-        match m.source {
-            "stale" => {
-                return broken(
-                    format!(
-                        "the carried emulator is stale: {} changed since install ({} -> {}), programs still run the old copy",
-                        m.emulator,
-                        m.version.as_deref().unwrap_or("version unknown"),
-                        m.source_version.as_deref().unwrap_or("version unknown")
-                    ),
-                    &fix,
-                )
-            }
-            "vanished" if m.carried => {
-                verdict = verdict.max_note();
-                notes.push(format!(
-                    "{} is gone since install: the carried copy runs but gets no updates",
-                    m.emulator
-                ));
-            }
-            "unknown" => {
-                verdict = verdict.max_note();
-                notes.push(format!(
-                    "not compared with its source: {}",
-                    m.source_note.as_deref().unwrap_or("no install record")
-                ));
-            }
-            _ => {}
+        if let Err(l) = compare_source(m, arch, &fix, &mut verdict, &mut notes) {
+            return Ok(l);
         }
     }
     Ok(arch_line(verdict, arch, notes.join("; ")))
+}
+
+/// Runs `e`'s probes (exit status, argv[0], setuid with C) through
+/// whatever entry the kernel picks for `program`: `Ok(what ran)`, or the
+/// entry's line when one failed (`Err`).
+fn run_probes(
+    bf: &Binfmt,
+    s: &Status,
+    e: &status::EntryStatus,
+    arch: &str,
+    program: &[u8],
+    fix: &str,
+    probes: &mut Probes,
+) -> Result<std::result::Result<String, Line>> {
+    let broken = |what: String| Ok(Err(arch_line(Verdict::Broken, arch, what).fixed_by(fix)));
+    match bf.winner(program).ok().flatten() {
+        Some((name, _)) if name != e.name => return Ok(Err(shadowed(bf, s, arch, &name, fix))),
+        _ => {}
+    }
+    let path = probes.write(arch, program)?;
+    if let Err(why) = probes.exec(&path, None, None, PROBE_STATUS)? {
+        return broken(format!("the probe program {why}"));
+    }
+    let mut ran = format!("probe exited {PROBE_STATUS} through {}", e.name);
+    if let Some(argv0) = programs::program(arch, Kind::Argv0) {
+        let want = ARGV0.as_bytes()[0];
+        let path = probes.write(&format!("{arch}-argv0"), &argv0)?;
+        if let Err(why) = probes.exec(&path, Some(ARGV0), None, want)? {
+            return broken(format!(
+                "programs lose their argv[0]: the argv0 probe, started as {ARGV0:?}, {why} (it exits with the first byte of its argv[0]; 47 is '/', the program's path)"
+            ));
+        }
+        ran.push_str("; argv[0] kept");
+    }
+    if !e.flags.contains('C') {
+        return Ok(Ok(ran));
+    }
+    let Some(euid) = programs::program(arch, Kind::Euid) else {
+        return Ok(Ok(ran));
+    };
+    let Some(path) = probes.write_setuid(arch, &euid)? else {
+        return Ok(Ok(ran));
+    };
+    let want = (PROBE_OWNER & 0xff) as u8;
+    if let Err(why) = probes.exec(&path, None, Some(NOBODY), want)? {
+        return broken(format!(
+            "setuid programs do not get their file's credentials: the euid probe, setuid to uid {PROBE_OWNER} and started as uid {NOBODY}, {why} ({} would be the caller's uid)",
+            NOBODY & 0xff
+        ));
+    }
+    ran.push_str("; setuid runs as the file's owner");
+    Ok(Ok(ran))
+}
+
+/// The carried or by-path emulator `m` against the file it was installed
+/// from (issue 13): a stale copy breaks the entry (`Err`: its line); a
+/// vanished source or one not compared is a note.
+fn compare_source(
+    m: &status::EmulatorStatus,
+    arch: &str,
+    fix: &str,
+    verdict: &mut Verdict,
+    notes: &mut Vec<String>,
+) -> std::result::Result<(), Line> {
+    match m.source {
+        "stale" => {
+            return Err(arch_line(
+                Verdict::Broken,
+                arch,
+                format!(
+                    "the carried emulator is stale: {} changed since install ({} -> {}), programs still run the old copy",
+                    m.emulator,
+                    m.version.as_deref().unwrap_or("version unknown"),
+                    m.source_version.as_deref().unwrap_or("version unknown")
+                ),
+            )
+            .fixed_by(fix))
+        }
+        "vanished" if m.carried => {
+            *verdict = verdict.max_note();
+            notes.push(format!(
+                "{} is gone since install: the carried copy runs but gets no updates",
+                m.emulator
+            ));
+        }
+        "unknown" => {
+            *verdict = verdict.max_note();
+            notes.push(format!(
+                "not compared with its source: {}",
+                m.source_note.as_deref().unwrap_or("no install record")
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// The line for an arch whose programs another entry takes first.

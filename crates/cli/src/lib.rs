@@ -41,6 +41,8 @@ mod userdir;
 mod which;
 
 use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::FromArgMatches;
@@ -122,126 +124,159 @@ fn run(cli: Cli) -> Result<u8, Error> {
     let mut out = stdout.lock();
     let binfmt_dir = cli.binfmt_dir;
     match cli.command {
-        Command::Install(a) => {
-            let quiet = a.report.quiet || a.report.json;
-            let sum = install::install(
-                &install::Options {
-                    arches: a.arches,
-                    emulator_dirs: a.emulator_dir,
-                    install_dir: a.install_dir,
-                    interpreter: a.interpreter,
-                    binfmt_dir,
-                    carry: !a.no_carry,
-                    pin: !a.no_pin,
-                    prelink: !a.no_prelink,
-                    credentials: !a.no_credentials,
-                    config: a.config,
-                    allow_untrusted: a.allow_untrusted_emulators,
-                    persist: a.persist,
-                    binfmt_d_dir: a.binfmt_d_dir,
-                    progress: !quiet,
-                    quiet,
-                    verbose: a.verbose,
-                    rebuild_only: false,
-                },
-                &mut out,
-            )?;
-            if a.report.json {
-                write_json(&mut out, &sum)?;
-            }
-        }
-        Command::Uninstall(a) => {
-            let quiet = a.report.quiet || a.report.json;
-            // Quiet, not even the note on waiting for the table's lock.
-            let mut sink = std::io::sink();
-            let sum = uninstall::uninstall(
-                &uninstall::Options {
-                    arches: a.arches,
-                    install_dir: a.install_dir,
-                    only_install_dir: a.only_install_dir,
-                    binfmt_dir,
-                    binfmt_d_dir: a.binfmt_d_dir,
-                },
-                if quiet { &mut sink } else { &mut out },
-            )?;
-            if a.report.json {
-                write_json(&mut out, &sum)?;
-            } else if !quiet {
-                uninstall::write_text(&mut out, &sum);
-            }
-        }
-        Command::Status(a) => {
-            let bf = root::open_for_read(binfmt_dir.as_deref());
-            // A directory named by hand that is not binfmt_misc is a
-            // mistake, not an empty table (issue 18, item 5); the default
-            // root unmounted is a fact status reports.
-            if binfmt_dir.is_some() && !bf.is_mounted() {
-                return Err(root::not_mounted(bf.root()));
-            }
-            // Names as install takes them; `all` (or none) is every arch.
-            let only = match select::names(&a.arches)? {
-                Some(names) => Some(select::resolve(&names, None)?),
-                None => None,
-            };
-            let mut s = status::collect(&bf)?;
-            status::verify_platforms(&mut s);
-            if let Some(only) = &only {
-                status::keep_arches(&mut s, only);
-            }
-            if a.json {
-                write_json(&mut out, &s)?;
-            } else {
-                let detail = match (&only, a.verbose) {
-                    (Some(_), _) => status::Detail::Arches,
-                    (None, true) => status::Detail::Verbose,
-                    (None, false) => status::Detail::Summary,
-                };
-                status::write_text(&mut out, &s, detail);
-            }
-        }
-        Command::Which(a) => {
-            let (w, code) = which::which(&a.file, binfmt_dir.as_deref())?;
-            if a.json {
-                write_json(&mut out, &w)?;
-            } else {
-                which::write_text(&mut out, &w);
-            }
-            return Ok(code);
-        }
-        Command::Doctor(a) => {
-            let r = doctor::doctor(&doctor::Options {
-                binfmt_dir,
-                binfmt_d_dir: a.binfmt_d_dir,
-                arches: a.arches,
-            })?;
-            if a.json {
-                write_json(&mut out, &r)?;
-            } else {
-                doctor::write_text(&mut out, &r);
-            }
-            return Ok(r.exit_code());
-        }
+        Command::Install(a) => install(a, binfmt_dir, &mut out),
+        Command::Uninstall(a) => uninstall(a, binfmt_dir, &mut out),
+        Command::Status(a) => status(a, binfmt_dir, &mut out),
+        Command::Which(a) => which(a, binfmt_dir, &mut out),
+        Command::Doctor(a) => doctor(a, binfmt_dir, &mut out),
         Command::Run(a) => {
-            if binfmt_dir.is_some() {
-                return Err(Error::new(
-                    "run always uses a private binfmt_misc instance: --binfmt-dir does not apply",
-                ));
-            }
             // Returns only when the program could not be started.
             drop(out);
-            let (e, code) = run::run(&run::Options {
-                emulator_dirs: a.emulator_dir,
-                interpreter: a.interpreter,
-                cache_dir: a.cache_dir,
-                config: a.config,
-                arches: a.arch,
-                command: a.command,
-            });
-            print_error(&e);
-            return Ok(code);
+            run_program(a, binfmt_dir)
         }
     }
+}
+
+fn install(
+    a: cli::InstallArgs,
+    binfmt_dir: Option<PathBuf>,
+    out: &mut dyn Write,
+) -> Result<u8, Error> {
+    let quiet = a.report.quiet || a.report.json;
+    let sum = install::install(
+        &install::Options {
+            arches: a.arches,
+            emulator_dirs: a.emulator_dir,
+            install_dir: a.install_dir,
+            interpreter: a.interpreter,
+            binfmt_dir,
+            carry: !a.no_carry,
+            pin: !a.no_pin,
+            prelink: !a.no_prelink,
+            credentials: !a.no_credentials,
+            config: a.config,
+            allow_untrusted: a.allow_untrusted_emulators,
+            persist: a.persist,
+            binfmt_d_dir: a.binfmt_d_dir,
+            progress: !quiet,
+            quiet,
+            verbose: a.verbose,
+            rebuild_only: false,
+        },
+        out,
+    )?;
+    if a.report.json {
+        write_json(out, &sum)?;
+    }
     Ok(EXIT_OK)
+}
+
+fn uninstall(
+    a: cli::UninstallArgs,
+    binfmt_dir: Option<PathBuf>,
+    out: &mut dyn Write,
+) -> Result<u8, Error> {
+    let quiet = a.report.quiet || a.report.json;
+    // Quiet, not even the note on waiting for the table's lock.
+    let mut sink = std::io::sink();
+    let sum = uninstall::uninstall(
+        &uninstall::Options {
+            arches: a.arches,
+            install_dir: a.install_dir,
+            only_install_dir: a.only_install_dir,
+            binfmt_dir,
+            binfmt_d_dir: a.binfmt_d_dir,
+        },
+        if quiet { &mut sink } else { out },
+    )?;
+    if a.report.json {
+        write_json(out, &sum)?;
+    } else if !quiet {
+        uninstall::write_text(out, &sum);
+    }
+    Ok(EXIT_OK)
+}
+
+fn status(
+    a: cli::StatusArgs,
+    binfmt_dir: Option<PathBuf>,
+    out: &mut dyn Write,
+) -> Result<u8, Error> {
+    let bf = root::open_for_read(binfmt_dir.as_deref());
+    // A directory named by hand that is not binfmt_misc is a mistake, not
+    // an empty table (issue 18, item 5); the default root unmounted is a
+    // fact status reports.
+    if binfmt_dir.is_some() && !bf.is_mounted() {
+        return Err(root::not_mounted(bf.root()));
+    }
+    // Names as install takes them; `all` (or none) is every arch.
+    let only = match select::names(&a.arches)? {
+        Some(names) => Some(select::resolve(&names, None)?),
+        None => None,
+    };
+    let mut s = status::collect(&bf)?;
+    status::verify_platforms(&mut s);
+    if let Some(only) = &only {
+        status::keep_arches(&mut s, only);
+    }
+    if a.json {
+        write_json(out, &s)?;
+    } else {
+        let detail = match (&only, a.verbose) {
+            (Some(_), _) => status::Detail::Arches,
+            (None, true) => status::Detail::Verbose,
+            (None, false) => status::Detail::Summary,
+        };
+        status::write_text(out, &s, detail);
+    }
+    Ok(EXIT_OK)
+}
+
+fn which(a: cli::WhichArgs, binfmt_dir: Option<PathBuf>, out: &mut dyn Write) -> Result<u8, Error> {
+    let (w, code) = which::which(&a.file, binfmt_dir.as_deref())?;
+    if a.json {
+        write_json(out, &w)?;
+    } else {
+        which::write_text(out, &w);
+    }
+    Ok(code)
+}
+
+fn doctor(
+    a: cli::DoctorArgs,
+    binfmt_dir: Option<PathBuf>,
+    out: &mut dyn Write,
+) -> Result<u8, Error> {
+    let r = doctor::doctor(&doctor::Options {
+        binfmt_dir,
+        binfmt_d_dir: a.binfmt_d_dir,
+        arches: a.arches,
+    })?;
+    if a.json {
+        write_json(out, &r)?;
+    } else {
+        doctor::write_text(out, &r);
+    }
+    Ok(r.exit_code())
+}
+
+/// `run`: returns only when the program could not be started.
+fn run_program(a: cli::RunArgs, binfmt_dir: Option<PathBuf>) -> Result<u8, Error> {
+    if binfmt_dir.is_some() {
+        return Err(Error::new(
+            "run always uses a private binfmt_misc instance: --binfmt-dir does not apply",
+        ));
+    }
+    let (e, code) = run::run(&run::Options {
+        emulator_dirs: a.emulator_dir,
+        interpreter: a.interpreter,
+        cache_dir: a.cache_dir,
+        config: a.config,
+        arches: a.arch,
+        command: a.command,
+    });
+    print_error(&e);
+    Ok(code)
 }
 
 #[cfg(test)]

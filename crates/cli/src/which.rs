@@ -12,7 +12,7 @@ use std::path::Path;
 use qemu_shim_registry::arch::{self, Arch};
 use qemu_shim_registry::binfmt;
 use qemu_shim_registry::elf::{self, ElfError, Header};
-use qemu_shim_registry::format::BINPRM_BUF_SIZE;
+use qemu_shim_registry::format::{EntryFile, BINPRM_BUF_SIZE};
 
 use serde::Serialize;
 
@@ -158,121 +158,17 @@ pub struct WhichEntry {
 pub fn which(file: &Path, binfmt_dir: Option<&Path>) -> Result<(Which, u8)> {
     let (head, kind) = examine(file)?;
     let (native, _) = select::native()?;
-    let is_native = |a: &Arch| select::is_in(a, &native);
-    let (arch, machine, refused) = match &kind {
-        FileKind::NotElf => (None, None, None),
-        FileKind::Elf {
-            arch,
-            machine,
-            checked,
-        } => (
-            *arch,
-            *machine,
-            match (arch, checked) {
-                (_, Err(e)) => Some(e.to_string()),
-                (None, Ok(())) => Some(format!(
-                    "unknown machine: ELF e_machine {} (no arch qemu-shim knows)",
-                    machine.unwrap_or(0)
-                )),
-                (Some(_), Ok(())) => None,
-            },
-        ),
-    };
-    let mut w = Which {
-        file: file.display().to_string(),
-        kind: if matches!(kind, FileKind::NotElf) {
-            "not_elf"
-        } else {
-            "elf"
-        },
-        arch: arch.map(|a| a.name),
-        platform: arch.and_then(|a| a.platform()),
-        machine,
-        native: arch.is_some_and(is_native),
-        refused,
-        entry: None,
-        no_entry: None,
-        runs: "nothing",
-        notes: Vec::new(),
-    };
+    let mut w = describe(file, &kind, &native);
     // What runs the file when no entry takes it: the CPU for a native
     // program, the kernel's script loader for `#!`.
     let natively = w.native && w.refused.is_none() || head.starts_with(b"#!");
-
-    let bf = root::open_for_read(binfmt_dir);
-    let found = if !bf.is_mounted() {
-        Err(format!(
-            "binfmt_misc is not mounted at {}",
-            bf.root().display()
-        ))
-    } else if !bf.status_enabled()? {
-        Err(format!(
-            "binfmt_misc is disabled at {}",
-            bf.root().display()
-        ))
-    } else {
-        bf.winner(&head)?.ok_or_else(|| match (&kind, arch) {
-            (FileKind::Elf { .. }, Some(a)) if is_native(a) => {
-                "the kernel runs it natively".to_string()
-            }
-            (FileKind::Elf { .. }, Some(a)) => format!(
-                "nothing is registered for {}; running it fails with \"Exec format error\"",
-                a.name
-            ),
-            (FileKind::Elf { .. }, None) => {
-                "the kernel's own ELF loader takes it (it runs if this CPU can run it)".to_string()
-            }
-            (FileKind::NotElf, _) => "the kernel's own loaders take it (#! scripts run; \
-                                      anything else fails with \"Exec format error\")"
-                .to_string(),
-        })
-    };
-    match found {
+    match winner(binfmt_dir, &head, &kind, &native)? {
         Err(why) => {
             w.no_entry = Some(why);
             w.runs = if natively { "native" } else { "nothing" };
         }
         Ok((name, e)) => {
-            let owned = name.starts_with(binfmt::OWNED_PREFIX);
-            let mut entry = WhichEntry {
-                owned,
-                flags: e.raw_flags.clone(),
-                interpreter: e.interpreter.clone(),
-                emulator: None,
-                carried: None,
-                cpu: None,
-                problem: None,
-                name,
-            };
-            if owned {
-                match (arch, &w.refused) {
-                    (Some(a), None) => match interp::read_spec_file(Path::new(&e.interpreter)) {
-                        Ok(cfg) => match cfg.emulator(a.name) {
-                            Some(p) => {
-                                entry.emulator = Some(p.display().to_string());
-                                entry.carried =
-                                    Some(cfg.carry && !cfg.plain.iter().any(|x| x == a.name));
-                                entry.cpu = interp::cpu_model(cfg.cpu(a.name));
-                            }
-                            None => {
-                                entry.problem = Some(format!(
-                                    "the interpreter's table has no {} emulator",
-                                    a.name
-                                ))
-                            }
-                        },
-                        Err(err) => entry.problem = Some(err.to_string()),
-                    },
-                    (_, Some(why)) => {
-                        entry.problem = Some(format!("the interpreter refuses it ({why})"))
-                    }
-                    (None, None) => {
-                        entry.problem = Some("the interpreter refuses it (no arch it knows)".into())
-                    }
-                }
-            } else {
-                entry.emulator = Some(e.interpreter.clone());
-            }
+            let entry = entry_report(name, &e, &w);
             // Ours refuses what it cannot run; another's interpreter is
             // taken at its word.
             w.runs = if entry.problem.is_none() {
@@ -295,6 +191,133 @@ pub fn which(file: &Path, binfmt_dir: Option<&Path>) -> Result<(Which, u8)> {
         EXIT_OK
     };
     Ok((w, code))
+}
+
+/// The report on the file alone (what it is, which arch, whether the
+/// interpreter would refuse it), before any entry is looked at.
+fn describe(file: &Path, kind: &FileKind, native: &[&'static Arch]) -> Which {
+    let (arch, machine, refused) = match kind {
+        FileKind::NotElf => (None, None, None),
+        FileKind::Elf {
+            arch,
+            machine,
+            checked,
+        } => (
+            *arch,
+            *machine,
+            match (arch, checked) {
+                (_, Err(e)) => Some(e.to_string()),
+                (None, Ok(())) => Some(format!(
+                    "unknown machine: ELF e_machine {} (no arch qemu-shim knows)",
+                    machine.unwrap_or(0)
+                )),
+                (Some(_), Ok(())) => None,
+            },
+        ),
+    };
+    Which {
+        file: file.display().to_string(),
+        kind: if matches!(kind, FileKind::NotElf) {
+            "not_elf"
+        } else {
+            "elf"
+        },
+        arch: arch.map(|a| a.name),
+        platform: arch.and_then(|a| a.platform()),
+        machine,
+        native: arch.is_some_and(|a| select::is_in(a, native)),
+        refused,
+        entry: None,
+        no_entry: None,
+        runs: "nothing",
+        notes: Vec::new(),
+    }
+}
+
+/// The entry the kernel would hand the file to, or why none would.
+fn winner(
+    binfmt_dir: Option<&Path>,
+    head: &[u8],
+    kind: &FileKind,
+    native: &[&'static Arch],
+) -> Result<std::result::Result<(String, EntryFile), String>> {
+    let bf = root::open_for_read(binfmt_dir);
+    if !bf.is_mounted() {
+        return Ok(Err(format!(
+            "binfmt_misc is not mounted at {}",
+            bf.root().display()
+        )));
+    }
+    if !bf.status_enabled()? {
+        return Ok(Err(format!(
+            "binfmt_misc is disabled at {}",
+            bf.root().display()
+        )));
+    }
+    let arch = match kind {
+        FileKind::Elf { arch, .. } => *arch,
+        FileKind::NotElf => None,
+    };
+    Ok(bf.winner(head)?.ok_or_else(|| match (kind, arch) {
+        (FileKind::Elf { .. }, Some(a)) if select::is_in(a, native) => {
+            "the kernel runs it natively".to_string()
+        }
+        (FileKind::Elf { .. }, Some(a)) => format!(
+            "nothing is registered for {}; running it fails with \"Exec format error\"",
+            a.name
+        ),
+        (FileKind::Elf { .. }, None) => {
+            "the kernel's own ELF loader takes it (it runs if this CPU can run it)".to_string()
+        }
+        (FileKind::NotElf, _) => "the kernel's own loaders take it (#! scripts run; \
+                                  anything else fails with \"Exec format error\")"
+            .to_string(),
+    }))
+}
+
+/// The winning entry as reported: another's names its interpreter as the
+/// emulator; ours is read through its interpreter file's table for the
+/// file's arch (or says why the interpreter refuses the file).
+fn entry_report(name: String, e: &EntryFile, w: &Which) -> WhichEntry {
+    let owned = name.starts_with(binfmt::OWNED_PREFIX);
+    let mut entry = WhichEntry {
+        owned,
+        flags: e.raw_flags.clone(),
+        interpreter: e.interpreter.clone(),
+        emulator: None,
+        carried: None,
+        cpu: None,
+        problem: None,
+        name,
+    };
+    if !owned {
+        entry.emulator = Some(e.interpreter.clone());
+        return entry;
+    }
+    let arch = w.arch.and_then(arch::by_name);
+    match (arch, &w.refused) {
+        (Some(a), None) => match interp::read_spec_file(Path::new(&e.interpreter)) {
+            Ok(cfg) => match cfg.emulator(a.name) {
+                Some(p) => {
+                    entry.emulator = Some(p.display().to_string());
+                    entry.carried = Some(cfg.carry && !cfg.plain.iter().any(|x| x == a.name));
+                    entry.cpu = interp::cpu_model(cfg.cpu(a.name));
+                }
+                None => {
+                    entry.problem = Some(format!(
+                        "the interpreter's table has no {} emulator",
+                        a.name
+                    ))
+                }
+            },
+            Err(err) => entry.problem = Some(err.to_string()),
+        },
+        (_, Some(why)) => entry.problem = Some(format!("the interpreter refuses it ({why})")),
+        (None, None) => {
+            entry.problem = Some("the interpreter refuses it (no arch it knows)".into())
+        }
+    }
+    entry
 }
 
 /// Writes the report for people: one `key: value` line each.
