@@ -134,76 +134,16 @@ fn prepare_and_exec(opts: &Options) -> std::result::Result<std::convert::Infalli
     check_kernel(&kernel_release()).map_err(setup)?;
 
     // 1. What to register, and the interpreter file for it.
-    let report = select::native_report().map_err(setup)?;
-    // The probe's launchers make the private instance run needs, the same
-    // way, with the same credentials: where they could not, neither can
-    // run. Said now, with the step that failed: the probe's fallback
-    // answer comes from a table a container does not see, where the host's
-    // entries make every arch look native.
-    if let Some(failed) = report.no_instance {
-        let step = match failed.step {
-            InstanceStep::Unshare => Step::Unshare,
-            InstanceStep::Mount => Step::Mount,
-        };
-        let restrictions = Restrictions::read(nix::unistd::getuid());
-        return Err(setup(namespace_error(
-            step,
-            Errno::from_raw(failed.errno),
-            &restrictions,
-        )));
-    }
-    let native = report.native();
+    let native = native_arches().map_err(setup)?;
     let search = Search::new(&opts.emulator_dirs).map_err(setup)?;
     // The administrator's per-arch emulator choice applies here as for
     // install (the default file is root's; --config names another).
     let cfg =
         config::load(opts.config.as_deref(), nix::unistd::geteuid().as_raw()).map_err(setup)?;
-    let host = qemu_shim_registry::probe::host_arch().map(|a| a.name);
     // Only what the program needs goes into the cache (issue 18, item 2).
     let named = wanted_arches(&opts.arches, prog, &native).map_err(setup)?;
-    let mut found: Vec<(&'static Arch, PathBuf)> = Vec::new();
-    let mut plain: Vec<String> = Vec::new();
-    let mut missing = Vec::new();
-    for a in named.clone().unwrap_or_else(|| select::foreign(&native)) {
-        match cfg.emulator(a, &search, host).map_err(setup)? {
-            Some((p, is_plain)) => {
-                if is_plain {
-                    plain.push(a.name.to_string());
-                }
-                found.push((a, p));
-            }
-            None => missing.push(a),
-        }
-    }
-    if let (Some(_), [a, ..]) = (&named, missing.as_slice()) {
-        let how = if opts.arches.is_empty() {
-            format!(" (the arch of {})", Path::new(prog).display())
-        } else {
-            String::new()
-        };
-        return Err(setup(
-            Error::new(format!(
-                "no emulator for {}{how}: {}",
-                a.name,
-                crate::emulator::looked_for(&search, a)
-            ))
-            .hint(search.hint()),
-        ));
-    }
-    if found.is_empty() {
-        return Err(setup(
-            Error::new(format!(
-                "no emulator found for any foreign arch in {}",
-                search
-                    .dirs()
-                    .iter()
-                    .map(|d| d.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-            .hint(search.hint()),
-        ));
-    }
+    let (found, plain) =
+        find_emulators(opts, prog, &cfg, &search, &native, named.as_deref()).map_err(setup)?;
     let source = match &opts.interpreter {
         Some(p) => p.clone(),
         None => interp::default_source().map_err(setup)?,
@@ -228,12 +168,114 @@ fn prepare_and_exec(opts: &Options) -> std::result::Result<std::convert::Infalli
     map_back_to_caller().map_err(setup)?;
 
     // 4. The program, in place.
+    Err(exec_program(prog, args))
+}
+
+/// The arches this machine runs natively. The probe's launchers make the
+/// private instance run needs, the same way, with the same credentials:
+/// where they could not, neither can run. Said now, with the step that
+/// failed: the probe's fallback answer comes from a table a container does
+/// not see, where the host's entries make every arch look native.
+fn native_arches() -> Result<Vec<&'static Arch>> {
+    let report = select::native_report()?;
+    if let Some(failed) = report.no_instance {
+        let step = match failed.step {
+            InstanceStep::Unshare => Step::Unshare,
+            InstanceStep::Mount => Step::Mount,
+        };
+        let restrictions = Restrictions::read(nix::unistd::getuid());
+        return Err(namespace_error(
+            step,
+            Errno::from_raw(failed.errno),
+            &restrictions,
+        ));
+    }
+    Ok(report.native())
+}
+
+/// Each arch to register and its emulator.
+type Emulators = Vec<(&'static Arch, PathBuf)>;
+
+/// The emulator of each arch to register (`named`, else every foreign
+/// one), and the arches whose emulator takes the plain command line. An
+/// arch named (or the program's own) without an emulator is an error; so
+/// is finding none at all.
+fn find_emulators(
+    opts: &Options,
+    prog: &std::ffi::OsStr,
+    cfg: &config::Config,
+    search: &Search,
+    native: &[&'static Arch],
+    named: Option<&[&'static Arch]>,
+) -> Result<(Emulators, Vec<String>)> {
+    let host = qemu_shim_registry::probe::host_arch().map(|a| a.name);
+    let mut found: Vec<(&'static Arch, PathBuf)> = Vec::new();
+    let mut plain: Vec<String> = Vec::new();
+    let mut missing = Vec::new();
+    let arches = match named {
+        Some(n) => n.to_vec(),
+        None => select::foreign(native),
+    };
+    for a in arches {
+        match cfg.emulator(a, search, host)? {
+            Some((p, is_plain)) => {
+                if is_plain {
+                    plain.push(a.name.to_string());
+                }
+                found.push((a, p));
+            }
+            None => missing.push(a),
+        }
+    }
+    if let (Some(_), [a, ..]) = (named, missing.as_slice()) {
+        let how = if opts.arches.is_empty() {
+            format!(" (the arch of {})", Path::new(prog).display())
+        } else {
+            String::new()
+        };
+        return Err(Error::new(format!(
+            "no emulator for {}{how}: {}",
+            a.name,
+            crate::emulator::looked_for(search, a)
+        ))
+        .hint(search.hint()));
+    }
+    if found.is_empty() {
+        return Err(Error::new(format!(
+            "no emulator found for any foreign arch in {}",
+            search
+                .dirs()
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .hint(search.hint()));
+    }
+    Ok((found, plain))
+}
+
+/// Execs the program in place (`execvp`); returns only when that failed:
+/// the error, and 127 (not found) or 126 (cannot be run).
+fn exec_program(prog: &std::ffi::OsStr, args: &[std::ffi::OsString]) -> (Error, u8) {
     let c = |s: &std::ffi::OsStr| CString::new(s.as_bytes());
-    let prog_c =
-        c(prog).map_err(|_| setup(Error::new("the program's name contains a NUL byte")))?;
+    let Ok(prog_c) = c(prog) else {
+        return (
+            Error::new("the program's name contains a NUL byte"),
+            EXIT_RUN_FAILED,
+        );
+    };
     let mut argv = vec![prog_c.clone()];
     for a in args {
-        argv.push(c(a).map_err(|_| setup(Error::new("an argument contains a NUL byte")))?);
+        match c(a) {
+            Ok(a) => argv.push(a),
+            Err(_) => {
+                return (
+                    Error::new("an argument contains a NUL byte"),
+                    EXIT_RUN_FAILED,
+                )
+            }
+        }
     }
     let e = match nix::unistd::execvp(&prog_c, &argv) {
         Ok(never) => match never {},
@@ -254,13 +296,13 @@ fn prepare_and_exec(opts: &Options) -> std::result::Result<std::convert::Infalli
     } else {
         crate::error::io_reason(&io::Error::from(e))
     };
-    Err((
+    (
         Error::new(format!(
             "cannot run {}: {reason}",
             Path::new(prog).display()
         )),
         code,
-    ))
+    )
 }
 
 /// The arches `run` registers: those named with `--arch` (`None`: all,

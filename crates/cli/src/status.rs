@@ -967,7 +967,8 @@ fn stale_text(m: &EmulatorStatus) -> String {
     )
 }
 
-/// Everything about one arch.
+/// Everything about one arch: what runs its programs, our entry and its
+/// emulator, then every entry that matches them.
 fn write_arch(out: &mut dyn Write, s: &Status, a: &ArchStatus) {
     let _ = writeln!(out);
     match a.platform {
@@ -979,83 +980,100 @@ fn write_arch(out: &mut dyn Write, s: &Status, a: &ArchStatus) {
         }
     }
     let mut t = TextTable::default();
-    let mut kv = |k: &str, v: String| t.row(vec![format!("{k}:"), v]);
-    let run_by = match &a.winner {
-        None if a.native => "this CPU: the arch is native and no enabled entry matches it".into(),
-        None => "nothing: no enabled entry matches its programs".to_string(),
-        Some(w) => {
-            let mut v = w.clone();
-            if entry(s, w).is_some_and(|e| e.owned) {
-                v.push_str(" (qemu-shim's)");
-            }
-            if a.partial {
-                v.push_str(", for some of its programs only");
-            }
-            if !a.shadowed.is_empty() {
-                v.push_str(&format!(", over {}", a.shadowed.join(", ")));
-            }
-            v
-        }
-    };
-    kv("run by", run_by);
+    t.row(vec!["run by:".into(), run_by_text(s, a)]);
     match &a.qemu_shim {
-        None => kv("qemu-shim", "no entry".into()),
-        Some(o) => {
-            kv(
-                "qemu-shim",
-                format!(
-                    "{}: {}, flags {}, {}",
-                    o.entry,
-                    if o.enabled { "enabled" } else { "disabled" },
-                    if o.flags.is_empty() { "none" } else { &o.flags },
-                    if o.pinned { "pinned" } else { "not pinned" }
-                ),
-            );
-            let file = s.interpreters.iter().find(|i| i.path == o.interpreter);
-            let size = file.and_then(|i| i.size).map(human_size);
-            kv(
-                "interpreter",
-                match size {
-                    Some(size) => format!("{} ({size})", o.interpreter),
-                    None => o.interpreter.clone(),
-                },
-            );
-            if let Some(m) = &o.emulator {
-                let version = m.version.as_deref().unwrap_or("version unknown");
-                let name = emulator_name(&m.arch, m.emulator.as_bytes());
-                kv(
-                    "emulator",
-                    if m.carried {
-                        format!("{name} {version}, carried (from {})", m.emulator)
-                    } else {
-                        format!("{name} {version}, by path: {}", m.emulator)
-                    },
-                );
-                if let Some(c) = &m.cpu {
-                    kv("cpu", format!("{c} (qemu -cpu, from the config)"));
-                }
-                kv(
-                    "source",
-                    match m.source {
-                        "stale" => stale_text(m),
-                        "vanished" if m.carried => format!(
-                            "vanished: {} is gone; this copy gets no updates",
-                            m.emulator
-                        ),
-                        "unknown" => format!(
-                            "unknown: {}",
-                            m.source_note.as_deref().unwrap_or("no install record")
-                        ),
-                        other => other.to_string(),
-                    },
-                );
-            }
-            if let Some(p) = &o.problem {
-                kv("problem", p.clone());
-            }
-        }
+        None => t.row(vec!["qemu-shim:".into(), "no entry".into()]),
+        Some(o) => ours_rows(&mut t, s, o),
     }
     t.write(out, "  ");
+    write_related_entries(out, s, a);
+}
+
+/// What runs the arch's programs, as `run by:` says it.
+fn run_by_text(s: &Status, a: &ArchStatus) -> String {
+    let Some(w) = &a.winner else {
+        return if a.native {
+            "this CPU: the arch is native and no enabled entry matches it".into()
+        } else {
+            "nothing: no enabled entry matches its programs".into()
+        };
+    };
+    let mut v = w.clone();
+    if entry(s, w).is_some_and(|e| e.owned) {
+        v.push_str(" (qemu-shim's)");
+    }
+    if a.partial {
+        v.push_str(", for some of its programs only");
+    }
+    if !a.shadowed.is_empty() {
+        v.push_str(&format!(", over {}", a.shadowed.join(", ")));
+    }
+    v
+}
+
+/// Our entry's rows: the entry, its interpreter file, the emulator it
+/// starts (CPU model, source), any problem.
+fn ours_rows(t: &mut TextTable, s: &Status, o: &OursStatus) {
+    let mut kv = |k: &str, v: String| t.row(vec![format!("{k}:"), v]);
+    kv(
+        "qemu-shim",
+        format!(
+            "{}: {}, flags {}, {}",
+            o.entry,
+            if o.enabled { "enabled" } else { "disabled" },
+            if o.flags.is_empty() { "none" } else { &o.flags },
+            if o.pinned { "pinned" } else { "not pinned" }
+        ),
+    );
+    let file = s.interpreters.iter().find(|i| i.path == o.interpreter);
+    let size = file.and_then(|i| i.size).map(human_size);
+    kv(
+        "interpreter",
+        match size {
+            Some(size) => format!("{} ({size})", o.interpreter),
+            None => o.interpreter.clone(),
+        },
+    );
+    if let Some(m) = &o.emulator {
+        let version = m.version.as_deref().unwrap_or("version unknown");
+        let name = emulator_name(&m.arch, m.emulator.as_bytes());
+        kv(
+            "emulator",
+            if m.carried {
+                format!("{name} {version}, carried (from {})", m.emulator)
+            } else {
+                format!("{name} {version}, by path: {}", m.emulator)
+            },
+        );
+        if let Some(c) = &m.cpu {
+            kv("cpu", format!("{c} (qemu -cpu, from the config)"));
+        }
+        kv("source", source_text(m));
+    }
+    if let Some(p) = &o.problem {
+        kv("problem", p.clone());
+    }
+}
+
+/// The emulator against the file it was installed from, as `source:` says.
+fn source_text(m: &EmulatorStatus) -> String {
+    match m.source {
+        "stale" => stale_text(m),
+        "vanished" if m.carried => format!(
+            "vanished: {} is gone; this copy gets no updates",
+            m.emulator
+        ),
+        "unknown" => format!(
+            "unknown: {}",
+            m.source_note.as_deref().unwrap_or("no install record")
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// Every entry that matches the arch's programs, in the kernel's order,
+/// with its role.
+fn write_related_entries(out: &mut dyn Write, s: &Status, a: &ArchStatus) {
     let related: Vec<&EntryStatus> = s
         .entries
         .iter()
