@@ -1387,6 +1387,18 @@ impl<const N: usize> NewFile for [u8; N] {
 }
 
 /// Writes the file and changes the entries, recording each step in `j`.
+///
+/// Entries being replaced keep running programs while the file changes:
+/// the new file takes the final path whole (written beside it, then
+/// renamed), then stand-in entries (newest, so tried first) naming that
+/// path are registered, and only then do the entries proper move over. At
+/// every moment one of our entries runs each arch with a whole interpreter
+/// file: a pinned old entry its old file, an unpinned one whatever file the
+/// path holds. The stand-ins name the final path, not a staged one: an
+/// entry without F opens its interpreter by path at every exec, and a
+/// staged name is gone once renamed. Stand-ins also when only the entries
+/// change (flags, say): between an entry's removal and its new
+/// registration, its programs would find no entry.
 #[allow(clippy::too_many_arguments)]
 fn apply(
     j: &mut Journal<'_>,
@@ -1402,41 +1414,62 @@ fn apply(
         trust::create_dir(d, 0o755).map_err(|e| Error::io("cannot create", d, &e))?;
         j.created_dirs.push(d.clone());
     }
-    // Entries being replaced keep running programs while the file changes:
-    // the new file takes the final path whole (written beside it, then
-    // renamed), then stand-in entries (newest, so tried first) naming that
-    // path are registered, and only then do the entries proper move over.
-    // At every moment one of our entries runs each arch with a whole
-    // interpreter file: a pinned old entry its old file, an unpinned one
-    // whatever file the path holds. The stand-ins name the final path, not
-    // a staged one: an entry without F opens its interpreter by path at
-    // every exec, and a staged name is gone once renamed.
-    let replacing: Vec<&Step> = steps
+    if file_changed {
+        write_new_file(j, dest, image)?;
+    }
+    let stand_ins = register_stand_ins(j, steps, strays)?;
+    change_entries(j, steps)?;
+    // The entries proper are in place: the stand-ins go. Undoing the run
+    // from here needs none of them either.
+    for name in &stand_ins {
+        j.bf.remove(name)?;
+        j.ops
+            .retain(|op| !matches!(op, Undo::Unregister(n) if n == name));
+    }
+    for (name, old) in strays {
+        if stand_ins.contains(name) {
+            continue;
+        }
+        j.bf.remove(name)?;
+        j.ops
+            .push(Undo::Reregister(name.clone(), Box::new(old.clone())));
+    }
+    Ok(())
+}
+
+/// Streams the new interpreter file into place; the old one is kept under
+/// a second name until the run ends (see `keep_old_file`).
+fn write_new_file(j: &mut Journal<'_>, dest: &Path, image: &dyn NewFile) -> Result<()> {
+    // Taken before the new file is renamed over the old one.
+    let undo = keep_old_file(dest)?;
+    let total = image.file_size()?;
+    let p = &mut j.progress;
+    let written = write_file_by(dest, 0o755, &mut |f| {
+        image.write_to(f, dest, &mut |done| {
+            p.bytes("qemu-shim: writing the interpreter file", done, total)
+        })
+    });
+    if let Err(e) = written {
+        // The path still holds the old file: nothing to undo.
+        undo.release();
+        return Err(e);
+    }
+    j.file = Some(undo);
+    Ok(())
+}
+
+/// Registers a stand-in (`NAME.next`) for each entry being replaced;
+/// returns their names.
+fn register_stand_ins(
+    j: &mut Journal<'_>,
+    steps: &[Step],
+    strays: &[(String, EntryFile)],
+) -> Result<Vec<String>> {
+    let mut stand_ins = Vec::new();
+    for s in steps
         .iter()
         .filter(|s| matches!(s.action, Action::Replace(..)))
-        .collect();
-    // Stand-ins also when only the entries change (flags, say): between an
-    // entry's removal and its new registration, its programs would find no
-    // entry.
-    if file_changed {
-        // Taken before the new file is renamed over the old one.
-        let undo = keep_old_file(dest)?;
-        let total = image.file_size()?;
-        let p = &mut j.progress;
-        let written = write_file_by(dest, 0o755, &mut |f| {
-            image.write_to(f, dest, &mut |done| {
-                p.bytes("qemu-shim: writing the interpreter file", done, total)
-            })
-        });
-        if let Err(e) = written {
-            // The path still holds the old file: nothing to undo.
-            undo.release();
-            return Err(e);
-        }
-        j.file = Some(undo);
-    }
-    let mut stand_ins = Vec::new();
-    for s in &replacing {
+    {
         let mut l = s.line.clone();
         l.name = format!("{}{STAND_IN_SUFFIX}", s.line.name);
         // A stand-in a killed run left under this name would make the
@@ -1450,6 +1483,11 @@ fn apply(
         j.ops.push(Undo::Unregister(l.name.clone()));
         stand_ins.push(l.name);
     }
+    Ok(stand_ins)
+}
+
+/// Registers, enables or replaces each entry as planned.
+fn change_entries(j: &mut Journal<'_>, steps: &[Step]) -> Result<()> {
     for s in steps {
         if s.action != Action::Unchanged {
             j.progress
@@ -1473,21 +1511,6 @@ fn apply(
                 j.ops.push(Undo::Unregister(s.line.name.clone()));
             }
         }
-    }
-    // The entries proper are in place: the stand-ins go. Undoing the run
-    // from here needs none of them either.
-    for name in &stand_ins {
-        j.bf.remove(name)?;
-        j.ops
-            .retain(|op| !matches!(op, Undo::Unregister(n) if n == name));
-    }
-    for (name, old) in strays {
-        if stand_ins.contains(name) {
-            continue;
-        }
-        j.bf.remove(name)?;
-        j.ops
-            .push(Undo::Reregister(name.clone(), Box::new(old.clone())));
     }
     Ok(())
 }
