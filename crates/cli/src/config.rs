@@ -396,8 +396,14 @@ fn cpu_syntax(model: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Parses the file's text; an error is its line number and message.
+/// Parses the file's text; an error is its line number and message, one
+/// line of printable text.
 pub fn parse(text: &str) -> std::result::Result<Config, (usize, String)> {
+    read(text).map_err(|(line, msg)| (line, crate::error::printable(&msg)))
+}
+
+/// [`parse`], its messages as written.
+fn read(text: &str) -> std::result::Result<Config, (usize, String)> {
     let line_of = |at: usize| text.get(..at).map_or(1, |t| t.matches('\n').count() + 1);
     let file: FileToml = toml::from_str(text).map_err(|e| {
         let line = e.span().map_or(1, |s| line_of(s.start));
@@ -613,6 +619,41 @@ path = "/opt/qemu #8/qemu-aarch64"
             assert_eq!((l, m.contains(msg)), (*line, true), "{text:?}: {l}: {m}");
         }
         assert!(parse("# nothing\n\n").unwrap().choices.is_empty());
+    }
+
+    /// Found by the fuzz target `config` (issue 17.1): a name or value
+    /// written with a TOML escape (`"l1l\nux/arm28"`) was echoed raw, so
+    /// the error was two lines (and could carry terminal escapes).
+    #[test]
+    fn names_and_values_with_control_characters_are_shown_escaped() {
+        let cases: &[(&str, usize, &str)] = &[
+            (
+                "# tesg\n[arch.\"l1l\\nux/arm28\"]\nemulator = \"ild\"\n",
+                2,
+                "unknown arch 'l1l\\nux/arm28'",
+            ),
+            (
+                "[arch.x86_64]\nemulator = \"box\\u001b[2J64\"",
+                2,
+                "unknown emulator \"box\\u{1b}[2J64\"",
+            ),
+            (
+                "[arch.arm]\ncpu = \"max\\r\"",
+                2,
+                "cpu \"max\\r\" is not a qemu CPU model",
+            ),
+            (
+                "[arch.x86_64]\nemulator = \"box64\"\npath = \"a\\nb\"",
+                3,
+                "path must be absolute: a\\nb",
+            ),
+            ("[arch.x86_64]\n\"e\\tx\" = 1", 2, "unknown field `e\\tx`"),
+        ];
+        for (text, line, msg) in cases {
+            let (l, m) = parse(text).unwrap_err();
+            assert!(!m.chars().any(char::is_control), "{text:?}: {m:?}");
+            assert_eq!((l, m.contains(msg)), (*line, true), "{text:?}: {l}: {m}");
+        }
     }
 
     #[test]

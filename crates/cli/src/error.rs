@@ -101,6 +101,21 @@ impl From<qemu_shim_interpfile::Error> for Error {
 /// Result with the CLI's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// `s` with its control characters escaped (`\n`, `\u{1b}`): what a
+/// message quotes (a name from a file, a path) can hold any character, and
+/// the message stays one line without terminal controls.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +136,10 @@ mod tests {
             e.to_string(),
             "cannot write /x: permission denied (hint: run as root)"
         );
+    }
+
+    #[test]
+    fn printable_escapes_control_characters_only() {
+        assert_eq!(printable("a\nb\tc\u{1b}[2J d/é"), "a\\nb\\tc\\u{1b}[2J d/é");
     }
 }

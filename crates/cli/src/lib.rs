@@ -108,11 +108,17 @@ fn aliases(mut args: Vec<OsString>) -> Vec<OsString> {
 
 /// Prints `e` as the one line the user sees.
 fn print_error(e: &Error) {
+    use crate::error::printable;
     use std::io::Write;
-    // One write, and no panic if stderr is closed.
+    // One write, one line (whatever a path in it holds), and no panic if
+    // stderr is closed.
     let line = match e.hint_text() {
-        Some(h) => format!("qemu-shim: error: {} (hint: {h})\n", e.message()),
-        None => format!("qemu-shim: error: {}\n", e.message()),
+        Some(h) => format!(
+            "qemu-shim: error: {} (hint: {})\n",
+            printable(e.message()),
+            printable(h)
+        ),
+        None => format!("qemu-shim: error: {}\n", printable(e.message())),
     };
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
