@@ -154,6 +154,11 @@ impl Workload {
 const HEAVY_PROGRAMS: [&str; 5] = ["bash", "expr", "sed", "grep", "dpkg"];
 /// Emulated program execs per iteration of the script's loop.
 const HEAVY_EXECS_PER_ITERATION: usize = 4;
+/// What the exec-heavy report calls its program.
+const HEAVY_PROGRAM: &str = "exec-heavy script";
+/// Iterations per script run with `--interleave` (100 execs: the script's
+/// own bash is then one exec in 101 per side).
+const HEAVY_CHUNK: usize = 25;
 /// Where the exec-heavy copies and script sit inside the root.
 const HEAVY_DIR: &str = "bench-exec";
 
@@ -278,8 +283,9 @@ const USAGE: &str = "usage: scripts/bench-e2e [--arch LIST] [--workload true|exe
   --interleave       alternate shim and direct exec by exec within a round
                      (default: M shim execs then M direct ones, or the other
                      way round, alternating per round); steadier on a busy
-                     machine (exec-heavy: always in blocks, one script run
-                     per side and round)
+                     machine (exec-heavy: script runs of 100 execs, the
+                     sides alternating run by run; default one run per side
+                     and round)
   --relative         exec the programs by a relative path (`shim/busybox`
                      from their parent directory), as a shell running
                      `./prog` does: the interpreter then also makes the path
@@ -1121,13 +1127,33 @@ fn bench_exec_heavy(
     let mut rounds = Vec::with_capacity(o.rounds);
     for r in 0..o.rounds {
         let shim_first = r % 2 == 0;
-        let (s, d) = if shim_first {
-            let s = heavy_run(&root, "shim", iterations)?;
-            (s, heavy_run(&root, "direct", iterations)?)
+        // One run per side, or with --interleave runs of at most
+        // HEAVY_CHUNK iterations, alternating side by side (the order
+        // swapped each pair), so both sides see the same load.
+        let chunk = if o.interleave {
+            HEAVY_CHUNK.min(iterations)
         } else {
-            let d = heavy_run(&root, "direct", iterations)?;
-            (heavy_run(&root, "shim", iterations)?, d)
+            iterations
         };
+        let (mut s, mut d) = (Batch::ZERO, Batch::ZERO);
+        let mut done = 0;
+        while done < iterations {
+            let n = chunk.min(iterations - done);
+            let order = if (done / chunk + r) % 2 == 0 {
+                ["shim", "direct"]
+            } else {
+                ["direct", "shim"]
+            };
+            for side in order {
+                let b = heavy_run(&root, side, n)?;
+                if side == "shim" {
+                    s.add(b)
+                } else {
+                    d.add(b)
+                }
+            }
+            done += n;
+        }
         let round = Round {
             shim_first,
             shim: s,
@@ -1138,7 +1164,11 @@ fn bench_exec_heavy(
         println!(
             "{:>5}  {:>6}  {:>12.3}  {:>12.3}  {:>7.4}  {:>9.4}",
             r + 1,
-            if shim_first { "shim" } else { "direct" },
+            match (o.interleave, shim_first) {
+                (true, _) => "mixed",
+                (false, true) => "shim",
+                (false, false) => "direct",
+            },
             ms_per(s.secs, o.execs),
             ms_per(d.secs, o.execs),
             round.ratio(),
@@ -1149,8 +1179,8 @@ fn bench_exec_heavy(
     }
     let report = Report {
         execs: o.execs,
-        program: "exec-heavy script",
-        interleave: false,
+        program: HEAVY_PROGRAM,
+        interleave: o.interleave,
         relative: false,
         rounds,
         memory: None,
@@ -1622,7 +1652,9 @@ impl Report {
              address randomisation on; {}",
             self.rounds.len(),
             self.program,
-            if self.interleave {
+            if self.interleave && self.program == HEAVY_PROGRAM {
+                "in script runs of 100 execs, the sides alternating run by run"
+            } else if self.interleave {
                 "alternating exec by exec"
             } else {
                 "in blocks, which side first alternating per round"
