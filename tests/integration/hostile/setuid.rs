@@ -153,3 +153,216 @@ cap suid-direct nobody {STEERING_ENV} "$S/suid/probe"
         p.env.contains("INJECTED=1")
     );
 }
+
+/// The script lines that start setuid-root arm64 busybox `cat FIFO` as
+/// nobody (after `$1`, a wrapper command or nothing), wait until the
+/// emulated `cat` has opened the fifo (so the emulator runs and the guest
+/// blocks in read), copy its `/proc/PID/maps` and `/proc/PID/auxv` into
+/// `$S/maps` and `$S/auxv` (read from outside: qemu fakes the guest's own
+/// /proc/self/maps), then let it finish; its output, errors and status in
+/// `$S/cat.*`. Also saves the installed interpreter's path.
+const RUNNING_SETUID_SH: &str = r#"
+sed -n 's/^interpreter //p' /proc/sys/fs/binfmt_misc/qemu-shim-aarch64 >"$S/interp-path"
+mkfifo -m 0666 "$S/fifo"
+exec 4<>"$S/fifo"
+$WRAP setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all -- \
+	"$S/suid/busybox" cat "$S/fifo" >"$S/cat.out" 2>"$S/cat.err" 4>&- &
+pid=$!
+i=0
+until ls -l "/proc/$pid/fd" 2>/dev/null | grep -qF -- "-> $S/fifo"; do
+	i=$((i + 1))
+	[ "$i" -lt 400 ] || break
+	sleep 0.05
+done
+cat "/proc/$pid/maps" >"$S/maps" || true
+cat "/proc/$pid/auxv" >"$S/auxv" || true
+echo done >&4
+exec 4>&-
+rc=0
+wait "$pid" || rc=$?
+echo "$rc" >"$S/cat.rc"
+"#;
+
+/// A mapping of `/proc/PID/maps`: addresses, permissions, file offset,
+/// path.
+#[derive(Debug)]
+struct Mapping {
+    start: u64,
+    end: u64,
+    perms: String,
+    offset: u64,
+    path: String,
+}
+
+fn parse_maps(maps: &str) -> Vec<Mapping> {
+    maps.lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (start, end) = f[0].split_once('-').unwrap();
+            let hex = |s| u64::from_str_radix(s, 16).unwrap();
+            Mapping {
+                start: hex(start),
+                end: hex(end),
+                perms: f[1].to_owned(),
+                offset: hex(f[2]),
+                path: f.get(5..).map(|p| p.join(" ")).unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+/// The installed interpreter file as it sits in memory: its loadable
+/// segments' address ranges, and each carried image's file range by arch.
+struct InterpLayout {
+    segments: Vec<(u64, u64)>,
+    images: Vec<(String, (u64, u64))>,
+}
+
+fn interp_layout(path: &std::path::Path) -> InterpLayout {
+    use goblin::container::{Container, Ctx, Endian};
+    use goblin::elf::program_header::{ProgramHeader, PT_LOAD};
+    use goblin::elf::section_header::SectionHeader;
+    use goblin::elf::Elf;
+    use goblin::strtab::Strtab;
+    use qemu_shim_registry::dispatch::{Convention, Table, REGION_SIZE, SECTION};
+    // Headers only: not `Elf::parse`, which reads the dynamic section and
+    // symbols an installed (pre-relocated) file leaves as they were.
+    let bytes = fs::read(path).unwrap();
+    let h = Elf::parse_header(&bytes).unwrap();
+    let ctx = Ctx::new(Container::Big, Endian::Little);
+    let phdrs = ProgramHeader::parse(&bytes, h.e_phoff as usize, h.e_phnum as usize, ctx).unwrap();
+    let shdrs = SectionHeader::parse(&bytes, h.e_shoff as usize, h.e_shnum as usize, ctx).unwrap();
+    let names = &shdrs[usize::from(h.e_shstrndx)];
+    let strtab =
+        Strtab::parse(&bytes, names.sh_offset as usize, names.sh_size as usize, 0).unwrap();
+    let loads: Vec<_> = phdrs.iter().filter(|h| h.p_type == PT_LOAD).collect();
+    let base = loads.iter().find(|h| h.p_offset == 0).unwrap().p_vaddr;
+    let table = shdrs
+        .iter()
+        .find(|s| strtab.get_at(s.sh_name) == Some(SECTION))
+        .expect("table section");
+    let at = table.sh_offset as usize;
+    let table = Table::parse(&bytes[at..at + REGION_SIZE]).unwrap();
+    let images = table
+        .iter()
+        .filter_map(|e| match e.convention {
+            Convention::Carried(c) => {
+                let addr = base + c.image;
+                let seg = loads
+                    .iter()
+                    .find(|h| h.p_vaddr <= addr && addr < h.p_vaddr + h.p_memsz)
+                    .unwrap();
+                let off = seg.p_offset + (addr - seg.p_vaddr);
+                Some((e.arch.to_owned(), (off, off + c.span)))
+            }
+            _ => None,
+        })
+        .collect();
+    InterpLayout {
+        segments: loads
+            .iter()
+            .map(|h| (h.p_vaddr, h.p_vaddr + h.p_memsz))
+            .collect(),
+        images,
+    }
+}
+
+/// Whether auxv (native words, as /proc/PID/auxv gives it) holds
+/// AT_SECURE = 1.
+fn auxv_secure(auxv: &[u8]) -> bool {
+    auxv.chunks_exact(16)
+        .map(|p| {
+            (
+                u64::from_ne_bytes(p[..8].try_into().unwrap()),
+                u64::from_ne_bytes(p[8..].try_into().unwrap()),
+            )
+        })
+        .any(|(k, v)| k == 23 && v == 1)
+}
+
+/// Runs [`RUNNING_SETUID_SH`] with two carried arches installed (aarch64
+/// and arm: another arch's image to be left behind), after `wrap`.
+/// Returns the scratch dir, the maps line of the interpreter file, and its
+/// layout.
+fn running_setuid_maps(tag: &str, wrap: &str) -> (Scratch, Vec<Mapping>, InterpLayout) {
+    let s = Scratch::new(tag);
+    fs::create_dir(s.join("suid")).unwrap();
+    let bb = s.join("suid/busybox");
+    fs::copy(qemu_shim_suite::busybox("arm64"), &bb).unwrap();
+    set_mode(&bb, 0o4755);
+    sandbox_full_map(
+        &s,
+        &format!("cap install install_shim aarch64 arm\nWRAP='{wrap}'\n{RUNNING_SETUID_SH}"),
+    );
+    s.installed();
+    let read = |n: &str| fs::read_to_string(s.join(n)).unwrap_or_default();
+    assert_eq!(
+        (
+            read("cat.rc").trim(),
+            read("cat.out").as_str(),
+            read("cat.err").as_str()
+        ),
+        ("0", "done\n", ""),
+        "the setuid cat did not run as it should"
+    );
+    let maps = read("maps");
+    assert!(
+        auxv_secure(&fs::read(s.join("auxv")).unwrap()),
+        "not an AT_SECURE exec, or never seen running; maps:\n{maps}"
+    );
+    let interp = std::path::PathBuf::from(read("interp-path").trim());
+    let layout = interp_layout(&interp);
+    let interp = interp.display().to_string();
+    let mappings = parse_maps(&maps)
+        .into_iter()
+        .filter(|m| m.path == interp)
+        .collect();
+    (s, mappings, layout)
+}
+
+/// Issue 17: a running setuid emulated program keeps nothing of the
+/// interpreter file but the emulator it runs (moved to a random address):
+/// not the interpreter's code at the install's fixed address, not the
+/// other arches' images.
+#[test]
+fn a_running_setuid_program_keeps_only_its_emulator_of_the_interpreter_file() {
+    let (s, file, layout) = running_setuid_maps("setuid-maps", "");
+    let maps = fs::read_to_string(s.join("maps")).unwrap();
+    let image = |arch: &str| {
+        layout
+            .images
+            .iter()
+            .find(|(a, _)| a == arch)
+            .unwrap_or_else(|| panic!("no carried {arch} image"))
+            .1
+    };
+    let (lo, hi) = image("aarch64");
+    let other = image("arm");
+    let fixed = |m: &Mapping| {
+        layout
+            .segments
+            .iter()
+            .any(|&(a, b)| m.start < b && a < m.end)
+    };
+    for m in &file {
+        let (off, end) = (m.offset, m.offset + (m.end - m.start));
+        assert!(
+            !(off < other.1 && other.0 < end),
+            "the arm image is still mapped: {m:?}\n{maps}"
+        );
+        assert!(
+            lo <= off && end <= hi,
+            "a mapping of the interpreter file outside the running emulator's image \
+             (file range {lo:#x}..{hi:#x}): {m:?}\n{maps}"
+        );
+        assert!(
+            !fixed(m),
+            "the interpreter file is still mapped at its fixed address: {m:?}\n{maps}"
+        );
+    }
+    assert!(
+        file.iter().any(|m| m.perms.contains('x')),
+        "the moved emulator's code is not among the file's mappings:\n{maps}"
+    );
+    eprintln!("maps of the running setuid program:\n{maps}");
+}
