@@ -1584,6 +1584,7 @@ pub(crate) mod test_support {
 mod tests {
     extern crate std;
     use super::*;
+    use core::sync::atomic::{AtomicUsize, Ordering};
     use std::vec::Vec;
 
     fn drop_qemu(e: &[u8]) -> bool {
@@ -1760,6 +1761,120 @@ mod tests {
         let mut many = std::vec![LOADS[0]; MAX_UNMAPS];
         many.push(LOADS[3]);
         assert_eq!(e(&many, 4096, keep), Errno::E2BIG);
+    }
+
+    // What `trampoline_landed` checks, set by the test before it forks.
+    static LANDED_SP: AtomicUsize = AtomicUsize::new(0);
+    static GONE: [AtomicUsize; 4] = [const { AtomicUsize::new(0) }; 4];
+    static KEPT: [AtomicUsize; 2] = [const { AtomicUsize::new(0) }; 2];
+
+    // Where the test's trampoline jumps: passes the stack pointer it was
+    // given and the register a C library's _start reads as its exit
+    // handler (rdx, x0) to `trampoline_landed`, with the stack aligned as
+    // a call leaves it.
+    #[cfg(target_arch = "x86_64")]
+    core::arch::global_asm!(
+        ".globl qemu_shim_test_landed",
+        "qemu_shim_test_landed:",
+        "mov rdi, rsp",
+        "mov rsi, rdx",
+        "call {landed}",
+        "ud2",
+        landed = sym trampoline_landed,
+    );
+    #[cfg(target_arch = "aarch64")]
+    core::arch::global_asm!(
+        ".globl qemu_shim_test_landed",
+        "qemu_shim_test_landed:",
+        "mov x1, x0",
+        "mov x0, sp",
+        "bl {landed}",
+        "udf #0",
+        landed = sym trampoline_landed,
+    );
+
+    /// Whether `[start, start + len)` is unmapped: msync says ENOMEM.
+    fn unmapped(start: usize, len: usize) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        const MSYNC: usize = 26;
+        #[cfg(target_arch = "aarch64")]
+        const MSYNC: usize = 227;
+        const MS_ASYNC: usize = 1;
+        // SAFETY: msync only looks the range up; it writes nothing of ours.
+        let r = unsafe { syscall6(MSYNC, [start, len, MS_ASYNC, 0, 0, 0]) };
+        check(r) == Err(Errno::ENOMEM)
+    }
+
+    /// Runs in the forked child after the trampoline: exits 42 if the
+    /// stack pointer and the exit-handler register are as the emulator
+    /// must get them, the listed ranges are gone and the kept one is not.
+    extern "C" fn trampoline_landed(sp: usize, fini: usize) -> ! {
+        let at = |a: &[AtomicUsize], i: usize| a[i].load(Ordering::SeqCst);
+        let ok = sp == LANDED_SP.load(Ordering::SeqCst)
+            && fini == 0
+            && unmapped(at(&GONE, 0), at(&GONE, 1))
+            && unmapped(at(&GONE, 2), at(&GONE, 3))
+            && !unmapped(at(&KEPT, 0), at(&KEPT, 1));
+        exit(if ok { 42 } else { 1 })
+    }
+
+    /// The trampoline itself, run: copied to its page (on aarch64 with the
+    /// cache maintenance, under qemu-aarch64 by scripts/aarch64-host/run),
+    /// it unmaps exactly its list and starts the entry point on the given
+    /// stack. In a forked child, which it ends.
+    #[test]
+    fn the_trampoline_unmaps_its_list_then_jumps_to_the_entry_on_the_new_stack() {
+        const PAGE: usize = 4096;
+        extern "C" {
+            fn qemu_shim_test_landed();
+        }
+        // Five pages standing for a file's segment: the middle two are the
+        // running image's place, the rest goes.
+        let area = map_zeroed(5 * PAGE).unwrap();
+        let load = [Load {
+            offset: 0,
+            vaddr: 0,
+            memsz: 5 * PAGE as u64,
+        }];
+        let plan = plan_unmaps(&load, area, PAGE, (area + PAGE, area + 3 * PAGE)).unwrap();
+        assert_eq!(plan.ranges(), [(area, PAGE), (area + 3 * PAGE, 2 * PAGE)]);
+        for (i, v) in [area, PAGE, area + 3 * PAGE, 2 * PAGE].into_iter().enumerate() {
+            GONE[i].store(v, Ordering::SeqCst);
+        }
+        KEPT[0].store(area + PAGE, Ordering::SeqCst);
+        KEPT[1].store(2 * PAGE, Ordering::SeqCst);
+        let stack = map_zeroed(4 * PAGE).unwrap();
+        let sp = stack + 3 * PAGE; // 16-byte aligned, as at a process start
+        LANDED_SP.store(sp, Ordering::SeqCst);
+        let entry = qemu_shim_test_landed as *const () as usize;
+        #[cfg(target_arch = "x86_64")]
+        let (clone, wait4) = (56usize, 61usize);
+        #[cfg(target_arch = "aarch64")]
+        let (clone, wait4) = (220usize, 260usize);
+        const SIGCHLD: usize = 17;
+        // SAFETY: clone with SIGCHLD and no stack is fork: the child gets
+        // a copy of this process with only this thread, and below runs
+        // nothing but raw syscalls and the trampoline, which never return.
+        let pid = check(unsafe { syscall6(clone, [SIGCHLD, 0, 0, 0, 0, 0]) }).unwrap();
+        if pid == 0 {
+            match Trampoline::new(&plan) {
+                // SAFETY: `t` is fresh; `sp` lies in a mapping of our own
+                // that is not listed, as does the entry (in the test
+                // binary's text), which expects exactly this.
+                Ok(t) => unsafe { enter_trampoline(&t, sp as *mut usize, entry) },
+                Err(_) => exit(2),
+            }
+        }
+        let mut status = 0i32;
+        // SAFETY: `status` is a live, writable int.
+        let r = unsafe {
+            syscall6(
+                wait4,
+                [pid, &mut status as *mut i32 as usize, 0, 0, 0, 0],
+            )
+        };
+        assert_eq!(check(r), Ok(pid));
+        assert_eq!(status, 42 << 8, "child status {status:#x}");
     }
 
     #[test]
