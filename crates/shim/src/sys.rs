@@ -1838,7 +1838,10 @@ mod tests {
         }];
         let plan = plan_unmaps(&load, area, PAGE, (area + PAGE, area + 3 * PAGE)).unwrap();
         assert_eq!(plan.ranges(), [(area, PAGE), (area + 3 * PAGE, 2 * PAGE)]);
-        for (i, v) in [area, PAGE, area + 3 * PAGE, 2 * PAGE].into_iter().enumerate() {
+        for (i, v) in [area, PAGE, area + 3 * PAGE, 2 * PAGE]
+            .into_iter()
+            .enumerate()
+        {
             GONE[i].store(v, Ordering::SeqCst);
         }
         KEPT[0].store(area + PAGE, Ordering::SeqCst);
@@ -1867,12 +1870,7 @@ mod tests {
         }
         let mut status = 0i32;
         // SAFETY: `status` is a live, writable int.
-        let r = unsafe {
-            syscall6(
-                wait4,
-                [pid, &mut status as *mut i32 as usize, 0, 0, 0, 0],
-            )
-        };
+        let r = unsafe { syscall6(wait4, [pid, &mut status as *mut i32 as usize, 0, 0, 0, 0]) };
         assert_eq!(check(r), Ok(pid));
         assert_eq!(status, 42 << 8, "child status {status:#x}");
     }

@@ -280,22 +280,22 @@ fn auxv_secure(auxv: &[u8]) -> bool {
         .any(|(k, v)| k == 23 && v == 1)
 }
 
-/// Runs [`RUNNING_SETUID_SH`] with two carried arches installed (aarch64
-/// and arm: another arch's image to be left behind), after `wrap`.
-/// Returns the scratch dir, the maps line of the interpreter file, and its
-/// layout.
-fn running_setuid_maps(tag: &str, wrap: &str) -> (Scratch, Vec<Mapping>, InterpLayout) {
-    let s = Scratch::new(tag);
+/// Runs [`RUNNING_SETUID_SH`] in `s` with two carried arches installed
+/// (aarch64 and arm: another arch's image to be left behind), the program
+/// started under `wrap` (a command prefix, or empty). Returns the maps
+/// lines of the interpreter file, and its layout.
+fn running_setuid_maps(s: &Scratch, wrap: &str) -> (Vec<Mapping>, InterpLayout) {
     fs::create_dir(s.join("suid")).unwrap();
     let bb = s.join("suid/busybox");
     fs::copy(qemu_shim_suite::busybox("arm64"), &bb).unwrap();
     set_mode(&bb, 0o4755);
     sandbox_full_map(
-        &s,
+        s,
         &format!("cap install install_shim aarch64 arm\nWRAP='{wrap}'\n{RUNNING_SETUID_SH}"),
     );
     s.installed();
     let read = |n: &str| fs::read_to_string(s.join(n)).unwrap_or_default();
+    let maps = read("maps");
     assert_eq!(
         (
             read("cat.rc").trim(),
@@ -303,9 +303,8 @@ fn running_setuid_maps(tag: &str, wrap: &str) -> (Scratch, Vec<Mapping>, InterpL
             read("cat.err").as_str()
         ),
         ("0", "done\n", ""),
-        "the setuid cat did not run as it should"
+        "the setuid cat did not run as it should; maps:\n{maps}"
     );
-    let maps = read("maps");
     assert!(
         auxv_secure(&fs::read(s.join("auxv")).unwrap()),
         "not an AT_SECURE exec, or never seen running; maps:\n{maps}"
@@ -317,7 +316,29 @@ fn running_setuid_maps(tag: &str, wrap: &str) -> (Scratch, Vec<Mapping>, InterpL
         .into_iter()
         .filter(|m| m.path == interp)
         .collect();
-    (s, mappings, layout)
+    (mappings, layout)
+}
+
+impl InterpLayout {
+    /// The file range of `arch`'s carried image.
+    fn image(&self, arch: &str) -> (u64, u64) {
+        self.images
+            .iter()
+            .find(|(a, _)| a == arch)
+            .unwrap_or_else(|| panic!("no carried {arch} image"))
+            .1
+    }
+
+    /// Whether `m` lies at the file's fixed address (in one of its
+    /// loadable segments).
+    fn at_fixed_address(&self, m: &Mapping) -> bool {
+        self.segments.iter().any(|&(a, b)| m.start < b && a < m.end)
+    }
+}
+
+/// Whether mapping `m` maps part of the file range `(lo, hi)`.
+fn maps_part_of(m: &Mapping, (lo, hi): (u64, u64)) -> bool {
+    m.offset < hi && lo < m.offset + (m.end - m.start)
 }
 
 /// Issue 17: a running setuid emulated program keeps nothing of the
@@ -326,37 +347,22 @@ fn running_setuid_maps(tag: &str, wrap: &str) -> (Scratch, Vec<Mapping>, InterpL
 /// other arches' images.
 #[test]
 fn a_running_setuid_program_keeps_only_its_emulator_of_the_interpreter_file() {
-    let (s, file, layout) = running_setuid_maps("setuid-maps", "");
+    let s = Scratch::new("setuid-maps");
+    let (file, layout) = running_setuid_maps(&s, "");
     let maps = fs::read_to_string(s.join("maps")).unwrap();
-    let image = |arch: &str| {
-        layout
-            .images
-            .iter()
-            .find(|(a, _)| a == arch)
-            .unwrap_or_else(|| panic!("no carried {arch} image"))
-            .1
-    };
-    let (lo, hi) = image("aarch64");
-    let other = image("arm");
-    let fixed = |m: &Mapping| {
-        layout
-            .segments
-            .iter()
-            .any(|&(a, b)| m.start < b && a < m.end)
-    };
+    let (lo, hi) = layout.image("aarch64");
     for m in &file {
-        let (off, end) = (m.offset, m.offset + (m.end - m.start));
         assert!(
-            !(off < other.1 && other.0 < end),
+            !maps_part_of(m, layout.image("arm")),
             "the arm image is still mapped: {m:?}\n{maps}"
         );
         assert!(
-            lo <= off && end <= hi,
+            lo <= m.offset && m.offset + (m.end - m.start) <= hi,
             "a mapping of the interpreter file outside the running emulator's image \
              (file range {lo:#x}..{hi:#x}): {m:?}\n{maps}"
         );
         assert!(
-            !fixed(m),
+            !layout.at_fixed_address(m),
             "the interpreter file is still mapped at its fixed address: {m:?}\n{maps}"
         );
     }
@@ -365,4 +371,31 @@ fn a_running_setuid_program_keeps_only_its_emulator_of_the_interpreter_file() {
         "the moved emulator's code is not among the file's mappings:\n{maps}"
     );
     eprintln!("maps of the running setuid program:\n{maps}");
+}
+
+/// Where an executable anonymous page is refused (SELinux's execmem; here
+/// a seccomp filter refusing mprotect of one page to PROT_EXEC with
+/// EACCES, as execmem does), a setuid exec still runs, the way it did
+/// before the trampoline: the emulator moved, but the interpreter file's
+/// segments and the other arches' images left where they are.
+#[test]
+fn a_setuid_program_still_runs_where_an_executable_page_is_refused() {
+    let s = Scratch::new("setuid-noexecpage");
+    let helper = super::helper(&s);
+    let (file, layout) = running_setuid_maps(&s, &format!("{} noexecpage", helper.display()));
+    let maps = fs::read_to_string(s.join("maps")).unwrap();
+    let fixed_code = file
+        .iter()
+        .any(|m| layout.at_fixed_address(m) && m.perms.contains('x'));
+    let arm = file.iter().any(|m| maps_part_of(m, layout.image("arm")));
+    let moved = file.iter().any(|m| {
+        !layout.at_fixed_address(m)
+            && m.perms.contains('x')
+            && maps_part_of(m, layout.image("aarch64"))
+    });
+    assert!(
+        fixed_code && arm && moved,
+        "want the fallback's layout (interpreter code at the fixed address: {fixed_code}, \
+         the arm image: {arm}, the emulator moved: {moved}):\n{maps}"
+    );
 }
