@@ -37,12 +37,12 @@ impl Errno {
     pub const EACCES: Errno = Errno(13);
     pub const ENOTDIR: Errno = Errno(20);
     pub const EISDIR: Errno = Errno(21);
+    pub const EINVAL: Errno = Errno(22);
     pub const ETXTBSY: Errno = Errno(26);
     pub const EMFILE: Errno = Errno(24);
     pub const ERANGE: Errno = Errno(34);
     pub const ENAMETOOLONG: Errno = Errno(36);
     pub const ELOOP: Errno = Errno(40);
-    pub const EINVAL: Errno = Errno(22);
 }
 
 /// Turns a raw syscall return into a result: the kernel reports failure as
