@@ -320,10 +320,16 @@ fn auxv_secure(auxv: &[u8]) -> bool {
 /// options to the install. Returns the maps lines of the interpreter file,
 /// and its layout.
 fn running_setuid_maps(s: &Scratch, install: &str, wrap: &str) -> (Vec<Mapping>, InterpLayout) {
+    running_maps(s, 0o4755, install, wrap)
+}
+
+/// [`running_setuid_maps`] with busybox's `mode`: setuid (AT_SECURE
+/// expected) or not.
+fn running_maps(s: &Scratch, mode: u32, install: &str, wrap: &str) -> (Vec<Mapping>, InterpLayout) {
     fs::create_dir(s.join("suid")).unwrap();
     let bb = s.join("suid/busybox");
     fs::copy(qemu_shim_suite::busybox("arm64"), &bb).unwrap();
-    set_mode(&bb, 0o4755);
+    set_mode(&bb, mode);
     sandbox_full_map(
         s,
         &format!(
@@ -342,9 +348,10 @@ fn running_setuid_maps(s: &Scratch, install: &str, wrap: &str) -> (Vec<Mapping>,
         ("0", "done\n", ""),
         "the setuid cat did not run as it should; maps:\n{maps}"
     );
-    assert!(
+    assert_eq!(
         auxv_secure(&fs::read(s.join("auxv")).unwrap()),
-        "not an AT_SECURE exec, or never seen running; maps:\n{maps}"
+        mode & 0o4000 != 0,
+        "AT_SECURE not as the mode says, or never seen running; maps:\n{maps}"
     );
     let interp = std::path::PathBuf::from(read("interp-path").trim());
     let layout = interp_layout(&interp);
@@ -454,5 +461,30 @@ fn a_setuid_program_still_runs_where_an_executable_page_is_refused() {
         fixed_code && arm && moved,
         "want the fallback's layout (interpreter code at the fixed address: {fixed_code}, \
          the arm image: {arm}, the emulator moved: {moved}):\n{maps}"
+    );
+}
+
+/// Not setuid: today's fast path, untouched. The emulator runs where the
+/// install put it and the interpreter file stays mapped whole (no
+/// trampoline, no move).
+#[test]
+fn a_program_that_is_not_setuid_keeps_the_fast_path() {
+    let s = Scratch::new("plain-maps");
+    let (file, layout) = running_maps(&s, 0o755, "", "");
+    let maps = fs::read_to_string(s.join("maps")).unwrap();
+    assert!(
+        !file.is_empty() && file.iter().all(|m| layout.at_fixed_address(m)),
+        "the interpreter file is not all at its fixed address:\n{maps}"
+    );
+    for arch in ["aarch64", "arm"] {
+        assert!(
+            file.iter().any(|m| maps_part_of(m, layout.image(arch))),
+            "the {arch} image is not mapped:\n{maps}"
+        );
+    }
+    assert!(
+        file.iter().any(|m| m.perms.contains('x')
+            && maps_part_of(m, (0, layout.image("arm").0.min(layout.image("aarch64").0)))),
+        "the interpreter's own code is not mapped:\n{maps}"
     );
 }
