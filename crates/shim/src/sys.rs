@@ -37,6 +37,7 @@ impl Errno {
     pub const EACCES: Errno = Errno(13);
     pub const ENOTDIR: Errno = Errno(20);
     pub const EISDIR: Errno = Errno(21);
+    pub const EINVAL: Errno = Errno(22);
     pub const ETXTBSY: Errno = Errno(26);
     pub const EMFILE: Errno = Errno(24);
     pub const ERANGE: Errno = Errno(34);
@@ -65,6 +66,7 @@ mod nr {
     pub const EXIT_GROUP: usize = 231;
     pub const MPROTECT: usize = 10;
     pub const MREMAP: usize = 25;
+    pub const MUNMAP: usize = 11;
     pub const FCNTL: usize = 72;
     pub const OPENAT: usize = 257;
     pub const NEWFSTATAT: usize = 262;
@@ -83,6 +85,7 @@ mod nr {
     pub const MMAP: usize = 222;
     pub const MPROTECT: usize = 226;
     pub const MREMAP: usize = 216;
+    pub const MUNMAP: usize = 215;
     pub const FCNTL: usize = 25;
     pub const NEWFSTATAT: usize = 79;
     pub const GETCWD: usize = 17;
@@ -542,6 +545,12 @@ pub struct Aux {
     pub flags: usize,
     /// AT_SECURE: credentials changed for this exec (setuid program under C).
     pub secure: bool,
+    /// AT_PHDR, AT_PHNUM: this interpreter's own program headers in memory
+    /// (a setuid exec reads them to unmap the file's segments).
+    pub phdr: usize,
+    pub phnum: usize,
+    /// AT_PAGESZ: the kernel's page size.
+    pub pagesz: usize,
 }
 
 impl Aux {
@@ -554,6 +563,9 @@ impl Aux {
                 AT_EXECFD => aux.execfd = i32::try_from(value).ok(),
                 AT_FLAGS => aux.flags = value,
                 AT_SECURE => aux.secure = value != 0,
+                AT_PHDR => aux.phdr = value,
+                AT_PHNUM => aux.phnum = value,
+                AT_PAGESZ => aux.pagesz = value,
                 _ => {}
             }
         }
@@ -613,6 +625,7 @@ pub const GAP: usize = (MAX_INSERTED
 const AT_PHDR: usize = 3;
 const AT_PHENT: usize = 4;
 const AT_PHNUM: usize = 5;
+const AT_PAGESZ: usize = 6;
 const AT_BASE: usize = 7;
 const AT_ENTRY: usize = 9;
 
@@ -754,6 +767,407 @@ fn move_to_random(from: usize, len: usize) -> Result<usize, Errno> {
     })
 }
 
+/// Most program headers of its own the interpreter reads to plan a setuid
+/// exec's unmapping (the installed file has 9).
+const MAX_PHDRS: usize = 16;
+
+/// Most ranges the trampoline unmaps: each loadable segment of the file,
+/// one of them split in two around the running emulator's image.
+pub const MAX_UNMAPS: usize = MAX_PHDRS + 1;
+
+/// A loadable segment of the interpreter file: its file offset, address
+/// and size in memory, as its program header gives them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Load {
+    pub offset: u64,
+    pub vaddr: u64,
+    pub memsz: u64,
+}
+
+/// The ranges of this interpreter file's own mapping that a setuid exec
+/// unmaps: (start, length) pairs, page-aligned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unmaps {
+    ranges: [(usize, usize); MAX_UNMAPS],
+    len: usize,
+}
+
+impl Unmaps {
+    /// The ranges, in program-header order.
+    pub fn ranges(&self) -> &[(usize, usize)] {
+        self.ranges.get(..self.len).unwrap_or(&[])
+    }
+
+    fn push(&mut self, start: usize, end: usize) -> Result<(), Errno> {
+        if end > start {
+            let slot = self.ranges.get_mut(self.len).ok_or(Errno::E2BIG)?;
+            *slot = (start, end - start);
+            self.len += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Plans which ranges a setuid exec unmaps: exactly the pages the kernel
+/// mapped for each of the file's loadable segments `loads` (the segment
+/// whose file offset is 0 sits at `base`, the ELF header's address, which
+/// gives the load bias), rounded out to `page`, except `keep` (start, end):
+/// the running emulator's image at its place in the file's mapping, left
+/// alone whether it still runs there or was moved out (leaving a hole
+/// that is not the file's any more). Only the segments' own pages: the
+/// gaps between them (alignment) are not the file's and may hold other
+/// mappings. `keep` is widened to whole pages.
+///
+/// `ENOEXEC` if the headers do not describe such a mapping (no segment at
+/// offset 0, a page size that is not a power of two, addresses that wrap,
+/// `keep` not inside one segment), `E2BIG` if there are too many.
+pub fn plan_unmaps(
+    loads: &[Load],
+    base: usize,
+    page: usize,
+    keep: (usize, usize),
+) -> Result<Unmaps, Errno> {
+    if !page.is_power_of_two() {
+        return Err(Errno::ENOEXEC);
+    }
+    let first = loads.iter().find(|l| l.offset == 0).ok_or(Errno::ENOEXEC)?;
+    let bias = base.wrapping_sub(first.vaddr as usize);
+    // The image's pages, whole: its last page is its own.
+    let keep = (
+        keep.0 & !(page - 1),
+        keep.1
+            .checked_next_multiple_of(page)
+            .ok_or(Errno::ENOEXEC)?,
+    );
+    let mut plan = Unmaps {
+        ranges: [(0, 0); MAX_UNMAPS],
+        len: 0,
+    };
+    let mut kept = false;
+    for l in loads {
+        let start = bias.wrapping_add(l.vaddr as usize) & !(page - 1);
+        let end = bias
+            .checked_add(l.vaddr as usize)
+            .and_then(|a| a.checked_add(l.memsz as usize))
+            .and_then(|e| e.checked_next_multiple_of(page))
+            .ok_or(Errno::ENOEXEC)?;
+        if keep.0 < end && start < keep.1 {
+            if keep.0 < start || keep.1 > end || kept {
+                return Err(Errno::ENOEXEC);
+            }
+            kept = true;
+            plan.push(start, keep.0)?;
+            plan.push(keep.1, end)?;
+        } else {
+            plan.push(start, end)?;
+        }
+    }
+    if !kept {
+        return Err(Errno::ENOEXEC);
+    }
+    Ok(plan)
+}
+
+/// Reads this interpreter's own loadable segments from its program headers
+/// in memory (the kernel's AT_PHDR and AT_PHNUM).
+fn own_loads(aux: &Aux) -> Result<([Load; MAX_PHDRS], usize), Errno> {
+    const PT_LOAD: u32 = 1;
+    const PHENT: usize = 56;
+    if aux.phdr == 0 || aux.phnum > MAX_PHDRS || aux.phdr & 7 != 0 {
+        return Err(Errno::ENOEXEC);
+    }
+    let mut loads = [Load::default(); MAX_PHDRS];
+    let mut n = 0;
+    for i in 0..aux.phnum {
+        let h = (aux.phdr + i * PHENT) as *const u64;
+        // SAFETY: the kernel put this program's `phnum` 56-byte program
+        // headers at AT_PHDR, inside a segment it mapped readable, and
+        // nothing has unmapped it; the address is 8-byte aligned (checked
+        // above) and each header read is within its 56 bytes: p_type and
+        // p_flags (word 0), p_offset (1), p_vaddr (2), p_memsz (5).
+        let (kind, offset, vaddr, memsz) = unsafe { (*h as u32, *h.add(1), *h.add(2), *h.add(5)) };
+        if kind == PT_LOAD {
+            if let Some(slot) = loads.get_mut(n) {
+                *slot = Load {
+                    offset,
+                    vaddr,
+                    memsz,
+                };
+                n += 1;
+            }
+        }
+    }
+    Ok((loads, n))
+}
+
+/// Whether a failure to make an anonymous page executable means the
+/// system forbids it (SELinux's `execmem`, a seccomp filter), in which
+/// case a setuid exec starts the emulator without the trampoline, as
+/// before: the interpreter's segments and the other images stay mapped.
+/// Any other failure (ENOMEM, …) fails the exec.
+pub fn executable_page_refused(e: Errno) -> bool {
+    e == Errno::EACCES || e == Errno::EPERM
+}
+
+/// Bytes of the trampoline's page: its code first, then at
+/// [`TRAMPOLINE_LIST`] the ranges it unmaps. Mapped with this length on
+/// every host (the kernel rounds it up to its page size).
+pub const TRAMPOLINE_PAGE: usize = 4096;
+
+/// Where the list of ranges starts in the trampoline's page.
+const TRAMPOLINE_LIST: usize = 512;
+
+// The longest list fits the page: checked when building.
+const _: () = assert!(TRAMPOLINE_LIST + MAX_UNMAPS * 16 <= TRAMPOLINE_PAGE);
+
+/// A copy of the trampoline code and its list, in an executable page of
+/// its own at an address the kernel chose.
+struct Trampoline {
+    page: usize,
+    count: usize,
+}
+
+// The trampoline: unmaps a list of ranges, then starts the emulator. It is
+// never run where it is linked (in the interpreter's text, which it
+// unmaps), only from a copy made by `Trampoline::new`: position-
+// independent, it reads nothing but its registers and its own page, and
+// uses no stack. In: the emulator's stack pointer, its entry point, the
+// address of the (start, length) pairs and their count (x86_64: rdi, rsi,
+// rdx, rcx; aarch64: x0–x3). A failed munmap ends the process (exit 126)
+// after one line on stderr: the promise that nothing of the file is left
+// cannot be kept, and the stack block is already rewritten.
+#[cfg(target_arch = "x86_64")]
+core::arch::global_asm!(
+    ".pushsection .text.qemu_shim_trampoline,\"ax\",@progbits",
+    ".p2align 4",
+    ".globl qemu_shim_trampoline",
+    ".hidden qemu_shim_trampoline",
+    "qemu_shim_trampoline:",
+    "mov r12, rdi",
+    "mov r13, rsi",
+    "mov r14, rdx",
+    "mov r15, rcx",
+    "2:",
+    "test r15, r15",
+    "jz 3f",
+    "mov eax, 11", // munmap
+    "mov rdi, [r14]",
+    "mov rsi, [r14 + 8]",
+    "syscall",
+    "test rax, rax",
+    "jnz 4f",
+    "add r14, 16",
+    "dec r15",
+    "jmp 2b",
+    "3:",
+    "mov rsp, r12",
+    "xor ebp, ebp",
+    "xor edx, edx",
+    "jmp r13",
+    "4:",
+    "mov eax, 1", // write
+    "mov edi, 2",
+    "lea rsi, [rip + 5f]",
+    "lea rdx, [rip + 6f]",
+    "sub rdx, rsi",
+    "syscall",
+    "mov eax, 231", // exit_group
+    "mov edi, 126",
+    "syscall",
+    "ud2",
+    "5:",
+    ".ascii \"qemu-shim: cannot unmap the interpreter file before a setuid program\\n\"",
+    "6:",
+    ".globl qemu_shim_trampoline_end",
+    ".hidden qemu_shim_trampoline_end",
+    "qemu_shim_trampoline_end:",
+    ".popsection",
+);
+
+#[cfg(target_arch = "aarch64")]
+core::arch::global_asm!(
+    ".pushsection .text.qemu_shim_trampoline,\"ax\",%progbits",
+    ".p2align 4",
+    ".globl qemu_shim_trampoline",
+    ".hidden qemu_shim_trampoline",
+    "qemu_shim_trampoline:",
+    "mov x19, x0",
+    "mov x20, x1",
+    "mov x21, x2",
+    "mov x22, x3",
+    "2:",
+    "cbz x22, 3f",
+    "mov x8, #215", // munmap
+    "ldp x0, x1, [x21], #16",
+    "svc #0",
+    "cbnz x0, 4f",
+    "sub x22, x22, #1",
+    "b 2b",
+    "3:",
+    "mov sp, x19",
+    "mov x16, x20",
+    "mov x29, #0",
+    "mov x30, #0",
+    "mov x0, #0",
+    "br x16",
+    "4:",
+    "mov x8, #64", // write
+    "mov x0, #2",
+    "adr x1, 5f",
+    "adr x2, 6f",
+    "sub x2, x2, x1",
+    "svc #0",
+    "mov x8, #94", // exit_group
+    "mov x0, #126",
+    "svc #0",
+    "udf #0",
+    "5:",
+    ".ascii \"qemu-shim: cannot unmap the interpreter file before a setuid program\\n\"",
+    "6:",
+    ".p2align 2",
+    ".globl qemu_shim_trampoline_end",
+    ".hidden qemu_shim_trampoline_end",
+    "qemu_shim_trampoline_end:",
+    ".popsection",
+);
+
+/// The trampoline's code, as linked into the interpreter.
+fn trampoline_code() -> &'static [u8] {
+    let start = address_of!("qemu_shim_trampoline");
+    let end = address_of!("qemu_shim_trampoline_end");
+    // SAFETY: both symbols are defined by the `global_asm!` above around
+    // the trampoline's bytes, in this program's mapped, readable text;
+    // `end` follows `start` in the same section.
+    unsafe { core::slice::from_raw_parts(start as *const u8, end.saturating_sub(start)) }
+}
+
+/// Makes `[start, end)`, just written as data, safe to execute on aarch64,
+/// whose instruction cache does not snoop data writes: clean the data
+/// cache to the point of unification, invalidate the instruction cache
+/// there, and synchronise (the sequence the Arm ARM gives for
+/// self-modifying code, with the line sizes read from CTR_EL0, which
+/// Linux lets user space read).
+#[cfg(target_arch = "aarch64")]
+fn sync_instruction_cache(start: usize, end: usize) {
+    let ctr: usize;
+    // SAFETY: reads CTR_EL0, which Linux allows at EL0 (or emulates).
+    unsafe { core::arch::asm!("mrs {c}, ctr_el0", c = out(reg) ctr, options(nomem, nostack)) };
+    let dline = 4usize << ((ctr >> 16) & 0xf);
+    let iline = 4usize << (ctr & 0xf);
+    let mut a = start & !(dline - 1);
+    while a < end {
+        // SAFETY: cleans a cache line of the trampoline's page, mapped and
+        // readable; changes no memory contents.
+        unsafe { core::arch::asm!("dc cvau, {a}", a = in(reg) a, options(nostack)) };
+        a += dline;
+    }
+    // SAFETY: a barrier; touches no memory.
+    unsafe { core::arch::asm!("dsb ish", options(nostack)) };
+    let mut a = start & !(iline - 1);
+    while a < end {
+        // SAFETY: invalidates an instruction cache line of the trampoline's
+        // page, mapped and readable.
+        unsafe { core::arch::asm!("ic ivau, {a}", a = in(reg) a, options(nostack)) };
+        a += iline;
+    }
+    // SAFETY: barriers; touch no memory.
+    unsafe { core::arch::asm!("dsb ish", "isb", options(nostack)) };
+}
+
+#[cfg(target_arch = "x86_64")]
+fn sync_instruction_cache(_start: usize, _end: usize) {
+    // x86 keeps instruction fetches coherent with data writes; the jump
+    // to the page is enough.
+}
+
+impl Trampoline {
+    /// Copies the trampoline and `unmaps` into a fresh page at an address
+    /// the kernel chooses, then makes it read+execute (never writable and
+    /// executable at once). The error of a refused mprotect is returned
+    /// as is (see [`executable_page_refused`]), the page unmapped again.
+    fn new(unmaps: &Unmaps) -> Result<Trampoline, Errno> {
+        const PROT_EXEC: usize = 4;
+        let code = trampoline_code();
+        let list = unmaps.ranges();
+        if code.len() > TRAMPOLINE_LIST || TRAMPOLINE_LIST + list.len() * 16 > TRAMPOLINE_PAGE {
+            return Err(Errno::E2BIG);
+        }
+        let page = map_zeroed(TRAMPOLINE_PAGE)?;
+        // SAFETY: `page` is a fresh, writable mapping of TRAMPOLINE_PAGE
+        // bytes that nothing else refers to; the code fits before
+        // TRAMPOLINE_LIST and the list after it (checked above); the list
+        // is 8-byte aligned (a page plus 512).
+        unsafe {
+            core::ptr::copy_nonoverlapping(code.as_ptr(), page as *mut u8, code.len());
+            let words = (page + TRAMPOLINE_LIST) as *mut usize;
+            for (i, (start, len)) in list.iter().enumerate() {
+                words.add(2 * i).write(*start);
+                words.add(2 * i + 1).write(*len);
+            }
+        }
+        sync_instruction_cache(page, page + code.len());
+        // SAFETY: changes the protection of the page just mapped, which
+        // holds only the code and list written above.
+        let r = check(unsafe {
+            syscall6(
+                nr::MPROTECT,
+                [page, TRAMPOLINE_PAGE, PROT_READ | PROT_EXEC, 0, 0, 0],
+            )
+        });
+        if let Err(e) = r {
+            // SAFETY: unmaps the page just mapped, which nothing refers to.
+            unsafe { syscall6(nr::MUNMAP, [page, TRAMPOLINE_PAGE, 0, 0, 0, 0]) };
+            return Err(e);
+        }
+        Ok(Trampoline {
+            page,
+            count: list.len(),
+        })
+    }
+}
+
+/// Enters the trampoline copy `t`: it unmaps its list of ranges, switches
+/// to `sp` and jumps to `entry`.
+///
+/// # Safety
+/// - `t` must have been made by [`Trampoline::new`] and its page left as
+///   it was;
+/// - `sp` and `entry` as for [`jump`], and neither the stack block nor the
+///   code at `entry` (nor anything it needs) may lie in the listed ranges;
+/// - nothing of this program may run after the ranges are gone: the call
+///   never returns, and the trampoline reads only its registers and its
+///   own page.
+unsafe fn enter_trampoline(t: &Trampoline, sp: *mut usize, entry: usize) -> ! {
+    let list = t.page + TRAMPOLINE_LIST;
+    // SAFETY: per the caller's contract; the trampoline neither returns
+    // nor uses the stack until it switches to `sp`.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        core::arch::asm!(
+            "jmp {code}",
+            code = in(reg) t.page,
+            in("rdi") sp,
+            in("rsi") entry,
+            in("rdx") list,
+            in("rcx") t.count,
+            options(noreturn),
+        );
+    }
+    // SAFETY: as above.
+    #[cfg(target_arch = "aarch64")]
+    unsafe {
+        core::arch::asm!(
+            "br x16",
+            in("x16") t.page,
+            in("x0") sp,
+            in("x1") entry,
+            in("x2") list,
+            in("x3") t.count,
+            options(noreturn),
+        );
+    }
+}
+
 /// Starts the carried emulator as the kernel would start a binfmt_misc
 /// interpreter: its segments get their protections, the kernel's stack
 /// block is rewritten in place (argv gains `--` after `argv[0]`, `-cpu
@@ -772,7 +1186,21 @@ pub fn launch(p: &Process<'_>, l: &Launch<'_>) -> Errno {
         return Errno::E2BIG;
     }
     let c = l.carried;
-    let mut image = load_base().wrapping_add(c.image as usize);
+    let fixed = load_base().wrapping_add(c.image as usize);
+    let mut image = fixed;
+    // A setuid exec keeps nothing of the file but the running emulator:
+    // the trampoline unmaps the rest after the stack is rewritten. Set up
+    // before the image moves, so that neither its page nor the moved
+    // image can be placed in the hole the move leaves.
+    let trampoline = if l.randomize {
+        match secure_trampoline(&p.aux, c, fixed) {
+            Ok(t) => Some(t),
+            Err(e) if executable_page_refused(e) => None,
+            Err(e) => return e,
+        }
+    } else {
+        None
+    };
     let moved = l.randomize && c.span != 0;
     if moved {
         match move_to_random(image, c.span as usize) {
@@ -836,10 +1264,40 @@ pub fn launch(p: &Process<'_>, l: &Launch<'_>) -> Errno {
     // above); argc >= 2 (checked above). `entry` is the carried emulator's
     // entry point, in an image whose segments were just given their
     // protections; the emulator takes the block as its own start block.
+    // The trampoline's ranges are the file's own segments minus the
+    // running image's place (`secure_trampoline`): the stack block and the
+    // image (moved out of that place, or still in it) are not in them.
     unsafe {
         let sp = rewrite_stack(stack.sp, stack.words, &plan);
-        jump(sp, entry)
+        match &trampoline {
+            Some(t) => enter_trampoline(t, sp, entry),
+            None => jump(sp, entry),
+        }
     }
+}
+
+/// The trampoline for a setuid exec of carried image `c` (its place in
+/// the file's mapping at `fixed`): the file's own segments, read from
+/// its program headers, minus that place.
+fn secure_trampoline(aux: &Aux, c: &Carried, fixed: usize) -> Result<Trampoline, Errno> {
+    let extent = if c.span != 0 {
+        c.span
+    } else {
+        c.segments()
+            .iter()
+            .map(|s| s.offset.saturating_add(s.len))
+            .max()
+            .unwrap_or(0)
+    };
+    let end = fixed.checked_add(extent as usize).ok_or(Errno::ENOEXEC)?;
+    let (loads, n) = own_loads(aux)?;
+    let plan = plan_unmaps(
+        loads.get(..n).unwrap_or(&[]),
+        load_base(),
+        aux.pagesz,
+        (fixed, end),
+    )?;
+    Trampoline::new(&plan)
 }
 
 /// How [`rewrite_stack`] rewrites the kernel's stack block for a carried
@@ -1126,13 +1584,13 @@ pub(crate) mod test_support {
 mod tests {
     extern crate std;
     use super::*;
+    use core::sync::atomic::{AtomicUsize, Ordering};
     use std::vec::Vec;
 
     fn drop_qemu(e: &[u8]) -> bool {
         e.starts_with(b"QEMU_")
     }
 
-    const AT_PAGESZ: usize = 6;
     const AT_EXECFN: usize = 31;
     /// What the test's memory holds where nothing may be written.
     const UNTOUCHED: usize = 0xdead;
@@ -1198,6 +1656,244 @@ mod tests {
             at >= word(self.new + new_words)
                 && at + s.to_bytes_with_nul().len() <= word(self.old + self.words)
         }
+    }
+
+    /// The installed file's layout (x86_64, pre-relocated at a fixed
+    /// address): read-only, code, data and bss, a 60 KiB alignment gap,
+    /// then the carried segment holding two images.
+    const LOADS: [Load; 4] = [
+        Load {
+            offset: 0,
+            vaddr: 0x3fb4_7f40_0000,
+            memsz: 0x747c,
+        },
+        Load {
+            offset: 0x7480,
+            vaddr: 0x3fb4_7f40_8480,
+            memsz: 0x5a69,
+        },
+        Load {
+            offset: 0xcef0,
+            vaddr: 0x3fb4_7f40_eef0,
+            memsz: 0x2110,
+        },
+        Load {
+            offset: 0x10000,
+            vaddr: 0x3fb4_7f42_0000,
+            memsz: 0x178_0000,
+        },
+    ];
+
+    #[test]
+    fn a_setuid_exec_unmaps_exactly_the_files_segments_but_the_running_image() {
+        let base = 0x3fb4_7f40_0000;
+        // The second image runs: [0x3fb4_7fa0_0000, + 0x90_0000 + a page
+        // fraction, widened to the page).
+        let keep = (0x3fb4_7fa0_0000, 0x3fb4_802f_f800);
+        let plan = plan_unmaps(&LOADS, base, 4096, keep).unwrap();
+        assert_eq!(
+            plan.ranges(),
+            [
+                (0x3fb4_7f40_0000, 0x8000),
+                (0x3fb4_7f40_8000, 0x6000),
+                (0x3fb4_7f40_e000, 0x3000),
+                // Not the gap [.._1000, .._2_0000): only the segments.
+                (0x3fb4_7f42_0000, 0x5e_0000),
+                (0x3fb4_8030_0000, 0x3fb4_80ba_0000 - 0x3fb4_8030_0000),
+            ]
+        );
+        // The same file loaded elsewhere (a position-independent install,
+        // segments from 0): the same ranges, shifted.
+        let pie: Vec<Load> = LOADS
+            .iter()
+            .map(|l| Load {
+                vaddr: l.vaddr - base as u64,
+                ..*l
+            })
+            .collect();
+        let moved = 0x7f00_0000_0000;
+        let shifted = plan_unmaps(
+            &pie,
+            moved,
+            4096,
+            (keep.0 - base + moved, keep.1 - base + moved),
+        )
+        .unwrap();
+        let want: Vec<_> = plan
+            .ranges()
+            .iter()
+            .map(|(s, l)| (s - base + moved, *l))
+            .collect();
+        assert_eq!(shifted.ranges(), want);
+        // The first image: nothing of the carried segment before it.
+        let first = plan_unmaps(&LOADS, base, 4096, (0x3fb4_7f43_0000, 0x3fb4_7f9f_0000)).unwrap();
+        assert_eq!(first.ranges().len(), 5);
+        assert_eq!(first.ranges()[3], (0x3fb4_7f42_0000, 0x1_0000));
+        // 64 KiB pages: the segments round out to them.
+        let big = plan_unmaps(&LOADS, base, 0x1_0000, keep).unwrap();
+        assert_eq!(big.ranges()[0], (0x3fb4_7f40_0000, 0x1_0000));
+    }
+
+    #[test]
+    fn an_unexpected_layout_is_refused_not_guessed() {
+        let base = 0x3fb4_7f40_0000;
+        let keep = (0x3fb4_7fa0_0000, 0x3fb4_8030_0000);
+        let e = |loads: &[Load], page, keep| plan_unmaps(loads, base, page, keep).unwrap_err();
+        // No segment holds the ELF header.
+        assert_eq!(e(&LOADS[1..], 4096, keep), Errno::ENOEXEC);
+        // Not a page size.
+        assert_eq!(e(&LOADS, 0, keep), Errno::ENOEXEC);
+        assert_eq!(e(&LOADS, 3000, keep), Errno::ENOEXEC);
+        // The image is not inside one segment, or in none.
+        assert_eq!(
+            e(&LOADS, 4096, (0x3fb4_80b0_0000, 0x3fb4_80d0_0000)),
+            Errno::ENOEXEC
+        );
+        assert_eq!(e(&LOADS, 4096, (0x1000, 0x2000)), Errno::ENOEXEC);
+        // Addresses that wrap.
+        let wraps = [Load {
+            offset: 0,
+            vaddr: u64::MAX - 10,
+            memsz: 100,
+        }];
+        assert_eq!(e(&wraps, 4096, keep), Errno::ENOEXEC);
+        // More segments than the list holds.
+        let mut many = std::vec![LOADS[0]; MAX_UNMAPS];
+        many.push(LOADS[3]);
+        assert_eq!(e(&many, 4096, keep), Errno::E2BIG);
+    }
+
+    // What `trampoline_landed` checks, set by the test before it forks.
+    static LANDED_SP: AtomicUsize = AtomicUsize::new(0);
+    static GONE: [AtomicUsize; 4] = [const { AtomicUsize::new(0) }; 4];
+    static KEPT: [AtomicUsize; 2] = [const { AtomicUsize::new(0) }; 2];
+
+    // Where the test's trampoline jumps: passes the stack pointer it was
+    // given and the register a C library's _start reads as its exit
+    // handler (rdx, x0) to `trampoline_landed`, with the stack aligned as
+    // a call leaves it.
+    #[cfg(target_arch = "x86_64")]
+    core::arch::global_asm!(
+        ".globl qemu_shim_test_landed",
+        "qemu_shim_test_landed:",
+        "mov rdi, rsp",
+        "mov rsi, rdx",
+        "call {landed}",
+        "ud2",
+        landed = sym trampoline_landed,
+    );
+    #[cfg(target_arch = "aarch64")]
+    core::arch::global_asm!(
+        ".globl qemu_shim_test_landed",
+        "qemu_shim_test_landed:",
+        "mov x1, x0",
+        "mov x0, sp",
+        "bl {landed}",
+        "udf #0",
+        landed = sym trampoline_landed,
+    );
+
+    /// Whether `[start, start + len)` is unmapped: msync says ENOMEM.
+    fn unmapped(start: usize, len: usize) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        const MSYNC: usize = 26;
+        #[cfg(target_arch = "aarch64")]
+        const MSYNC: usize = 227;
+        const MS_ASYNC: usize = 1;
+        // SAFETY: msync only looks the range up; it writes nothing of ours.
+        let r = unsafe { syscall6(MSYNC, [start, len, MS_ASYNC, 0, 0, 0]) };
+        check(r) == Err(Errno::ENOMEM)
+    }
+
+    /// Runs in the forked child after the trampoline: exits 42 if the
+    /// stack pointer and the exit-handler register are as the emulator
+    /// must get them, the listed ranges are gone and the kept one is not.
+    extern "C" fn trampoline_landed(sp: usize, fini: usize) -> ! {
+        let at = |a: &[AtomicUsize], i: usize| a[i].load(Ordering::SeqCst);
+        let ok = sp == LANDED_SP.load(Ordering::SeqCst)
+            && fini == 0
+            && unmapped(at(&GONE, 0), at(&GONE, 1))
+            && unmapped(at(&GONE, 2), at(&GONE, 3))
+            && !unmapped(at(&KEPT, 0), at(&KEPT, 1));
+        exit(if ok { 42 } else { 1 })
+    }
+
+    /// The trampoline itself, run: copied to its page (on aarch64 with the
+    /// cache maintenance, under qemu-aarch64 by scripts/aarch64-host/run),
+    /// it unmaps exactly its list and starts the entry point on the given
+    /// stack. In a forked child, which it ends.
+    #[test]
+    fn the_trampoline_unmaps_its_list_then_jumps_to_the_entry_on_the_new_stack() {
+        const PAGE: usize = 4096;
+        extern "C" {
+            fn qemu_shim_test_landed();
+        }
+        // Five pages standing for a file's segment: the middle two are the
+        // running image's place, the rest goes.
+        let area = map_zeroed(5 * PAGE).unwrap();
+        let load = [Load {
+            offset: 0,
+            vaddr: 0,
+            memsz: 5 * PAGE as u64,
+        }];
+        let plan = plan_unmaps(&load, area, PAGE, (area + PAGE, area + 3 * PAGE)).unwrap();
+        assert_eq!(plan.ranges(), [(area, PAGE), (area + 3 * PAGE, 2 * PAGE)]);
+        for (i, v) in [area, PAGE, area + 3 * PAGE, 2 * PAGE]
+            .into_iter()
+            .enumerate()
+        {
+            GONE[i].store(v, Ordering::SeqCst);
+        }
+        KEPT[0].store(area + PAGE, Ordering::SeqCst);
+        KEPT[1].store(2 * PAGE, Ordering::SeqCst);
+        let stack = map_zeroed(4 * PAGE).unwrap();
+        let sp = stack + 3 * PAGE; // 16-byte aligned, as at a process start
+        LANDED_SP.store(sp, Ordering::SeqCst);
+        let entry = qemu_shim_test_landed as *const () as usize;
+        #[cfg(target_arch = "x86_64")]
+        let (clone, wait4) = (56usize, 61usize);
+        #[cfg(target_arch = "aarch64")]
+        let (clone, wait4) = (220usize, 260usize);
+        const SIGCHLD: usize = 17;
+        // SAFETY: clone with SIGCHLD and no stack is fork: the child gets
+        // a copy of this process with only this thread, and below runs
+        // nothing but raw syscalls and the trampoline, which never return.
+        let pid = check(unsafe { syscall6(clone, [SIGCHLD, 0, 0, 0, 0, 0]) }).unwrap();
+        if pid == 0 {
+            match Trampoline::new(&plan) {
+                // SAFETY: `t` is fresh; `sp` lies in a mapping of our own
+                // that is not listed, as does the entry (in the test
+                // binary's text), which expects exactly this.
+                Ok(t) => unsafe { enter_trampoline(&t, sp as *mut usize, entry) },
+                Err(_) => exit(2),
+            }
+        }
+        let mut status = 0i32;
+        // SAFETY: `status` is a live, writable int.
+        let r = unsafe { syscall6(wait4, [pid, &mut status as *mut i32 as usize, 0, 0, 0, 0]) };
+        assert_eq!(check(r), Ok(pid));
+        assert_eq!(status, 42 << 8, "child status {status:#x}");
+    }
+
+    #[test]
+    fn only_a_refused_executable_page_falls_back() {
+        assert!(executable_page_refused(Errno::EACCES));
+        assert!(executable_page_refused(Errno::EPERM));
+        assert!(!executable_page_refused(Errno::ENOMEM));
+        assert!(!executable_page_refused(Errno::EINVAL));
+    }
+
+    /// The trampoline's code fits before its list, message included.
+    #[test]
+    fn the_trampoline_fits_its_page() {
+        let code = trampoline_code();
+        assert!(
+            code.len() > 16 && code.len() <= TRAMPOLINE_LIST,
+            "{}",
+            code.len()
+        );
+        let msg = b"qemu-shim: cannot unmap the interpreter file before a setuid program\n";
+        assert!(code.windows(msg.len()).any(|w| w == msg));
     }
 
     fn strings<'a>(a: &CStrArray<'a>) -> Vec<&'a [u8]> {
@@ -1287,6 +1983,9 @@ mod tests {
                     execfd: Some(5),
                     flags: 1,
                     secure: false,
+                    phdr: if fd.is_some() { 0x1000 } else { 0 },
+                    phnum: 0,
+                    pagesz: 4096,
                 }
             );
             // One env entry dropped; `--`, argv0, AT_EXECFD and `-cpu

@@ -23,10 +23,24 @@
  *                          "signal N", or "timeout" (killed after 2 s) per
  *                          file, its stdout and stderr in FILE.out and
  *                          FILE.err
+ *   noexecpage PROG [ARGS] exec PROG under a seccomp filter that refuses
+ *                          (EACCES) mprotect of one 4 KiB page to
+ *                          PROT_EXEC, as SELinux's execmem refuses an
+ *                          executable anonymous page; inherited by
+ *                          everything PROG execs. Without no_new_privs
+ *                          (needs CAP_SYS_ADMIN in its user namespace), so
+ *                          setuid programs started under it keep their
+ *                          credentials. x86_64 numbering.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,6 +184,24 @@ int main(int argc, char **argv) {
 			die(argv[2]);
 		fexecve(fd, argv + 2, environ);
 		die("fexecve");
+	}
+	if (argc >= 3 && !strcmp(argv[1], "noexecpage")) {
+		struct sock_filter f[] = {
+			BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+			BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_mprotect, 0, 5),
+			/* The length's low word (little-endian), then the protection. */
+			BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),
+			BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 4096, 0, 3),
+			BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
+			BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, PROT_EXEC, 0, 1),
+			BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EACCES),
+			BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		};
+		struct sock_fprog prog = {.len = sizeof f / sizeof f[0], .filter = f};
+		if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
+			die("seccomp");
+		execvp(argv[2], argv + 2);
+		die(argv[2]);
 	}
 	if (argc >= 5 && !strcmp(argv[1], "argmax")) {
 		argmax(argv[2], argv[3], !strcmp(argv[4], "env"));
