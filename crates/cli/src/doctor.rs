@@ -35,8 +35,8 @@ use qemu_shim_registry::format::RegisterLine;
 use qemu_shim_registry::programs::{self, Kind};
 use serde::Serialize;
 
+use crate::entries::{owned_arch, STAND_IN_SUFFIX};
 use crate::error::{Error, Result};
-use crate::install::{owned_arch, STAND_IN_SUFFIX};
 use crate::persist;
 use crate::root;
 use crate::status::{self, Status};
@@ -652,7 +652,7 @@ fn command_tail(opts: &Options) -> String {
 fn install_command(arch: &str, interpreter: &str, flags: &str, tail: &str) -> String {
     let mut cmd = format!("qemu-shim install {arch}");
     if let Some(dir) = Path::new(interpreter).parent() {
-        if dir != Path::new(crate::install::DEFAULT_INSTALL_DIR) {
+        if dir != Path::new(crate::cli::DEFAULT_INSTALL_DIR) {
             cmd.push_str(&format!(" --install-dir {}", dir.display()));
         }
     }

@@ -14,12 +14,13 @@ use std::path::{Path, PathBuf};
 
 use qemu_shim_registry::arch::{self, Arch, ARCHES};
 use qemu_shim_registry::binfmt::{self, Binfmt};
-use qemu_shim_registry::format::{EntryFile, Flags, RegisterLine};
+use qemu_shim_registry::format::{EntryFile, RegisterLine};
 use serde::Serialize;
 
 use crate::analysis;
 use crate::config;
 use crate::emulator::{self, Search};
+use crate::entries::{entry_flags, owned_arch, pattern, STAND_IN_SUFFIX};
 use crate::error::{Error, Result};
 use crate::files::{
     keep_old_file, lock_table_noting, remove_leftovers, write_file_by, write_file_mode, FileUndo,
@@ -28,50 +29,11 @@ use crate::interp::{self, Spec};
 use crate::origin;
 use crate::persist;
 use crate::progress::Progress;
+use crate::report::size_text;
 use crate::root;
 use crate::select;
 use crate::sources;
 use crate::trust::{self, Role};
-
-pub use crate::cli::DEFAULT_INSTALL_DIR;
-
-/// The flags of a default entry: see [`entry_flags`].
-#[cfg(test)]
-pub const ENTRY_FLAGS: Flags = Flags::F.union(Flags::P).union(Flags::C);
-
-/// The flags of our entries. `P` always: the interpreter hands the program
-/// its original argv[0]. `F` unless `--no-pin`: the interpreter file is
-/// opened at registration, so the entry works in any chroot or mount
-/// namespace. `O` when the emulators are carried: the kernel opens the
-/// program and the carried emulator reads it from that descriptor, so
-/// execute-only programs run, as with `O` on direct registration.
-///
-/// `C` (which implies `O`) when the emulators are carried, unless
-/// `--no-credentials`: a setuid or setgid program runs with the program's
-/// credentials, as it would natively. The kernel then starts the
-/// interpreter with `AT_SECURE`, and the interpreter drops what the user
-/// could steer the privileged emulator with (`secure_drops` in the
-/// interpreter) and reads the program only from the kernel's descriptor.
-/// Without carried emulators, neither `O` nor `C`: an emulator started by
-/// path cannot receive the kernel's descriptor and re-opens the program by
-/// path, which the user may swap after the kernel chose the credentials, so
-/// the interpreter refuses `AT_SECURE` there; without `C` a setuid program
-/// runs with the caller's credentials instead, as with the distros'
-/// registrations.
-pub fn entry_flags(carry: bool, pin: bool, credentials: bool) -> Flags {
-    let mut f = Flags::P;
-    if pin {
-        f = f.union(Flags::F);
-    }
-    if carry {
-        f = f.union(if credentials { Flags::C } else { Flags::O });
-    }
-    f
-}
-
-/// Suffix of the stand-in entries an upgrade registers while the
-/// interpreter file is swapped (see `apply`).
-pub const STAND_IN_SUFFIX: &str = ".next";
 
 /// What `install` was asked to do.
 #[derive(Debug, Clone)]
@@ -1178,18 +1140,6 @@ fn no_emulator(search: &Search, missing: &[&'static Arch]) -> Error {
     Error::new(msg).hint(search.hint())
 }
 
-/// The arch of one of our entries, from its name.
-pub fn owned_arch(name: &str) -> Option<&'static Arch> {
-    name.strip_prefix(binfmt::OWNED_PREFIX)
-        .and_then(arch::by_name)
-}
-
-/// The register line of our entry for `a`, with the default flags.
-#[cfg(test)]
-pub fn register_line(a: &Arch, interpreter: &str) -> RegisterLine {
-    binfmt::register_line(a, interpreter, ENTRY_FLAGS)
-}
-
 /// The enabled entry that the kernel tries before `name` and that overlaps
 /// `a`'s files, if any: ours would not run those files.
 fn shadowed_by(existing: &[(String, EntryFile)], name: &str, a: &Arch) -> Option<String> {
@@ -1202,18 +1152,6 @@ fn shadowed_by(existing: &[(String, EntryFile)], name: &str, a: &Arch) -> Option
         }
     }
     None
-}
-
-/// The magic part of an entry, if it is a magic entry.
-pub fn pattern(e: &EntryFile) -> Option<analysis::Pattern<'_>> {
-    match (&e.magic, &e.extension) {
-        (Some(magic), None) => Some(analysis::Pattern {
-            offset: e.offset.unwrap_or(0),
-            magic,
-            mask: e.mask.as_deref(),
-        }),
-        _ => None,
-    }
 }
 
 /// What the entries should be: the interpreter file they name, how its
@@ -1826,19 +1764,6 @@ fn overlap_notes(steps: &[Step], existing: &[(String, EntryFile)]) -> Vec<String
     notes
 }
 
-/// A size as people read it: bytes, KiB or MiB with one decimal.
-pub fn size_text(bytes: u64) -> String {
-    const KIB: u64 = 1024;
-    const MIB: u64 = 1024 * 1024;
-    if bytes >= MIB {
-        format!("{:.1} MiB", bytes as f64 / MIB as f64)
-    } else if bytes >= KIB {
-        format!("{:.1} KiB", bytes as f64 / KIB as f64)
-    } else {
-        format!("{bytes} bytes")
-    }
-}
-
 /// Writes the report's text: what changed, one line each (all entries
 /// with `verbose`), one line for the entries left as they were (issue 18,
 /// item 6), the interpreter file with its size, then the notes.
@@ -1951,6 +1876,7 @@ fn cpu_models(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entries::{register_line, ENTRY_FLAGS};
     #[allow(unused_imports)]
     use crate::files::*;
     use crate::testutil::TempDir;

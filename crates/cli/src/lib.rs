@@ -18,6 +18,7 @@ mod cpu;
 mod deploy_tests;
 mod doctor;
 mod emulator;
+mod entries;
 mod error;
 mod files;
 mod install;

@@ -79,7 +79,7 @@ pub fn names_interpreter(text: &str, interpreter: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::install::register_line;
+    use crate::entries::register_line;
     use qemu_shim_registry::arch;
 
     #[test]

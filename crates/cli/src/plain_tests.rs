@@ -7,7 +7,7 @@
 //! too, so it is a real third-party emulator taking exactly that command
 //! line. The interpreter file is built as `install` builds it
 //! ([`interp::build`]), registered as `install` registers it
-//! (`binfmt::register_line` in the registry, [`install::entry_flags`]) in a private
+//! (`binfmt::register_line` in the registry, [`entries::entry_flags`]) in a private
 //! binfmt_misc instance of a user and mount namespace (never the host's
 //! table), and Debian's arm64 busybox is run through it.
 //!
@@ -22,7 +22,7 @@ use std::process::{Command, Stdio};
 use qemu_shim_registry::arch::{self, Arch};
 use qemu_shim_registry::format::RegisterLine;
 
-use crate::install;
+use crate::entries;
 use crate::interp::{self, Spec};
 use crate::testutil::TempDir;
 
@@ -91,9 +91,9 @@ fn write_interp(dir: &Path, config: &Spec) -> PathBuf {
 
 /// The register line `install` writes for `a`'s entry on `interp`; an
 /// emulator started by path gets `P` and `F` only (see
-/// [`install::entry_flags`]).
+/// [`entries::entry_flags`]).
 fn line(a: &Arch, interp: &Path, carried: bool) -> RegisterLine {
-    let flags = install::entry_flags(carried, true, true);
+    let flags = entries::entry_flags(carried, true, true);
     let l = qemu_shim_registry::binfmt::register_line(a, interp.to_str().unwrap(), flags);
     l.validate().unwrap();
     l

@@ -76,8 +76,8 @@ use qemu_shim_registry::probe::InstanceStep;
 
 use crate::config;
 use crate::emulator::Search;
+use crate::entries;
 use crate::error::{Error, Result};
-use crate::install;
 use crate::interp::{self, Spec};
 use crate::select;
 use crate::userdir;
@@ -805,7 +805,7 @@ fn register_all(cached: &Cached, found: &[(&'static Arch, PathBuf)]) -> Result<(
     })?;
     for (a, _) in found {
         let carried = !cached.by_path.iter().any(|n| n == a.name);
-        let flags = install::entry_flags(carried, true, false);
+        let flags = entries::entry_flags(carried, true, false);
         let line = qemu_shim_registry::binfmt::register_line(a, path, flags);
         bf.register(&line).map_err(|e| {
             // The registry's own hint (run as root…) is for the host's

@@ -23,8 +23,8 @@ use serde::Serialize;
 
 use crate::analysis::{self, EntryView};
 use crate::emulator;
+use crate::entries::{owned_arch, pattern, STAND_IN_SUFFIX};
 use crate::error::{Error, Result};
-use crate::install::{owned_arch, pattern, STAND_IN_SUFFIX};
 use crate::interp::{self, Spec};
 use crate::report::{human_size, Table as TextTable};
 use crate::sources::{self, Freshness};
@@ -1226,8 +1226,8 @@ fn write_interpreter(out: &mut dyn Write, i: &InterpreterStatus) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entries::register_line;
     use crate::error::Error;
-    use crate::install::register_line;
     use qemu_shim_registry::arch;
     use std::path::PathBuf;
 

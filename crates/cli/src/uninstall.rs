@@ -365,8 +365,8 @@ pub fn write_text(out: &mut dyn Write, sum: &Summary) {
                 "rewritten      {} without the emulators for {} ({} -> {})",
                 s.path,
                 s.dropped.join(", "),
-                crate::install::size_text(s.size_before),
-                crate::install::size_text(s.size_after)
+                crate::report::size_text(s.size_before),
+                crate::report::size_text(s.size_after)
             );
             (s.path.as_str(), line)
         })
@@ -420,7 +420,7 @@ fn shrink(
     }
     let used: Vec<&str> = users
         .iter()
-        .filter_map(|(n, _)| crate::install::owned_arch(n))
+        .filter_map(|(n, _)| crate::entries::owned_arch(n))
         .map(|a| a.name)
         .collect();
     let dropped: Vec<String> = spec
