@@ -17,7 +17,7 @@ use std::path::Path;
 
 use qemu_shim_registry::arch::{self, Arch};
 use qemu_shim_registry::binfmt::{self, Binfmt};
-use qemu_shim_registry::dispatch::{Convention, Table, PROT_READ};
+use qemu_shim_registry::dispatch::{Carried, Convention, Entry, Table, PROT_READ};
 use qemu_shim_registry::format::EntryFile;
 use serde::Serialize;
 
@@ -213,58 +213,11 @@ pub fn build(
         .collect();
     let winners = analysis::winners(&views);
     let (files, order) = read_files(entries, read);
-    let out: Vec<EntryStatus> = entries
-        .iter()
-        .enumerate()
-        .map(|(i, (name, e))| {
-            let arch = views[i].pattern.and_then(|p| p.arch());
-            let mut s = entry_status(name, e, arch, files.get(&e.interpreter));
-            s.wins = winners
-                .iter()
-                .filter(|w| w.entry == i)
-                .map(|w| w.arch.name)
-                .collect();
-            s.shadowed = winners
-                .iter()
-                .filter(|w| w.shadowed.contains(&i))
-                .map(|w| w.arch.name)
-                .collect();
-            s
-        })
-        .collect();
+    let out = entry_statuses(entries, &views, &winners, &files);
     let arches = arch_rows(entries, &out, &winners, &files);
     let interpreters = order
         .into_iter()
-        .map(|path| match files.get(&path) {
-            Some(Ok(f)) => InterpreterStatus {
-                emulators: f
-                    .emulators
-                    .iter()
-                    .cloned()
-                    .map(|mut m| {
-                        m.used = entries.iter().any(|(n, e)| {
-                            e.interpreter == path && owned_arch(n).is_some_and(|a| a.name == m.arch)
-                        });
-                        m
-                    })
-                    .collect(),
-                path,
-                size: Some(f.size),
-                problem: None,
-            },
-            Some(Err(problem)) => InterpreterStatus {
-                path,
-                size: None,
-                emulators: Vec::new(),
-                problem: Some(problem.clone()),
-            },
-            None => InterpreterStatus {
-                path,
-                size: None,
-                emulators: Vec::new(),
-                problem: None,
-            },
-        })
+        .map(|path| interpreter_status(entries, &files, path))
         .collect();
     let mut emulators: Vec<String> = entries
         .iter()
@@ -284,6 +237,75 @@ pub fn build(
         arches,
         entries: out,
         interpreters,
+    }
+}
+
+/// Each entry as the report shows it, with the arches it runs and those
+/// an earlier entry takes from it.
+fn entry_statuses(
+    entries: &[(String, EntryFile)],
+    views: &[EntryView<'_>],
+    winners: &[analysis::Winner],
+    files: &Files,
+) -> Vec<EntryStatus> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, (name, e))| {
+            let arch = views[i].pattern.and_then(|p| p.arch());
+            let mut s = entry_status(name, e, arch, files.get(&e.interpreter));
+            s.wins = winners
+                .iter()
+                .filter(|w| w.entry == i)
+                .map(|w| w.arch.name)
+                .collect();
+            s.shadowed = winners
+                .iter()
+                .filter(|w| w.shadowed.contains(&i))
+                .map(|w| w.arch.name)
+                .collect();
+            s
+        })
+        .collect()
+}
+
+/// The interpreter file at `path` as the report shows it: its emulators,
+/// each marked used when an entry of ours on this file runs its arch, or
+/// why it could not be read.
+fn interpreter_status(
+    entries: &[(String, EntryFile)],
+    files: &Files,
+    path: String,
+) -> InterpreterStatus {
+    match files.get(&path) {
+        Some(Ok(f)) => InterpreterStatus {
+            emulators: f
+                .emulators
+                .iter()
+                .cloned()
+                .map(|mut m| {
+                    m.used = entries.iter().any(|(n, e)| {
+                        e.interpreter == path && owned_arch(n).is_some_and(|a| a.name == m.arch)
+                    });
+                    m
+                })
+                .collect(),
+            path,
+            size: Some(f.size),
+            problem: None,
+        },
+        Some(Err(problem)) => InterpreterStatus {
+            path,
+            size: None,
+            emulators: Vec::new(),
+            problem: Some(problem.clone()),
+        },
+        None => InterpreterStatus {
+            path,
+            size: None,
+            emulators: Vec::new(),
+            problem: None,
+        },
     }
 }
 
@@ -554,87 +576,118 @@ pub fn read_interpreter(path: &Path) -> Result<InterpreterFile> {
     let table = Table::parse(&head[region]).map_err(|e| {
         Error::new(format!("{}: {e}", path.display())).hint("run `qemu-shim install` again")
     })?;
-
-    // Table offsets count from the load address: the lowest segment's page.
-    let base = loads.iter().map(|l| l.1).min().unwrap_or(0) & !0xfff;
-
+    let image = Image {
+        file: &file,
+        path,
+        // Table offsets count from the load address: the lowest segment's page.
+        base: loads.iter().map(|l| l.1).min().unwrap_or(0) & !0xfff,
+        loads: &loads,
+        size,
+    };
     // What the install was made from: compared by stamp, the content read
     // only when a stamp differs.
     let record = crate::sources::read(path);
-    let mut emulators = Vec::new();
-    for e in table.iter() {
-        let emulator = String::from_utf8_lossy(e.path).into_owned();
-        let name = emulator_name(e.arch, e.path);
-        let needle = format!("{name} version ");
-        let (carried, version) = match e.convention {
-            Convention::Carried(c) => {
-                // qemu's version text is in its read-only data; the last
-                // read-only segment (.rodata) is searched first.
-                let mut version = None;
-                for seg in c.segments().iter().rev().filter(|s| s.prot == PROT_READ) {
-                    let at = base.wrapping_add(c.image).wrapping_add(seg.offset);
-                    let Some(bytes) = segment_bytes(&file, path, &loads, size, at, seg.len) else {
-                        continue;
-                    };
-                    version = find_version(&bytes, needle.as_bytes());
-                    if version.is_some() {
-                        break;
-                    }
-                }
-                (true, version)
-            }
-            _ => (false, None),
-        };
-        let src = match &record {
-            Ok(Some(r)) => r
-                .source(e.arch)
-                .filter(|s| s.path == emulator && s.carried == carried)
-                .ok_or_else(|| "the install record does not name this emulator".to_string()),
-            Ok(None) => Err(
-                "no install record (installed by an older qemu-shim; `qemu-shim install` writes one)"
-                    .to_string(),
-            ),
-            Err(why) => Err(why.clone()),
-        };
-        let (freshness, recorded) = match src {
-            Ok(s) => sources::check(s, &needle),
-            Err(why) => (Freshness::Unknown(why), None),
-        };
-        let version = if carried {
-            version
-        } else {
-            // By path: the version recorded at install while the file's
-            // stamp is unchanged; read from the file only otherwise.
-            match (&freshness, recorded) {
-                (Freshness::Unknown(_), _) | (_, None) => {
-                    version_of_file(Path::new(std::ffi::OsStr::from_bytes(e.path)), &needle)
-                }
-                (_, v) => v,
-            }
-        };
-        emulators.push(EmulatorStatus {
-            arch: e.arch.to_string(),
-            emulator,
-            carried,
-            version,
-            source: freshness.word(),
-            source_version: match &freshness {
-                Freshness::Stale(v) => v.clone(),
-                _ => None,
-            },
-            source_note: match freshness {
-                Freshness::Unknown(why) => Some(why),
-                _ => None,
-            },
-            cpu: interp::cpu_model(e.cpu),
-            used: true,
-        });
-    }
+    let emulators = table
+        .iter()
+        .map(|e| emulator_status(&image, &record, e))
+        .collect();
     Ok(InterpreterFile {
         config,
         size,
         emulators,
     })
+}
+
+/// An interpreter file opened for reading its emulators' bytes.
+struct Image<'a> {
+    file: &'a File,
+    path: &'a Path,
+    /// Its loadable segments.
+    loads: &'a [Load],
+    size: u64,
+    /// The load address the table's offsets count from.
+    base: u64,
+}
+
+/// What the install record says of the emulators, as [`sources::read`]
+/// returns it.
+type RecordRead = std::result::Result<Option<sources::Record>, String>;
+
+/// One row of the interpreter's table: the emulator, its version, and
+/// whether its source changed since install.
+fn emulator_status(image: &Image<'_>, record: &RecordRead, e: Entry<'_>) -> EmulatorStatus {
+    let emulator = String::from_utf8_lossy(e.path).into_owned();
+    let needle = format!("{} version ", emulator_name(e.arch, e.path));
+    let carried = matches!(e.convention, Convention::Carried(_));
+    let (freshness, recorded) = match recorded_source(record, e.arch, &emulator, carried) {
+        Ok(s) => sources::check(s, &needle),
+        Err(why) => (Freshness::Unknown(why), None),
+    };
+    let version = match e.convention {
+        Convention::Carried(c) => carried_version(image, &c, &needle),
+        // By path: the version recorded at install while the file's
+        // stamp is unchanged; read from the file only otherwise.
+        _ => match (&freshness, recorded) {
+            (Freshness::Unknown(_), _) | (_, None) => {
+                version_of_file(Path::new(std::ffi::OsStr::from_bytes(e.path)), &needle)
+            }
+            (_, v) => v,
+        },
+    };
+    EmulatorStatus {
+        arch: e.arch.to_string(),
+        emulator,
+        carried,
+        version,
+        source: freshness.word(),
+        source_version: match &freshness {
+            Freshness::Stale(v) => v.clone(),
+            _ => None,
+        },
+        source_note: match freshness {
+            Freshness::Unknown(why) => Some(why),
+            _ => None,
+        },
+        cpu: interp::cpu_model(e.cpu),
+        used: true,
+    }
+}
+
+/// The install record's source of `arch`'s emulator, if the record names
+/// this one; else why its freshness is unknown.
+fn recorded_source<'r>(
+    record: &'r RecordRead,
+    arch: &str,
+    emulator: &str,
+    carried: bool,
+) -> std::result::Result<&'r sources::Source, String> {
+    match record {
+        Ok(Some(r)) => r
+            .source(arch)
+            .filter(|s| s.path == emulator && s.carried == carried)
+            .ok_or_else(|| "the install record does not name this emulator".to_string()),
+        Ok(None) => Err(
+            "no install record (installed by an older qemu-shim; `qemu-shim install` writes one)"
+                .to_string(),
+        ),
+        Err(why) => Err(why.clone()),
+    }
+}
+
+/// A carried emulator's version, from its read-only data in the
+/// interpreter file; the last read-only segment (.rodata) is searched
+/// first.
+fn carried_version(image: &Image<'_>, c: &Carried, needle: &str) -> Option<String> {
+    c.segments()
+        .iter()
+        .rev()
+        .filter(|s| s.prot == PROT_READ)
+        .find_map(|seg| {
+            let at = image.base.wrapping_add(c.image).wrapping_add(seg.offset);
+            let bytes =
+                segment_bytes(image.file, image.path, image.loads, image.size, at, seg.len)?;
+            find_version(&bytes, needle.as_bytes())
+        })
 }
 
 /// The name qemu prints before ` version`: the arch table's emulator name,
