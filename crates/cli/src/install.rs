@@ -729,16 +729,11 @@ fn carry_out(
         &plan.strays,
     )
     .and_then(|()| {
-        if !plan.write_record {
-            return Ok(());
+        if plan.write_record {
+            write_record(&mut j, place, state)
+        } else {
+            Ok(())
         }
-        let text = sources::text(&record(stamp_of(&place.dest)?, &state.sources))?;
-        write_file_mode(&place.record_path, text.as_bytes(), 0o644)?;
-        j.record = Some(match &place.old_record_bytes {
-            Some(b) => FileUndo::Restore(place.record_path.clone(), b.clone(), 0o644),
-            None => FileUndo::Remove(place.record_path.clone()),
-        });
-        Ok(())
     })
     .and_then(|()| match &plan.persist {
         Some((text, true)) => write_persist(
@@ -1347,23 +1342,56 @@ fn apply(
     steps: &[Step],
     strays: &[(String, EntryFile)],
 ) -> Result<()> {
-    for d in missing_dirs {
-        // 0755 whatever the umask: see `trust::create_dir`.
-        trust::create_dir(d, 0o755).map_err(|e| Error::io("cannot create", d, &e))?;
-        j.created_dirs.push(d.clone());
-    }
+    create_dirs(j, missing_dirs)?;
     if file_changed {
         write_new_file(j, dest, image)?;
     }
     let stand_ins = register_stand_ins(j, steps, strays)?;
     change_entries(j, steps)?;
-    // The entries proper are in place: the stand-ins go. Undoing the run
-    // from here needs none of them either.
-    for name in &stand_ins {
+    drop_stand_ins(j, &stand_ins)?;
+    remove_strays(j, strays, &stand_ins)
+}
+
+/// Writes the install record beside the interpreter file (what it was
+/// built from, with the new file's stamp).
+fn write_record(j: &mut Journal<'_>, place: &Place, state: &State) -> Result<()> {
+    let text = sources::text(&record(stamp_of(&place.dest)?, &state.sources))?;
+    write_file_mode(&place.record_path, text.as_bytes(), 0o644)?;
+    j.record = Some(match &place.old_record_bytes {
+        Some(b) => FileUndo::Restore(place.record_path.clone(), b.clone(), 0o644),
+        None => FileUndo::Remove(place.record_path.clone()),
+    });
+    Ok(())
+}
+
+/// Creates the install directory's missing parents, outermost first.
+fn create_dirs(j: &mut Journal<'_>, missing_dirs: &[PathBuf]) -> Result<()> {
+    for d in missing_dirs {
+        // 0755 whatever the umask: see `trust::create_dir`.
+        trust::create_dir(d, 0o755).map_err(|e| Error::io("cannot create", d, &e))?;
+        j.created_dirs.push(d.clone());
+    }
+    Ok(())
+}
+
+/// The entries proper are in place: the stand-ins go. Undoing the run
+/// from here needs none of them either.
+fn drop_stand_ins(j: &mut Journal<'_>, stand_ins: &[String]) -> Result<()> {
+    for name in stand_ins {
         j.bf.remove(name)?;
         j.ops
             .retain(|op| !matches!(op, Undo::Unregister(n) if n == name));
     }
+    Ok(())
+}
+
+/// Removes the stray entries a killed run left (stand-ins among them were
+/// already replaced by this run's own and removed with them).
+fn remove_strays(
+    j: &mut Journal<'_>,
+    strays: &[(String, EntryFile)],
+    stand_ins: &[String],
+) -> Result<()> {
     for (name, old) in strays {
         if stand_ins.contains(name) {
             continue;
