@@ -407,7 +407,6 @@ fn find_emulators(
     existing: &[(String, EntryFile)],
     place: &Place,
 ) -> Result<Found> {
-    let dest_str = &place.dest_str;
     let finder = origin::Finder {
         cfg: &req.cfg,
         search: &req.search,
@@ -416,6 +415,40 @@ fn find_emulators(
         host: req.host,
     };
     let mut r = Resolved::default();
+    let missing = find_asked(opts, req, &finder, &mut r)?;
+    let others = find_others(existing, &place.dest_str, &finder, &mut r)?;
+    let Resolved {
+        mut found,
+        kept,
+        plain,
+    } = r;
+    for (a, p) in found.iter().filter(|(a, _)| !select::is_in(a, &kept)) {
+        check_source(
+            opts,
+            &req.owners,
+            &format!("the emulator for {}", a.name),
+            p,
+        )?;
+    }
+    found.sort_by_key(|(a, _)| ARCHES.iter().position(|r| std::ptr::eq(r, *a)));
+    Ok(Found {
+        emulators: found,
+        kept,
+        plain,
+        missing,
+        others,
+    })
+}
+
+/// Finds the emulators of the arches asked for into `r`; returns those
+/// without one. An error when an arch named on the command line has none,
+/// or when no arch has one (unless only rebuilding).
+fn find_asked(
+    opts: &Options,
+    req: &Request,
+    finder: &origin::Finder<'_>,
+    r: &mut Resolved,
+) -> Result<Vec<&'static Arch>> {
     let mut missing: Vec<&'static Arch> = Vec::new();
     for a in &req.chosen {
         r.take(a, finder.find(a, false)?, &mut missing);
@@ -434,11 +467,24 @@ fn find_emulators(
         ))
         .hint(search.hint()));
     }
+    Ok(missing)
+}
+
+/// Finds into `r` the emulators of our entries on `dest_str` that were not
+/// asked for (they stay, so the new table must name them); returns their
+/// arches. An error when one has no emulator known, or when nothing is
+/// left to build.
+fn find_others(
+    existing: &[(String, EntryFile)],
+    dest_str: &str,
+    finder: &origin::Finder<'_>,
+    r: &mut Resolved,
+) -> Result<Vec<&'static Arch>> {
     let mut others = Vec::new();
     let mut unknown = Vec::new();
     for (name, entry) in existing {
         let Some(a) = owned_arch(name) else { continue };
-        if entry.interpreter != *dest_str || r.found.iter().any(|(f, _)| std::ptr::eq(*f, a)) {
+        if entry.interpreter != dest_str || r.found.iter().any(|(f, _)| std::ptr::eq(*f, a)) {
             continue;
         }
         others.push(a);
@@ -460,29 +506,7 @@ fn find_emulators(
             "no entry of qemu-shim uses {dest_str}: nothing to rebuild"
         )));
     }
-    let Resolved {
-        mut found,
-        kept,
-        plain,
-    } = r;
-    for (a, p) in &found {
-        if !select::is_in(a, &kept) {
-            check_source(
-                opts,
-                &req.owners,
-                &format!("the emulator for {}", a.name),
-                p,
-            )?;
-        }
-    }
-    found.sort_by_key(|(a, _)| ARCHES.iter().position(|r| std::ptr::eq(r, *a)));
-    Ok(Found {
-        emulators: found,
-        kept,
-        plain,
-        missing,
-        others,
-    })
+    Ok(others)
 }
 
 /// The interpreter file's table for `found`, its CPU models checked.
