@@ -1827,6 +1827,33 @@ pub fn write_text(out: &mut dyn Write, sum: &Summary, verbose: bool) {
         let what = if f.written { "written" } else { "unchanged" };
         let _ = writeln!(out, "{what:<10} {}", f.path);
     }
+    write_entries(out, sum, verbose);
+    write_interpreter(out, sum);
+    if !sum.no_emulator.is_empty() {
+        let _ = writeln!(out, "no emulator for: {}", sum.no_emulator.join(", "));
+    }
+    // What the new file carries that the old did not.
+    for u in &sum.emulators_updated {
+        let _ = writeln!(
+            out,
+            "updated    the {} emulator: {} -> {}",
+            u.arch,
+            u.from.as_deref().unwrap_or("version unknown"),
+            u.to.as_deref().unwrap_or("version unknown")
+        );
+    }
+    if sum.unchanged {
+        let _ = writeln!(out, "nothing to do: already installed");
+    }
+    for n in &sum.notes {
+        let _ = writeln!(out, "note: {n}");
+    }
+}
+
+/// One line per entry changed (every entry with `verbose`), one for those
+/// left as they were, one for the other entries re-registered on the
+/// changed file.
+fn write_entries(out: &mut dyn Write, sum: &Summary, verbose: bool) {
     // Entries not asked for are re-registered only because the file they
     // share changed: one line for all of them.
     let (kept, listed): (Vec<&EntrySummary>, Vec<&EntrySummary>) = sum
@@ -1868,6 +1895,11 @@ pub fn write_text(out: &mut dyn Write, sum: &Summary, verbose: bool) {
             names.join(", ")
         );
     }
+}
+
+/// The interpreter file: written or unchanged, its size, how many
+/// emulators it carries.
+fn write_interpreter(out: &mut dyn Write, sum: &Summary) {
     let carried = match sum.emulators_carried {
         1 => "1 emulator carried".to_string(),
         n => format!("{n} emulators carried"),
@@ -1883,25 +1915,6 @@ pub fn write_text(out: &mut dyn Write, sum: &Summary, verbose: bool) {
         sum.interpreter,
         size_text(sum.interpreter_size)
     );
-    if !sum.no_emulator.is_empty() {
-        let _ = writeln!(out, "no emulator for: {}", sum.no_emulator.join(", "));
-    }
-    // What the new file carries that the old did not.
-    for u in &sum.emulators_updated {
-        let _ = writeln!(
-            out,
-            "updated    the {} emulator: {} -> {}",
-            u.arch,
-            u.from.as_deref().unwrap_or("version unknown"),
-            u.to.as_deref().unwrap_or("version unknown")
-        );
-    }
-    if sum.unchanged {
-        let _ = writeln!(out, "nothing to do: already installed");
-    }
-    for n in &sum.notes {
-        let _ = writeln!(out, "note: {n}");
-    }
 }
 
 /// The CPU models the config chooses for the arches in the new table
