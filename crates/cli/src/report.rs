@@ -73,7 +73,8 @@ pub fn human_size(n: u64) -> String {
     }
 }
 
-/// A size as people read it: bytes, KiB or MiB with one decimal.
+/// A size as people read it: bytes, KiB or MiB with one decimal (install's
+/// and uninstall's reports; status's columns use [`human_size`]).
 pub fn size_text(bytes: u64) -> String {
     const KIB: u64 = 1024;
     const MIB: u64 = 1024 * 1024;

@@ -340,44 +340,11 @@ fn entry_status(
     file: Option<&std::result::Result<InterpreterFile, String>>,
 ) -> EntryStatus {
     let owned = name.starts_with(binfmt::OWNED_PREFIX);
-    let mut emulator_path = None;
-    let mut problem = None;
-    if owned {
-        match (owned_arch(name), file) {
-            (None, _) if name.ends_with(STAND_IN_SUFFIX) => {
-                problem = Some(
-                    "a stand-in left by an interrupted install (`qemu-shim install` removes it)"
-                        .into(),
-                )
-            }
-            (None, _) => problem = Some("its name names no arch qemu-shim knows".into()),
-            (Some(_), None) => problem = Some("its interpreter file was not read".into()),
-            (Some(_), Some(Err(err))) => problem = Some(err.clone()),
-            (Some(a), Some(Ok(file))) => match file.config.emulator(a.name) {
-                None => {
-                    problem = Some(format!(
-                        "the interpreter's table has no {} emulator",
-                        a.name
-                    ))
-                }
-                Some(p) => {
-                    emulator_path = Some(p.display().to_string());
-                    // A carried emulator needs nothing at its path.
-                    let carried = file.emulators.iter().any(|m| m.arch == a.name && m.carried);
-                    if !carried && !emulator::is_executable_file(p) {
-                        problem = Some(format!("emulator {} is missing", p.display()));
-                    }
-                }
-            },
-        }
-        if problem.is_none() {
-            if let Some(named) = owned_arch(name) {
-                if arch.is_none_or(|m| !std::ptr::eq(m, named)) {
-                    problem = Some(format!("its magic does not match {} programs", named.name));
-                }
-            }
-        }
-    }
+    let (emulator_path, problem) = if owned {
+        check_ours(name, arch, file)
+    } else {
+        (None, None)
+    };
     EntryStatus {
         name: name.to_string(),
         arch: arch.map(|a| a.name),
@@ -400,6 +367,51 @@ fn entry_status(
         mask: e.mask.as_deref().map(hex),
         extension: e.extension.clone(),
     }
+}
+
+/// For one of our entries: the emulator its interpreter file names for
+/// its arch, and what is wrong with it, if anything.
+fn check_ours(
+    name: &str,
+    arch: Option<&'static Arch>,
+    file: Option<&std::result::Result<InterpreterFile, String>>,
+) -> (Option<String>, Option<String>) {
+    let mut emulator_path = None;
+    let mut problem = None;
+    match (owned_arch(name), file) {
+        (None, _) if name.ends_with(STAND_IN_SUFFIX) => {
+            problem = Some(
+                "a stand-in left by an interrupted install (`qemu-shim install` removes it)".into(),
+            )
+        }
+        (None, _) => problem = Some("its name names no arch qemu-shim knows".into()),
+        (Some(_), None) => problem = Some("its interpreter file was not read".into()),
+        (Some(_), Some(Err(err))) => problem = Some(err.clone()),
+        (Some(a), Some(Ok(file))) => match file.config.emulator(a.name) {
+            None => {
+                problem = Some(format!(
+                    "the interpreter's table has no {} emulator",
+                    a.name
+                ))
+            }
+            Some(p) => {
+                emulator_path = Some(p.display().to_string());
+                // A carried emulator needs nothing at its path.
+                let carried = file.emulators.iter().any(|m| m.arch == a.name && m.carried);
+                if !carried && !emulator::is_executable_file(p) {
+                    problem = Some(format!("emulator {} is missing", p.display()));
+                }
+            }
+        },
+    }
+    if problem.is_none() {
+        if let Some(named) = owned_arch(name) {
+            if arch.is_none_or(|m| !std::ptr::eq(m, named)) {
+                problem = Some(format!("its magic does not match {} programs", named.name));
+            }
+        }
+    }
+    (emulator_path, problem)
 }
 
 /// One row per arch that an entry matches (enabled or not) or that
