@@ -729,9 +729,9 @@ pub fn dynamic_section() -> usize {
 }
 
 fn mprotect(addr: usize, len: usize, prot: u32) -> Result<(), Errno> {
-    // SAFETY: changing protections of the interpreter's own image pages
-    // (the caller passes ranges inside the carried image, which the kernel
-    // mapped from this file and nothing in this program refers to).
+    // SAFETY: changing protections of pages nothing in this program refers
+    // to: the callers pass ranges inside the carried image (mapped by the
+    // kernel from this file) or the trampoline's own fresh page.
     check(unsafe { syscall6(nr::MPROTECT, [addr, len, prot as usize, 0, 0, 0]) }).map(|_| ())
 }
 
@@ -1086,7 +1086,6 @@ impl Trampoline {
     /// executable at once). The error of a refused mprotect is returned
     /// as is (see [`executable_page_refused`]), the page unmapped again.
     fn new(unmaps: &Unmaps) -> Result<Trampoline, Errno> {
-        const PROT_EXEC: usize = 4;
         let code = trampoline_code();
         let list = unmaps.ranges();
         if code.len() > TRAMPOLINE_LIST || TRAMPOLINE_LIST + list.len() * 16 > TRAMPOLINE_PAGE {
@@ -1106,15 +1105,13 @@ impl Trampoline {
             }
         }
         sync_instruction_cache(page, page + code.len());
-        // SAFETY: changes the protection of the page just mapped, which
-        // holds only the code and list written above.
-        let r = check(unsafe {
-            syscall6(
-                nr::MPROTECT,
-                [page, TRAMPOLINE_PAGE, PROT_READ | PROT_EXEC, 0, 0, 0],
-            )
-        });
-        if let Err(e) = r {
+        // The page just mapped holds only the code and list written above.
+        if let Err(e) = mprotect(
+            page,
+            TRAMPOLINE_PAGE,
+            qemu_shim_registry_core::dispatch::PROT_READ
+                | qemu_shim_registry_core::dispatch::PROT_EXEC,
+        ) {
             // SAFETY: unmaps the page just mapped, which nothing refers to.
             unsafe { syscall6(nr::MUNMAP, [page, TRAMPOLINE_PAGE, 0, 0, 0, 0]) };
             return Err(e);
